@@ -1,0 +1,115 @@
+//! The agent: the sidecar that makes a node app a server of the farm.
+//!
+//! One agent runs per server. It starts the node app as its child process and keeps it
+//! running, samples the server's metrics, and holds one bidirectional gRPC stream to the
+//! controller over which it sends samples and events and receives commands.
+//!
+//! # Layout
+//! - [`supervisor`]: owns the node child process; restarts it when it exits on its own and
+//!   starts / stops / restarts it on command; publishes the node's state.
+//! - [`sampler`]: turns `/proc` readings and the node's `/metrics` into a `MetricsSample`.
+//! - [`link`]: the stream to the controller: hello, reconnects with backoff and jitter, and a
+//!   bounded outbox that holds what could not be sent while the controller was away.
+//! - [`backoff`]: exponential backoff with jitter, shared by every retry loop of the farm.
+//!
+//! The agent stops on one [`CancellationToken`]; it then stops its node and returns.
+
+mod commands;
+mod link;
+mod sampler;
+
+pub mod backoff;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use link::OUTBOX_CAPACITY;
+
+/// Everything an agent needs to know, validated before anything starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Server id, at least 1.
+    pub server_id: u32,
+    /// Display name, `server-N` unless given.
+    pub name: String,
+    /// The controller's gRPC address, as a URL (`http://127.0.0.1:50051`).
+    pub controller_url: String,
+    /// Where the node app listens; the agent probes it there.
+    pub node_listen: SocketAddr,
+    /// How the controller reaches the node app (host:port), told in the hello.
+    pub node_advertise: String,
+    /// The program and arguments that start the node app.
+    pub node_command: Vec<String>,
+    /// Which runtime started this server, told in the hello.
+    pub runtime: String,
+    /// The sample interval until the controller sets one.
+    pub sample_interval: Duration,
+}
+
+/// Why an agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; nothing was started.
+    #[error("invalid agent configuration: {0}")]
+    Config(String),
+    /// The controller URL cannot be used.
+    #[error("controller address {url}: {source}")]
+    ControllerUrl {
+        /// The URL given.
+        url: String,
+        /// Why tonic refused it.
+        source: tonic::transport::Error,
+    },
+}
+
+impl Config {
+    /// Checks the configuration before anything starts.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.server_id == 0 {
+            return Err(Error::Config("server id must be at least 1".into()));
+        }
+        if self.node_command.is_empty() {
+            return Err(Error::Config("the node command is empty".into()));
+        }
+        let interval_ms = self.sample_interval.as_millis();
+        let bounds = farm_proto::limits::MIN_SAMPLE_INTERVAL_MS as u128
+            ..=farm_proto::limits::MAX_SAMPLE_INTERVAL_MS as u128;
+        if !bounds.contains(&interval_ms) {
+            return Err(Error::Config(format!(
+                "sample interval {interval_ms} ms is outside {} to {} ms",
+                bounds.start(),
+                bounds.end()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled: starts the node, then keeps the link to the
+/// controller. On shutdown the node is stopped before this returns.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    config.validate()?;
+    let endpoint = tonic::transport::Endpoint::from_shared(config.controller_url.clone())
+        .map_err(|source| Error::ControllerUrl {
+            url: config.controller_url.clone(),
+            source,
+        })?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true);
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
+    let supervisor = supervisor::spawn(
+        supervisor::NodeSpec {
+            command: config.node_command.clone(),
+            address: config.node_listen.to_string(),
+        },
+        events_tx,
+        shutdown.child_token(),
+    );
+    link::run(link::Link::new(config, endpoint, supervisor.clone(), events_rx), shutdown).await;
+    supervisor.stopped().await;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Takes a server's metrics sample: CPU and memory of the node and agent processes from
+//! `/proc`, request figures from the node's own `/metrics`.
+//!
+//! In the process runtime a server is these two processes; the container's cgroup figures
+//! replace the process ones in the docker runtime.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use farm_node::client::NodeClient;
+use farm_node::proc::{self, CpuMeter};
+use farm_proto::v1::{self as pb, MetricsSample};
+
+use crate::supervisor::{NodeState, NodeStatus};
+
+/// How long the node's `/metrics` may take before the sample goes without it.
+const METRICS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Remembers the previous readings that CPU percentages are computed against.
+pub(crate) struct Sampler {
+    client: NodeClient,
+    node_address: String,
+    node_cpu: CpuMeter,
+    node_pid: Option<u32>,
+    agent_cpu: CpuMeter,
+}
+
+impl Sampler {
+    pub(crate) fn new(node_address: String) -> Self {
+        Self {
+            client: NodeClient::new(),
+            node_address,
+            node_cpu: CpuMeter::new(),
+            node_pid: None,
+            agent_cpu: CpuMeter::new(),
+        }
+    }
+
+    /// The client used to reach the node, shared with the commands.
+    pub(crate) fn client(&self) -> &NodeClient {
+        &self.client
+    }
+
+    /// Where the node listens.
+    pub(crate) fn node_address(&self) -> &str {
+        &self.node_address
+    }
+
+    /// Takes one sample now.
+    pub(crate) async fn sample(&mut self, node: &NodeStatus) -> MetricsSample {
+        let mut sample = MetricsSample {
+            timestamp_ms: now_ms(),
+            node_state: node_state(node.state).into(),
+            node_restarts: node.restarts,
+            cpu_limit_cores: 0.0,
+            ..MetricsSample::default()
+        };
+
+        let mut pids = 0;
+        if let Ok(agent) = proc::sample_self() {
+            sample.cpu_percent += self.agent_cpu.update(&agent, Instant::now()).unwrap_or(0.0);
+            sample.memory_bytes += agent.rss_bytes;
+            sample.disk_read_bytes += agent.read_bytes;
+            sample.disk_write_bytes += agent.write_bytes;
+            pids += 1;
+        }
+        if self.node_pid != node.pid {
+            // A new process: its CPU time starts from zero again.
+            self.node_cpu = CpuMeter::new();
+            self.node_pid = node.pid;
+        }
+        if let Some(Ok(reading)) = node.pid.map(proc::sample) {
+            let cpu = self.node_cpu.update(&reading, Instant::now()).unwrap_or(0.0);
+            sample.node_cpu_percent = cpu;
+            sample.node_memory_bytes = reading.rss_bytes;
+            sample.cpu_percent += cpu;
+            sample.memory_bytes += reading.rss_bytes;
+            sample.disk_read_bytes += reading.read_bytes;
+            sample.disk_write_bytes += reading.write_bytes;
+            pids += 1;
+        }
+        sample.pids = pids;
+
+        if node.pid.is_some()
+            && let Ok(m) = self.client.metrics(&self.node_address, METRICS_TIMEOUT).await
+        {
+            sample.requests_total = m.requests_total;
+            sample.errors_total = m.errors_total;
+            sample.in_flight = m.in_flight;
+            sample.latency_p50_ms = m.latency_p50_ms;
+            sample.latency_p99_ms = m.latency_p99_ms;
+            sample.node_uptime_seconds = m.uptime_seconds;
+            sample.net_rx_bytes = m.http_rx_bytes;
+            sample.net_tx_bytes = m.http_tx_bytes;
+            sample.simulating_load = m.simulated_load.is_some();
+        }
+        sample
+    }
+}
+
+fn node_state(state: NodeState) -> pb::NodeState {
+    match state {
+        NodeState::Starting => pb::NodeState::Starting,
+        NodeState::Running => pb::NodeState::Running,
+        NodeState::Stopped => pb::NodeState::Stopped,
+        NodeState::Crashed => pb::NodeState::Crashed,
+        NodeState::Unhealthy => pb::NodeState::Unhealthy,
+    }
+}

@@ -1,0 +1,135 @@
+//! One subcommand per role: `farm controller`, `farm agent`, `farm node`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::signal::shutdown_token;
+
+/// Default controller address.
+pub(crate) const DEFAULT_CONTROLLER_LISTEN: &str = "127.0.0.1:50051";
+/// Default controller URL for clients.
+pub(crate) const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50051";
+
+/// `farm controller`.
+#[derive(Debug, Args)]
+pub(crate) struct ControllerArgs {
+    /// Address the controller's gRPC server listens on.
+    #[arg(long, env = "FARM_CONTROLLER_LISTEN", default_value = DEFAULT_CONTROLLER_LISTEN)]
+    listen: SocketAddr,
+    /// Sample interval agents are told to use, in milliseconds (100 to 60000).
+    #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(100..=60_000))]
+    sample_interval_ms: u32,
+}
+
+/// `farm agent`.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Server id (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    id: u32,
+    /// Server name; `server-N` by default.
+    #[arg(long)]
+    name: Option<String>,
+    /// The controller's gRPC URL.
+    #[arg(long, env = "FARM_CONTROLLER", default_value = DEFAULT_CONTROLLER_URL)]
+    controller: String,
+    /// Where the node app listens.
+    #[arg(long)]
+    node_listen: SocketAddr,
+    /// How the controller reaches the node (host:port); the listen address by default.
+    #[arg(long)]
+    node_advertise: Option<String>,
+    /// The runtime that started this agent, told to the controller.
+    #[arg(long, default_value = "")]
+    runtime: String,
+    /// Sample interval until the controller sets one, in milliseconds (100 to 60000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=60_000))]
+    sample_interval_ms: u32,
+    /// Exit when the parent process dies (set by the process runtime).
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+/// `farm node`.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// Server id (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    id: u32,
+    /// Server name; `server-N` by default.
+    #[arg(long)]
+    name: Option<String>,
+    /// Address to listen on.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Exit when the parent process (the agent) dies.
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+/// Binds `address` for `what`, with a message that says what to do when it is taken.
+pub(crate) async fn bind(address: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!("cannot listen on {address} for the {what} (is another farm running? choose another with {flag})")
+    })
+}
+
+pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    let listener = bind(args.listen, "controller", "--listen").await?;
+    let registry = farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
+    eprintln!("farm: controller listening on {}", listener.local_addr()?);
+    farm_controller::serve(listener, registry, shutdown_token()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_token();
+    if args.exit_with_parent {
+        tokio::spawn(farm_node::exit_with_parent(shutdown.clone()));
+    }
+    let name = args.name.unwrap_or_else(|| format!("server-{}", args.id));
+    let binary = std::env::current_exe().context("cannot find the farm binary to run the node")?;
+    let node_command = vec![
+        binary.to_string_lossy().into_owned(),
+        "node".into(),
+        "--id".into(),
+        args.id.to_string(),
+        "--name".into(),
+        name.clone(),
+        "--listen".into(),
+        args.node_listen.to_string(),
+        "--exit-with-parent".into(),
+    ];
+    let config = farm_agent::Config {
+        server_id: args.id,
+        name,
+        controller_url: args.controller,
+        node_listen: args.node_listen,
+        node_advertise: args.node_advertise.unwrap_or_else(|| args.node_listen.to_string()),
+        node_command,
+        runtime: args.runtime,
+        sample_interval: Duration::from_millis(u64::from(args.sample_interval_ms)),
+    };
+    farm_agent::run(config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_token();
+    if args.exit_with_parent {
+        tokio::spawn(farm_node::exit_with_parent(shutdown.clone()));
+    }
+    let listener = bind(args.listen, "node app", "--listen").await?;
+    let config = farm_node::Config {
+        server_id: args.id,
+        name: args.name.unwrap_or_else(|| format!("server-{}", args.id)),
+    };
+    farm_node::run(config, listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,362 @@
+//! `FarmService`: the public API, a thin layer that validates each request (every bound
+//! checked, every bad field named, nothing changed on error) and hands it to the registry,
+//! the agents, the health check, the load-test engine or the broadcaster.
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use farm_node::client::NodeClient;
+use farm_node::limits::{MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB};
+use farm_proto::v1::farm_service_server::FarmService;
+use farm_proto::v1::{
+    self as pb, BroadcastRequest, BroadcastResponse, CheckHealthRequest, CheckHealthResponse,
+    CommandOutcome, GetMetricsRequest, GetMetricsResponse, GetServerRequest, GetServerResponse,
+    ListServersRequest, ListServersResponse, LoadSpec, NodeAction, RunLoadTestRequest,
+    RunLoadTestResponse, ServerActionKind, ServerActionRequest, ServerActionResponse,
+    SimulateLoadRequest, SimulateLoadResponse, WatchRequest, WatchResponse, command,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::error::{Error, Result};
+use crate::loadtest::{self, LoadTests};
+use crate::registry::Registry;
+use crate::status::Status as ServerStatus;
+use crate::{agents, aggregate, broadcast, health, targets};
+
+/// Most CPU a simulated load may ask for, in percent of one core (64 cores); each node
+/// refuses more than it has cores for.
+pub const MAX_LOAD_CPU_PERCENT: f64 = 6400.0;
+/// How long a server may take to carry out an action.
+const ACTION_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a server may take to accept a simulated load.
+const LOAD_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest health probe, in milliseconds.
+pub const MAX_HEALTH_TIMEOUT_MS: u32 = 10_000;
+/// The watch's heartbeat: a message at least this often, changed or not.
+const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The farm service, sharing the controller's registry and engines.
+#[derive(Debug, Clone)]
+pub struct Farm {
+    registry: Registry,
+    client: NodeClient,
+    load_tests: LoadTests,
+    shutdown: CancellationToken,
+}
+
+impl Farm {
+    /// The service over `registry`; streams end on `shutdown`.
+    pub fn new(registry: Registry, load_tests: LoadTests, shutdown: CancellationToken) -> Self {
+        Self {
+            registry,
+            client: NodeClient::new(),
+            load_tests,
+            shutdown,
+        }
+    }
+
+    fn metrics(&self) -> pb::FarmMetrics {
+        self.registry
+            .read(|entries| aggregate::farm_metrics(entries, now_ms()))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Sends `action` to every server of `ids` at once; one outcome per id, in the order given.
+async fn fan_out(
+    registry: &Registry,
+    ids: &[u32],
+    action: command::Action,
+    deadline: Duration,
+) -> Vec<CommandOutcome> {
+    let mut commands = JoinSet::new();
+    for (index, &id) in ids.iter().enumerate() {
+        let (registry, action) = (registry.clone(), action.clone());
+        commands.spawn(async move {
+            let outcome = match agents::command(&registry, id, action, deadline).await {
+                Ok(result) => CommandOutcome {
+                    server_id: id,
+                    ok: result.ok,
+                    message: result.message,
+                },
+                Err(e) => CommandOutcome {
+                    server_id: id,
+                    ok: false,
+                    message: e.to_string(),
+                },
+            };
+            (index, outcome)
+        });
+    }
+    let mut outcomes = vec![CommandOutcome::default(); ids.len()];
+    while let Some(Ok((index, outcome))) = commands.join_next().await {
+        outcomes[index] = outcome;
+    }
+    outcomes
+}
+
+/// A simulated load within bounds; 0 s means 10 s.
+fn load_spec(load: Option<LoadSpec>) -> Result<LoadSpec> {
+    let mut load = load.ok_or_else(|| Error::InvalidArgument("load is required".into()))?;
+    if !load.cpu_percent.is_finite() || !(0.0..=MAX_LOAD_CPU_PERCENT).contains(&load.cpu_percent) {
+        return Err(Error::InvalidArgument(format!(
+            "load.cpu_percent must be 0 to {MAX_LOAD_CPU_PERCENT}, got {}",
+            load.cpu_percent
+        )));
+    }
+    if load.memory_mb > MAX_LOAD_MEMORY_MB {
+        return Err(Error::InvalidArgument(format!(
+            "load.memory_mb must be at most {MAX_LOAD_MEMORY_MB}, got {}",
+            load.memory_mb
+        )));
+    }
+    if load.duration_seconds == 0 {
+        load.duration_seconds = 10;
+    }
+    if load.duration_seconds > MAX_LOAD_DURATION_SECONDS {
+        return Err(Error::InvalidArgument(format!(
+            "load.duration_seconds must be 1 to {MAX_LOAD_DURATION_SECONDS}, got {}",
+            load.duration_seconds
+        )));
+    }
+    if load.cpu_percent == 0.0 && load.memory_mb == 0 {
+        return Err(Error::InvalidArgument(
+            "load asks for nothing: set load.cpu_percent or load.memory_mb".into(),
+        ));
+    }
+    Ok(load)
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FarmService for Farm {
+    async fn list_servers(
+        &self,
+        request: Request<ListServersRequest>,
+    ) -> std::result::Result<Response<ListServersResponse>, Status> {
+        let wanted = request.into_inner().status;
+        let wanted = match pb::ServerStatus::try_from(wanted) {
+            Ok(pb::ServerStatus::Unspecified) => None,
+            Ok(status) => ServerStatus::try_from(status).ok(),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "status {wanted} is not a server status"
+                )));
+            }
+        };
+        let servers = self.registry.read(|entries| {
+            entries
+                .filter(|e| wanted.is_none_or(|w| e.status == w))
+                .map(|e| e.to_proto())
+                .collect()
+        });
+        Ok(Response::new(ListServersResponse { servers }))
+    }
+
+    async fn get_server(
+        &self,
+        request: Request<GetServerRequest>,
+    ) -> std::result::Result<Response<GetServerResponse>, Status> {
+        let id = request.into_inner().server_id;
+        let entry = self.registry.get(id).ok_or_else(|| {
+            Status::not_found(format!("server {id} is not part of this farm"))
+        })?;
+        Ok(Response::new(GetServerResponse {
+            server: Some(entry.to_proto()),
+            history: entry.history.iter().cloned().collect(),
+            events: entry.events.iter().cloned().collect(),
+        }))
+    }
+
+    async fn server_action(
+        &self,
+        request: Request<ServerActionRequest>,
+    ) -> std::result::Result<Response<ServerActionResponse>, Status> {
+        let ServerActionRequest { server_ids, action } = request.into_inner();
+        let node_action = match ServerActionKind::try_from(action) {
+            Ok(ServerActionKind::Start) => NodeAction::Start,
+            Ok(ServerActionKind::Stop) => NodeAction::Stop,
+            Ok(ServerActionKind::Restart) => NodeAction::Restart,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "action must be START, STOP or RESTART, got {action}"
+                )));
+            }
+        };
+        if server_ids.is_empty() {
+            return Err(Status::invalid_argument(
+                "server_ids must list at least one server",
+            ));
+        }
+        let ids: Vec<u32> = targets::resolve(&self.registry, &server_ids, "server_ids")?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let outcomes = fan_out(
+            &self.registry,
+            &ids,
+            command::Action::NodeAction(node_action.into()),
+            ACTION_DEADLINE,
+        )
+        .await;
+        Ok(Response::new(ServerActionResponse { outcomes }))
+    }
+
+    async fn check_health(
+        &self,
+        request: Request<CheckHealthRequest>,
+    ) -> std::result::Result<Response<CheckHealthResponse>, Status> {
+        let timeout = targets::millis(
+            request.into_inner().timeout_ms,
+            1000,
+            MAX_HEALTH_TIMEOUT_MS,
+            "timeout_ms",
+        )?;
+        Ok(Response::new(
+            health::check(&self.registry, &self.client, timeout).await,
+        ))
+    }
+
+    async fn get_metrics(
+        &self,
+        _request: Request<GetMetricsRequest>,
+    ) -> std::result::Result<Response<GetMetricsResponse>, Status> {
+        Ok(Response::new(GetMetricsResponse {
+            metrics: Some(self.metrics()),
+        }))
+    }
+
+    type RunLoadTestStream = BoxStream<RunLoadTestResponse>;
+
+    async fn run_load_test(
+        &self,
+        request: Request<RunLoadTestRequest>,
+    ) -> std::result::Result<Response<Self::RunLoadTestStream>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        let plan = loadtest::Plan::new(&spec, &self.registry)?;
+        let progress = self.load_tests.start(plan, &self.shutdown);
+        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(progress), Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn simulate_load(
+        &self,
+        request: Request<SimulateLoadRequest>,
+    ) -> std::result::Result<Response<SimulateLoadResponse>, Status> {
+        let SimulateLoadRequest { server_ids, load } = request.into_inner();
+        let load = load_spec(load)?;
+        let ids: Vec<u32> = targets::resolve(&self.registry, &server_ids, "server_ids")?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let outcomes = fan_out(
+            &self.registry,
+            &ids,
+            command::Action::SimulateLoad(load),
+            LOAD_DEADLINE,
+        )
+        .await;
+        Ok(Response::new(SimulateLoadResponse { outcomes }))
+    }
+
+    async fn broadcast(
+        &self,
+        request: Request<BroadcastRequest>,
+    ) -> std::result::Result<Response<BroadcastResponse>, Status> {
+        let plan = broadcast::Plan::new(request.get_ref(), &self.registry)?;
+        Ok(Response::new(broadcast::run(plan, &self.client).await))
+    }
+
+    type WatchStream = BoxStream<WatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> std::result::Result<Response<Self::WatchStream>, Status> {
+        let raw = request.into_inner().min_interval_ms;
+        let min_interval = match raw {
+            0 => Duration::from_millis(250),
+            50..=1000 => Duration::from_millis(u64::from(raw)),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "min_interval_ms must be 50 to 1000, got {raw}"
+                )));
+            }
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let farm = self.clone();
+        tokio::spawn(async move {
+            let mut changed = farm.registry.subscribe();
+            let mut since = 0;
+            loop {
+                changed.borrow_and_update();
+                let changes = farm.registry.changes_since(since);
+                since = changes.version;
+                let message = WatchResponse {
+                    full: changes.full,
+                    servers: changes.servers,
+                    removed_server_ids: changes.removed,
+                    metrics: Some(farm.metrics()),
+                    version: changes.version,
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return;
+                }
+                // Coalesce: at most one message per min_interval, then wait for a change
+                // or the heartbeat, whichever comes first.
+                tokio::select! {
+                    _ = farm.shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(min_interval) => {}
+                }
+                tokio::select! {
+                    _ = farm.shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(WATCH_HEARTBEAT.saturating_sub(min_interval)) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_bounds_are_enforced_with_the_field_named() {
+        let ok = LoadSpec {
+            cpu_percent: 50.0,
+            memory_mb: 0,
+            duration_seconds: 0,
+        };
+        assert_eq!(load_spec(Some(ok)).unwrap().duration_seconds, 10);
+        for (bad, field) in [
+            (LoadSpec { cpu_percent: f64::NAN, ..ok }, "cpu_percent"),
+            (LoadSpec { cpu_percent: -1.0, ..ok }, "cpu_percent"),
+            (LoadSpec { memory_mb: 5000, ..ok }, "memory_mb"),
+            (LoadSpec { duration_seconds: 301, ..ok }, "duration_seconds"),
+            (LoadSpec { cpu_percent: 0.0, ..ok }, "asks for nothing"),
+        ] {
+            let e = load_spec(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        assert!(load_spec(None).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! The controller: the farm's brain, a gRPC server on :50051.
+//!
+//! Agents hold one bidirectional stream each ([`agents`]); what they report lands in the
+//! [`registry`], where every server's status is derived from what was observed ([`status`]).
+//! The public `FarmService` ([`api`]) reads the registry, aggregates it ([`aggregate`]),
+//! probes the nodes ([`health`]), sends commands down the agent streams, runs load tests
+//! ([`loadtest`]) and broadcasts ([`broadcast`]). Runtimes ([`runtime`]) start the servers.
+//! gRPC server reflection and `grpc.health.v1` are served next to it, so `grpcurl` works
+//! with no proto files.
+//!
+//! # Layout
+//! - [`serve`]: binds nothing itself; serves every service on a listener until cancelled.
+//! - [`registry`], [`status`], [`aggregate`]: the farm's state and the pure rules over it.
+//! - [`agents`], [`api`]: the two gRPC services.
+//! - [`health`], [`loadtest`], [`broadcast`], [`targets`]: what the API does with nodes.
+//! - [`runtime`]: where servers live (local processes by default).
+
+pub mod agents;
+pub mod aggregate;
+pub mod api;
+pub mod broadcast;
+pub mod error;
+pub mod health;
+pub mod loadtest;
+pub mod registry;
+pub mod runtime;
+pub mod status;
+pub mod targets;
+
+use std::time::Duration;
+
+use farm_proto::v1::agent_service_server::AgentServiceServer;
+use farm_proto::v1::farm_service_server::FarmServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+pub use error::{Error, Result};
+pub use registry::Registry;
+
+/// How often statuses are re-evaluated against the clock.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Largest message the controller accepts or sends (a watch snapshot of a large farm).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Serves the agent and farm services, reflection and health on `listener` until
+/// `shutdown` is cancelled; every stream ends then.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> std::result::Result<(), tonic::transport::Error> {
+    let sweeper = {
+        let (registry, shutdown) = (registry.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => registry.sweep(),
+                }
+            }
+        })
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<FarmServiceServer<api::Farm>>()
+        .await;
+    health_reporter
+        .set_serving::<AgentServiceServer<agents::Agents>>()
+        .await;
+    // grpcurl and many other tools still ask the v1alpha reflection service; serve both.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(farm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .expect("the embedded descriptors are valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the embedded descriptors are valid");
+
+    let farm = api::Farm::new(
+        registry.clone(),
+        loadtest::LoadTests::default(),
+        shutdown.clone(),
+    );
+    let agents = agents::Agents::new(registry, shutdown.clone());
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            FarmServiceServer::new(farm)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(AgentServiceServer::new(agents))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    sweeper.abort();
+    result
+}

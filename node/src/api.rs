@@ -1,0 +1,84 @@
+//! The JSON bodies of the node's routes, shared by the server and its clients.
+//!
+//! Field names are snake_case on the wire, as in Rust. [`NodeMetrics`] and [`LoadStatus`]
+//! live in [`crate::metrics`] because the agent forwards them.
+//!
+//! [`NodeMetrics`]: crate::metrics::NodeMetrics
+//! [`LoadStatus`]: crate::metrics::LoadStatus
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::LoadStatus;
+
+/// `GET /`: who this node is and a short summary of how it is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The server's id.
+    pub server_id: u32,
+    /// The server's name.
+    pub name: String,
+    /// Seconds since the app state was created.
+    pub uptime_seconds: f64,
+    /// Requests received so far, this one included (probes excluded).
+    pub requests_total: u64,
+    /// CPU use over the last ~1 s, in percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory of the node process, in bytes.
+    pub memory_rss_bytes: u64,
+    /// The `farm-node` crate version.
+    pub version: String,
+}
+
+/// `GET /health`: always `{"status":"healthy","server_id":N}` while the node serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReply {
+    /// Always `"healthy"`: a node that can answer is healthy.
+    pub status: String,
+    /// The server's id.
+    pub server_id: u32,
+}
+
+/// `GET /slow-endpoint`: the delay that was actually slept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayReply {
+    /// The delay, in milliseconds.
+    pub delay_ms: u64,
+}
+
+/// `POST /simulate-load` body. Every field is optional; an empty body means all defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadRequest {
+    /// CPU to burn, in percent of one core: `0..=100 × cores` (default 50).
+    pub cpu_percent: f64,
+    /// Memory to hold resident, in MiB: `0..=1024` (default 0).
+    pub memory_mb: u32,
+    /// How long the load lasts, in seconds: `1..=300` (default 10).
+    pub duration_seconds: u32,
+}
+
+impl Default for LoadRequest {
+    fn default() -> Self {
+        Self {
+            cpu_percent: 50.0,
+            memory_mb: 0,
+            duration_seconds: 10,
+        }
+    }
+}
+
+/// The body of every error answer (every 4xx, and the deliberate ones of `/error/{code}`).
+///
+/// `error` is a human-readable message that names the offending field or parameter.
+/// The optional fields appear only where they apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub error: String,
+    /// The simulated status code, on `/error/{code}` answers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// The load already running, on a `409 Conflict` from `POST /simulate-load` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<LoadStatus>,
+}

@@ -1,0 +1,168 @@
+//! `farm-node`: the simulated server of the farm.
+//!
+//! Every server in the farm runs this crate's HTTP app: a tiny service that answers
+//! health checks, reports its own metrics, and on request misbehaves on purpose (slow
+//! answers, error codes, large payloads, real CPU and memory load) so that the rest of
+//! the farm has something realistic to watch. The same crate is also the typed client
+//! the agent and the controller use to talk to a node, and the `/proc` reader both the
+//! node and the agent use to measure a process.
+//!
+//! The node is meant to run on a `current_thread` tokio runtime next to its agent, with
+//! a memory budget of a few MiB for the pair: request handling does not spawn threads,
+//! hot paths avoid allocating, and large payloads are served from static memory. The
+//! only OS threads are the ones `POST /simulate-load` starts on purpose to burn CPU and
+//! hold memory, and they end with the load.
+//!
+//! # Layout
+//!
+//! - [`routes`]: the router ([`app`]), the documentation of every route, the handlers and
+//!   their single error type.
+//! - [`state`]: [`AppState`], the counters shared by the handlers and the timing
+//!   middleware, and the background CPU sampler.
+//! - `load` (private): the simulated load: validation of a request, the CPU burner threads and the
+//!   resident memory they hold.
+//! - [`api`]: the JSON bodies of every route except `/metrics` (shared by server and
+//!   clients, so both sides agree on the wire format).
+//! - [`metrics`]: [`NodeMetrics`](metrics::NodeMetrics), the `/metrics` body, and the
+//!   latency window behind its percentiles.
+//! - [`proc`]: reading a process's CPU time, memory and I/O from `/proc`.
+//! - [`client`]: [`NodeClient`](client::NodeClient), the typed HTTP client for a node.
+//! - [`limits`]: the documented bounds of every size, duration and count a client can ask
+//!   for.
+//!
+//! [`run`] ties them together: it serves [`app`] on a listener until a cancellation token
+//! fires. [`exit_with_parent`] is the watch that ends an orphaned node.
+
+pub mod api;
+pub mod client;
+pub mod limits;
+mod load;
+pub mod metrics;
+pub mod proc;
+pub mod routes;
+pub mod state;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use routes::app;
+pub use state::AppState;
+
+/// Requests carrying this header (any value) are probes: the agent scraping `/metrics`
+/// and the controller checking `/health` every second. They are served normally but left
+/// out of every counter (requests, errors, latencies, in-flight, bytes), so that watching a
+/// node does not change what is watched.
+pub const PROBE_HEADER: &str = "x-farm-probe";
+
+/// The identity of one simulated server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The server's id, `N >= 1`.
+    pub server_id: u32,
+    /// The server's name, conventionally `server-N`.
+    pub name: String,
+}
+
+impl Config {
+    /// Longest accepted [`Config::name`], in bytes: it is echoed in every `/` and `/metrics`.
+    pub const MAX_NAME_LEN: usize = 64;
+
+    /// Checks the config before anything binds: the id must be at least 1 and the name
+    /// non-empty and at most [`Config::MAX_NAME_LEN`] bytes.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.server_id == 0 {
+            return Err(Error::InvalidConfig("server_id must be >= 1".into()));
+        }
+        if self.name.is_empty() || self.name.len() > Self::MAX_NAME_LEN {
+            return Err(Error::InvalidConfig(format!(
+                "name must be 1..={} bytes long",
+                Self::MAX_NAME_LEN
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why [`run`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The [`Config`] was rejected by [`Config::validate`].
+    #[error("invalid node config: {0}")]
+    InvalidConfig(String),
+    /// Serving on the listener failed.
+    #[error("serving the node app failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Serves the node app for `config` on `listener` until `shutdown` is cancelled.
+///
+/// On cancellation the node stops accepting connections, ends any simulated load, cuts
+/// short the sleeps of `/slow-endpoint` (they answer 503) and waits for the in-flight
+/// requests to finish, so shutdown is bounded by the slowest ordinary handler rather than
+/// by a 30 s sleep. The background CPU sampler that feeds `cpu_percent` runs for as long
+/// as this function does.
+///
+/// It does not watch the parent process: spawn [`exit_with_parent`] for that.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    config.validate()?;
+    let state = AppState::new(&config);
+    let sampler = tokio::spawn(state::sample_cpu(state.clone(), shutdown.child_token()));
+
+    let closing = state.clone();
+    let signal = shutdown.clone();
+    let served = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            signal.cancelled().await;
+            // Wake the long sleepers before axum starts waiting for them.
+            closing.close();
+        })
+        .await;
+
+    // `serve` may also end on its own (an I/O error): make sure everything it started
+    // stops with it.
+    state.close();
+    shutdown.cancel();
+    // The sampler only ever returns; a join error would mean it panicked, which it has
+    // no way to do, so there is nothing useful to report.
+    let _ = sampler.await;
+    served.map_err(Error::Serve)
+}
+
+/// How often [`exit_with_parent`] looks at the parent pid.
+const PARENT_POLL: Duration = Duration::from_millis(250);
+
+/// Cancels `token` when this process's parent dies, then returns; also returns when
+/// `token` is cancelled by someone else.
+///
+/// A node is the child of its agent. If the agent is SIGKILLed it cannot stop its child,
+/// and the kernel re-parents the orphan (to init or a subreaper), which changes
+/// [`std::os::unix::process::parent_id`]. Polling that every 250 ms is portable and
+/// needs no `prctl(PR_SET_PDEATHSIG)` (which would need `unsafe` or a libc dependency).
+///
+/// The parent pid is read when this function is *called*, not when the returned future
+/// is first polled, so `tokio::spawn(exit_with_parent(token.clone()))` early in `main`
+/// notices a parent that dies before the task gets to run.
+pub fn exit_with_parent(token: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    let parent = std::os::unix::process::parent_id();
+    async move {
+        let mut tick = tokio::time::interval(PARENT_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if std::os::unix::process::parent_id() != parent {
+                tracing::warn!(parent, "parent process died; shutting down");
+                token.cancel();
+                return;
+            }
+        }
+    }
+}

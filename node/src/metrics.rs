@@ -1,0 +1,198 @@
+//! What a node reports about itself on `GET /metrics`, and the latency window behind its
+//! percentiles.
+//!
+//! Latency percentiles are computed over the most recent [`LATENCY_WINDOW`] requests
+//! rather than since start: the farm wants to see a node get slow *now*, and a fixed ring
+//! buffer keeps both memory and the cost of recording a request constant.
+
+use serde::{Deserialize, Serialize};
+
+/// How many of the most recent request latencies the percentiles cover.
+pub const LATENCY_WINDOW: usize = 1024;
+
+/// The body of `GET /metrics`.
+///
+/// Counters cover every request since start except probes (see [`crate::PROBE_HEADER`]).
+/// Unknown or missing fields decode to their defaults, so an agent and a node of
+/// neighbouring versions still understand each other.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeMetrics {
+    /// The server's id.
+    pub server_id: u32,
+    /// The server's name.
+    pub name: String,
+    /// Seconds since the node started.
+    pub uptime_seconds: f64,
+    /// Requests received (in flight ones included).
+    pub requests_total: u64,
+    /// Requests answered with a status >= 500.
+    pub errors_total: u64,
+    /// Requests being handled right now.
+    pub in_flight: u32,
+    /// Median latency over the recent window, in milliseconds (0 when no request yet).
+    pub latency_p50_ms: f64,
+    /// 90th percentile latency over the recent window, in milliseconds.
+    pub latency_p90_ms: f64,
+    /// 99th percentile latency over the recent window, in milliseconds.
+    pub latency_p99_ms: f64,
+    /// Highest latency over the recent window, in milliseconds.
+    pub latency_max_ms: f64,
+    /// CPU use of the node process over the last ~1 s, in percent of one core (so up to
+    /// `100 × cores`).
+    pub cpu_percent: f64,
+    /// Resident memory of the node process, in bytes.
+    pub memory_rss_bytes: u64,
+    /// Bytes the node process read from storage (`/proc/self/io` `read_bytes`; 0 if
+    /// unreadable).
+    pub disk_read_bytes: u64,
+    /// Bytes the node process wrote to storage (`/proc/self/io` `write_bytes`; 0 if
+    /// unreadable).
+    pub disk_write_bytes: u64,
+    /// Request body bytes received, from the requests' content lengths.
+    pub http_rx_bytes: u64,
+    /// Response body bytes sent, from the responses' content lengths.
+    pub http_tx_bytes: u64,
+    /// The simulated load running now, if any.
+    pub simulated_load: Option<LoadStatus>,
+}
+
+/// A simulated load, as accepted by `POST /simulate-load` and reported while it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadStatus {
+    /// CPU being burnt, in percent of one core.
+    pub cpu_percent: f64,
+    /// Memory held resident, in MiB.
+    pub memory_mb: u32,
+    /// The load's total duration, in seconds.
+    pub duration_seconds: u32,
+    /// Seconds left before the load ends by itself.
+    pub remaining_seconds: f64,
+}
+
+/// Latency percentiles in milliseconds, all 0 when nothing was recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Percentiles {
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+/// A ring buffer of the last [`LATENCY_WINDOW`] latencies, in microseconds.
+///
+/// `u32` microseconds reach 71 minutes, far beyond any request a node serves (the
+/// slowest sleeps 30 s), and keep the window at 4 KiB.
+#[derive(Debug, Clone)]
+pub(crate) struct LatencyWindow {
+    micros: [u32; LATENCY_WINDOW],
+    /// Where the next latency goes.
+    next: usize,
+    /// How many slots hold a latency (grows to `LATENCY_WINDOW`, then stays).
+    len: usize,
+}
+
+impl Default for LatencyWindow {
+    fn default() -> Self {
+        Self {
+            micros: [0; LATENCY_WINDOW],
+            next: 0,
+            len: 0,
+        }
+    }
+}
+
+impl LatencyWindow {
+    /// Records one latency, overwriting the oldest once the window is full.
+    pub(crate) fn record(&mut self, latency: std::time::Duration) {
+        let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        self.micros[self.next] = micros;
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+        self.len = (self.len + 1).min(LATENCY_WINDOW);
+    }
+
+    /// A copy of the recorded latencies, for computing percentiles outside the lock.
+    pub(crate) fn snapshot(&self) -> ([u32; LATENCY_WINDOW], usize) {
+        (self.micros, self.len)
+    }
+}
+
+/// Nearest-rank percentiles of the first `len` entries of `micros` (sorted in place).
+pub(crate) fn percentiles(micros: &mut [u32; LATENCY_WINDOW], len: usize) -> Percentiles {
+    let values = &mut micros[..len];
+    if values.is_empty() {
+        return Percentiles::default();
+    }
+    values.sort_unstable();
+    let rank = |p: f64| {
+        // Nearest rank: the smallest value with at least p of the values at or below it.
+        let index = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+        f64::from(values[index]) / 1000.0
+    };
+    Percentiles {
+        p50_ms: rank(0.50),
+        p90_ms: rank(0.90),
+        p99_ms: rank(0.99),
+        max_ms: f64::from(values[values.len() - 1]) / 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn percentiles_of(window: &LatencyWindow) -> Percentiles {
+        let (mut micros, len) = window.snapshot();
+        percentiles(&mut micros, len)
+    }
+
+    #[test]
+    fn empty_window_reports_zeros() {
+        assert_eq!(
+            percentiles_of(&LatencyWindow::default()),
+            Percentiles::default()
+        );
+    }
+
+    #[test]
+    fn nearest_rank_over_one_to_hundred() {
+        let mut window = LatencyWindow::default();
+        // Record out of order: percentiles must not depend on arrival order.
+        for ms in (1..=100u64).rev() {
+            window.record(Duration::from_millis(ms));
+        }
+        let p = percentiles_of(&window);
+        assert_eq!(p.p50_ms, 50.0);
+        assert_eq!(p.p90_ms, 90.0);
+        assert_eq!(p.p99_ms, 99.0);
+        assert_eq!(p.max_ms, 100.0);
+    }
+
+    #[test]
+    fn window_forgets_the_oldest() {
+        let mut window = LatencyWindow::default();
+        window.record(Duration::from_secs(10));
+        for _ in 0..LATENCY_WINDOW {
+            window.record(Duration::from_millis(1));
+        }
+        let p = percentiles_of(&window);
+        assert_eq!(p.max_ms, 1.0, "the 10 s latency fell out of the window");
+        assert_eq!(window.len, LATENCY_WINDOW);
+    }
+
+    #[test]
+    fn huge_latency_saturates() {
+        let mut window = LatencyWindow::default();
+        window.record(Duration::from_secs(u64::MAX / 4));
+        assert_eq!(percentiles_of(&window).max_ms, f64::from(u32::MAX) / 1000.0);
+    }
+
+    #[test]
+    fn node_metrics_decode_tolerates_missing_fields() {
+        let m: NodeMetrics = serde_json::from_str(r#"{"server_id":3,"extra":1}"#).unwrap();
+        assert_eq!(m.server_id, 3);
+        assert_eq!(m.simulated_load, None);
+    }
+}

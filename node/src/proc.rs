@@ -1,0 +1,249 @@
+//! Reading a process's resource use from `/proc`.
+//!
+//! The node reports its own CPU, memory and disk I/O, and the agent measures the
+//! processes it runs the same way, so both use [`sample`]. Only Linux `/proc` is
+//! supported: that is where the farm runs.
+//!
+//! Two assumptions keep this free of `libc` (and of `unsafe`):
+//!
+//! - CPU times in `/proc/PID/stat` are in clock ticks of [`CLK_TCK`] = 100 Hz, the value
+//!   of `sysconf(_SC_CLK_TCK)` on every Linux architecture the farm runs on (the kernel
+//!   exports `USER_HZ`, fixed at 100 on x86 and arm).
+//! - Resident memory comes from `VmRSS` in `/proc/PID/status`, which the kernel gives in
+//!   KiB, so the page size does not matter.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Clock ticks per second of the CPU times in `/proc/PID/stat` (`USER_HZ`).
+pub const CLK_TCK: u64 = 100;
+
+/// One reading of a process's resource use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessSample {
+    /// User plus system CPU time consumed so far, in clock ticks of [`CLK_TCK`] Hz.
+    pub cpu_ticks: u64,
+    /// Resident memory, in bytes.
+    pub rss_bytes: u64,
+    /// Bytes read from storage so far (`read_bytes` of `/proc/PID/io`); 0 when that file
+    /// is unreadable, as it is for other users' processes.
+    pub read_bytes: u64,
+    /// Bytes written to storage so far (`write_bytes` of `/proc/PID/io`); 0 when
+    /// unreadable.
+    pub write_bytes: u64,
+    /// Number of threads.
+    pub threads: u32,
+}
+
+impl ProcessSample {
+    /// The CPU time consumed so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.cpu_ticks as f64 / CLK_TCK as f64
+    }
+}
+
+/// Samples process `pid`.
+///
+/// Fails if the process does not exist (any more) or its `stat`/`status` files cannot be
+/// parsed; a missing or unreadable `io` file only zeroes the I/O counters.
+pub fn sample(pid: u32) -> io::Result<ProcessSample> {
+    sample_dir(&format!("/proc/{pid}"))
+}
+
+/// Samples the calling process.
+pub fn sample_self() -> io::Result<ProcessSample> {
+    sample_dir("/proc/self")
+}
+
+fn sample_dir(dir: &str) -> io::Result<ProcessSample> {
+    let stat = parse_stat(&std::fs::read_to_string(format!("{dir}/stat"))?)?;
+    let rss_bytes = parse_status_rss(&std::fs::read_to_string(format!("{dir}/status"))?)?;
+    let (read_bytes, write_bytes) = std::fs::read_to_string(format!("{dir}/io"))
+        .ok()
+        .map(|text| parse_io(&text))
+        .unwrap_or_default();
+    Ok(ProcessSample {
+        cpu_ticks: stat.cpu_ticks,
+        rss_bytes,
+        read_bytes,
+        write_bytes,
+        threads: stat.threads,
+    })
+}
+
+/// Turns successive samples of one process into CPU use in percent of one core.
+///
+/// Feed it a sample and the instant it was taken, regularly; each call after the first
+/// returns the use since the previous one. With 100 Hz ticks a window of 1 s resolves
+/// about 1 %.
+#[derive(Debug, Clone, Default)]
+pub struct CpuMeter {
+    last: Option<(u64, Instant)>,
+}
+
+impl CpuMeter {
+    /// A meter with no sample yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `sample`, taken at `at`, and returns the CPU use since the previous
+    /// sample, or `None` for the first one (or if no time has passed).
+    pub fn update(&mut self, sample: &ProcessSample, at: Instant) -> Option<f64> {
+        let previous = self.last.replace((sample.cpu_ticks, at));
+        let (ticks, then) = previous?;
+        let elapsed = at.checked_duration_since(then)?;
+        (!elapsed.is_zero()).then(|| percent_of_core(ticks, sample.cpu_ticks, elapsed))
+    }
+}
+
+/// CPU use between two readings of a process's CPU ticks taken `elapsed` apart, in
+/// percent of one core. A counter that went backwards (a different process) gives 0.
+pub fn percent_of_core(ticks_before: u64, ticks_after: u64, elapsed: Duration) -> f64 {
+    if elapsed.is_zero() {
+        return 0.0;
+    }
+    let cpu_seconds = ticks_after.saturating_sub(ticks_before) as f64 / CLK_TCK as f64;
+    100.0 * cpu_seconds / elapsed.as_secs_f64()
+}
+
+/// The fields of `/proc/PID/stat` this module uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    cpu_ticks: u64,
+    threads: u32,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Parses `/proc/PID/stat`.
+///
+/// The second field, `comm`, is the executable name in parentheses and may itself hold
+/// spaces and parentheses (`(my (odd) name)`), so the fields are counted from the *last*
+/// `)`. After it come field 3 (`state`) onwards, space separated; `utime` and `stime`
+/// are fields 14 and 15, `num_threads` field 20 (see `proc(5)`).
+fn parse_stat(text: &str) -> io::Result<Stat> {
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| invalid("stat: no ')' after comm"))?;
+    let mut fields = text[close + 1..].split_ascii_whitespace();
+    // `nth` consumes, so each index is relative to the previous position.
+    let mut field = |n: usize, name: &str| -> io::Result<u64> {
+        fields
+            .nth(n)
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| invalid(name))
+    };
+    let utime = field(14 - 3, "stat: utime")?;
+    let stime = field(0, "stat: stime")?;
+    let threads = field(20 - 16, "stat: num_threads")?;
+    Ok(Stat {
+        cpu_ticks: utime + stime,
+        threads: u32::try_from(threads).map_err(|_| invalid("stat: num_threads"))?,
+    })
+}
+
+/// Parses the `VmRSS:  1234 kB` line of `/proc/PID/status` into bytes. Kernel threads
+/// and zombies have no such line: their resident memory is 0.
+fn parse_status_rss(text: &str) -> io::Result<u64> {
+    let Some(line) = text.lines().find(|l| l.starts_with("VmRSS:")) else {
+        return Ok(0);
+    };
+    let mut parts = line["VmRSS:".len()..].split_ascii_whitespace();
+    let kib = parts
+        .next()
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| invalid("status: VmRSS"))?;
+    match parts.next() {
+        Some("kB") => Ok(kib * 1024),
+        _ => Err(invalid("status: VmRSS unit")),
+    }
+}
+
+/// Parses `read_bytes` and `write_bytes` from `/proc/PID/io`; missing lines count as 0.
+fn parse_io(text: &str) -> (u64, u64) {
+    let mut read = 0;
+    let mut write = 0;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().parse::<u64>().unwrap_or(0);
+        match key {
+            "read_bytes" => read = value,
+            "write_bytes" => write = value,
+            _ => {}
+        }
+    }
+    (read, write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real line from a `current_thread` node, with a `comm` that would break naive
+    /// whitespace splitting.
+    const STAT: &str = "4242 (farm (node) x) S 1 4242 4242 0 -1 4194560 1337 0 0 0 \
+                        250 75 0 0 20 0 3 0 123456 12345678 1500 18446744073709551615 \
+                        1 1 0 0 0 0 0 4096 17642 0 0 0 17 1 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_counts_fields_after_the_last_paren() {
+        let stat = parse_stat(STAT).unwrap();
+        assert_eq!(stat.cpu_ticks, 325);
+        assert_eq!(stat.threads, 3);
+    }
+
+    #[test]
+    fn stat_rejects_garbage() {
+        assert!(parse_stat("").is_err());
+        assert!(parse_stat("1 (x) S 1 2").is_err());
+        assert!(parse_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 ab 75 0 0 20 0 3").is_err());
+    }
+
+    #[test]
+    fn status_rss_in_bytes() {
+        let text = "Name:\tfarm\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\nThreads:\t2\n";
+        assert_eq!(parse_status_rss(text).unwrap(), 5120 * 1024);
+        assert_eq!(parse_status_rss("Name:\tkthreadd\n").unwrap(), 0);
+        assert!(parse_status_rss("VmRSS:\t12 MB\n").is_err());
+        assert!(parse_status_rss("VmRSS:\tlots kB\n").is_err());
+    }
+
+    #[test]
+    fn io_counters() {
+        let text = "rchar: 100\nwchar: 200\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\n\
+                    write_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io(text), (4096, 8192));
+        assert_eq!(parse_io(""), (0, 0));
+    }
+
+    #[test]
+    fn meter_turns_ticks_into_percent_of_one_core() {
+        let start = Instant::now();
+        let mut meter = CpuMeter::new();
+        let at = |ticks| ProcessSample {
+            cpu_ticks: ticks,
+            ..ProcessSample::default()
+        };
+        assert_eq!(meter.update(&at(1000), start), None);
+        // 150 ticks = 1.5 s of CPU in 1 s of wall time: one and a half cores.
+        let p = meter.update(&at(1150), start + Duration::from_secs(1)).unwrap();
+        assert!((p - 150.0).abs() < 1e-9, "{p}");
+        // No time passed: no answer rather than a division by zero.
+        assert_eq!(meter.update(&at(1200), start + Duration::from_secs(1)), None);
+        assert_eq!(percent_of_core(10, 5, Duration::from_secs(1)), 0.0);
+    }
+
+    #[test]
+    fn sample_self_reads_this_process() {
+        let s = sample_self().unwrap();
+        assert!(s.rss_bytes > 0);
+        assert!(s.threads >= 1);
+        assert!(sample(std::process::id()).unwrap().cpu_ticks >= s.cpu_ticks);
+        assert!(sample(u32::MAX).is_err());
+    }
+}

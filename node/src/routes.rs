@@ -1,0 +1,376 @@
+//! The node's HTTP routes.
+//!
+//! Every answer is JSON except `/data/{size_kb}`. Every bad input gets a 4xx with an
+//! [`ErrorReply`] body (`{"error": "..."}` naming the field or parameter) and changes
+//! nothing; no input makes the node panic or answer 5xx, except `/error/{code}`, whose
+//! job is to answer the code it is asked for. All bounds are in [`crate::limits`].
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | 200 [`NodeInfo`] |
+//! | `GET /health` | 200 `{"status":"healthy","server_id":N}` (a prebuilt body: the cheapest route) |
+//! | `GET /metrics` | 200 [`NodeMetrics`] |
+//! | `GET /slow-endpoint?min_ms=&max_ms=` | sleeps uniformly in `min_ms..=max_ms` (default `1000..=5000`, each at most 30 000, `min_ms <= max_ms`), then 200 [`DelayReply`] |
+//! | `GET /slow-endpoint?delay_ms=N` | sleeps exactly `N` ms (`0..=30000`; not combinable with `min_ms`/`max_ms`), then 200 [`DelayReply`] |
+//! | `POST /simulate-load` | starts a load from a [`LoadRequest`] body, 202 [`LoadStatus`] |
+//! | `DELETE /simulate-load` | stops the running load: 200 [`LoadStatus`] of what was stopped, or 404 if none runs |
+//! | `GET /error/{code}` | answers `code` (`400..=599`) with `{"error":"simulated error","code":N}` |
+//! | `GET /data/{size_kb}` | 200 with exactly `size_kb × 1024` zero bytes, `application/octet-stream` (`0..=10240`) |
+//! | anything else | 404, or 405 (with `Allow`) for a known path with the wrong method |
+//!
+//! `POST /simulate-load` details: the body is JSON whatever its content type, and an empty
+//! body means all defaults (`cpu_percent` 50, `memory_mb` 0, `duration_seconds` 10); an
+//! unknown field is rejected rather than silently ignored. Only one load runs at a time:
+//! a request while one runs is turned away with **409 Conflict** and
+//! `{"error": "...", "active": LoadStatus}` describing the running load, which goes on
+//! untouched (stop it with `DELETE` first to replace it). The 202 is sent once the CPU
+//! threads run and the memory is resident; if the machine refuses the threads or the
+//! memory the answer is 503 and nothing is left running. Malformed JSON is a 400, a
+//! wrong type or unknown field a 422, a value out of bounds a 400.
+//!
+//! `/data` serves zeros from one static, never-written buffer: nothing is allocated per
+//! request and, as untouched zero pages, the buffer costs no resident memory.
+//!
+//! Requests carrying [`PROBE_HEADER`] are served normally but not counted; see
+//! [`track`].
+//!
+//! [`NodeInfo`]: crate::api::NodeInfo
+//! [`NodeMetrics`]: crate::metrics::NodeMetrics
+//! [`LoadStatus`]: crate::metrics::LoadStatus
+//! [`DelayReply`]: crate::api::DelayReply
+//! [`LoadRequest`]: crate::api::LoadRequest
+//! [`ErrorReply`]: crate::api::ErrorReply
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Json;
+use hyper::body::Body as _;
+use serde::Deserialize;
+
+use crate::api::{DelayReply, ErrorReply, LoadRequest};
+use crate::load::{self, StartError};
+use crate::metrics::{LoadStatus, NodeMetrics};
+use crate::{AppState, PROBE_HEADER, limits};
+
+/// Builds the node's router over `state`. [`crate::run`] serves it; tests may too.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/slow-endpoint", get(slow))
+        .route(
+            "/simulate-load",
+            axum::routing::post(start_load).delete(stop_load),
+        )
+        .route("/error/{code}", get(simulated_error))
+        .route("/data/{size_kb}", get(data))
+        // Must come after the routes: it is applied to the routes that exist.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits::MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts and times every request that is not a probe.
+///
+/// A request counts when it arrives (so `GET /` includes itself); its latency is the time
+/// until the handler produced the response head, and it is an error if the status is
+/// 5xx. Body bytes come from the declared lengths (a `HEAD` answer sends no body).
+/// A request whose client leaves before the answer leaves flight without a latency.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.headers().contains_key(PROBE_HEADER) {
+        return next.run(request).await;
+    }
+    let head = request.method() == Method::HEAD;
+    let guard = state.begin_request(request.body().size_hint().lower());
+    let response = next.run(request).await;
+    let tx = if head {
+        0
+    } else {
+        response.body().size_hint().lower()
+    };
+    guard.finish(response.status().as_u16(), tx);
+    response
+}
+
+async fn root(State(state): State<AppState>) -> Json<crate::api::NodeInfo> {
+    Json(state.info())
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let mut response = Response::new(Body::from(state.health_body()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Json<NodeMetrics> {
+    Json(state.metrics())
+}
+
+/// The query of `/slow-endpoint`. Unknown parameters are rejected: a misspelt `delay_ms`
+/// would otherwise silently become a random 1–5 s sleep.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowQuery {
+    min_ms: Option<u64>,
+    max_ms: Option<u64>,
+    delay_ms: Option<u64>,
+}
+
+const DEFAULT_MIN_DELAY_MS: u64 = 1000;
+const DEFAULT_MAX_DELAY_MS: u64 = 5000;
+
+/// The delay range a `/slow-endpoint` query asks for, `(low, high)` inclusive.
+fn delay_range(query: &SlowQuery) -> Result<(u64, u64), String> {
+    let bounded = |name: &str, value: u64| {
+        if value > limits::MAX_DELAY_MS {
+            Err(format!(
+                "{name} must be between 0 and {}, got {value}",
+                limits::MAX_DELAY_MS
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    if let Some(delay) = query.delay_ms {
+        if query.min_ms.is_some() || query.max_ms.is_some() {
+            return Err("delay_ms cannot be combined with min_ms or max_ms".into());
+        }
+        let delay = bounded("delay_ms", delay)?;
+        return Ok((delay, delay));
+    }
+    let min = bounded("min_ms", query.min_ms.unwrap_or(DEFAULT_MIN_DELAY_MS))?;
+    let max = bounded("max_ms", query.max_ms.unwrap_or(DEFAULT_MAX_DELAY_MS))?;
+    if min > max {
+        return Err(format!("min_ms ({min}) must not exceed max_ms ({max})"));
+    }
+    Ok((min, max))
+}
+
+async fn slow(
+    State(state): State<AppState>,
+    query: Result<Query<SlowQuery>, QueryRejection>,
+) -> Result<Json<DelayReply>, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::Rejected(r.status(), r.body_text()))?;
+    let (low, high) = delay_range(&query).map_err(ApiError::BadRequest)?;
+    let delay_ms = state.random_between(low, high);
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(delay_ms)) => Ok(Json(DelayReply { delay_ms })),
+        () = state.closing().cancelled() => Err(ApiError::ShuttingDown),
+    }
+}
+
+async fn start_load(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<LoadStatus>), ApiError> {
+    let body = body.map_err(|r| ApiError::Rejected(r.status(), r.body_text()))?;
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        LoadRequest::default()
+    } else {
+        Json::<LoadRequest>::from_bytes(&body)
+            .map_err(|r: JsonRejection| ApiError::Rejected(r.status(), r.body_text()))?
+            .0
+    };
+    load::validate(&request, state.cores()).map_err(ApiError::BadRequest)?;
+    match state.loads().start(request).await {
+        Ok(status) => Ok((StatusCode::ACCEPTED, Json(status))),
+        Err(StartError::Busy(active)) => Err(ApiError::LoadConflict(active)),
+        Err(StartError::Resources(message)) => Err(ApiError::Unavailable(message)),
+    }
+}
+
+async fn stop_load(State(state): State<AppState>) -> Result<Json<LoadStatus>, ApiError> {
+    state.loads().stop().map(Json).ok_or(ApiError::NoLoad)
+}
+
+/// Parses a path parameter made of decimal digits only (no sign, no spaces), within
+/// `low..=high`; the error names `name`.
+fn path_number(
+    raw: Result<Path<String>, PathRejection>,
+    name: &str,
+    low: u64,
+    high: u64,
+) -> Result<u64, ApiError> {
+    let Path(raw) = raw.map_err(|r| ApiError::Rejected(r.status(), r.body_text()))?;
+    let expected = || format!("{name} must be an integer between {low} and {high}");
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(expected()));
+    }
+    match raw.parse::<u64>() {
+        Ok(value) if (low..=high).contains(&value) => Ok(value),
+        Ok(value) => Err(ApiError::BadRequest(format!("{}, got {value}", expected()))),
+        // Only overflow is left: far out of range.
+        Err(_) => Err(ApiError::BadRequest(expected())),
+    }
+}
+
+async fn simulated_error(code: Result<Path<String>, PathRejection>) -> ApiError {
+    match path_number(code, "code", 400, 599) {
+        Ok(code) => u16::try_from(code)
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .map_or_else(
+                || ApiError::BadRequest("code must be an integer between 400 and 599".into()),
+                ApiError::Simulated,
+            ),
+        Err(err) => err,
+    }
+}
+
+/// The largest `/data` payload.
+const MAX_DATA_BYTES: usize = limits::MAX_DATA_KB as usize * 1024;
+
+/// Zeros for `/data`: in `.bss`, and only ever read, so its pages map the kernel's shared
+/// zero page and never count as this process's resident memory.
+static ZEROS: [u8; MAX_DATA_BYTES] = [0; MAX_DATA_BYTES];
+
+async fn data(size_kb: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+    let size_kb = path_number(size_kb, "size_kb", 0, u64::from(limits::MAX_DATA_KB))?;
+    // In bounds by the check above, so the slice cannot panic.
+    let bytes = (size_kb as usize * 1024).min(MAX_DATA_BYTES);
+    let mut response = Response::new(Body::from(Bytes::from_static(&ZEROS[..bytes])));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", clip(uri.path())))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "method {method} is not allowed on {}",
+        clip(uri.path())
+    ))
+}
+
+/// Echoes at most 100 characters of client input back in an error.
+fn clip(text: &str) -> &str {
+    text.char_indices()
+        .nth(100)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
+/// Every answer that is not a success, rendered as an [`ErrorReply`].
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// 400: a parameter or field is malformed or out of bounds; the message names it.
+    BadRequest(String),
+    /// An axum extractor's rejection, keeping its status (400, 413, 415, 422) and its
+    /// message (which names the field), inside our JSON shape rather than as plain text.
+    Rejected(StatusCode, String),
+    /// 404: no such route.
+    NotFound(String),
+    /// 405: the route exists with other methods.
+    MethodNotAllowed(String),
+    /// 409: a load is already running; it is reported as `active`.
+    LoadConflict(LoadStatus),
+    /// 404 on `DELETE /simulate-load`: no load runs.
+    NoLoad,
+    /// The status `/error/{code}` was asked for.
+    Simulated(StatusCode),
+    /// 503: the machine refused the resources of a load.
+    Unavailable(String),
+    /// 503: the node is shutting down.
+    ShuttingDown,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, code, active) = match self {
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message, None, None),
+            Self::Rejected(status, message) => (status, message, None, None),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, message, None, None),
+            Self::MethodNotAllowed(message) => {
+                (StatusCode::METHOD_NOT_ALLOWED, message, None, None)
+            }
+            Self::LoadConflict(active) => (
+                StatusCode::CONFLICT,
+                "a simulated load is already running; DELETE /simulate-load to stop it first"
+                    .into(),
+                None,
+                Some(active),
+            ),
+            Self::NoLoad => (
+                StatusCode::NOT_FOUND,
+                "no simulated load is running".into(),
+                None,
+                None,
+            ),
+            Self::Simulated(status) => (
+                status,
+                "simulated error".into(),
+                Some(status.as_u16()),
+                None,
+            ),
+            Self::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message, None, None),
+            Self::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node is shutting down".into(),
+                None,
+                None,
+            ),
+        };
+        let body = ErrorReply {
+            error,
+            code,
+            active,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(min: Option<u64>, max: Option<u64>, delay: Option<u64>) -> Result<(u64, u64), String> {
+        delay_range(&SlowQuery {
+            min_ms: min,
+            max_ms: max,
+            delay_ms: delay,
+        })
+    }
+
+    #[test]
+    fn delay_defaults_and_bounds() {
+        assert_eq!(range(None, None, None), Ok((1000, 5000)));
+        assert_eq!(range(Some(10), Some(20), None), Ok((10, 20)));
+        assert_eq!(range(Some(0), Some(30_000), None), Ok((0, 30_000)));
+        assert_eq!(range(None, None, Some(0)), Ok((0, 0)));
+        assert_eq!(range(None, None, Some(30_000)), Ok((30_000, 30_000)));
+        assert_eq!(range(Some(2000), None, None), Ok((2000, 5000)));
+
+        let err = |r: Result<(u64, u64), String>| r.unwrap_err();
+        assert!(err(range(None, None, Some(30_001))).starts_with("delay_ms"));
+        assert!(err(range(Some(30_001), Some(30_001), None)).starts_with("min_ms"));
+        assert!(err(range(None, Some(30_001), None)).starts_with("max_ms"));
+        assert!(err(range(Some(20), Some(10), None)).starts_with("min_ms (20)"));
+        assert!(err(range(Some(6000), None, None)).contains("max_ms (5000)"));
+        assert!(err(range(Some(1), None, Some(5))).contains("cannot be combined"));
+    }
+
+    #[test]
+    fn clip_keeps_char_boundaries() {
+        assert_eq!(clip("/short"), "/short");
+        let long = "é".repeat(300);
+        assert_eq!(clip(&long).chars().count(), 100);
+    }
+}

@@ -1,0 +1,242 @@
+//! The state shared by the node's handlers: identity, request counters, the latency
+//! window, the CPU gauge and the load slot.
+//!
+//! The node runs on a single-threaded runtime, so contention is not a concern; the
+//! counters are atomics and the latency window sits behind a `std` mutex that is held for
+//! a few nanoseconds and never across an `.await`. Recording a request allocates nothing.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{HealthReply, NodeInfo};
+use crate::load::Loads;
+use crate::metrics::{self, LatencyWindow, NodeMetrics};
+use crate::{Config, proc};
+
+/// How often the background sampler measures the node's CPU use.
+const CPU_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Everything the node's handlers share; cheap to clone (one `Arc`).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    server_id: u32,
+    name: String,
+    started: Instant,
+    /// `std::thread::available_parallelism`, read once: it bounds `cpu_percent`.
+    cores: u32,
+    /// The whole `/health` body, built once: the route is benchmarked and answered
+    /// without serialising anything.
+    health_body: Bytes,
+    requests_total: AtomicU64,
+    errors_total: AtomicU64,
+    in_flight: AtomicU32,
+    rx_bytes: AtomicU64,
+    tx_bytes: AtomicU64,
+    latencies: Mutex<LatencyWindow>,
+    /// The last CPU measurement, an `f64` stored as its bits.
+    cpu_percent_bits: AtomicU64,
+    loads: Loads,
+    /// Picks `/slow-endpoint` delays; seeded once from the OS (the `rand` features in use
+    /// have no thread-local generator).
+    rng: Mutex<SmallRng>,
+    /// Cancelled when the node shuts down, to cut long sleeps short.
+    closing: CancellationToken,
+}
+
+impl AppState {
+    /// Fresh state for the server described by `config`; uptime counts from now.
+    pub fn new(config: &Config) -> Self {
+        let health = HealthReply {
+            status: "healthy".into(),
+            server_id: config.server_id,
+        };
+        let health_body = serde_json::to_vec(&health).map(Bytes::from).unwrap_or_default();
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+        Self {
+            inner: Arc::new(Shared {
+                server_id: config.server_id,
+                name: config.name.clone(),
+                started: Instant::now(),
+                cores,
+                health_body,
+                requests_total: AtomicU64::new(0),
+                errors_total: AtomicU64::new(0),
+                in_flight: AtomicU32::new(0),
+                rx_bytes: AtomicU64::new(0),
+                tx_bytes: AtomicU64::new(0),
+                latencies: Mutex::new(LatencyWindow::default()),
+                cpu_percent_bits: AtomicU64::new(0.0f64.to_bits()),
+                loads: Loads::default(),
+                rng: Mutex::new(SmallRng::from_os_rng()),
+                closing: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Starts shutting down: stops the simulated load and wakes every `/slow-endpoint`
+    /// sleeper (they answer 503). [`crate::run`] calls it when its token fires; whoever
+    /// serves [`crate::app`] another way should too.
+    pub fn close(&self) {
+        self.inner.closing.cancel();
+        self.inner.loads.stop();
+    }
+
+    /// A snapshot of the node's metrics, as `GET /metrics` reports them.
+    pub fn metrics(&self) -> NodeMetrics {
+        let s = &self.inner;
+        let (mut micros, len) = s
+            .latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot();
+        let latency = metrics::percentiles(&mut micros, len);
+        // An unreadable /proc (it should not happen) reports zeros rather than failing
+        // the scrape: the request counters are still worth having.
+        let process = proc::sample_self().unwrap_or_default();
+        NodeMetrics {
+            server_id: s.server_id,
+            name: s.name.clone(),
+            uptime_seconds: self.uptime().as_secs_f64(),
+            requests_total: s.requests_total.load(Ordering::Relaxed),
+            errors_total: s.errors_total.load(Ordering::Relaxed),
+            in_flight: s.in_flight.load(Ordering::Relaxed),
+            latency_p50_ms: latency.p50_ms,
+            latency_p90_ms: latency.p90_ms,
+            latency_p99_ms: latency.p99_ms,
+            latency_max_ms: latency.max_ms,
+            cpu_percent: self.cpu_percent(),
+            memory_rss_bytes: process.rss_bytes,
+            disk_read_bytes: process.read_bytes,
+            disk_write_bytes: process.write_bytes,
+            http_rx_bytes: s.rx_bytes.load(Ordering::Relaxed),
+            http_tx_bytes: s.tx_bytes.load(Ordering::Relaxed),
+            simulated_load: s.loads.current(),
+        }
+    }
+
+    /// The body of `GET /`.
+    pub(crate) fn info(&self) -> NodeInfo {
+        let s = &self.inner;
+        NodeInfo {
+            server_id: s.server_id,
+            name: s.name.clone(),
+            uptime_seconds: self.uptime().as_secs_f64(),
+            requests_total: s.requests_total.load(Ordering::Relaxed),
+            cpu_percent: self.cpu_percent(),
+            memory_rss_bytes: proc::sample_self().map_or(0, |p| p.rss_bytes),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    fn cpu_percent(&self) -> f64 {
+        f64::from_bits(self.inner.cpu_percent_bits.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn health_body(&self) -> Bytes {
+        self.inner.health_body.clone()
+    }
+
+    /// A uniformly random value in `low..=high` (`high` is raised to `low` if below).
+    pub(crate) fn random_between(&self, low: u64, high: u64) -> u64 {
+        self.inner
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random_range(low..=high.max(low))
+    }
+
+    pub(crate) fn cores(&self) -> u32 {
+        self.inner.cores
+    }
+
+    pub(crate) fn loads(&self) -> &Loads {
+        &self.inner.loads
+    }
+
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.inner.closing
+    }
+
+    /// Counts a request that has arrived with `rx_bytes` of body; the returned guard
+    /// keeps it in flight until it is finished or dropped (the client went away).
+    pub(crate) fn begin_request(&self, rx_bytes: u64) -> RequestGuard<'_> {
+        let s = &self.inner;
+        s.requests_total.fetch_add(1, Ordering::Relaxed);
+        s.in_flight.fetch_add(1, Ordering::Relaxed);
+        s.rx_bytes.fetch_add(rx_bytes, Ordering::Relaxed);
+        RequestGuard {
+            shared: s,
+            start: Instant::now(),
+        }
+    }
+}
+
+/// One counted request in flight.
+#[derive(Debug)]
+pub(crate) struct RequestGuard<'a> {
+    shared: &'a Shared,
+    start: Instant,
+}
+
+impl RequestGuard<'_> {
+    /// Records the answer: its status, its body size and the latency so far.
+    pub(crate) fn finish(self, status: u16, tx_bytes: u64) {
+        let s = self.shared;
+        if status >= 500 {
+            s.errors_total.fetch_add(1, Ordering::Relaxed);
+        }
+        s.tx_bytes.fetch_add(tx_bytes, Ordering::Relaxed);
+        s.latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(self.start.elapsed());
+        // Drop leaves flight.
+    }
+}
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Measures the node's CPU use every second until `stop` fires, for `cpu_percent`.
+///
+/// A window of one second is what "CPU now" means on a dashboard refreshed every second,
+/// and reading `/proc/self/stat` once a second costs nothing.
+pub(crate) async fn sample_cpu(state: AppState, stop: CancellationToken) {
+    let mut meter = proc::CpuMeter::new();
+    let mut tick = tokio::time::interval(CPU_SAMPLE_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(sample) = proc::sample_self() else {
+            continue;
+        };
+        if let Some(percent) = meter.update(&sample, Instant::now()) {
+            state
+                .inner
+                .cpu_percent_bits
+                .store(percent.to_bits(), Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The farm's contract, generated from `proto/farm/v1/*.proto`, the single source of truth.
+//!
+//! # Layout
+//! - [`v1`]: the `farm.v1` package: the agent stream (`AgentService`) and the public farm API
+//!   (`FarmService`), with tonic clients and servers for both.
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection so that
+//!   `grpcurl` works without the proto files.
+//!
+//! Domain types live in the crates that use them; they convert from and to these messages at
+//! their edges.
+
+/// The `farm.v1` package.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("farm.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every farm proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("farm_descriptor");
+
+/// Bounds that agent and controller agree on (the node's own bounds live in `farm_node::limits`).
+pub mod limits {
+    /// Shortest sample interval an agent accepts, in milliseconds.
+    pub const MIN_SAMPLE_INTERVAL_MS: u32 = 100;
+    /// Longest sample interval an agent accepts, in milliseconds.
+    pub const MAX_SAMPLE_INTERVAL_MS: u32 = 60_000;
+}
