@@ -166,13 +166,17 @@ impl NodeClient {
     /// Probes `GET /health` on the node at `addr`; `Ok` with the round-trip time only if
     /// it answered 200 within `timeout`.
     pub async fn health(&self, addr: &str, timeout: Duration) -> Result<Duration, ClientError> {
-        let reply = self.probe(addr, "/health", timeout, MAX_HEALTH_BODY).await?;
+        let reply = self
+            .probe(addr, "/health", timeout, MAX_HEALTH_BODY)
+            .await?;
         Ok(reply.latency)
     }
 
     /// Scrapes `GET /metrics` from the node at `addr`, as a probe.
     pub async fn metrics(&self, addr: &str, timeout: Duration) -> Result<NodeMetrics, ClientError> {
-        let reply = self.probe(addr, "/metrics", timeout, MAX_METRICS_BODY).await?;
+        let reply = self
+            .probe(addr, "/metrics", timeout, MAX_METRICS_BODY)
+            .await?;
         if reply.truncated {
             return Err(ClientError::Decode(format!(
                 "metrics body larger than {MAX_METRICS_BODY} bytes"

@@ -231,10 +231,15 @@ mod tests {
         };
         assert_eq!(meter.update(&at(1000), start), None);
         // 150 ticks = 1.5 s of CPU in 1 s of wall time: one and a half cores.
-        let p = meter.update(&at(1150), start + Duration::from_secs(1)).unwrap();
+        let p = meter
+            .update(&at(1150), start + Duration::from_secs(1))
+            .unwrap();
         assert!((p - 150.0).abs() < 1e-9, "{p}");
         // No time passed: no answer rather than a division by zero.
-        assert_eq!(meter.update(&at(1200), start + Duration::from_secs(1)), None);
+        assert_eq!(
+            meter.update(&at(1200), start + Duration::from_secs(1)),
+            None
+        );
         assert_eq!(percent_of_core(10, 5, Duration::from_secs(1)), 0.0);
     }
 

@@ -43,6 +43,7 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
@@ -52,7 +53,6 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use hyper::body::Body as _;
 use serde::Deserialize;
 
@@ -178,8 +178,17 @@ async fn start_load(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<LoadStatus>), ApiError> {
     let body = body.map_err(|r| ApiError::Rejected(r.status(), r.body_text()))?;
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let request = if first.is_none() {
         LoadRequest::default()
+    } else if first != Some(&b'{') {
+        // serde would also read a struct from an array (`[50, 0, 10]`, by position):
+        // only an object says which field is which.
+        return Err(ApiError::BadRequest(
+            "body must be a JSON object with optional fields cpu_percent, memory_mb and \
+             duration_seconds"
+                .into(),
+        ));
     } else {
         Json::<LoadRequest>::from_bytes(&body)
             .map_err(|r: JsonRejection| ApiError::Rejected(r.status(), r.body_text()))?

@@ -61,7 +61,9 @@ impl AppState {
             status: "healthy".into(),
             server_id: config.server_id,
         };
-        let health_body = serde_json::to_vec(&health).map(Bytes::from).unwrap_or_default();
+        let health_body = serde_json::to_vec(&health)
+            .map(Bytes::from)
+            .unwrap_or_default();
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         Self {

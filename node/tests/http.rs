@@ -34,7 +34,10 @@ async fn health_is_prebuilt_json() {
     let node = TestNode::start(3).await;
     let reply = node.get("/health").await;
     assert_eq!(reply.status, 200);
-    assert_eq!(json(&reply), serde_json::json!({"status": "healthy", "server_id": 3}));
+    assert_eq!(
+        json(&reply),
+        serde_json::json!({"status": "healthy", "server_id": 3})
+    );
     node.client
         .health(&node.addr, Duration::from_secs(5))
         .await
@@ -71,7 +74,10 @@ async fn probes_are_not_counted() {
         assert_eq!(m.errors_total, 1, "{m:?}");
         assert_eq!(m.in_flight, 0, "{m:?}");
     }
-    assert_eq!(first.http_tx_bytes, second.http_tx_bytes, "probe bodies not counted");
+    assert_eq!(
+        first.http_tx_bytes, second.http_tx_bytes,
+        "probe bodies not counted"
+    );
     assert!(first.http_tx_bytes >= 1024, "{first:?}");
     assert_eq!(first.server_id, 1);
     assert_eq!(first.name, "server-1");
@@ -99,7 +105,11 @@ async fn slow_endpoint_fixed_delay_shows_in_percentiles() {
     let node = TestNode::start(1).await;
     let reply = node.get("/slow-endpoint?delay_ms=200").await;
     assert_eq!(reply.status, 200);
-    assert!(reply.latency >= Duration::from_millis(200), "{:?}", reply.latency);
+    assert!(
+        reply.latency >= Duration::from_millis(200),
+        "{:?}",
+        reply.latency
+    );
     let delay: DelayReply = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(delay.delay_ms, 200);
 
@@ -157,7 +167,10 @@ async fn slow_endpoint_rejects_bad_queries_without_sleeping() {
         let start = Instant::now();
         let reply = node.get(&format!("/slow-endpoint?{query}")).await;
         assert_error(&reply, 400, needle);
-        assert!(start.elapsed() < Duration::from_millis(900), "{query} slept");
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "{query} slept"
+        );
     }
     node.stop().await.unwrap();
 }
@@ -213,7 +226,10 @@ async fn data_returns_exact_sizes() {
         "GET /data/2 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
     )
     .await;
-    assert!(head.contains("content-type: application/octet-stream"), "{head}");
+    assert!(
+        head.contains("content-type: application/octet-stream"),
+        "{head}"
+    );
     assert!(head.contains("content-length: 2048"), "{head}");
     assert_eq!(body.len(), 2048);
     node.stop().await.unwrap();
@@ -258,11 +274,7 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_error(&node.get("/nope").await, 404, "/nope");
     assert_error(&node.get("/error/").await, 404, "/error/");
     assert_error(&node.get("/data/1/2").await, 404, "/data/1/2");
-    assert_error(
-        &node.send(Method::POST, "/health", None).await,
-        405,
-        "POST",
-    );
+    assert_error(&node.send(Method::POST, "/health", None).await, 405, "POST");
     assert_error(
         &node.send(Method::PUT, "/simulate-load", Some("{}")).await,
         405,
@@ -300,14 +312,14 @@ async fn simulate_load_rejects_bad_input_and_starts_nothing() {
         (r#"{"memory_mb": 1.5}"#, 422, "memory_mb"),
         (r#"{"duration_seconds": null}"#, 422, "duration_seconds"),
         (r#"{"cpu": 10}"#, 422, "cpu"),
-        (r#"[1, 2]"#, 422, "expected struct"),
+        (r#"[1, 2]"#, 400, "JSON object"),
+        ("null", 400, "JSON object"),
         (r#"{"cpu_percent": 10"#, 400, "EOF"),
-        ("not json", 400, "expected"),
+        ("not json", 400, "JSON object"),
+        (r#"{"cpu_percent": 10} trailing"#, 400, "trailing"),
     ];
     for (body, status, needle) in cases {
-        let reply = node
-            .send(Method::POST, "/simulate-load", Some(body))
-            .await;
+        let reply = node.send(Method::POST, "/simulate-load", Some(body)).await;
         assert_error(&reply, status, needle);
     }
     // Too large a body: 413, still JSON.
@@ -357,13 +369,19 @@ async fn shutdown_cuts_slow_requests_short() {
             )
             .await
     });
-    wait_for("the slow request to be in flight", Duration::from_secs(5), || async {
-        (node.metrics().await.in_flight == 1).then_some(())
-    })
+    wait_for(
+        "the slow request to be in flight",
+        Duration::from_secs(5),
+        || async { (node.metrics().await.in_flight == 1).then_some(()) },
+    )
     .await;
     let start = Instant::now();
     node.stop().await.unwrap();
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     let reply = slow.await.unwrap().unwrap();
     assert_error(&reply, 503, "shutting down");
 }
@@ -382,7 +400,14 @@ async fn client_error_kinds() {
         .unwrap_err();
     assert_eq!(err.kind(), "connect", "{err}");
     let err = client
-        .request(Method::GET, "bad host", "/", None, Duration::from_secs(1), 10)
+        .request(
+            Method::GET,
+            "bad host",
+            "/",
+            None,
+            Duration::from_secs(1),
+            10,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "connect", "{err}");

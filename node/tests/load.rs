@@ -74,9 +74,11 @@ async fn load_burns_cpu_holds_memory_and_stops() {
     assert!(health < Duration::from_millis(500), "{health:?}");
 
     // The node's own gauge sees it too (its sampler runs every second).
-    wait_for("the node to report its CPU load", Duration::from_secs(5), || async {
-        (node.metrics().await.cpu_percent >= 40.0).then_some(())
-    })
+    wait_for(
+        "the node to report its CPU load",
+        Duration::from_secs(5),
+        || async { (node.metrics().await.cpu_percent >= 40.0).then_some(()) },
+    )
     .await;
     let reported = node.metrics().await.simulated_load.expect("load reported");
     assert_eq!(reported.memory_mb, 64);
@@ -100,9 +102,11 @@ async fn load_burns_cpu_holds_memory_and_stops() {
     assert_eq!(stopped.status, 200);
     let stopped: LoadStatus = serde_json::from_slice(&stopped.body).unwrap();
     assert_eq!(stopped.cpu_percent, 100.0);
-    wait_for("the load's memory to be freed", Duration::from_secs(5), || async {
-        (rss() + 40 * MIB <= rss_loaded).then_some(())
-    })
+    wait_for(
+        "the load's memory to be freed",
+        Duration::from_secs(5),
+        || async { (rss() + 40 * MIB <= rss_loaded).then_some(()) },
+    )
     .await;
     let cpu = measure_cpu(Duration::from_millis(500)).await;
     assert!(cpu < 30.0, "cpu after DELETE: {cpu:.1}%");
@@ -146,9 +150,11 @@ async fn shutdown_stops_the_load() {
     assert_eq!(reply.status, 202);
     let threads_loaded = proc::sample_self().unwrap().threads;
     node.stop().await.unwrap();
-    wait_for("the burner thread to exit", Duration::from_secs(5), || async {
-        (proc::sample_self().unwrap().threads < threads_loaded).then_some(())
-    })
+    wait_for(
+        "the burner thread to exit",
+        Duration::from_secs(5),
+        || async { (proc::sample_self().unwrap().threads < threads_loaded).then_some(()) },
+    )
     .await;
     let cpu = measure_cpu(Duration::from_millis(500)).await;
     assert!(cpu < 30.0, "cpu after shutdown: {cpu:.1}%");

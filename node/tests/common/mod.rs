@@ -59,7 +59,10 @@ impl TestNode {
     }
 
     pub(crate) async fn metrics(&self) -> farm_node::metrics::NodeMetrics {
-        self.client.metrics(&self.addr, REQUEST_TIMEOUT).await.unwrap()
+        self.client
+            .metrics(&self.addr, REQUEST_TIMEOUT)
+            .await
+            .unwrap()
     }
 
     /// Cancels the node and waits (boundedly) for `run` to return.
@@ -86,7 +89,9 @@ pub(crate) fn json(reply: &Reply) -> serde_json::Value {
 /// Asserts `reply` is an error with `status` and a JSON `error` mentioning `needle`.
 pub(crate) fn assert_error(reply: &Reply, status: u16, needle: &str) {
     let body = json(reply);
-    let message = body["error"].as_str().unwrap_or_else(|| panic!("no error field: {body}"));
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field: {body}"));
     assert_eq!(reply.status, status, "{message}");
     assert!(
         message.contains(needle),
@@ -126,7 +131,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,280 @@
+//! End-to-end tests of the farm on local processes: real `farm up`, real agents and nodes,
+//! real gRPC streams. Every wait is bounded; every farm runs on ports of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Farm, eventually, is, node_pid, servers, signal};
+use farm_node::client::NodeClient;
+use farm_proto::v1::{
+    AgentEventKind, BroadcastRequest, GetServerRequest, LoadSpec, LoadTestSpec,
+    RunLoadTestRequest, ServerActionKind, ServerActionRequest, ServerStatus, SimulateLoadRequest,
+    WatchRequest,
+};
+use nix::sys::signal::Signal;
+use tokio_stream::StreamExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_registers_and_reports_samples() {
+    let farm = Farm::up(5);
+    let mut client = farm.client().await;
+    let list = servers(&mut client).await;
+    assert_eq!(list.len(), 5);
+    for (i, server) in list.iter().enumerate() {
+        let id = i as u32 + 1;
+        assert_eq!(server.id, id);
+        assert_eq!(server.name, format!("server-{id}"));
+        assert_eq!(server.node_address, farm.node_address(id));
+        assert_eq!(server.runtime, "process");
+        assert!(server.connected, "{server:?}");
+        assert!(is(server, ServerStatus::Healthy), "{server:?}");
+        let metrics = server.metrics.as_ref().expect("a sample arrived");
+        assert!(metrics.memory_bytes > 0, "{metrics:?}");
+        assert_eq!(metrics.pids, 2, "node and agent are sampled: {metrics:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_load_raises_the_cpu_of_that_server_only() {
+    let farm = Farm::up(3);
+    let mut client = farm.client().await;
+    let outcomes = client
+        .simulate_load(SimulateLoadRequest {
+            server_ids: vec![2],
+            load: Some(LoadSpec {
+                cpu_percent: 80.0,
+                memory_mb: 32,
+                duration_seconds: 6,
+            }),
+        })
+        .await
+        .expect("SimulateLoad answers")
+        .into_inner()
+        .outcomes;
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].ok, "{outcomes:?}");
+
+    let probe = client.clone();
+    let list = eventually(Duration::from_secs(5), "server 2 to report high CPU", || {
+        let mut c = probe.clone();
+        async move {
+            let list = servers(&mut c).await;
+            let cpu = list[1].metrics.as_ref()?.cpu_percent;
+            (cpu > 50.0).then_some(list)
+        }
+    })
+    .await;
+    let loaded = list[1].metrics.as_ref().unwrap();
+    assert!(loaded.simulating_load);
+    assert!(loaded.memory_bytes > 32 << 20, "the 32 MiB are resident: {loaded:?}");
+    for other in [&list[0], &list[2]] {
+        let cpu = other.metrics.as_ref().unwrap().cpu_percent;
+        assert!(cpu < 20.0, "server {} should be idle, reports {cpu}%", other.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_reported_and_serving_again_within_a_second() {
+    let farm = Farm::up(2);
+    let mut client = farm.client().await;
+    let pid = node_pid(&farm, 1).expect("server 1's node runs");
+    let nodes = NodeClient::new();
+    let address = farm.node_address(1);
+
+    let killed_at = Instant::now();
+    signal(pid, Signal::SIGKILL);
+    // Serving again means a new process answers, not the dying one.
+    eventually(Duration::from_secs(1), "server 1's node to serve again", || {
+        let (nodes, address, farm) = (nodes.clone(), address.clone(), &farm);
+        async move {
+            let new_pid = node_pid(farm, 1).filter(|&p| p != pid)?;
+            nodes
+                .health(&address, Duration::from_millis(100))
+                .await
+                .ok()
+                .map(|_| new_pid)
+        }
+    })
+    .await;
+    let back_after = killed_at.elapsed();
+    assert!(back_after < Duration::from_secs(1), "took {back_after:?}");
+
+    let detail = eventually(Duration::from_secs(2), "the exit to be reported", || {
+        let mut c = client.clone();
+        async move {
+            let d = c
+                .get_server(GetServerRequest { server_id: 1 })
+                .await
+                .ok()?
+                .into_inner();
+            let exited = d
+                .events
+                .iter()
+                .any(|e| e.kind == AgentEventKind::NodeExited as i32);
+            let restarted = d
+                .events
+                .iter()
+                .any(|e| e.kind == AgentEventKind::NodeRestarted as i32);
+            (exited && restarted).then_some(d)
+        }
+    })
+    .await;
+    let restarts = detail.server.unwrap().metrics.unwrap().node_restarts;
+    assert!(restarts >= 1, "restarts counted: {restarts}");
+    let list = servers(&mut client).await;
+    assert!(is(&list[1], ServerStatus::Healthy), "server 2 untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_delivers_a_change_within_a_second() {
+    let farm = Farm::up(2);
+    let mut client = farm.client().await;
+    let mut watch = client
+        .watch(WatchRequest::default())
+        .await
+        .expect("Watch answers")
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert!(first.full, "the first message is the whole farm");
+    assert_eq!(first.servers.len(), 2);
+    assert_eq!(first.metrics.as_ref().unwrap().servers_total, 2);
+
+    let asked = Instant::now();
+    let stop = client.server_action(ServerActionRequest {
+        server_ids: vec![1],
+        action: ServerActionKind::Stop as i32,
+    });
+    let (answer, seen) = tokio::join!(stop, async {
+        loop {
+            let message = watch.next().await.unwrap().unwrap();
+            assert!(!message.full, "later messages are deltas");
+            if message
+                .servers
+                .iter()
+                .any(|s| s.id == 1 && is(s, ServerStatus::Stopped))
+            {
+                return asked.elapsed();
+            }
+        }
+    });
+    assert!(answer.unwrap().into_inner().outcomes[0].ok);
+    assert!(seen < Duration::from_secs(1), "change seen after {seen:?}");
+
+    // Quiet farms still get a message at least once a second.
+    let quiet_start = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_millis(1500), watch.next())
+        .await
+        .expect("a heartbeat within 1.5 s");
+    assert!(quiet_start.elapsed() <= Duration::from_millis(1500));
+
+    // And starting it brings it back.
+    let outcomes = client
+        .server_action(ServerActionRequest {
+            server_ids: vec![1],
+            action: ServerActionKind::Start as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    assert!(outcomes[0].ok, "{outcomes:?}");
+    eventually(Duration::from_secs(3), "server 1 healthy again", || {
+        let mut c = client.clone();
+        async move { is(&servers(&mut c).await[0], ServerStatus::Healthy).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_test_streams_progress_and_counts_every_request() {
+    let farm = Farm::up(2);
+    let mut client = farm.client().await;
+    let mut stream = client
+        .run_load_test(RunLoadTestRequest {
+            spec: Some(LoadTestSpec {
+                path: "/slow-endpoint?delay_ms=20".into(),
+                concurrency: 4,
+                total_requests: 300,
+                ..LoadTestSpec::default()
+            }),
+        })
+        .await
+        .expect("RunLoadTest answers")
+        .into_inner();
+    let mut progress_reports = 0;
+    let last = loop {
+        let message = stream.next().await.expect("a final message").unwrap();
+        if message.done {
+            break message;
+        }
+        progress_reports += 1;
+    };
+    assert!(progress_reports >= 1, "300 × 20 ms over 4 workers takes over a second");
+    let result = last.result.unwrap();
+    assert_eq!(result.requests, 300);
+    assert_eq!(result.failures, 0);
+    assert_eq!(result.status_codes.len(), 1);
+    assert_eq!(result.status_codes[0].code, 200);
+    assert_eq!(result.per_server.len(), 2);
+    assert!(result.per_server.iter().all(|s| s.requests == 150));
+    let p50 = result.latency.unwrap().p50_ms;
+    assert!((20.0..30.0).contains(&p50), "p50 {p50} ms for a 20 ms endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_reports_a_stopped_server_and_every_other_answer() {
+    let farm = Farm::up(3);
+    let mut client = farm.client().await;
+    client
+        .server_action(ServerActionRequest {
+            server_ids: vec![2],
+            action: ServerActionKind::Stop as i32,
+        })
+        .await
+        .unwrap();
+    let replies = client
+        .broadcast(BroadcastRequest {
+            path: "/".into(),
+            timeout_ms: 2000,
+            ..BroadcastRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .replies;
+    assert_eq!(replies.iter().map(|r| r.server_id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(!replies[1].ok && !replies[1].error.is_empty(), "{:?}", replies[1]);
+    for reply in [&replies[0], &replies[2]] {
+        assert!(reply.ok && reply.status_code == 200, "{reply:?}");
+        assert!(reply.body.contains(&format!("\"server_id\":{}", reply.server_id)), "{reply:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn farm_health_exits_non_zero_when_a_server_is_not_healthy() {
+    let farm = Farm::up(2);
+    let health = || {
+        std::process::Command::new(common::farm_bin())
+            .args(["health", "--controller", &farm.controller_url()])
+            .output()
+            .unwrap()
+    };
+    let ok = health();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let table = String::from_utf8_lossy(&ok.stdout);
+    assert!(table.contains("2/2 servers healthy"), "{table}");
+
+    let mut client = farm.client().await;
+    client
+        .server_action(ServerActionRequest {
+            server_ids: vec![2],
+            action: ServerActionKind::Stop as i32,
+        })
+        .await
+        .unwrap();
+    let bad = health();
+    assert_eq!(bad.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&bad.stdout);
+    assert!(table.contains("stopped") && table.contains("1/2 servers healthy"), "{table}");
+}
