@@ -93,7 +93,11 @@ pub(crate) fn handle(
 }
 
 /// Asks the node to apply `load`; the node validates it and answers with what it started.
-async fn simulate_load(client: &NodeClient, address: &str, load: &LoadSpec) -> Result<String, String> {
+async fn simulate_load(
+    client: &NodeClient,
+    address: &str,
+    load: &LoadSpec,
+) -> Result<String, String> {
     let body = format!(
         r#"{{"cpu_percent":{},"memory_mb":{},"duration_seconds":{}}}"#,
         load.cpu_percent, load.memory_mb, load.duration_seconds

@@ -109,7 +109,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         events_tx,
         shutdown.child_token(),
     );
-    link::run(link::Link::new(config, endpoint, supervisor.clone(), events_rx), shutdown).await;
+    link::run(
+        link::Link::new(config, endpoint, supervisor.clone(), events_rx),
+        shutdown,
+    )
+    .await;
     supervisor.stopped().await;
     Ok(())
 }

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use farm_proto::v1::agent_service_client::AgentServiceClient;
 use farm_proto::v1::{
-    AgentEvent, CommandResult, LinkRequest, LinkResponse, Hello, link_request,
-    link_response,
+    AgentEvent, CommandResult, Hello, LinkRequest, LinkResponse, link_request, link_response,
 };
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;

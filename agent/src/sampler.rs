@@ -76,7 +76,10 @@ impl Sampler {
             self.node_pid = node.pid;
         }
         if let Some(Ok(reading)) = node.pid.map(proc::sample) {
-            let cpu = self.node_cpu.update(&reading, Instant::now()).unwrap_or(0.0);
+            let cpu = self
+                .node_cpu
+                .update(&reading, Instant::now())
+                .unwrap_or(0.0);
             sample.node_cpu_percent = cpu;
             sample.node_memory_bytes = reading.rss_bytes;
             sample.cpu_percent += cpu;
@@ -88,7 +91,10 @@ impl Sampler {
         sample.pids = pids;
 
         if node.pid.is_some()
-            && let Ok(m) = self.client.metrics(&self.node_address, METRICS_TIMEOUT).await
+            && let Ok(m) = self
+                .client
+                .metrics(&self.node_address, METRICS_TIMEOUT)
+                .await
         {
             sample.requests_total = m.requests_total;
             sample.errors_total = m.errors_total;

@@ -165,7 +165,11 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut requests: mpsc::Receiver<(Action, Reply)>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<(Action, Reply)>,
+        shutdown: CancellationToken,
+    ) {
         let mut next_probe = Instant::now();
         loop {
             let state = self.status.borrow().state;
@@ -211,8 +215,11 @@ impl Task {
                 }
                 self.backoff.reset();
                 self.start().await?;
-                self.emit(AgentEventKind::NodeStarted, "node started on request".into())
-                    .await;
+                self.emit(
+                    AgentEventKind::NodeStarted,
+                    "node started on request".into(),
+                )
+                .await;
                 Ok("node started".into())
             }
             Action::Stop => {
@@ -224,8 +231,11 @@ impl Task {
                 }
                 self.kill().await;
                 self.set_state(NodeState::Stopped);
-                self.emit(AgentEventKind::NodeStopped, "node stopped on request".into())
-                    .await;
+                self.emit(
+                    AgentEventKind::NodeStopped,
+                    "node stopped on request".into(),
+                )
+                .await;
                 Ok("node stopped".into())
             }
             Action::Restart => {
@@ -233,8 +243,11 @@ impl Task {
                 self.kill().await;
                 self.backoff.reset();
                 self.start().await?;
-                self.emit(AgentEventKind::NodeStarted, "node restarted on request".into())
-                    .await;
+                self.emit(
+                    AgentEventKind::NodeStarted,
+                    "node restarted on request".into(),
+                )
+                .await;
                 Ok("node restarted".into())
             }
         }
@@ -315,8 +328,11 @@ impl Task {
             }
             (NodeState::Unhealthy, true) => {
                 self.set_state(NodeState::Running);
-                self.emit(AgentEventKind::NodeHealthy, "node /health answers again".into())
-                    .await;
+                self.emit(
+                    AgentEventKind::NodeHealthy,
+                    "node /health answers again".into(),
+                )
+                .await;
             }
             _ => {}
         }

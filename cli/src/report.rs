@@ -74,7 +74,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let rows: Vec<_> = servers
             .iter()
             .map(|s| {
-                let m = s.metrics.clone().unwrap_or_default();
+                let m = s.metrics.unwrap_or_default();
                 serde_json::json!({
                     "id": s.id, "name": s.name, "status": status_name(s.status),
                     "reason": s.status_reason, "node_address": s.node_address,
@@ -86,9 +86,12 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:>5}  {:<12} {:<12} {:>6} {:>9} {:>8} {:>10}  {:<21} REASON", "ID", "NAME", "STATUS", "CPU%", "MEM MiB", "REQ/s", "REQUESTS", "NODE");
+    println!(
+        "{:>5}  {:<12} {:<12} {:>6} {:>9} {:>8} {:>10}  {:<21} REASON",
+        "ID", "NAME", "STATUS", "CPU%", "MEM MiB", "REQ/s", "REQUESTS", "NODE"
+    );
     for s in &servers {
-        let m = s.metrics.clone().unwrap_or_default();
+        let m = s.metrics.unwrap_or_default();
         println!(
             "{:>5}  {:<12} {:<12} {:>6.1} {:>9.1} {:>8.1} {:>10}  {:<21} {}",
             s.id,
@@ -102,7 +105,10 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             s.status_reason
         );
     }
-    let healthy = servers.iter().filter(|s| s.status == ServerStatus::Healthy as i32).count();
+    let healthy = servers
+        .iter()
+        .filter(|s| s.status == ServerStatus::Healthy as i32)
+        .count();
     println!("{healthy}/{} servers healthy", servers.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -136,7 +142,10 @@ pub(crate) async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{:>5}  {:<12} {:<12} {:>9} {:>12}  REASON", "ID", "NAME", "STATUS", "PROBE ms", "SAMPLE AGE");
+        println!(
+            "{:>5}  {:<12} {:<12} {:>9} {:>12}  REASON",
+            "ID", "NAME", "STATUS", "PROBE ms", "SAMPLE AGE"
+        );
         for s in &report.servers {
             let probe = if s.probe_ok {
                 format!("{:.2}", s.probe_latency_us as f64 / 1000.0)

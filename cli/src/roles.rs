@@ -74,7 +74,11 @@ pub(crate) struct NodeArgs {
 }
 
 /// Binds `address` for `what`, with a message that says what to do when it is taken.
-pub(crate) async fn bind(address: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(
+    address: SocketAddr,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| {
         format!("cannot listen on {address} for the {what} (is another farm running? choose another with {flag})")
     })
@@ -82,7 +86,8 @@ pub(crate) async fn bind(address: SocketAddr, what: &str, flag: &str) -> anyhow:
 
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let listener = bind(args.listen, "controller", "--listen").await?;
-    let registry = farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
+    let registry =
+        farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
     eprintln!("farm: controller listening on {}", listener.local_addr()?);
     farm_controller::serve(listener, registry, shutdown_token()).await?;
     Ok(ExitCode::SUCCESS)
@@ -111,7 +116,9 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         name,
         controller_url: args.controller,
         node_listen: args.node_listen,
-        node_advertise: args.node_advertise.unwrap_or_else(|| args.node_listen.to_string()),
+        node_advertise: args
+            .node_advertise
+            .unwrap_or_else(|| args.node_listen.to_string()),
         node_command,
         runtime: args.runtime,
         sample_interval: Duration::from_millis(u64::from(args.sample_interval_ms)),

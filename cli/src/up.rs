@@ -79,7 +79,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         controller_addr.ip()
     };
-    let controller_url = format!("http://{}", SocketAddr::new(connect_host, controller_addr.port()));
+    let controller_url = format!(
+        "http://{}",
+        SocketAddr::new(connect_host, controller_addr.port())
+    );
     let runtime = ProcessRuntime::new(
         ProcessRuntimeConfig {
             controller_url: controller_url.clone(),
@@ -88,12 +91,22 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         registry.clone(),
     );
     let started = Instant::now();
-    runtime.start(1..=args.servers).map_err(anyhow::Error::msg)?;
+    runtime
+        .start(1..=args.servers)
+        .map_err(anyhow::Error::msg)?;
 
     let first = runtime_config.node_address(1).expect("checked above");
-    let last = runtime_config.node_address(args.servers).expect("checked above");
-    println!("farm: controller  {controller_url}   (grpcurl -plaintext {} list)", SocketAddr::new(connect_host, controller_addr.port()));
-    println!("farm: servers     {} as local processes, nodes on http://{first} .. http://{last}", args.servers);
+    let last = runtime_config
+        .node_address(args.servers)
+        .expect("checked above");
+    println!(
+        "farm: controller  {controller_url}   (grpcurl -plaintext {} list)",
+        SocketAddr::new(connect_host, controller_addr.port())
+    );
+    println!(
+        "farm: servers     {} as local processes, nodes on http://{first} .. http://{last}",
+        args.servers
+    );
 
     tokio::select! {
         _ = shutdown_signal() => {
@@ -141,7 +154,8 @@ async fn wait_healthy(registry: &Registry, servers: u32) -> bool {
     let mut changes = registry.subscribe();
     let deadline = tokio::time::Instant::now() + HEALTHY_WAIT;
     loop {
-        let healthy = registry.read(|entries| entries.filter(|e| e.status == Status::Healthy).count());
+        let healthy =
+            registry.read(|entries| entries.filter(|e| e.status == Status::Healthy).count());
         if healthy >= servers as usize {
             return true;
         }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use common::{Farm, eventually, is, node_pid, servers, signal};
 use farm_node::client::NodeClient;
 use farm_proto::v1::{
-    AgentEventKind, BroadcastRequest, GetServerRequest, LoadSpec, LoadTestSpec,
-    RunLoadTestRequest, ServerActionKind, ServerActionRequest, ServerStatus, SimulateLoadRequest,
-    WatchRequest,
+    AgentEventKind, BroadcastRequest, GetServerRequest, LoadSpec, LoadTestSpec, RunLoadTestRequest,
+    ServerActionKind, ServerActionRequest, ServerStatus, SimulateLoadRequest, WatchRequest,
 };
 use nix::sys::signal::Signal;
 use tokio_stream::StreamExt;
@@ -56,21 +55,32 @@ async fn simulate_load_raises_the_cpu_of_that_server_only() {
     assert!(outcomes[0].ok, "{outcomes:?}");
 
     let probe = client.clone();
-    let list = eventually(Duration::from_secs(5), "server 2 to report high CPU", || {
-        let mut c = probe.clone();
-        async move {
-            let list = servers(&mut c).await;
-            let cpu = list[1].metrics.as_ref()?.cpu_percent;
-            (cpu > 50.0).then_some(list)
-        }
-    })
+    let list = eventually(
+        Duration::from_secs(5),
+        "server 2 to report high CPU",
+        || {
+            let mut c = probe.clone();
+            async move {
+                let list = servers(&mut c).await;
+                let cpu = list[1].metrics.as_ref()?.cpu_percent;
+                (cpu > 50.0).then_some(list)
+            }
+        },
+    )
     .await;
     let loaded = list[1].metrics.as_ref().unwrap();
     assert!(loaded.simulating_load);
-    assert!(loaded.memory_bytes > 32 << 20, "the 32 MiB are resident: {loaded:?}");
+    assert!(
+        loaded.memory_bytes > 32 << 20,
+        "the 32 MiB are resident: {loaded:?}"
+    );
     for other in [&list[0], &list[2]] {
         let cpu = other.metrics.as_ref().unwrap().cpu_percent;
-        assert!(cpu < 20.0, "server {} should be idle, reports {cpu}%", other.id);
+        assert!(
+            cpu < 20.0,
+            "server {} should be idle, reports {cpu}%",
+            other.id
+        );
     }
 }
 
@@ -85,17 +95,21 @@ async fn a_killed_node_is_reported_and_serving_again_within_a_second() {
     let killed_at = Instant::now();
     signal(pid, Signal::SIGKILL);
     // Serving again means a new process answers, not the dying one.
-    eventually(Duration::from_secs(1), "server 1's node to serve again", || {
-        let (nodes, address, farm) = (nodes.clone(), address.clone(), &farm);
-        async move {
-            let new_pid = node_pid(farm, 1).filter(|&p| p != pid)?;
-            nodes
-                .health(&address, Duration::from_millis(100))
-                .await
-                .ok()
-                .map(|_| new_pid)
-        }
-    })
+    eventually(
+        Duration::from_secs(1),
+        "server 1's node to serve again",
+        || {
+            let (nodes, address, farm) = (nodes.clone(), address.clone(), &farm);
+            async move {
+                let new_pid = node_pid(farm, 1).filter(|&p| p != pid)?;
+                nodes
+                    .health(&address, Duration::from_millis(100))
+                    .await
+                    .ok()
+                    .map(|_| new_pid)
+            }
+        },
+    )
     .await;
     let back_after = killed_at.elapsed();
     assert!(back_after < Duration::from_secs(1), "took {back_after:?}");
@@ -210,7 +224,10 @@ async fn a_load_test_streams_progress_and_counts_every_request() {
         }
         progress_reports += 1;
     };
-    assert!(progress_reports >= 1, "300 × 20 ms over 4 workers takes over a second");
+    assert!(
+        progress_reports >= 1,
+        "300 × 20 ms over 4 workers takes over a second"
+    );
     let result = last.result.unwrap();
     assert_eq!(result.requests, 300);
     assert_eq!(result.failures, 0);
@@ -219,7 +236,10 @@ async fn a_load_test_streams_progress_and_counts_every_request() {
     assert_eq!(result.per_server.len(), 2);
     assert!(result.per_server.iter().all(|s| s.requests == 150));
     let p50 = result.latency.unwrap().p50_ms;
-    assert!((20.0..30.0).contains(&p50), "p50 {p50} ms for a 20 ms endpoint");
+    assert!(
+        (20.0..30.0).contains(&p50),
+        "p50 {p50} ms for a 20 ms endpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,11 +263,23 @@ async fn broadcast_reports_a_stopped_server_and_every_other_answer() {
         .unwrap()
         .into_inner()
         .replies;
-    assert_eq!(replies.iter().map(|r| r.server_id).collect::<Vec<_>>(), [1, 2, 3]);
-    assert!(!replies[1].ok && !replies[1].error.is_empty(), "{:?}", replies[1]);
+    assert_eq!(
+        replies.iter().map(|r| r.server_id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        !replies[1].ok && !replies[1].error.is_empty(),
+        "{:?}",
+        replies[1]
+    );
     for reply in [&replies[0], &replies[2]] {
         assert!(reply.ok && reply.status_code == 200, "{reply:?}");
-        assert!(reply.body.contains(&format!("\"server_id\":{}", reply.server_id)), "{reply:?}");
+        assert!(
+            reply
+                .body
+                .contains(&format!("\"server_id\":{}", reply.server_id)),
+            "{reply:?}"
+        );
     }
 }
 
@@ -261,7 +293,11 @@ async fn farm_health_exits_non_zero_when_a_server_is_not_healthy() {
             .unwrap()
     };
     let ok = health();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     let table = String::from_utf8_lossy(&ok.stdout);
     assert!(table.contains("2/2 servers healthy"), "{table}");
 
@@ -276,5 +312,8 @@ async fn farm_health_exits_non_zero_when_a_server_is_not_healthy() {
     let bad = health();
     assert_eq!(bad.status.code(), Some(1));
     let table = String::from_utf8_lossy(&bad.stdout);
-    assert!(table.contains("stopped") && table.contains("1/2 servers healthy"), "{table}");
+    assert!(
+        table.contains("stopped") && table.contains("1/2 servers healthy"),
+        "{table}"
+    );
 }

@@ -7,7 +7,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Farm, agent_pid, eventually, farm_bin, free_port, free_port_range, node_pid, servers, signal, wait_exit};
+use common::{
+    Farm, agent_pid, eventually, farm_bin, free_port, free_port_range, node_pid, servers, signal,
+    wait_exit,
+};
 use nix::sys::signal::Signal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,17 +22,23 @@ async fn sigterm_leaves_nothing_behind_even_after_kills_by_hand() {
     let agent = agent_pid(&farm, 1).unwrap();
     let node = node_pid(&farm, 1).unwrap();
     signal(agent, Signal::SIGKILL);
-    eventually(Duration::from_secs(5), "server 1 to have a new agent and node", || {
-        let farm = &farm;
-        async move {
-            let (a, n) = (agent_pid(farm, 1)?, node_pid(farm, 1)?);
-            (a != agent && n != node).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "server 1 to have a new agent and node",
+        || {
+            let farm = &farm;
+            async move {
+                let (a, n) = (agent_pid(farm, 1)?, node_pid(farm, 1)?);
+                (a != agent && n != node).then_some(())
+            }
+        },
+    )
     .await;
-    eventually(Duration::from_secs(1), "the orphaned node to exit", || async move {
-        (!is_live(node)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(1),
+        "the orphaned node to exit",
+        || async move { (!is_live(node)).then_some(()) },
+    )
     .await;
     // A node killed by hand is restarted by its agent.
     signal(node_pid(&farm, 2).unwrap(), Signal::SIGKILL);
@@ -39,14 +48,20 @@ async fn sigterm_leaves_nothing_behind_even_after_kills_by_hand() {
     assert!(status.success(), "farm up exits 0 on SIGTERM: {status}");
     // farm up waits for its agents, and each agent for its node, before exiting.
     let left: Vec<u32> = pids.iter().copied().filter(|&p| is_live(p)).collect();
-    assert!(left.is_empty(), "still running after farm up exited: {left:?}");
+    assert!(
+        left.is_empty(),
+        "still running after farm up exited: {left:?}"
+    );
     assert!(farm.descendants().is_empty(), "{:?}", farm.descendants());
 }
 
 fn is_live(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -57,10 +72,14 @@ async fn sigkill_of_farm_up_leaves_nothing_behind() {
     assert_eq!(pids.len(), 6);
     signal(farm.child.id(), Signal::SIGKILL);
     wait_exit(&mut farm.child, Duration::from_secs(5));
-    eventually(Duration::from_secs(3), "orphaned agents and nodes to exit", || {
-        let live: Vec<u32> = pids.iter().copied().filter(|&p| is_live(p)).collect();
-        async move { live.is_empty().then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(3),
+        "orphaned agents and nodes to exit",
+        || {
+            let live: Vec<u32> = pids.iter().copied().filter(|&p| is_live(p)).collect();
+            async move { live.is_empty().then_some(()) }
+        },
+    )
     .await;
 }
 
@@ -84,7 +103,10 @@ async fn agents_register_again_within_five_seconds_of_a_controller_restart() {
             Command::new(farm_bin())
                 .args(["agent", "--id", &id.to_string()])
                 .args(["--controller", &format!("http://{listen}")])
-                .args(["--node-listen", &format!("127.0.0.1:{}", u32::from(base) + id)])
+                .args([
+                    "--node-listen",
+                    &format!("127.0.0.1:{}", u32::from(base) + id),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
@@ -97,13 +119,19 @@ async fn agents_register_again_within_five_seconds_of_a_controller_restart() {
         let list = servers(&mut client).await;
         (list.len() == 3 && list.iter().all(|s| s.connected && s.metrics.is_some())).then_some(())
     };
-    eventually(Duration::from_secs(10), "3 agents to register", || all_connected(url.clone())).await;
+    eventually(Duration::from_secs(10), "3 agents to register", || {
+        all_connected(url.clone())
+    })
+    .await;
 
     signal(controller.id(), Signal::SIGTERM);
     wait_exit(&mut controller, Duration::from_secs(10));
     let restarted_at = Instant::now();
     let mut controller = start_controller();
-    eventually(Duration::from_secs(5), "every agent to re-register", || all_connected(url.clone())).await;
+    eventually(Duration::from_secs(5), "every agent to re-register", || {
+        all_connected(url.clone())
+    })
+    .await;
     let took = restarted_at.elapsed();
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
@@ -115,7 +143,10 @@ async fn agents_register_again_within_five_seconds_of_a_controller_restart() {
     wait_exit(&mut controller, Duration::from_secs(10));
     for id in 1..=3u32 {
         let node = format!("127.0.0.1:{}", u32::from(base) + id);
-        assert!(common::pids_with_arg(&node).is_empty(), "node {id} left behind");
+        assert!(
+            common::pids_with_arg(&node).is_empty(),
+            "node {id} left behind"
+        );
     }
 }
 
@@ -142,7 +173,10 @@ fn bad_flags_fail_with_a_clear_message() {
         (vec!["--servers", "many"], "invalid value 'many'"),
         (vec!["--servers", "1001"], "1001 is not in 1..=1000"),
         (vec!["--listen", "nowhere"], "invalid value 'nowhere'"),
-        (vec!["--node-base-port", "65500", "--servers", "50"], "ports stop at 65535"),
+        (
+            vec!["--node-base-port", "65500", "--servers", "50"],
+            "ports stop at 65535",
+        ),
         (vec!["--sample-interval-ms", "5"], "5 is not in 100..=60000"),
     ] {
         let output = farm_up(&args);
@@ -156,10 +190,20 @@ fn bad_flags_fail_with_a_clear_message() {
 fn taken_ports_fail_with_a_clear_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
-    let output = farm_up(&["--listen", &format!("127.0.0.1:{taken_port}"), "--servers", "1"]);
+    let output = farm_up(&[
+        "--listen",
+        &format!("127.0.0.1:{taken_port}"),
+        "--servers",
+        "1",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{taken_port} for the controller")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{taken_port} for the controller"
+        )),
+        "{stderr}"
+    );
 
     let base = free_port_range(3);
     let node_port = std::net::TcpListener::bind(("127.0.0.1", base + 2)).unwrap();
@@ -174,6 +218,12 @@ fn taken_ports_fail_with_a_clear_message() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains(&format!("port {} for server 2's node is not free", base + 2)), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "port {} for server 2's node is not free",
+            base + 2
+        )),
+        "{stderr}"
+    );
     drop((taken, node_port));
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use farm_proto::v1::agent_service_server::AgentService;
 use farm_proto::v1::{
-    Command, CommandResult, LinkRequest, LinkResponse, Hello, Welcome, command,
-    link_request, link_response,
+    Command, CommandResult, Hello, LinkRequest, LinkResponse, Welcome, command, link_request,
+    link_response,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
@@ -193,7 +193,8 @@ impl AgentService for Agents {
         let id = registration.id;
 
         let (outbound, responses) = mpsc::channel(32);
-        let interval_ms = u32::try_from(self.registry.sample_interval().as_millis()).unwrap_or(u32::MAX);
+        let interval_ms =
+            u32::try_from(self.registry.sample_interval().as_millis()).unwrap_or(u32::MAX);
         outbound
             .send(Ok(LinkResponse {
                 kind: Some(link_response::Kind::Welcome(Welcome {

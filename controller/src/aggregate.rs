@@ -6,7 +6,10 @@ use crate::registry::ServerEntry;
 use crate::status::Status;
 
 /// Folds `entries` into the farm's aggregate, stamped `timestamp_ms`.
-pub fn farm_metrics<'a>(entries: impl Iterator<Item = &'a ServerEntry>, timestamp_ms: u64) -> FarmMetrics {
+pub fn farm_metrics<'a>(
+    entries: impl Iterator<Item = &'a ServerEntry>,
+    timestamp_ms: u64,
+) -> FarmMetrics {
     let mut m = FarmMetrics {
         timestamp_ms,
         ..FarmMetrics::default()
@@ -26,7 +29,9 @@ pub fn farm_metrics<'a>(entries: impl Iterator<Item = &'a ServerEntry>, timestam
         if entry.status == Status::Unreachable {
             continue;
         }
-        let Some(sample) = entry.latest() else { continue };
+        let Some(sample) = entry.latest() else {
+            continue;
+        };
         reporting += 1;
         m.cpu_percent_total += sample.cpu_percent;
         m.memory_bytes_total += sample.memory_bytes;

@@ -81,7 +81,7 @@ async fn fan_out(
 ) -> Vec<CommandOutcome> {
     let mut commands = JoinSet::new();
     for (index, &id) in ids.iter().enumerate() {
-        let (registry, action) = (registry.clone(), action.clone());
+        let registry = registry.clone();
         commands.spawn(async move {
             let outcome = match agents::command(&registry, id, action, deadline).await {
                 Ok(result) => CommandOutcome {
@@ -169,9 +169,10 @@ impl FarmService for Farm {
         request: Request<GetServerRequest>,
     ) -> std::result::Result<Response<GetServerResponse>, Status> {
         let id = request.into_inner().server_id;
-        let entry = self.registry.get(id).ok_or_else(|| {
-            Status::not_found(format!("server {id} is not part of this farm"))
-        })?;
+        let entry = self
+            .registry
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("server {id} is not part of this farm")))?;
         Ok(Response::new(GetServerResponse {
             server: Some(entry.to_proto()),
             history: entry.history.iter().cloned().collect(),
@@ -348,11 +349,41 @@ mod tests {
         };
         assert_eq!(load_spec(Some(ok)).unwrap().duration_seconds, 10);
         for (bad, field) in [
-            (LoadSpec { cpu_percent: f64::NAN, ..ok }, "cpu_percent"),
-            (LoadSpec { cpu_percent: -1.0, ..ok }, "cpu_percent"),
-            (LoadSpec { memory_mb: 5000, ..ok }, "memory_mb"),
-            (LoadSpec { duration_seconds: 301, ..ok }, "duration_seconds"),
-            (LoadSpec { cpu_percent: 0.0, ..ok }, "asks for nothing"),
+            (
+                LoadSpec {
+                    cpu_percent: f64::NAN,
+                    ..ok
+                },
+                "cpu_percent",
+            ),
+            (
+                LoadSpec {
+                    cpu_percent: -1.0,
+                    ..ok
+                },
+                "cpu_percent",
+            ),
+            (
+                LoadSpec {
+                    memory_mb: 5000,
+                    ..ok
+                },
+                "memory_mb",
+            ),
+            (
+                LoadSpec {
+                    duration_seconds: 301,
+                    ..ok
+                },
+                "duration_seconds",
+            ),
+            (
+                LoadSpec {
+                    cpu_percent: 0.0,
+                    ..ok
+                },
+                "asks for nothing",
+            ),
         ] {
             let e = load_spec(Some(bad)).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");

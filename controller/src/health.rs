@@ -12,14 +12,25 @@ use crate::registry::Registry;
 use crate::status::Status;
 
 /// Probes every server now, each with `timeout`, and returns the health of all, in id order.
-pub async fn check(registry: &Registry, client: &NodeClient, timeout: Duration) -> CheckHealthResponse {
+pub async fn check(
+    registry: &Registry,
+    client: &NodeClient,
+    timeout: Duration,
+) -> CheckHealthResponse {
     let started = Instant::now();
     let now = Instant::now();
     let servers: Vec<_> = registry.read(|entries| {
         entries
             .map(|e| {
                 let age = e.last_seen.map(|at| now.saturating_duration_since(at));
-                (e.id, e.name.clone(), e.node_address.clone(), e.status, e.status_reason.clone(), age)
+                (
+                    e.id,
+                    e.name.clone(),
+                    e.node_address.clone(),
+                    e.status,
+                    e.status_reason.clone(),
+                    age,
+                )
             })
             .collect()
     });
@@ -76,9 +87,10 @@ pub async fn check(registry: &Registry, client: &NodeClient, timeout: Duration) 
 /// does not answer is degraded, whatever its last sample said.
 fn combine(status: Status, reason: String, probe_ok: bool, probe_error: &str) -> (Status, String) {
     match status {
-        Status::Healthy | Status::Degraded if !probe_ok => {
-            (Status::Degraded, format!("health probe failed: {probe_error}"))
-        }
+        Status::Healthy | Status::Degraded if !probe_ok => (
+            Status::Degraded,
+            format!("health probe failed: {probe_error}"),
+        ),
         _ => (status, reason),
     }
 }
@@ -89,9 +101,18 @@ mod tests {
 
     #[test]
     fn a_failed_probe_degrades_a_healthy_server_only() {
-        assert_eq!(combine(Status::Healthy, "ok".into(), false, "connect").0, Status::Degraded);
-        assert_eq!(combine(Status::Healthy, "ok".into(), true, "").0, Status::Healthy);
-        assert_eq!(combine(Status::Stopped, "stopped".into(), false, "connect").0, Status::Stopped);
+        assert_eq!(
+            combine(Status::Healthy, "ok".into(), false, "connect").0,
+            Status::Degraded
+        );
+        assert_eq!(
+            combine(Status::Healthy, "ok".into(), true, "").0,
+            Status::Healthy
+        );
+        assert_eq!(
+            combine(Status::Stopped, "stopped".into(), false, "connect").0,
+            Status::Stopped
+        );
         assert_eq!(
             combine(Status::Unreachable, "gone".into(), false, "connect").0,
             Status::Unreachable

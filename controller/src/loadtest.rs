@@ -150,8 +150,15 @@ impl Tally {
         }
     }
 
-    fn record(&mut self, server: u32, outcome: std::result::Result<u16, &'static str>, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_TRACKED_US);
+    fn record(
+        &mut self,
+        server: u32,
+        outcome: std::result::Result<u16, &'static str>,
+        latency: Duration,
+    ) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_TRACKED_US);
         self.requests += 1;
         let failed = match outcome {
             Ok(status) => {
@@ -261,7 +268,10 @@ impl Default for LoadTests {
 impl LoadTests {
     /// A finished run by id.
     pub fn get(&self, run_id: &str) -> Option<RunLoadTestResponse> {
-        lock(&self.finished).iter().find(|r| r.run_id == run_id).cloned()
+        lock(&self.finished)
+            .iter()
+            .find(|r| r.run_id == run_id)
+            .cloned()
     }
 
     /// Starts `plan`; progress and then the final result arrive on the returned channel.

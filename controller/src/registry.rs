@@ -62,7 +62,13 @@ pub struct ServerEntry {
 }
 
 impl ServerEntry {
-    fn new(id: u32, name: String, node_address: String, runtime: String, stale_after: Duration) -> Self {
+    fn new(
+        id: u32,
+        name: String,
+        node_address: String,
+        runtime: String,
+        stale_after: Duration,
+    ) -> Self {
         Self {
             id,
             name,
@@ -82,6 +88,11 @@ impl ServerEntry {
             status_reason: "waiting for the agent".into(),
             version: 0,
         }
+    }
+
+    /// Whether `session` is the open stream; messages from a replaced stream are ignored.
+    fn has_session(&self, session: u64) -> bool {
+        self.link.as_ref().is_some_and(|l| l.session == session)
     }
 
     /// The latest sample.
@@ -283,7 +294,7 @@ impl Registry {
     /// Forgets the stream `session` of server `id`, unless a newer one replaced it.
     pub fn disconnect(&self, id: u32, session: u64) {
         self.update(id, |entry| {
-            let current = entry.link.as_ref().is_some_and(|l| l.session == session);
+            let current = entry.has_session(session);
             if current {
                 entry.link = None;
             }
@@ -294,15 +305,22 @@ impl Registry {
     /// Records a sample from stream `session` of server `id`.
     pub fn record_sample(&self, id: u32, session: u64, sample: MetricsSample) {
         self.update(id, |entry| {
-            if !entry.link.as_ref().is_some_and(|l| l.session == session) {
+            if !entry.has_session(session) {
                 return (false, ());
             }
             if let Some(previous) = entry.latest() {
-                let seconds = sample.timestamp_ms.saturating_sub(previous.timestamp_ms) as f64 / 1000.0;
+                let seconds =
+                    sample.timestamp_ms.saturating_sub(previous.timestamp_ms) as f64 / 1000.0;
                 if seconds > 0.0 {
                     // A node restart resets its counters; count from zero then.
-                    let requests = sample.requests_total.checked_sub(previous.requests_total).unwrap_or(sample.requests_total);
-                    let errors = sample.errors_total.checked_sub(previous.errors_total).unwrap_or(sample.errors_total);
+                    let requests = sample
+                        .requests_total
+                        .checked_sub(previous.requests_total)
+                        .unwrap_or(sample.requests_total);
+                    let errors = sample
+                        .errors_total
+                        .checked_sub(previous.errors_total)
+                        .unwrap_or(sample.errors_total);
                     entry.requests_per_second = requests as f64 / seconds;
                     entry.errors_per_second = errors as f64 / seconds;
                 }
@@ -320,7 +338,7 @@ impl Registry {
     /// Records an event from stream `session` of server `id`.
     pub fn record_event(&self, id: u32, session: u64, event: AgentEvent) {
         self.update(id, |entry| {
-            if !entry.link.as_ref().is_some_and(|l| l.session == session) {
+            if !entry.has_session(session) {
                 return (false, ());
             }
             if entry.events.len() >= EVENTS_LEN {

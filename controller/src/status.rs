@@ -132,7 +132,10 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
             if o.cpu_percent >= capacity * OVERLOAD_CPU_SHARE {
                 return (
                     Status::Degraded,
-                    format!("CPU at {:.0}% of its capacity", o.cpu_percent / capacity * 100.0),
+                    format!(
+                        "CPU at {:.0}% of its capacity",
+                        o.cpu_percent / capacity * 100.0
+                    ),
                 );
             }
             if o.requests_per_second > 0.0

@@ -51,7 +51,9 @@ pub fn resolve(registry: &Registry, ids: &[u32], field: &str) -> Result<Vec<Targ
         )));
     }
     if targets.is_empty() {
-        return Err(Error::InvalidArgument(format!("{field}: the farm has no servers")));
+        return Err(Error::InvalidArgument(format!(
+            "{field}: the farm has no servers"
+        )));
     }
     Ok(targets)
 }
@@ -126,14 +128,29 @@ mod tests {
     fn methods_are_a_short_list() {
         assert_eq!(method("", "m").unwrap(), Method::GET);
         assert_eq!(method("post", "m").unwrap(), Method::POST);
-        assert!(method("CONNECT", "spec.method").unwrap_err().to_string().contains("spec.method"));
+        assert!(
+            method("CONNECT", "spec.method")
+                .unwrap_err()
+                .to_string()
+                .contains("spec.method")
+        );
     }
 
     #[test]
     fn unknown_targets_are_named() {
         let registry = Registry::new(std::time::Duration::from_secs(1));
-        registry.expect(1, "server-1".into(), "127.0.0.1:8001".into(), "process".into());
-        registry.expect(2, "server-2".into(), "127.0.0.1:8002".into(), "process".into());
+        registry.expect(
+            1,
+            "server-1".into(),
+            "127.0.0.1:8001".into(),
+            "process".into(),
+        );
+        registry.expect(
+            2,
+            "server-2".into(),
+            "127.0.0.1:8002".into(),
+            "process".into(),
+        );
         assert_eq!(resolve(&registry, &[], "ids").unwrap().len(), 2);
         assert_eq!(resolve(&registry, &[2, 2], "ids").unwrap().len(), 1);
         let e = resolve(&registry, &[2, 7, 9], "server_ids").unwrap_err();

@@ -2,7 +2,9 @@
 //! `cargo run --release -p farm-node --example serve -- 127.0.0.1:18001`.
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18001".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18001".into());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

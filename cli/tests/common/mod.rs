@@ -58,7 +58,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -165,7 +168,8 @@ pub fn signal(pid: u32, sig: Signal) {
 
 /// Waits up to `limit` for `child` to exit.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    wait_exit_opt(child, limit).unwrap_or_else(|| panic!("process {} did not exit within {limit:?}", child.id()))
+    wait_exit_opt(child, limit)
+        .unwrap_or_else(|| panic!("process {} did not exit within {limit:?}", child.id()))
 }
 
 fn wait_exit_opt(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
@@ -184,10 +188,14 @@ fn wait_exit_opt(child: &mut Child, limit: Duration) -> Option<std::process::Exi
 /// A gRPC client for the controller at `url`, retrying the connection for up to 10 s.
 pub async fn connect(url: &str) -> FarmServiceClient<Channel> {
     let url = url.to_string();
-    eventually(Duration::from_secs(10), "the controller to accept connections", || {
-        let url = url.clone();
-        async move { FarmServiceClient::connect(url).await.ok() }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the controller to accept connections",
+        || {
+            let url = url.clone();
+            async move { FarmServiceClient::connect(url).await.ok() }
+        },
+    )
     .await
 }
 
@@ -236,7 +244,10 @@ pub fn pids_with_arg(needle: &str) -> Vec<u32> {
 fn is_zombie(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 

@@ -70,10 +70,12 @@ impl ProcessRuntime {
     /// Starts servers `ids`; returns at once, the agents register by themselves.
     pub fn start(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), String> {
         for id in ids {
-            let address = self
-                .config
-                .node_address(id)
-                .ok_or_else(|| format!("server {id}: port {} + {id} is past 65535", self.config.base_port))?;
+            let address = self.config.node_address(id).ok_or_else(|| {
+                format!(
+                    "server {id}: port {} + {id} is past 65535",
+                    self.config.base_port
+                )
+            })?;
             self.registry
                 .expect(id, server_name(id), address.to_string(), "process".into());
             let (config, shutdown) = (self.config.clone(), self.shutdown.clone());
@@ -109,7 +111,12 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: std::net::Sock
 }
 
 /// Keeps agent `id` running until `shutdown`, then stops it.
-async fn keep_running(config: ProcessRuntimeConfig, id: u32, address: std::net::SocketAddr, shutdown: CancellationToken) {
+async fn keep_running(
+    config: ProcessRuntimeConfig,
+    id: u32,
+    address: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
         Duration::from_secs(10),

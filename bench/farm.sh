@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Start-up time, memory per server, health-check cost and clean shutdown of a whole farm.
+#
+#   cargo build --release -p farm          # this script builds nothing
+#   bench/farm.sh
+#
+# 1. Starts `farm up --servers SERVERS` on CONTROLLER_PORT and BASE_PORT+N and measures the wall
+#    time until `farm health` first exits 0 (polled every POLL_S seconds), next to farm up's own
+#    "all N servers healthy in X s" line.
+# 2. After SETTLE_S seconds, sums RSS (/proc/PID/status VmRSS) and PSS (/proc/PID/smaps_rollup;
+#    fairer, since the copies of one binary share its pages) over every `farm agent` and
+#    `farm node` process of the farm, and divides by SERVERS. The controller (farm up) is shown
+#    apart.
+# 3. Runs `farm health --json` HEALTH_RUNS times: the controller-side duration_ms (min, median,
+#    max) and the client's wall time, which includes starting the process and connecting.
+# 4. Sends SIGTERM to farm up, times its exit, and counts the farm's processes left (should be 0).
+# Traffic goes to 127.0.0.1 only; whatever is left is killed on exit.
+#
+# Settings (environment): FARM_BIN (target/release/farm), SERVERS (50), BASE_PORT (18000),
+# CONTROLLER_PORT (55051), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2), HEALTH_RUNS (20).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FARM_BIN=${FARM_BIN:-$ROOT/target/release/farm}
+SERVERS=${SERVERS:-50}
+BASE_PORT=${BASE_PORT:-18000}
+CONTROLLER_PORT=${CONTROLLER_PORT:-55051}
+POLL_S=${POLL_S:-0.02}
+START_TIMEOUT_S=${START_TIMEOUT_S:-120}
+SETTLE_S=${SETTLE_S:-2}
+HEALTH_RUNS=${HEALTH_RUNS:-20}
+
+CONTROLLER="http://127.0.0.1:$CONTROLLER_PORT"
+
+die() { echo "farm-bench: $*" >&2; exit 1; }
+
+[[ -x $FARM_BIN ]] || die "$FARM_BIN not found; build it first: cargo build --release -p farm"
+command -v python3 >/dev/null || die "python3 is needed to read the JSON"
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_busy "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is in use; set CONTROLLER_PORT"
+for ((n = 1; n <= SERVERS; n++)); do
+    port_busy $((BASE_PORT + n)) && die "port $((BASE_PORT + n)) is in use; set BASE_PORT"
+done
+
+WORK=$(mktemp -d -t farm-bench.XXXXXX)
+UP_PID=
+cleanup() {
+    if [[ -n $UP_PID ]] && kill -0 "$UP_PID" 2>/dev/null; then
+        kill -TERM "$UP_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$UP_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$UP_PID" 2>/dev/null || true
+    fi
+    # Anything of this farm still alive (it is named by our controller URL or node ports).
+    local pid
+    for pid in $(farm_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.3f", b - a}'; }
+
+# farm_pids [agent|node]: pids of this farm's agent and node processes, found by their command
+# lines (agents name our controller URL, nodes listen on BASE_PORT+N), whoever their parent is.
+farm_pids() {
+    local want=${1:-} pid cmd role
+    for pid in $(pgrep -f -- "$FARM_BIN (agent|node) " || true); do
+        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+        read -r _ role _ <<<"$cmd"
+        [[ -z $want || $role == "$want" ]] || continue
+        case $role in
+        agent) [[ $cmd == *"--controller $CONTROLLER "* ]] || continue ;;
+        node)
+            [[ $cmd =~ --listen\ 127\.0\.0\.1:([0-9]+) ]] || continue
+            local port=${BASH_REMATCH[1]}
+            ((port > BASE_PORT && port <= BASE_PORT + SERVERS)) || continue
+            ;;
+        *) continue ;;
+        esac
+        echo "$pid"
+    done
+}
+
+# kb FIELD FILE: the value in kB of a "Field:   N kB" line.
+kb() { awk -v f="$1:" '$1 == f {print $2; found = 1} END {if (!found) print 0}' "$2" 2>/dev/null || echo 0; }
+
+echo "farm-bench: $FARM_BIN, $SERVERS servers, controller $CONTROLLER, nodes on $((BASE_PORT + 1))..$((BASE_PORT + SERVERS))"
+echo "            $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
+
+# --- 1. start-up
+t0=$(now)
+"$FARM_BIN" up --servers "$SERVERS" --listen "127.0.0.1:$CONTROLLER_PORT" \
+    --node-base-port "$BASE_PORT" >"$WORK/up.log" 2>&1 &
+UP_PID=$!
+polls=0
+until "$FARM_BIN" health --controller "$CONTROLLER" >/dev/null 2>&1; do
+    polls=$((polls + 1))
+    kill -0 "$UP_PID" 2>/dev/null || { cat "$WORK/up.log" >&2; die "farm up exited early"; }
+    if awk -v a="$t0" -v b="$(now)" -v m="$START_TIMEOUT_S" 'BEGIN {exit !(b - a > m)}'; then
+        die "not all healthy after $START_TIMEOUT_S s"
+    fi
+    sleep "$POLL_S"
+done
+startup=$(elapsed "$t0")
+own_line=
+for _ in $(seq 100); do
+    own_line=$(grep -m1 -o 'all [0-9]* servers healthy in [0-9.]* s' "$WORK/up.log" || true)
+    [[ -n $own_line ]] && break
+    sleep 0.05
+done
+echo
+echo "start-up:"
+echo "  farm health first exited 0 after $startup s (wall, from launching farm up; $polls failed polls)"
+echo "  farm up says: ${own_line:-<no 'healthy in' line seen>}"
+
+# --- 2. memory
+sleep "$SETTLE_S"
+mapfile -t agents < <(farm_pids agent)
+mapfile -t nodes < <(farm_pids node)
+sum_kb() {
+    local field=$1 file=$2 total=0 pid
+    shift 2
+    for pid in "$@"; do total=$((total + $(kb "$field" "/proc/$pid/$file"))); done
+    echo "$total"
+}
+a_rss=$(sum_kb VmRSS status "${agents[@]}")
+n_rss=$(sum_kb VmRSS status "${nodes[@]}")
+a_pss=$(sum_kb Pss smaps_rollup "${agents[@]}")
+n_pss=$(sum_kb Pss smaps_rollup "${nodes[@]}")
+c_rss=$(kb VmRSS "/proc/$UP_PID/status")
+c_pss=$(kb Pss "/proc/$UP_PID/smaps_rollup")
+echo
+echo "memory ($SETTLE_S s after healthy; ${#agents[@]} agents, ${#nodes[@]} nodes):"
+awk -v n="$SERVERS" -v ar="$a_rss" -v nr="$n_rss" -v ap="$a_pss" -v np="$n_pss" \
+    -v cr="$c_rss" -v cp="$c_pss" 'BEGIN {
+    printf "  per server (agent + node): RSS %.2f MiB, PSS %.2f MiB\n", (ar + nr) / n / 1024, (ap + np) / n / 1024
+    printf "    agent: RSS %.2f MiB, PSS %.2f MiB;  node: RSS %.2f MiB, PSS %.2f MiB\n", ar / n / 1024, ap / n / 1024, nr / n / 1024, np / n / 1024
+    printf "  all %d servers: RSS %.1f MiB, PSS %.1f MiB\n", n, (ar + nr) / 1024, (ap + np) / 1024
+    printf "  controller (farm up): RSS %.1f MiB, PSS %.1f MiB\n", cr / 1024, cp / 1024
+}'
+
+# --- 3. health checks
+: >"$WORK/health.tsv"
+for ((i = 1; i <= HEALTH_RUNS; i++)); do
+    t=$(now)
+    rc=0
+    "$FARM_BIN" health --controller "$CONTROLLER" --json >"$WORK/health.json" 2>"$WORK/health.err" || rc=$?
+    wall=$(elapsed "$t")
+    python3 - "$WORK/health.json" "$wall" "$rc" >>"$WORK/health.tsv" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+print(f"{doc['duration_ms']}\t{float(sys.argv[2]) * 1000}\t{doc['healthy']}\t{len(doc['servers'])}\t{sys.argv[3]}")
+EOF
+done
+echo
+python3 - "$WORK/health.tsv" "$HEALTH_RUNS" <<'EOF'
+import statistics, sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
+ctl = [float(r[0]) for r in rows]
+wall = [float(r[1]) for r in rows]
+unhealthy = [r for r in rows if r[2] != r[3] or r[4] != "0"]
+fmt = lambda xs: f"min {min(xs):.2f}, median {statistics.median(xs):.2f}, max {max(xs):.2f} ms"
+print(f"farm health --json x {sys.argv[2]}:")
+print(f"  in the controller (duration_ms): {fmt(ctl)}")
+print(f"  client wall time (process start, connect, check, print): {fmt(wall)}")
+print(f"  runs with a server not healthy or a non-zero exit: {len(unhealthy)}")
+EOF
+
+# --- 4. shutdown
+all_before=$(farm_pids | wc -l)
+t=$(now)
+kill -TERM "$UP_PID"
+for _ in $(seq 300); do kill -0 "$UP_PID" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$UP_PID" 2>/dev/null; then
+    stop="did not exit within 15 s"
+else
+    wait "$UP_PID" 2>/dev/null && up_rc=0 || up_rc=$?
+    stop="exited with status $up_rc after $(elapsed "$t") s"
+    UP_PID=
+fi
+left=0
+for _ in $(seq 20); do
+    left=$(farm_pids | wc -l)
+    ((left == 0)) && break
+    sleep 0.1
+done
+echo
+echo "shutdown (SIGTERM to farm up; $all_before agent/node processes before):"
+echo "  farm up $stop"
+echo "  farm agent/node processes left: $left"
+((left == 0)) || { ps -o pid,ppid,args -p "$(farm_pids | paste -sd,)" >&2 || true; exit 1; }
