@@ -53,6 +53,9 @@ pub(crate) fn handle(
                 Ok(NodeAction::Start) => Some(Action::Start),
                 Ok(NodeAction::Stop) => Some(Action::Stop),
                 Ok(NodeAction::Restart) => Some(Action::Restart),
+                Ok(NodeAction::Kill) => Some(Action::Kill),
+                Ok(NodeAction::Pause) => Some(Action::Pause),
+                Ok(NodeAction::Unpause) => Some(Action::Unpause),
                 _ => None,
             };
             let supervisor = supervisor.clone();

@@ -91,6 +91,7 @@ impl Sampler {
         sample.pids = pids;
 
         if node.pid.is_some()
+            && node.state != NodeState::Paused
             && let Ok(m) = self
                 .client
                 .metrics(&self.node_address, METRICS_TIMEOUT)
@@ -117,5 +118,6 @@ fn node_state(state: NodeState) -> pb::NodeState {
         NodeState::Stopped => pb::NodeState::Stopped,
         NodeState::Crashed => pb::NodeState::Crashed,
         NodeState::Unhealthy => pb::NodeState::Unhealthy,
+        NodeState::Paused => pb::NodeState::Paused,
     }
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use farm_node::client::NodeClient;
 use farm_proto::v1::{AgentEvent, AgentEventKind};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
@@ -38,6 +40,8 @@ pub enum NodeState {
     Crashed,
     /// Running, but `/health` fails.
     Unhealthy,
+    /// Frozen on request (SIGSTOP).
+    Paused,
 }
 
 /// A snapshot of the node app, published on every change.
@@ -62,6 +66,12 @@ pub enum Action {
     Stop,
     /// Stop it and start it again.
     Restart,
+    /// Kill it with SIGKILL, as a crash: it is restarted like after any exit.
+    Kill,
+    /// Freeze it (SIGSTOP): it keeps its port and answers nothing.
+    Pause,
+    /// Thaw it (SIGCONT).
+    Unpause,
 }
 
 type Reply = oneshot::Sender<Result<String, String>>;
@@ -198,7 +208,7 @@ impl Task {
                     let _ = self.start().await;
                     next_probe = Instant::now();
                 }
-                _ = sleep_until(next_probe.into()), if self.child.is_some() => {
+                _ = sleep_until(next_probe.into()), if self.child.is_some() && state != NodeState::Paused => {
                     next_probe = Instant::now() + probe_every;
                     self.probe().await;
                 }
@@ -237,6 +247,38 @@ impl Task {
                 )
                 .await;
                 Ok("node stopped".into())
+            }
+            Action::Kill => {
+                let Some(child) = self.child.as_mut() else {
+                    return Err("node is not running".into());
+                };
+                // Not waited for here: the exit is seen, reported and restarted like any crash.
+                child
+                    .start_kill()
+                    .map_err(|e| format!("cannot kill the node: {e}"))?;
+                Ok("node killed; it restarts like after a crash".into())
+            }
+            Action::Pause | Action::Unpause => {
+                let pause = action == Action::Pause;
+                let pid = self
+                    .child
+                    .as_ref()
+                    .and_then(Child::id)
+                    .ok_or_else(|| "node is not running".to_string())?;
+                let signal = if pause {
+                    Signal::SIGSTOP
+                } else {
+                    Signal::SIGCONT
+                };
+                kill(Pid::from_raw(pid as i32), signal)
+                    .map_err(|e| format!("cannot signal the node: {e}"))?;
+                if pause {
+                    self.set_state(NodeState::Paused);
+                    Ok("node paused".into())
+                } else {
+                    self.set_state(NodeState::Running);
+                    Ok("node unpaused".into())
+                }
             }
             Action::Restart => {
                 self.want_running = true;

@@ -89,7 +89,7 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
     let registry =
         farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
     eprintln!("farm: controller listening on {}", listener.local_addr()?);
-    farm_controller::serve(listener, registry, shutdown_token()).await?;
+    farm_controller::serve(listener, registry, None, shutdown_token()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,20 +8,19 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use farm_controller::Registry;
-use farm_controller::runtime::{ProcessRuntime, ProcessRuntimeConfig};
+use farm_controller::runtime::{MAX_SERVERS, ProcessRuntime, ProcessRuntimeConfig};
 use farm_controller::status::Status;
+use farm_controller::{Registry, Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::roles::{DEFAULT_CONTROLLER_LISTEN, bind};
 use crate::signal::shutdown_signal;
 
-/// Most servers one `farm up` starts.
-pub(crate) const MAX_SERVERS: u32 = 1000;
 /// How long `farm up` waits for the farm to turn healthy before saying so.
 const HEALTHY_WAIT: Duration = Duration::from_secs(30);
 
@@ -53,7 +52,6 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         controller_url: String::new(),
         node_host: args.node_host,
         base_port: args.node_base_port,
-        env: Vec::new(),
     };
     if runtime_config.node_address(args.servers).is_none() {
         bail!(
@@ -64,15 +62,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let listener = bind(args.listen, "controller", "--listen").await?;
     let controller_addr = listener.local_addr()?;
-    check_node_ports(&runtime_config, args.servers)?;
+    runtime_config
+        .check_ports(1..=args.servers)
+        .map_err(anyhow::Error::msg)?;
 
     let registry = Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
-    let controller_shutdown = CancellationToken::new();
-    let controller = tokio::spawn(farm_controller::serve(
-        listener,
-        registry.clone(),
-        controller_shutdown.clone(),
-    ));
 
     let connect_host = if controller_addr.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
@@ -83,13 +77,20 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "http://{}",
         SocketAddr::new(connect_host, controller_addr.port())
     );
-    let runtime = ProcessRuntime::new(
+    let runtime = Arc::new(ProcessRuntime::new(
         ProcessRuntimeConfig {
             controller_url: controller_url.clone(),
             ..runtime_config.clone()
         },
         registry.clone(),
-    );
+    ));
+    let controller_shutdown = CancellationToken::new();
+    let controller = tokio::spawn(farm_controller::serve(
+        listener,
+        registry.clone(),
+        Some(runtime.clone() as Arc<dyn Runtime>),
+        controller_shutdown.clone(),
+    ));
     let started = Instant::now();
     runtime
         .start(1..=args.servers)
@@ -133,20 +134,6 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!("farm: stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Fails, naming the port and server, when any node port is taken.
-fn check_node_ports(config: &ProcessRuntimeConfig, servers: u32) -> anyhow::Result<()> {
-    for id in 1..=servers {
-        let address = config.node_address(id).expect("range checked");
-        std::net::TcpListener::bind(address).with_context(|| {
-            format!(
-                "port {} for server {id}'s node is not free (is another farm running? choose other ports with --node-base-port)",
-                address.port()
-            )
-        })?;
-    }
-    Ok(())
 }
 
 /// Waits until `servers` servers are healthy; false after [`HEALTHY_WAIT`].

@@ -3,6 +3,7 @@
 //! the agents, the health check, the load-test engine or the broadcaster.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use farm_node::client::NodeClient;
@@ -10,10 +11,12 @@ use farm_node::limits::{MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB};
 use farm_proto::v1::farm_service_server::FarmService;
 use farm_proto::v1::{
     self as pb, BroadcastRequest, BroadcastResponse, CheckHealthRequest, CheckHealthResponse,
-    CommandOutcome, GetMetricsRequest, GetMetricsResponse, GetServerRequest, GetServerResponse,
-    ListServersRequest, ListServersResponse, LoadSpec, NodeAction, RunLoadTestRequest,
-    RunLoadTestResponse, ServerActionKind, ServerActionRequest, ServerActionResponse,
-    SimulateLoadRequest, SimulateLoadResponse, WatchRequest, WatchResponse, command,
+    CommandOutcome, GetLoadTestRequest, GetLoadTestResponse, GetMetricsRequest, GetMetricsResponse,
+    GetServerRequest, GetServerResponse, ListLoadTestsRequest, ListLoadTestsResponse,
+    ListServersRequest, ListServersResponse, LoadSpec, RunLoadTestRequest, RunLoadTestResponse,
+    ScaleFarmRequest, ScaleFarmResponse, ServerActionKind, ServerActionRequest,
+    ServerActionResponse, SimulateLoadRequest, SimulateLoadResponse, WatchRequest, WatchResponse,
+    command,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -25,14 +28,13 @@ use tonic::{Request, Response, Status};
 use crate::error::{Error, Result};
 use crate::loadtest::{self, LoadTests};
 use crate::registry::Registry;
+use crate::runtime::{self, Runtime};
 use crate::status::Status as ServerStatus;
 use crate::{agents, aggregate, broadcast, health, targets};
 
 /// Most CPU a simulated load may ask for, in percent of one core (64 cores); each node
 /// refuses more than it has cores for.
 pub const MAX_LOAD_CPU_PERCENT: f64 = 6400.0;
-/// How long a server may take to carry out an action.
-const ACTION_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a server may take to accept a simulated load.
 const LOAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Longest health probe, in milliseconds.
@@ -44,6 +46,7 @@ const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Farm {
     registry: Registry,
+    runtime: Option<Arc<dyn Runtime>>,
     client: NodeClient,
     load_tests: LoadTests,
     shutdown: CancellationToken,
@@ -51,9 +54,15 @@ pub struct Farm {
 
 impl Farm {
     /// The service over `registry`; streams end on `shutdown`.
-    pub fn new(registry: Registry, load_tests: LoadTests, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        registry: Registry,
+        runtime: Option<Arc<dyn Runtime>>,
+        load_tests: LoadTests,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             registry,
+            runtime,
             client: NodeClient::new(),
             load_tests,
             shutdown,
@@ -72,34 +81,32 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Sends `action` to every server of `ids` at once; one outcome per id, in the order given.
-async fn fan_out(
-    registry: &Registry,
-    ids: &[u32],
-    action: command::Action,
-    deadline: Duration,
-) -> Vec<CommandOutcome> {
-    let mut commands = JoinSet::new();
+/// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
+async fn fan_out<F, Fut>(ids: &[u32], task: F) -> Vec<CommandOutcome>
+where
+    F: Fn(u32) -> Fut,
+    Fut: Future<Output = std::result::Result<String, String>> + Send + 'static,
+{
+    let mut tasks = JoinSet::new();
     for (index, &id) in ids.iter().enumerate() {
-        let registry = registry.clone();
-        commands.spawn(async move {
-            let outcome = match agents::command(&registry, id, action, deadline).await {
-                Ok(result) => CommandOutcome {
-                    server_id: id,
-                    ok: result.ok,
-                    message: result.message,
-                },
-                Err(e) => CommandOutcome {
-                    server_id: id,
-                    ok: false,
-                    message: e.to_string(),
-                },
+        let work = task(id);
+        tasks.spawn(async move {
+            let (ok, message) = match work.await {
+                Ok(message) => (true, message),
+                Err(message) => (false, message),
             };
-            (index, outcome)
+            (
+                index,
+                CommandOutcome {
+                    server_id: id,
+                    ok,
+                    message,
+                },
+            )
         });
     }
     let mut outcomes = vec![CommandOutcome::default(); ids.len()];
-    while let Some(Ok((index, outcome))) = commands.join_next().await {
+    while let Some(Ok((index, outcome))) = tasks.join_next().await {
         outcomes[index] = outcome;
     }
     outcomes
@@ -185,15 +192,13 @@ impl FarmService for Farm {
         request: Request<ServerActionRequest>,
     ) -> std::result::Result<Response<ServerActionResponse>, Status> {
         let ServerActionRequest { server_ids, action } = request.into_inner();
-        let node_action = match ServerActionKind::try_from(action) {
-            Ok(ServerActionKind::Start) => NodeAction::Start,
-            Ok(ServerActionKind::Stop) => NodeAction::Stop,
-            Ok(ServerActionKind::Restart) => NodeAction::Restart,
-            _ => {
+        let action = match ServerActionKind::try_from(action) {
+            Ok(ServerActionKind::Unspecified) | Err(_) => {
                 return Err(Status::invalid_argument(format!(
-                    "action must be START, STOP or RESTART, got {action}"
+                    "action must be START, STOP, RESTART, KILL, PAUSE or UNPAUSE, got {action}"
                 )));
             }
+            Ok(kind) => kind,
         };
         if server_ids.is_empty() {
             return Err(Status::invalid_argument(
@@ -204,12 +209,15 @@ impl FarmService for Farm {
             .into_iter()
             .map(|t| t.id)
             .collect();
-        let outcomes = fan_out(
-            &self.registry,
-            &ids,
-            command::Action::NodeAction(node_action.into()),
-            ACTION_DEADLINE,
-        )
+        let outcomes = fan_out(&ids, |id| {
+            let (registry, runtime) = (self.registry.clone(), self.runtime.clone());
+            async move {
+                match runtime {
+                    Some(runtime) => runtime.act(id, action).await,
+                    None => runtime::act_through_agent(&registry, id, action).await,
+                }
+            }
+        })
         .await;
         Ok(Response::new(ServerActionResponse { outcomes }))
     }
@@ -264,12 +272,23 @@ impl FarmService for Farm {
             .into_iter()
             .map(|t| t.id)
             .collect();
-        let outcomes = fan_out(
-            &self.registry,
-            &ids,
-            command::Action::SimulateLoad(load),
-            LOAD_DEADLINE,
-        )
+        let outcomes = fan_out(&ids, |id| {
+            let registry = self.registry.clone();
+            async move {
+                match agents::command(
+                    &registry,
+                    id,
+                    command::Action::SimulateLoad(load),
+                    LOAD_DEADLINE,
+                )
+                .await
+                {
+                    Ok(result) if result.ok => Ok(result.message),
+                    Ok(result) => Err(result.message),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
         .await;
         Ok(Response::new(SimulateLoadResponse { outcomes }))
     }
@@ -280,6 +299,56 @@ impl FarmService for Farm {
     ) -> std::result::Result<Response<BroadcastResponse>, Status> {
         let plan = broadcast::Plan::new(request.get_ref(), &self.registry)?;
         Ok(Response::new(broadcast::run(plan, &self.client).await))
+    }
+
+    async fn get_load_test(
+        &self,
+        request: Request<GetLoadTestRequest>,
+    ) -> std::result::Result<Response<GetLoadTestResponse>, Status> {
+        let run_id = request.into_inner().run_id;
+        let run = self.load_tests.get(&run_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "no finished load test {run_id:?} (the last {} are kept)",
+                loadtest::KEPT_RUNS
+            ))
+        })?;
+        Ok(Response::new(GetLoadTestResponse { run: Some(run) }))
+    }
+
+    async fn list_load_tests(
+        &self,
+        _request: Request<ListLoadTestsRequest>,
+    ) -> std::result::Result<Response<ListLoadTestsResponse>, Status> {
+        Ok(Response::new(ListLoadTestsResponse {
+            runs: self.load_tests.list(),
+        }))
+    }
+
+    async fn scale_farm(
+        &self,
+        request: Request<ScaleFarmRequest>,
+    ) -> std::result::Result<Response<ScaleFarmResponse>, Status> {
+        let servers = request.into_inner().servers;
+        if servers > runtime::MAX_SERVERS {
+            return Err(Status::invalid_argument(format!(
+                "servers must be at most {}, got {servers}",
+                runtime::MAX_SERVERS
+            )));
+        }
+        let runtime = self.runtime.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this controller runs no runtime (started with `farm controller`); scale with `farm up`",
+            )
+        })?;
+        let scaled = runtime
+            .scale(servers)
+            .await
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(ScaleFarmResponse {
+            added: scaled.added,
+            removed: scaled.removed,
+            servers: u32::try_from(self.registry.ids().len()).unwrap_or(u32::MAX),
+        }))
     }
 
     type WatchStream = BoxStream<WatchResponse>;

@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod status;
 pub mod targets;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use farm_proto::v1::agent_service_server::AgentServiceServer;
@@ -37,6 +38,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use error::{Error, Result};
 pub use registry::Registry;
+pub use runtime::Runtime;
 
 /// How often statuses are re-evaluated against the clock.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -45,10 +47,12 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Serves the agent and farm services, reflection and health on `listener` until
-/// `shutdown` is cancelled; every stream ends then.
+/// `shutdown` is cancelled; every stream ends then. Without a `runtime` (a controller run
+/// alone) lifecycle actions go straight to the agents and the farm cannot be scaled.
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
+    runtime: Option<Arc<dyn Runtime>>,
     shutdown: CancellationToken,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let sweeper = {
@@ -86,6 +90,7 @@ pub async fn serve(
 
     let farm = api::Farm::new(
         registry.clone(),
+        runtime,
         loadtest::LoadTests::default(),
         shutdown.clone(),
     );

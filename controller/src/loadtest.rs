@@ -1,6 +1,16 @@
-//! Load tests against servers of this farm, closed model: `concurrency` workers, each sending
-//! its next request as soon as the previous one is answered, spread round-robin over the
-//! targets, until a total is sent, a duration has passed, or the run is cancelled.
+//! Load tests against servers of this farm, measured the way wrk2 and vegeta do.
+//!
+//! Two models, both spreading requests round-robin over the targets until a total is sent, a
+//! duration has passed, or the run is cancelled:
+//! - closed: `concurrency` workers, each sending its next request as soon as the previous one
+//!   is answered (throughput follows the servers);
+//! - open: a constant arrival rate. Request *i* is due at a fixed time on a schedule; it waits
+//!   for one of `concurrency` slots, and its latency is measured from when it was *due*, so a
+//!   stall that holds back the requests behind it shows in the figures instead of silently
+//!   lowering the rate (coordinated omission). The latency from the actual send is kept
+//!   beside it, uncorrected, to show the difference.
+//!
+//! An optional ramp raises the rate (open) or starts the workers (closed) linearly.
 //!
 //! Latencies go into HDR histograms (microseconds, 1 µs to 60 s), one for the run at three
 //! significant digits and one per server at two (a thousand targets must not cost a
@@ -31,6 +41,8 @@ use crate::targets::{self, Target};
 pub const MAX_CONCURRENCY: u32 = 1000;
 /// Most requests in one run.
 pub const MAX_TOTAL_REQUESTS: u64 = 10_000_000;
+/// Highest open-model rate, in requests per second.
+pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
 /// Longest run, in seconds.
 pub const MAX_DURATION_SECONDS: u32 = 3600;
 /// Longest per-request timeout, in milliseconds.
@@ -42,6 +54,18 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Highest latency the histograms track, in microseconds (60 s).
 const MAX_TRACKED_US: u64 = 60_000_000;
 
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// Each worker sends its next request when the previous one is answered.
+    Closed,
+    /// Requests are due at a constant rate, in requests per second.
+    Open {
+        /// Requests per second.
+        rate: f64,
+    },
+}
+
 /// A validated load test, ready to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -52,6 +76,10 @@ pub struct Plan {
     total: Option<u64>,
     duration: Duration,
     timeout: Duration,
+    model: Model,
+    ramp: Duration,
+    /// The spec with defaults applied, reported with the result.
+    spec: LoadTestSpec,
 }
 
 impl Plan {
@@ -65,6 +93,8 @@ impl Plan {
             total_requests,
             duration_seconds,
             timeout_ms,
+            rate_per_second,
+            ramp_up_seconds,
         } = spec;
         let concurrency = match *concurrency {
             0 => 10,
@@ -91,14 +121,46 @@ impl Plan {
             (0, Some(_)) => MAX_DURATION_SECONDS,
             (d, _) => d,
         };
+        let model = match *rate_per_second {
+            r if r == 0.0 => Model::Closed,
+            r if r.is_finite() && r > 0.0 && r <= MAX_RATE_PER_SECOND => Model::Open { rate: r },
+            r => {
+                return Err(Error::InvalidArgument(format!(
+                    "spec.rate_per_second must be 0 (closed model) or up to {MAX_RATE_PER_SECOND}, got {r}"
+                )));
+            }
+        };
+        if *ramp_up_seconds > duration_seconds {
+            return Err(Error::InvalidArgument(format!(
+                "spec.ramp_up_seconds ({ramp_up_seconds}) must not exceed the run's duration ({duration_seconds} s)"
+            )));
+        }
+        let method = targets::method(method, "spec.method")?;
+        let path = targets::path(path, "spec.path")?;
+        let timeout = targets::millis(*timeout_ms, 10_000, MAX_TIMEOUT_MS, "spec.timeout_ms")?;
+        let targets = targets::resolve(registry, server_ids, "spec.server_ids")?;
+        let spec = LoadTestSpec {
+            server_ids: targets.iter().map(|t| t.id).collect(),
+            path: path.clone(),
+            method: method.to_string(),
+            concurrency,
+            total_requests: *total_requests,
+            duration_seconds,
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            rate_per_second: *rate_per_second,
+            ramp_up_seconds: *ramp_up_seconds,
+        };
         Ok(Self {
-            targets: targets::resolve(registry, server_ids, "spec.server_ids")?,
-            method: targets::method(method, "spec.method")?,
-            path: targets::path(path, "spec.path")?,
+            targets,
+            method,
+            path,
             concurrency,
             total,
             duration: Duration::from_secs(u64::from(duration_seconds)),
-            timeout: targets::millis(*timeout_ms, 10_000, MAX_TIMEOUT_MS, "spec.timeout_ms")?,
+            timeout,
+            model,
+            ramp: Duration::from_secs(u64::from(*ramp_up_seconds)),
+            spec,
         })
     }
 }
@@ -106,7 +168,12 @@ impl Plan {
 /// What a run has measured so far.
 struct Tally {
     started: Instant,
+    /// Latency from when each request was due (open model) or sent (closed model).
     latency: Histogram<u64>,
+    /// Open model: latency from when each request was actually sent.
+    uncorrected: Histogram<u64>,
+    /// Open model: requests due before the end that were never sent.
+    dropped: u64,
     per_server: BTreeMap<u32, ServerTally>,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -130,6 +197,8 @@ impl Tally {
         Self {
             started: Instant::now(),
             latency: histogram(3),
+            uncorrected: histogram(3),
+            dropped: 0,
             per_server: targets
                 .iter()
                 .map(|t| {
@@ -150,20 +219,22 @@ impl Tally {
         }
     }
 
+    /// Records one request: `latency` from when it was due, `uncorrected` from when it was
+    /// sent (the same in the closed model).
     fn record(
         &mut self,
         server: u32,
         outcome: std::result::Result<u16, &'static str>,
         latency: Duration,
+        uncorrected: Duration,
     ) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, MAX_TRACKED_US);
+        let micros = to_micros(latency);
         self.requests += 1;
         let failed = match outcome {
             Ok(status) => {
                 *self.statuses.entry(status).or_default() += 1;
                 self.latency.saturating_record(micros);
+                self.uncorrected.saturating_record(to_micros(uncorrected));
                 status >= 500
             }
             Err(kind) => {
@@ -185,9 +256,17 @@ impl Tally {
         }
     }
 
-    fn result(&self) -> LoadTestResult {
+    fn result(&self, plan: &Plan) -> LoadTestResult {
         let elapsed = self.started.elapsed().as_secs_f64();
+        let open_rate = match plan.model {
+            Model::Open { rate } => Some(rate),
+            Model::Closed => None,
+        };
         LoadTestResult {
+            latency_uncorrected: open_rate.map(|_| summary(&self.uncorrected)),
+            target_rate: open_rate.unwrap_or(0.0),
+            dropped: self.dropped,
+            spec: Some(plan.spec.clone()),
             requests: self.requests,
             successes: self.requests - self.failures,
             failures: self.failures,
@@ -228,6 +307,27 @@ impl Tally {
     }
 }
 
+fn to_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TRACKED_US)
+}
+
+/// When request `n` (from 0) is due, after the run's start, at `rate` per second with a linear
+/// ramp from zero over `ramp`: during the ramp n(t) = rate·t²/(2·ramp), after it the rate is
+/// constant.
+fn due_at(n: u64, rate: f64, ramp: Duration) -> Duration {
+    let n = n as f64;
+    let ramp_s = ramp.as_secs_f64();
+    let ramp_requests = rate * ramp_s / 2.0;
+    let seconds = if n < ramp_requests {
+        (2.0 * n * ramp_s / rate).sqrt()
+    } else {
+        ramp_s + (n - ramp_requests) / rate
+    };
+    Duration::from_secs_f64(seconds)
+}
+
 fn summary(h: &Histogram<u64>) -> LatencySummary {
     let ms = |us: u64| us as f64 / 1000.0;
     if h.is_empty() {
@@ -240,6 +340,57 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
         p999_ms: ms(h.value_at_quantile(0.999)),
         max_ms: ms(h.max()),
         mean_ms: h.mean() / 1000.0,
+    }
+}
+
+/// Claims the next request number, or `None` when the total is reached.
+fn next_request(plan: &Plan, issued: &AtomicU64) -> Option<u64> {
+    let n = issued.fetch_add(1, Ordering::Relaxed);
+    if plan.total.is_some_and(|total| n >= total) {
+        return None;
+    }
+    Some(n)
+}
+
+/// Request `n`'s server: round-robin over the targets.
+fn target_of(plan: &Plan, n: u64) -> &Target {
+    &plan.targets[(n % plan.targets.len() as u64) as usize]
+}
+
+/// How many requests the open schedule makes due within `elapsed`, capped by the total.
+fn scheduled_by(plan: &Plan, rate: f64, elapsed: Duration) -> u64 {
+    let t = elapsed.as_secs_f64();
+    let ramp = plan.ramp.as_secs_f64();
+    let due = if t < ramp {
+        rate * t * t / (2.0 * ramp)
+    } else {
+        rate * ramp / 2.0 + rate * (t - ramp)
+    };
+    let due = due.floor() as u64;
+    plan.total.map_or(due, |total| due.min(total))
+}
+
+/// Sends request `n`; `None` when the run was cancelled or its time ran out meanwhile.
+async fn send(
+    client: &NodeClient,
+    plan: &Plan,
+    n: u64,
+    cancel: &CancellationToken,
+    deadline: tokio::time::Instant,
+) -> Option<std::result::Result<u16, &'static str>> {
+    let target = target_of(plan, n);
+    let request = client.request(
+        plan.method.clone(),
+        &target.address,
+        &plan.path,
+        None,
+        plan.timeout,
+        0,
+    );
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        _ = tokio::time::sleep_until(deadline) => None,
+        reply = request => Some(reply.map(|r| r.status).map_err(|e: ClientError| e.kind())),
     }
 }
 
@@ -274,6 +425,11 @@ impl LoadTests {
             .cloned()
     }
 
+    /// Every kept run, oldest first.
+    pub fn list(&self) -> Vec<RunLoadTestResponse> {
+        lock(&self.finished).iter().cloned().collect()
+    }
+
     /// Starts `plan`; progress and then the final result arrive on the returned channel.
     /// Dropping the receiver cancels the run; so does `shutdown`.
     pub fn start(
@@ -291,42 +447,86 @@ impl LoadTests {
         let plan = Arc::new(plan);
         tracing::info!(%run_id, targets = plan.targets.len(), concurrency = plan.concurrency, "Load test started.");
 
-        for _ in 0..plan.concurrency {
-            let (plan, tally, cancel, issued, client) = (
-                plan.clone(),
-                tally.clone(),
-                cancel.clone(),
-                issued.clone(),
-                self.client.clone(),
-            );
-            workers.spawn(async move {
-                loop {
-                    let n = issued.fetch_add(1, Ordering::Relaxed);
-                    if plan.total.is_some_and(|total| n >= total) {
-                        return;
-                    }
-                    let target = &plan.targets[(n % plan.targets.len() as u64) as usize];
-                    let sent = Instant::now();
-                    let request = client.request(
-                        plan.method.clone(),
-                        &target.address,
-                        &plan.path,
-                        None,
-                        plan.timeout,
-                        0,
+        let started = tokio::time::Instant::now();
+        match plan.model {
+            Model::Closed => {
+                for worker in 0..plan.concurrency {
+                    let delay = plan
+                        .ramp
+                        .mul_f64(f64::from(worker) / f64::from(plan.concurrency));
+                    let (plan, tally, cancel, issued, client) = (
+                        plan.clone(),
+                        tally.clone(),
+                        cancel.clone(),
+                        issued.clone(),
+                        self.client.clone(),
                     );
-                    let outcome = tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep_until(deadline) => return,
-                        reply = request => reply.map(|r| r.status).map_err(|e: ClientError| e.kind()),
-                    };
-                    lock(&tally).record(target.id, outcome, sent.elapsed());
+                    workers.spawn(async move {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep_until(started + delay) => {}
+                        }
+                        while let Some(n) = next_request(&plan, &issued) {
+                            let sent = Instant::now();
+                            let Some(outcome) = send(&client, &plan, n, &cancel, deadline).await
+                            else {
+                                return;
+                            };
+                            let latency = sent.elapsed();
+                            lock(&tally).record(target_of(&plan, n).id, outcome, latency, latency);
+                        }
+                    });
                 }
-            });
+            }
+            Model::Open { rate } => {
+                let slots = Arc::new(tokio::sync::Semaphore::new(plan.concurrency as usize));
+                let (plan, tally, cancel, client, tracker) = (
+                    plan.clone(),
+                    tally.clone(),
+                    cancel.clone(),
+                    self.client.clone(),
+                    workers.clone(),
+                );
+                workers.spawn(async move {
+                    while let Some(n) = next_request(&plan, &issued) {
+                        let due = started + due_at(n, rate, plan.ramp);
+                        if due >= deadline {
+                            break;
+                        }
+                        let permit = tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep_until(deadline) => break,
+                            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                        };
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep_until(due) => {}
+                        }
+                        let (plan, tally, cancel, client) =
+                            (plan.clone(), tally.clone(), cancel.clone(), client.clone());
+                        tracker.spawn(async move {
+                            let sent = Instant::now();
+                            let outcome = send(&client, &plan, n, &cancel, deadline).await;
+                            drop(permit);
+                            if let Some(outcome) = outcome {
+                                let done = Instant::now();
+                                let corrected = done.saturating_duration_since(due.into_std());
+                                lock(&tally).record(target_of(&plan, n).id, outcome, corrected, done - sent);
+                            }
+                        });
+                    }
+                    // What the schedule asked for by the end, less what was sent, was held back
+                    // by requests in flight.
+                    let due_by_end = scheduled_by(&plan, rate, deadline.saturating_duration_since(started));
+                    let sent = issued.load(Ordering::Relaxed).min(due_by_end);
+                    lock(&tally).dropped = due_by_end.saturating_sub(sent);
+                });
+            }
         }
         workers.close();
 
         let finished = self.finished.clone();
+        let plan = plan.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval_at(
                 tokio::time::Instant::now() + PROGRESS_EVERY,
@@ -351,7 +551,7 @@ impl LoadTests {
                         let progress = RunLoadTestResponse {
                             run_id: run_id.clone(),
                             done: false,
-                            result: Some(lock(&tally).result()),
+                            result: Some(lock(&tally).result(&plan)),
                             stopped_reason: String::new(),
                         };
                         // A slow reader skips a progress report rather than stalling the run.
@@ -362,7 +562,7 @@ impl LoadTests {
             let last = RunLoadTestResponse {
                 run_id: run_id.clone(),
                 done: true,
-                result: Some(lock(&tally).result()),
+                result: Some(lock(&tally).result(&plan)),
                 stopped_reason,
             };
             tracing::info!(%run_id, requests = last.result.as_ref().map_or(0, |r| r.requests), "Load test finished.");

@@ -118,6 +118,7 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
     }
     match o.node_state.unwrap_or(pb::NodeState::Unspecified) {
         pb::NodeState::Stopped => (Status::Stopped, "node stopped on request".into()),
+        pb::NodeState::Paused => (Status::Unreachable, "node paused on request".into()),
         pb::NodeState::Crashed => (Status::Starting, "node exited; restarting".into()),
         pb::NodeState::Starting | pb::NodeState::Unspecified => {
             (Status::Starting, "node starting".into())
@@ -202,6 +203,7 @@ mod tests {
             (pb::NodeState::Crashed, Status::Starting),
             (pb::NodeState::Starting, Status::Starting),
             (pb::NodeState::Unhealthy, Status::Degraded),
+            (pb::NodeState::Paused, Status::Unreachable),
         ] {
             o.node_state = Some(state);
             assert_eq!(evaluate(&o).0, status, "{state:?}");

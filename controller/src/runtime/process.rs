@@ -2,16 +2,20 @@
 //! child. Node N listens on `node_host:(base_port + N)`.
 //!
 //! Each agent is watched by one task, which restarts it with backoff when it exits on its own
-//! (the runtime's restart policy) and, on shutdown, sends it SIGTERM, waits a grace period,
-//! then kills it. Agents get their own process group, so a Ctrl-C in the terminal reaches
-//! only `farm up`, which then stops them in order; and they run with `--exit-with-parent`,
-//! so that even a `farm up` killed with SIGKILL leaves no agent (and so no node) behind.
+//! (the runtime's restart policy) and, on removal or shutdown, sends it SIGTERM, waits a grace
+//! period, then kills it. Agents get their own process group, so a Ctrl-C in the terminal
+//! reaches only `farm up`, which then stops them in order; and they run with
+//! `--exit-with-parent`, so that even a `farm up` killed with SIGKILL leaves no agent (and so
+//! no node) behind. Lifecycle actions go through the agents, which own the node processes.
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use farm_agent::backoff::Backoff;
+use farm_proto::v1::ServerActionKind;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -19,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
-use crate::runtime::server_name;
+use crate::runtime::{MAX_SERVERS, Runtime, Scaled, act_through_agent, server_name};
 
 /// How long an agent gets to stop its node and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -35,16 +39,40 @@ pub struct ProcessRuntimeConfig {
     pub node_host: IpAddr,
     /// Node N listens on `base_port + N`.
     pub base_port: u16,
-    /// Extra environment for the agents (e.g. their log filter).
-    pub env: Vec<(String, String)>,
 }
 
 impl ProcessRuntimeConfig {
     /// The node address of server `id`, or `None` past the last port.
-    pub fn node_address(&self, id: u32) -> Option<std::net::SocketAddr> {
+    pub fn node_address(&self, id: u32) -> Option<SocketAddr> {
         let port = u16::try_from(u32::from(self.base_port) + id).ok()?;
-        Some(std::net::SocketAddr::new(self.node_host, port))
+        Some(SocketAddr::new(self.node_host, port))
     }
+
+    /// Fails, naming the port and server, when a node port of `ids` is out of range or taken.
+    pub fn check_ports(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), String> {
+        for id in ids {
+            let address = self.node_address(id).ok_or_else(|| {
+                format!(
+                    "server {id} has no port: {} + {id} is past 65535 (choose a lower --node-base-port)",
+                    self.base_port
+                )
+            })?;
+            std::net::TcpListener::bind(address).map_err(|e| {
+                format!(
+                    "port {} for server {id}'s node is not free ({e}; is another farm running? choose other ports with --node-base-port)",
+                    address.port()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One running server: how to stop it, and how to know it stopped.
+#[derive(Debug)]
+struct Server {
+    stop: CancellationToken,
+    stopped: CancellationToken,
 }
 
 /// Runs servers as local processes.
@@ -52,6 +80,9 @@ impl ProcessRuntimeConfig {
 pub struct ProcessRuntime {
     config: ProcessRuntimeConfig,
     registry: Registry,
+    servers: Mutex<BTreeMap<u32, Server>>,
+    /// Serialises scaling: two concurrent scale requests must not pick the same new ids.
+    scaling: tokio::sync::Mutex<()>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -62,9 +93,15 @@ impl ProcessRuntime {
         Self {
             config,
             registry,
+            servers: Mutex::default(),
+            scaling: tokio::sync::Mutex::new(()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         }
+    }
+
+    fn servers(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Server>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts servers `ids`; returns at once, the agents register by themselves.
@@ -78,22 +115,87 @@ impl ProcessRuntime {
             })?;
             self.registry
                 .expect(id, server_name(id), address.to_string(), "process".into());
-            let (config, shutdown) = (self.config.clone(), self.shutdown.clone());
-            self.tracker
-                .spawn(async move { keep_running(config, id, address, shutdown).await });
+            let server = Server {
+                stop: self.shutdown.child_token(),
+                stopped: CancellationToken::new(),
+            };
+            let (config, stop, stopped) = (
+                self.config.clone(),
+                server.stop.clone(),
+                server.stopped.clone(),
+            );
+            self.tracker.spawn(async move {
+                keep_running(config, id, address, stop).await;
+                stopped.cancel();
+            });
+            self.servers().insert(id, server);
         }
         Ok(())
     }
+}
 
-    /// Stops every agent (and with it every node) and waits until all have exited.
-    pub async fn shutdown(&self) {
+#[tonic::async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, String> {
+        act_through_agent(&self.registry, id, action).await
+    }
+
+    async fn scale(&self, servers: u32) -> Result<Scaled, String> {
+        if servers > MAX_SERVERS {
+            return Err(format!(
+                "servers must be at most {MAX_SERVERS}, got {servers}"
+            ));
+        }
+        let _one_at_a_time = self.scaling.lock().await;
+        let current: Vec<u32> = self.servers().keys().copied().collect();
+        let count = current.len() as u32;
+        if servers > count {
+            let next = current.last().copied().unwrap_or(0) + 1;
+            let added: Vec<u32> = (next..next + (servers - count)).collect();
+            self.config.check_ports(added.iter().copied())?;
+            self.start(added.iter().copied())?;
+            return Ok(Scaled {
+                added,
+                removed: Vec::new(),
+            });
+        }
+        let removed: Vec<u32> = current[servers as usize..].to_vec();
+        let stopping: Vec<CancellationToken> = {
+            let mut running = self.servers();
+            removed
+                .iter()
+                .filter_map(|id| running.remove(id))
+                .map(|server| {
+                    server.stop.cancel();
+                    server.stopped
+                })
+                .collect()
+        };
+        for stopped in stopping {
+            stopped.cancelled().await;
+        }
+        for &id in &removed {
+            self.registry.remove(id);
+        }
+        Ok(Scaled {
+            added: Vec::new(),
+            removed,
+        })
+    }
+
+    async fn shutdown(&self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        self.servers().clear();
     }
 }
 
-fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: std::net::SocketAddr) -> Command {
+fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) -> Command {
     let mut command = Command::new(&config.binary);
     command
         .arg("agent")
@@ -102,7 +204,6 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: std::net::Sock
         .args(["--node-listen", &address.to_string()])
         .args(["--runtime", "process"])
         .arg("--exit-with-parent")
-        .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)
@@ -110,12 +211,12 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: std::net::Sock
     command
 }
 
-/// Keeps agent `id` running until `shutdown`, then stops it.
+/// Keeps agent `id` running until `stop`, then stops it.
 async fn keep_running(
     config: ProcessRuntimeConfig,
     id: u32,
-    address: std::net::SocketAddr,
-    shutdown: CancellationToken,
+    address: SocketAddr,
+    stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
@@ -127,21 +228,21 @@ async fn keep_running(
             Ok(child) => child,
             Err(e) => {
                 tracing::error!(server_id = id, error = %e, "Cannot start the agent.");
-                if wait_or_cancel(backoff.next_delay(), &shutdown).await {
+                if wait_or_cancel(backoff.next_delay(), &stop).await {
                     return;
                 }
                 continue;
             }
         };
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                stop(&mut child).await;
+            _ = stop.cancelled() => {
+                terminate(&mut child).await;
                 return;
             }
             exit = child.wait() => {
                 let status = exit.map_or_else(|e| e.to_string(), |s| s.to_string());
                 tracing::warn!(server_id = id, %status, "Agent exited; restarting it.");
-                if wait_or_cancel(backoff.next_delay(), &shutdown).await {
+                if wait_or_cancel(backoff.next_delay(), &stop).await {
                     return;
                 }
             }
@@ -150,15 +251,15 @@ async fn keep_running(
 }
 
 /// Sleeps `delay`; true when cancelled meanwhile.
-async fn wait_or_cancel(delay: Duration, shutdown: &CancellationToken) -> bool {
+async fn wait_or_cancel(delay: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
-        _ = shutdown.cancelled() => true,
+        _ = stop.cancelled() => true,
         _ = tokio::time::sleep(delay) => false,
     }
 }
 
 /// SIGTERM, a grace period, then SIGKILL.
-async fn stop(child: &mut Child) {
+async fn terminate(child: &mut Child) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
