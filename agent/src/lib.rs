@@ -8,6 +8,7 @@
 //! - [`supervisor`]: owns the node child process; restarts it when it exits on its own and
 //!   starts / stops / restarts it on command; publishes the node's state.
 //! - [`sampler`]: turns `/proc` readings and the node's `/metrics` into a `MetricsSample`.
+//! - [`cgroup`]: a container's own CPU, memory, pids and I/O from its cgroup (v1 and v2).
 //! - [`link`]: the stream to the controller: hello, reconnects with backoff and jitter, and a
 //!   bounded outbox that holds what could not be sent while the controller was away.
 //! - [`backoff`]: exponential backoff with jitter, shared by every retry loop of the farm.
@@ -15,6 +16,7 @@
 //! The agent stops on one [`CancellationToken`]; it then stops its node and returns.
 
 mod commands;
+pub mod cgroup;
 mod link;
 mod sampler;
 
@@ -66,6 +68,16 @@ pub enum Error {
 }
 
 impl Config {
+    /// Where the agent itself reaches the node: its listen address, or loopback when the
+    /// node listens on every interface (as it does in a container).
+    pub fn node_probe_address(&self) -> SocketAddr {
+        let mut address = self.node_listen;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        address
+    }
+
     /// Checks the configuration before anything starts.
     pub fn validate(&self) -> Result<(), Error> {
         if self.server_id == 0 {
@@ -104,7 +116,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let supervisor = supervisor::spawn(
         supervisor::NodeSpec {
             command: config.node_command.clone(),
-            address: config.node_listen.to_string(),
+            address: config.node_probe_address().to_string(),
         },
         events_tx,
         shutdown.child_token(),

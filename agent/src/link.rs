@@ -58,7 +58,16 @@ impl Link {
         supervisor: Supervisor,
         events: mpsc::Receiver<AgentEvent>,
     ) -> Self {
-        let sampler = Sampler::new(config.node_listen.to_string());
+        let container = if config.runtime == "docker" {
+            let found = crate::cgroup::Cgroup::detect();
+            if found.is_none() {
+                tracing::warn!("No cgroup found; sampling the two processes instead.");
+            }
+            found
+        } else {
+            None
+        };
+        let sampler = Sampler::new(config.node_probe_address().to_string(), container);
         Self {
             config,
             endpoint,

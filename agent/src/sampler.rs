@@ -1,8 +1,9 @@
 //! Takes a server's metrics sample: CPU and memory of the node and agent processes from
 //! `/proc`, request figures from the node's own `/metrics`.
 //!
-//! In the process runtime a server is these two processes; the container's cgroup figures
-//! replace the process ones in the docker runtime.
+//! In the process runtime a server is these two processes. In a container the server is the
+//! container: its cgroup's CPU, memory, limits, pids and block I/O, and its network
+//! namespace's traffic, replace the sums over the two processes.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +11,7 @@ use farm_node::client::NodeClient;
 use farm_node::proc::{self, CpuMeter};
 use farm_proto::v1::{self as pb, MetricsSample};
 
+use crate::cgroup::{self, Cgroup, CgroupSample};
 use crate::supervisor::{NodeState, NodeStatus};
 
 /// How long the node's `/metrics` may take before the sample goes without it.
@@ -29,16 +31,22 @@ pub(crate) struct Sampler {
     node_cpu: CpuMeter,
     node_pid: Option<u32>,
     agent_cpu: CpuMeter,
+    /// The container's cgroup, when the server is a container.
+    container: Option<Cgroup>,
+    /// The previous container CPU reading, in nanoseconds, and when it was taken.
+    container_cpu: Option<(u64, Instant)>,
 }
 
 impl Sampler {
-    pub(crate) fn new(node_address: String) -> Self {
+    pub(crate) fn new(node_address: String, container: Option<Cgroup>) -> Self {
         Self {
             client: NodeClient::new(),
             node_address,
             node_cpu: CpuMeter::new(),
             node_pid: None,
             agent_cpu: CpuMeter::new(),
+            container,
+            container_cpu: None,
         }
     }
 
@@ -89,6 +97,12 @@ impl Sampler {
             pids += 1;
         }
         sample.pids = pids;
+        if let Some(cgroup) = &self.container {
+            match cgroup.sample() {
+                Ok(c) => self.apply_container(&mut sample, &c),
+                Err(e) => tracing::warn!(error = %e, "Cannot read the container's cgroup."),
+            }
+        }
 
         if node.pid.is_some()
             && node.state != NodeState::Paused
@@ -103,11 +117,35 @@ impl Sampler {
             sample.latency_p50_ms = m.latency_p50_ms;
             sample.latency_p99_ms = m.latency_p99_ms;
             sample.node_uptime_seconds = m.uptime_seconds;
-            sample.net_rx_bytes = m.http_rx_bytes;
-            sample.net_tx_bytes = m.http_tx_bytes;
+            if self.container.is_none() {
+                // Outside a container there is no network of the server's own: count the
+                // HTTP bytes the node served instead.
+                sample.net_rx_bytes = m.http_rx_bytes;
+                sample.net_tx_bytes = m.http_tx_bytes;
+            }
             sample.simulating_load = m.simulated_load.is_some();
         }
         sample
+    }
+}
+
+impl Sampler {
+    /// Replaces the two-process figures with the container's own.
+    fn apply_container(&mut self, sample: &mut MetricsSample, c: &CgroupSample) {
+        let now = Instant::now();
+        if let Some((previous, at)) = self.container_cpu.replace((c.cpu_usage_ns, now)) {
+            let wall = now.duration_since(at).as_nanos() as f64;
+            if wall > 0.0 {
+                sample.cpu_percent = c.cpu_usage_ns.saturating_sub(previous) as f64 / wall * 100.0;
+            }
+        }
+        sample.cpu_limit_cores = c.cpu_limit_cores.unwrap_or(0.0);
+        sample.memory_bytes = c.memory_bytes;
+        sample.memory_limit_bytes = c.memory_limit_bytes.unwrap_or(0);
+        sample.pids = c.pids;
+        sample.disk_read_bytes = c.read_bytes;
+        sample.disk_write_bytes = c.write_bytes;
+        (sample.net_rx_bytes, sample.net_tx_bytes) = cgroup::network_bytes();
     }
 }
 

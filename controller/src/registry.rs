@@ -13,7 +13,7 @@ use farm_proto::v1::{self as pb, AgentEvent, MetricsSample};
 use tokio::sync::watch;
 
 use crate::agents::AgentLink;
-use crate::status::{self, Observation, Status};
+use crate::status::{self, Observation, RuntimeState, Status};
 
 /// Samples kept per server for its history.
 pub const HISTORY_LEN: usize = 120;
@@ -37,6 +37,8 @@ pub struct ServerEntry {
     pub agent_version: String,
     /// The open agent stream, if any.
     pub link: Option<AgentLink>,
+    /// What the runtime last said of the server, for runtimes that report states.
+    pub runtime_state: Option<RuntimeState>,
     /// Whether an agent ever connected for this server.
     pub ever_connected: bool,
     /// When the latest sample arrived.
@@ -76,6 +78,7 @@ impl ServerEntry {
             runtime,
             agent_version: String::new(),
             link: None,
+            runtime_state: None,
             ever_connected: false,
             last_seen: None,
             last_seen_ms: 0,
@@ -103,6 +106,7 @@ impl ServerEntry {
     fn observe(&self, now: Instant) -> Observation {
         let latest = self.latest();
         Observation {
+            runtime_state: self.runtime_state,
             connected: self.link.is_some(),
             ever_connected: self.ever_connected,
             sample_age: self.last_seen.map(|at| now.saturating_duration_since(at)),
@@ -346,6 +350,15 @@ impl Registry {
             }
             entry.events.push_back(event);
             (true, ())
+        });
+    }
+
+    /// Records what the runtime says of server `id`.
+    pub fn set_runtime_state(&self, id: u32, state: RuntimeState) {
+        self.update(id, |entry| {
+            let changed = entry.runtime_state != Some(state);
+            entry.runtime_state = Some(state);
+            (changed, ())
         });
     }
 

@@ -70,6 +70,19 @@ impl TryFrom<pb::ServerStatus> for Status {
     }
 }
 
+/// What the runtime (the container engine) says of a server, when it says anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeState {
+    /// Running.
+    Running,
+    /// Frozen on request.
+    Paused,
+    /// Stopped on request.
+    Stopped,
+    /// Exited without being asked to, with this exit code; the runtime restarts it.
+    Exited(i64),
+}
+
 /// CPU use, as a share of what the server may use, from which a server counts as overloaded.
 pub const OVERLOAD_CPU_SHARE: f64 = 0.9;
 /// Share of requests answered with 5xx from which a server counts as erroring.
@@ -78,6 +91,8 @@ pub const ERROR_RATE_DEGRADED: f64 = 0.1;
 /// What the controller knows of a server at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
+    /// What the runtime last said of the server, if it reports states.
+    pub runtime_state: Option<RuntimeState>,
     /// Whether the agent's stream is open.
     pub connected: bool,
     /// Whether the agent has ever connected since the controller started.
@@ -100,6 +115,17 @@ pub struct Observation {
 
 /// The status a server has given `o`, and why, in a few words.
 pub fn evaluate(o: &Observation) -> (Status, String) {
+    match o.runtime_state {
+        Some(RuntimeState::Stopped) => return (Status::Stopped, "stopped on request".into()),
+        Some(RuntimeState::Exited(code)) => {
+            return (Status::Stopped, format!("exited with code {code}; restarting"));
+        }
+        Some(RuntimeState::Paused) => return (Status::Unreachable, "paused on request".into()),
+        Some(RuntimeState::Running) if !o.connected => {
+            return (Status::Starting, "running; waiting for the agent".into());
+        }
+        Some(RuntimeState::Running) | None => {}
+    }
     if !o.connected {
         return if o.ever_connected {
             (Status::Unreachable, "agent disconnected".into())
@@ -220,6 +246,21 @@ mod tests {
         o.cpu_limit_cores = 0.5;
         o.cpu_percent = 46.0;
         assert_eq!(evaluate(&o).0, Status::Degraded);
+    }
+
+    #[test]
+    fn the_runtime_state_comes_first() {
+        let mut o = running();
+        o.runtime_state = Some(RuntimeState::Exited(137));
+        let (status, reason) = evaluate(&o);
+        assert_eq!(status, Status::Stopped);
+        assert!(reason.contains("137"), "{reason}");
+        o.runtime_state = Some(RuntimeState::Paused);
+        assert_eq!(evaluate(&o).0, Status::Unreachable);
+        o.runtime_state = Some(RuntimeState::Running);
+        assert_eq!(evaluate(&o).0, Status::Healthy);
+        o.connected = false;
+        assert_eq!(evaluate(&o).0, Status::Starting);
     }
 
     #[test]

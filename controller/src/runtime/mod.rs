@@ -2,12 +2,14 @@
 //! restart policy), applies lifecycle actions, scales, and removes everything on shutdown.
 //! `process` (local processes) is the default; the docker runtime sits behind the same trait.
 
+pub mod docker;
 pub mod process;
 
 use std::time::Duration;
 
 use farm_proto::v1::{NodeAction, ServerActionKind, command};
 
+pub use docker::{DockerRuntime, DockerRuntimeConfig};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 
 use crate::agents;
