@@ -17,6 +17,8 @@
 //!
 //! - [`routes`]: the router ([`app`]), the documentation of every route, the handlers and
 //!   their single error type.
+//! - `server` (private): the accept loop and the per-connection service that counts
+//!   requests and answers `GET /health` without going through the router.
 //! - [`state`]: [`AppState`], the counters shared by the handlers and the timing
 //!   middleware, and the background CPU sampler.
 //! - `load` (private): the simulated load: validation of a request, the CPU burner threads and the
@@ -40,6 +42,7 @@ mod load;
 pub mod metrics;
 pub mod proc;
 pub mod routes;
+mod server;
 pub mod state;
 
 use std::time::Duration;
@@ -85,15 +88,13 @@ impl Config {
     }
 }
 
-/// Why [`run`] failed.
+/// Why [`run`] failed. Once it serves, it only returns on shutdown: per-connection errors
+/// are the clients' business, and accept errors are retried.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The [`Config`] was rejected by [`Config::validate`].
     #[error("invalid node config: {0}")]
     InvalidConfig(String),
-    /// Serving on the listener failed.
-    #[error("serving the node app failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// Serves the node app for `config` on `listener` until `shutdown` is cancelled.
@@ -114,24 +115,11 @@ pub async fn run(
     let state = AppState::new(&config);
     let sampler = tokio::spawn(state::sample_cpu(state.clone(), shutdown.child_token()));
 
-    let closing = state.clone();
-    let signal = shutdown.clone();
-    let served = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            signal.cancelled().await;
-            // Wake the long sleepers before axum starts waiting for them.
-            closing.close();
-        })
-        .await;
-
-    // `serve` may also end on its own (an I/O error): make sure everything it started
-    // stops with it.
-    state.close();
-    shutdown.cancel();
-    // The sampler only ever returns; a join error would mean it panicked, which it has
-    // no way to do, so there is nothing useful to report.
+    server::serve(listener, state, shutdown.clone()).await;
+    // The sampler's token is a child of `shutdown`, which has fired: it is returning.
+    // It cannot panic, so a join error carries nothing to report.
     let _ = sampler.await;
-    served.map_err(Error::Serve)
+    Ok(())
 }
 
 /// How often [`exit_with_parent`] looks at the parent pid.

@@ -5,6 +5,8 @@
 //! rather than since start: the farm wants to see a node get slow *now*, and a fixed ring
 //! buffer keeps both memory and the cost of recording a request constant.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 
 /// How many of the most recent request latencies the percentiles cover.
@@ -81,39 +83,45 @@ pub(crate) struct Percentiles {
 
 /// A ring buffer of the last [`LATENCY_WINDOW`] latencies, in microseconds.
 ///
-/// `u32` microseconds reach 71 minutes, far beyond any request a node serves (the
-/// slowest sleeps 30 s), and keep the window at 4 KiB.
-#[derive(Debug, Clone)]
+/// Lock-free: recording is one `fetch_add` and one store, the cheapest thing the hot
+/// path can do. A snapshot taken while a request is being recorded may see that slot
+/// old or new; for a statistic that is fine. `u32` microseconds reach 71 minutes, far
+/// beyond any request a node serves (the slowest sleeps 30 s), and keep the window at
+/// 4 KiB.
+#[derive(Debug)]
 pub(crate) struct LatencyWindow {
-    micros: [u32; LATENCY_WINDOW],
-    /// Where the next latency goes.
-    next: usize,
-    /// How many slots hold a latency (grows to `LATENCY_WINDOW`, then stays).
-    len: usize,
+    micros: [AtomicU32; LATENCY_WINDOW],
+    /// How many latencies were ever recorded; the next goes to `recorded % LATENCY_WINDOW`.
+    recorded: AtomicU64,
 }
 
 impl Default for LatencyWindow {
     fn default() -> Self {
         Self {
-            micros: [0; LATENCY_WINDOW],
-            next: 0,
-            len: 0,
+            micros: [const { AtomicU32::new(0) }; LATENCY_WINDOW],
+            recorded: AtomicU64::new(0),
         }
     }
 }
 
 impl LatencyWindow {
     /// Records one latency, overwriting the oldest once the window is full.
-    pub(crate) fn record(&mut self, latency: std::time::Duration) {
+    pub(crate) fn record(&self, latency: std::time::Duration) {
         let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-        self.micros[self.next] = micros;
-        self.next = (self.next + 1) % LATENCY_WINDOW;
-        self.len = (self.len + 1).min(LATENCY_WINDOW);
+        let slot = self.recorded.fetch_add(1, Ordering::Relaxed) % LATENCY_WINDOW as u64;
+        self.micros[slot as usize].store(micros, Ordering::Relaxed);
     }
 
-    /// A copy of the recorded latencies, for computing percentiles outside the lock.
+    /// A copy of the recorded latencies and how many of them are valid, for computing
+    /// percentiles.
     pub(crate) fn snapshot(&self) -> ([u32; LATENCY_WINDOW], usize) {
-        (self.micros, self.len)
+        let recorded = self.recorded.load(Ordering::Relaxed);
+        let len = recorded.min(LATENCY_WINDOW as u64) as usize;
+        let mut micros = [0; LATENCY_WINDOW];
+        for (copy, slot) in micros.iter_mut().zip(&self.micros).take(len) {
+            *copy = slot.load(Ordering::Relaxed);
+        }
+        (micros, len)
     }
 }
 
@@ -158,7 +166,7 @@ mod tests {
 
     #[test]
     fn nearest_rank_over_one_to_hundred() {
-        let mut window = LatencyWindow::default();
+        let window = LatencyWindow::default();
         // Record out of order: percentiles must not depend on arrival order.
         for ms in (1..=100u64).rev() {
             window.record(Duration::from_millis(ms));
@@ -172,19 +180,19 @@ mod tests {
 
     #[test]
     fn window_forgets_the_oldest() {
-        let mut window = LatencyWindow::default();
+        let window = LatencyWindow::default();
         window.record(Duration::from_secs(10));
         for _ in 0..LATENCY_WINDOW {
             window.record(Duration::from_millis(1));
         }
         let p = percentiles_of(&window);
         assert_eq!(p.max_ms, 1.0, "the 10 s latency fell out of the window");
-        assert_eq!(window.len, LATENCY_WINDOW);
+        assert_eq!(window.snapshot().1, LATENCY_WINDOW);
     }
 
     #[test]
     fn huge_latency_saturates() {
-        let mut window = LatencyWindow::default();
+        let window = LatencyWindow::default();
         window.record(Duration::from_secs(u64::MAX / 4));
         assert_eq!(percentiles_of(&window).max_ms, f64::from(u32::MAX) / 1000.0);
     }

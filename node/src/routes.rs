@@ -31,8 +31,8 @@
 //! `/data` serves zeros from one static, never-written buffer: nothing is allocated per
 //! request and, as untouched zero pages, the buffer costs no resident memory.
 //!
-//! Requests carrying [`PROBE_HEADER`] are served normally but not counted; see
-//! [`track`].
+//! Requests carrying [`PROBE_HEADER`](crate::PROBE_HEADER) are served normally but not
+//! counted.
 //!
 //! [`NodeInfo`]: crate::api::NodeInfo
 //! [`NodeMetrics`]: crate::metrics::NodeMetrics
@@ -53,16 +53,26 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper::body::Body as _;
 use serde::Deserialize;
 
 use crate::api::{DelayReply, ErrorReply, LoadRequest};
 use crate::load::{self, StartError};
 use crate::metrics::{LoadStatus, NodeMetrics};
-use crate::{AppState, PROBE_HEADER, limits};
+use crate::state::{Arrival, counted};
+use crate::{AppState, limits};
 
-/// Builds the node's router over `state`. [`crate::run`] serves it; tests may too.
+/// Builds the node's complete router over `state`: every route, and the counting of
+/// every request that is not a probe.
+///
+/// [`crate::run`] serves the same routes, but counts requests and answers `GET /health`
+/// in its own connection service, in front of the router, to spare the benchmarked route
+/// the router's work; both count requests with the same function.
 pub fn app(state: AppState) -> Router {
+    routes(state.clone()).layer(middleware::from_fn_with_state(state, count))
+}
+
+/// The routes alone, without counting.
+pub(crate) fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/health", get(health))
@@ -78,30 +88,12 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MAX_REQUEST_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
-/// Counts and times every request that is not a probe.
-///
-/// A request counts when it arrives (so `GET /` includes itself); its latency is the time
-/// until the handler produced the response head, and it is an error if the status is
-/// 5xx. Body bytes come from the declared lengths (a `HEAD` answer sends no body).
-/// A request whose client leaves before the answer leaves flight without a latency.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.headers().contains_key(PROBE_HEADER) {
-        return next.run(request).await;
-    }
-    let head = request.method() == Method::HEAD;
-    let guard = state.begin_request(request.body().size_hint().lower());
-    let response = next.run(request).await;
-    let tx = if head {
-        0
-    } else {
-        response.body().size_hint().lower()
-    };
-    guard.finish(response.status().as_u16(), tx);
-    response
+async fn count(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let arrival = Arrival::of(&request);
+    counted(&state, arrival, next.run(request)).await
 }
 
 async fn root(State(state): State<AppState>) -> Json<crate::api::NodeInfo> {
@@ -109,6 +101,11 @@ async fn root(State(state): State<AppState>) -> Json<crate::api::NodeInfo> {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
+    health_response(&state)
+}
+
+/// The `/health` answer: a prebuilt body, shared, not serialised per request.
+pub(crate) fn health_response(state: &AppState) -> Response {
     let mut response = Response::new(Body::from(state.health_body()));
     response
         .headers_mut()

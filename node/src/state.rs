@@ -1,15 +1,17 @@
 //! The state shared by the node's handlers: identity, request counters, the latency
 //! window, the CPU gauge and the load slot.
 //!
-//! The node runs on a single-threaded runtime, so contention is not a concern; the
-//! counters are atomics and the latency window sits behind a `std` mutex that is held for
-//! a few nanoseconds and never across an `.await`. Recording a request allocates nothing.
+//! Everything a request updates is an atomic (the latency window too), so recording a
+//! request takes no lock and allocates nothing.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::response::Response;
+use http::{HeaderName, Method};
+use hyper::body::Body as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -43,7 +45,7 @@ struct Shared {
     in_flight: AtomicU32,
     rx_bytes: AtomicU64,
     tx_bytes: AtomicU64,
-    latencies: Mutex<LatencyWindow>,
+    latencies: LatencyWindow,
     /// The last CPU measurement, an `f64` stored as its bits.
     cpu_percent_bits: AtomicU64,
     loads: Loads,
@@ -78,7 +80,7 @@ impl AppState {
                 in_flight: AtomicU32::new(0),
                 rx_bytes: AtomicU64::new(0),
                 tx_bytes: AtomicU64::new(0),
-                latencies: Mutex::new(LatencyWindow::default()),
+                latencies: LatencyWindow::default(),
                 cpu_percent_bits: AtomicU64::new(0.0f64.to_bits()),
                 loads: Loads::default(),
                 rng: Mutex::new(SmallRng::from_os_rng()),
@@ -98,11 +100,7 @@ impl AppState {
     /// A snapshot of the node's metrics, as `GET /metrics` reports them.
     pub fn metrics(&self) -> NodeMetrics {
         let s = &self.inner;
-        let (mut micros, len) = s
-            .latencies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .snapshot();
+        let (mut micros, len) = s.latencies.snapshot();
         let latency = metrics::percentiles(&mut micros, len);
         // An unreadable /proc (it should not happen) reports zeros rather than failing
         // the scrape: the request counters are still worth having.
@@ -175,17 +173,43 @@ impl AppState {
         &self.inner.closing
     }
 
-    /// Counts a request that has arrived with `rx_bytes` of body; the returned guard
-    /// keeps it in flight until it is finished or dropped (the client went away).
-    pub(crate) fn begin_request(&self, rx_bytes: u64) -> RequestGuard<'_> {
+    /// Counts a request that has arrived; the returned guard keeps it in flight until
+    /// it is finished, or dropped (the client went away).
+    pub(crate) fn begin_request(&self, arrival: Arrival) -> RequestGuard<'_> {
         let s = &self.inner;
         s.requests_total.fetch_add(1, Ordering::Relaxed);
         s.in_flight.fetch_add(1, Ordering::Relaxed);
-        s.rx_bytes.fetch_add(rx_bytes, Ordering::Relaxed);
-        RequestGuard {
-            shared: s,
-            start: Instant::now(),
+        s.rx_bytes.fetch_add(arrival.rx_bytes, Ordering::Relaxed);
+        RequestGuard { shared: s, arrival }
+    }
+}
+
+/// [`crate::PROBE_HEADER`], ready for lookups without parsing the name each time.
+static PROBE: HeaderName = HeaderName::from_static(crate::PROBE_HEADER);
+
+/// What the counters need to know about a request, read when it arrives.
+///
+/// Reading it up front lets the connection service drop a `/health` request before
+/// answering, which hands hyper its read buffer back for the next request instead of
+/// making it allocate a new one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    start: Instant,
+    rx_bytes: u64,
+    head: bool,
+}
+
+impl Arrival {
+    /// The arrival of `request`, or `None` for a probe, which is not counted.
+    pub(crate) fn of<B: hyper::body::Body>(request: &http::Request<B>) -> Option<Self> {
+        if request.headers().contains_key(&PROBE) {
+            return None;
         }
+        Some(Self {
+            start: Instant::now(),
+            rx_bytes: request.body().size_hint().lower(),
+            head: request.method() == Method::HEAD,
+        })
     }
 }
 
@@ -193,22 +217,23 @@ impl AppState {
 #[derive(Debug)]
 pub(crate) struct RequestGuard<'a> {
     shared: &'a Shared,
-    start: Instant,
+    arrival: Arrival,
 }
 
 impl RequestGuard<'_> {
-    /// Records the answer: its status, its body size and the latency so far.
-    pub(crate) fn finish(self, status: u16, tx_bytes: u64) {
+    /// Records the answer: its status (5xx is an error), its body size from the declared
+    /// length (none for `HEAD`), and the latency until the response head was ready.
+    pub(crate) fn finish(self, response: &Response) {
         let s = self.shared;
-        if status >= 500 {
+        if response.status().is_server_error() {
             s.errors_total.fetch_add(1, Ordering::Relaxed);
         }
-        s.tx_bytes.fetch_add(tx_bytes, Ordering::Relaxed);
-        s.latencies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(self.start.elapsed());
-        // Drop leaves flight.
+        if !self.arrival.head {
+            let tx = response.body().size_hint().lower();
+            s.tx_bytes.fetch_add(tx, Ordering::Relaxed);
+        }
+        s.latencies.record(self.arrival.start.elapsed());
+        // Dropping the guard takes the request out of flight.
     }
 }
 
@@ -216,6 +241,22 @@ impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Serves a request with `serve`, counting it if it has an `arrival` (it is not a
+/// probe). A request whose client leaves before the answer leaves flight without a
+/// latency.
+pub(crate) async fn counted(
+    state: &AppState,
+    arrival: Option<Arrival>,
+    serve: impl Future<Output = Response>,
+) -> Response {
+    let guard = arrival.map(|arrival| state.begin_request(arrival));
+    let response = serve.await;
+    if let Some(guard) = guard {
+        guard.finish(&response);
+    }
+    response
 }
 
 /// Measures the node's CPU use every second until `stop` fires, for `cpu_percent`.

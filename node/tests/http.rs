@@ -477,3 +477,45 @@ async fn run_rejects_an_invalid_config() {
         .unwrap_err();
     assert!(err.to_string().contains("server_id"), "{err}");
 }
+
+/// `app()` served by plain `axum::serve` counts like `run` does (it has its own counting
+/// middleware; `run` counts in its connection service).
+#[tokio::test]
+async fn app_router_counts_requests_but_not_probes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = farm_node::Config {
+        server_id: 9,
+        name: "server-9".into(),
+    };
+    let state = farm_node::AppState::new(&config);
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, farm_node::app(state.clone()))
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .into_future(),
+    );
+    let client = NodeClient::new();
+    let timeout = Duration::from_secs(5);
+    for path in ["/health", "/error/500", "/data/1", "/nope"] {
+        client
+            .request(Method::GET, &addr, path, None, timeout, 4096)
+            .await
+            .unwrap();
+    }
+    client.health(&addr, timeout).await.unwrap();
+    let m = client.metrics(&addr, timeout).await.unwrap();
+    assert_eq!(m.server_id, 9);
+    assert_eq!(m.requests_total, 4, "{m:?}");
+    assert_eq!(m.errors_total, 1, "{m:?}");
+    assert!(m.http_tx_bytes >= 1024, "{m:?}");
+    assert_eq!(state.metrics().requests_total, 4);
+    stop.cancel();
+    state.close();
+    tokio::time::timeout(timeout, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
