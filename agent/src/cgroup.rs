@@ -73,10 +73,14 @@ impl Cgroup {
             Cgroup::V1 { root } => {
                 let read = |file: &str| std::fs::read_to_string(root.join(file));
                 let usage = parse_u64(&read("memory/memory.usage_in_bytes")?)?;
-                let inactive = stat_field(&read("memory/memory.stat").unwrap_or_default(), "total_inactive_file");
+                let inactive = stat_field(
+                    &read("memory/memory.stat").unwrap_or_default(),
+                    "total_inactive_file",
+                );
                 let limit = parse_u64(&read("memory/memory.limit_in_bytes")?)?;
-                let (read_bytes, write_bytes) =
-                    parse_v1_blkio(&read("blkio/blkio.throttle.io_service_bytes").unwrap_or_default());
+                let (read_bytes, write_bytes) = parse_v1_blkio(
+                    &read("blkio/blkio.throttle.io_service_bytes").unwrap_or_default(),
+                );
                 Ok(CgroupSample {
                     cpu_usage_ns: parse_u64(&read("cpuacct/cpuacct.usage")?)?,
                     cpu_limit_cores: v1_quota(
@@ -96,7 +100,8 @@ impl Cgroup {
             Cgroup::V2 { dir } => {
                 let read = |file: &str| std::fs::read_to_string(dir.join(file));
                 let usage = parse_u64(&read("memory.current")?)?;
-                let inactive = stat_field(&read("memory.stat").unwrap_or_default(), "inactive_file");
+                let inactive =
+                    stat_field(&read("memory.stat").unwrap_or_default(), "inactive_file");
                 let (read_bytes, write_bytes) = parse_v2_io(&read("io.stat").unwrap_or_default());
                 Ok(CgroupSample {
                     cpu_usage_ns: stat_field(&read("cpu.stat")?, "usage_usec") * 1000,
@@ -148,7 +153,8 @@ fn parse_v1_blkio(text: &str) -> (u64, u64) {
     let (mut read, mut write) = (0, 0);
     for line in text.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(_device), Some(op), Some(value)) = (fields.next(), fields.next(), fields.next()) else {
+        let (Some(_device), Some(op), Some(value)) = (fields.next(), fields.next(), fields.next())
+        else {
             continue;
         };
         let value: u64 = value.parse().unwrap_or(0);
@@ -224,7 +230,10 @@ mod tests {
         assert_eq!(v2_quota("max 100000\n"), None);
         let io = "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=5 wbytes=6 rios=1 wios=1\n";
         assert_eq!(parse_v2_io(io), (105, 206));
-        assert_eq!(stat_field("usage_usec 1500\nuser_usec 1000\n", "usage_usec"), 1500);
+        assert_eq!(
+            stat_field("usage_usec 1500\nuser_usec 1000\n", "usage_usec"),
+            1500
+        );
     }
 
     #[test]

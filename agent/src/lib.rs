@@ -15,8 +15,8 @@
 //!
 //! The agent stops on one [`CancellationToken`]; it then stops its node and returns.
 
-mod commands;
 pub mod cgroup;
+mod commands;
 mod link;
 mod sampler;
 

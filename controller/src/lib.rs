@@ -34,7 +34,6 @@ use farm_proto::v1::agent_service_server::AgentServiceServer;
 use farm_proto::v1::farm_service_server::FarmServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 pub use error::{Error, Result};
 pub use registry::Registry;
@@ -46,11 +45,47 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Largest message the controller accepts or sends (a watch snapshot of a large farm).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Serves the agent and farm services, reflection and health on `listener` until
+/// Accepts connections on every listener into one stream: the docker runtime needs the
+/// controller on loopback for people and on the farm network's gateway for containers.
+fn accept_all(
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    for listener in listeners {
+        let (tx, shutdown) = (tx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let connection = accepted.map(|(stream, _)| {
+                    // gRPC messages are small and latency matters more than batching.
+                    let _ = stream.set_nodelay(true);
+                    stream
+                });
+                if let Err(e) = &connection {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                if tx.send(connection).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Serves the agent and farm services, reflection and health on `listeners` until
 /// `shutdown` is cancelled; every stream ends then. Without a `runtime` (a controller run
 /// alone) lifecycle actions go straight to the agents and the farm cannot be scaled.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     registry: Registry,
     runtime: Option<Arc<dyn Runtime>>,
     shutdown: CancellationToken,
@@ -95,7 +130,7 @@ pub async fn serve(
         shutdown.clone(),
     );
     let agents = agents::Agents::new(registry, shutdown.clone());
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = accept_all(listeners, shutdown.clone());
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))

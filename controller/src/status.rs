@@ -118,7 +118,10 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
     match o.runtime_state {
         Some(RuntimeState::Stopped) => return (Status::Stopped, "stopped on request".into()),
         Some(RuntimeState::Exited(code)) => {
-            return (Status::Stopped, format!("exited with code {code}; restarting"));
+            return (
+                Status::Stopped,
+                format!("exited with code {code}; restarting"),
+            );
         }
         Some(RuntimeState::Paused) => return (Status::Unreachable, "paused on request".into()),
         Some(RuntimeState::Running) if !o.connected => {

@@ -52,6 +52,8 @@ pub const LABEL_SERVER_ID: &str = "io.farm.server-id";
 pub const NODE_PORT: u16 = 8000;
 /// Seconds a stopping container gets before the engine kills it.
 const STOP_TIMEOUT_SECONDS: i32 = 2;
+/// How long after an unexpected death a container is started again.
+const RESTART_DELAY: Duration = Duration::from_millis(250);
 /// How long connecting to the engine may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,7 +66,9 @@ pub enum DockerError {
     )]
     NoEngine(String),
     /// A name the farm needs is used by something that is not this farm's.
-    #[error("the {kind} name {name:?} is taken by a {kind} that is not this farm's; remove it or choose another --name-prefix")]
+    #[error(
+        "the {kind} name {name:?} is taken by a {kind} that is not this farm's; remove it or choose another --name-prefix"
+    )]
     NameTaken {
         /// "container" or "network".
         kind: &'static str,
@@ -83,13 +87,20 @@ pub enum DockerError {
     #[error("{0}")]
     Binary(String),
     /// A host port a server needs is taken.
-    #[error("port {port} for server {id}'s node is not free; choose other ports with --node-base-port")]
+    #[error(
+        "port {port} for server {id}'s node is not free; choose other ports with --node-base-port"
+    )]
     PortInUse {
         /// The server.
         id: u32,
         /// The port.
         port: u16,
     },
+    /// The farm's containers were made by docker-compose, which owns their number.
+    #[error(
+        "this farm's containers were made by docker-compose; change the number of servers with `farm compose --servers N` and `docker-compose up -d`"
+    )]
+    Adopted,
     /// The engine refused or failed an operation.
     #[error("docker {what}: {source}")]
     Api {
@@ -108,7 +119,8 @@ fn api(what: impl Into<String>) -> impl FnOnce(ApiError) -> DockerError {
 /// Connects to the local engine (`DOCKER_HOST` or the default socket) and agrees on an
 /// API version with it.
 pub async fn connect() -> Result<Docker, DockerError> {
-    let docker = Docker::connect_with_local_defaults().map_err(|e| DockerError::NoEngine(e.to_string()))?;
+    let docker =
+        Docker::connect_with_local_defaults().map_err(|e| DockerError::NoEngine(e.to_string()))?;
     let negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
         .await
         .map_err(|_| DockerError::NoEngine("it did not answer within 5 s".into()))?
@@ -174,17 +186,37 @@ fn is_static_elf(bytes: &[u8]) -> bool {
 }
 
 /// The image tag for `binary`: the farm's version and a hash of the binary's content.
-fn image_tag(binary: &[u8]) -> String {
+pub fn image_tag(binary: &[u8]) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     binary.hash(&mut hasher);
-    format!("farm-server:{}-{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish())
+    format!(
+        "farm-server:{}-{:016x}",
+        env!("CARGO_PKG_VERSION"),
+        hasher.finish()
+    )
+}
+
+/// The server image's recipe: the static binary and nothing else.
+pub fn dockerfile() -> String {
+    format!(
+        "FROM scratch\nCOPY farm /farm\nLABEL {LABEL_FARM}.image=\"true\"\nEXPOSE {NODE_PORT}\nENTRYPOINT [\"/farm\"]\n"
+    )
+}
+
+/// Whether `bytes` can go into a `FROM scratch` image; the error says how to get one that can.
+pub fn check_static(bytes: &[u8], path: &Path) -> Result<(), DockerError> {
+    if is_static_elf(bytes) {
+        return Ok(());
+    }
+    Err(DockerError::Binary(format!(
+        "{} is dynamically linked; a FROM scratch image needs the static build this repository makes by default (`cargo build --release -p farm`, see .cargo/config.toml)",
+        path.display()
+    )))
 }
 
 /// The build context: a Dockerfile and the binary, as a tar archive in memory.
 fn build_context(binary: &[u8]) -> std::io::Result<Vec<u8>> {
-    let dockerfile = format!(
-        "FROM scratch\nCOPY farm /farm\nLABEL {LABEL_FARM}.image=\"true\"\nEXPOSE {NODE_PORT}\nENTRYPOINT [\"/farm\"]\n"
-    );
+    let dockerfile = dockerfile();
     let mut archive = tar::Builder::new(Vec::new());
     for (name, content, mode) in [
         ("Dockerfile", dockerfile.as_bytes(), 0o644),
@@ -201,14 +233,13 @@ fn build_context(binary: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// Builds the server image for `binary` unless the engine has it; returns its tag.
 pub async fn ensure_image(docker: &Docker, binary: &Path) -> Result<String, DockerError> {
-    let bytes = std::fs::read(binary)
-        .map_err(|e| DockerError::Binary(format!("cannot read the farm binary {}: {e}", binary.display())))?;
-    if !is_static_elf(&bytes) {
-        return Err(DockerError::Binary(format!(
-            "{} is dynamically linked; a FROM scratch image needs the static build this repository makes by default (`cargo build --release -p farm`, see .cargo/config.toml)",
+    let bytes = std::fs::read(binary).map_err(|e| {
+        DockerError::Binary(format!(
+            "cannot read the farm binary {}: {e}",
             binary.display()
-        )));
-    }
+        ))
+    })?;
+    check_static(&bytes, binary)?;
     let tag = image_tag(&bytes);
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
@@ -253,11 +284,16 @@ fn farm_filter(prefix: &str) -> HashMap<&'static str, Vec<String>> {
 
 /// Creates the farm's network unless it exists; returns the host's address on it, which is
 /// where containers reach the controller.
-pub async fn ensure_network(docker: &Docker, config: &DockerRuntimeConfig) -> Result<IpAddr, DockerError> {
+pub async fn ensure_network(
+    docker: &Docker,
+    config: &DockerRuntimeConfig,
+) -> Result<IpAddr, DockerError> {
     let name = config.network_name();
     let existing = match docker.inspect_network(&name, None).await {
         Ok(network) => Some(network),
-        Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => None,
+        Err(ApiError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => None,
         Err(e) => return Err(api(format!("inspect network {name}"))(e)),
     };
     let network = match existing {
@@ -280,7 +316,10 @@ pub async fn ensure_network(docker: &Docker, config: &DockerRuntimeConfig) -> Re
                 .create_network(NetworkCreateRequest {
                     name: name.clone(),
                     driver: Some("bridge".into()),
-                    labels: Some(HashMap::from([(LABEL_FARM.to_string(), config.prefix.clone())])),
+                    labels: Some(HashMap::from([(
+                        LABEL_FARM.to_string(),
+                        config.prefix.clone(),
+                    )])),
                     ..NetworkCreateRequest::default()
                 })
                 .await
@@ -313,7 +352,12 @@ pub struct Removed {
 pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError> {
     let filters = farm_filter(prefix);
     let containers = docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
         .await
         .map_err(api("list containers"))?;
     let mut removed = Removed::default();
@@ -327,27 +371,40 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError>
         let docker = docker.clone();
         removals.spawn(async move {
             let result = docker
-                .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
                 .await;
             (name, result)
         });
     }
     while let Some(Ok((name, result))) = removals.join_next().await {
         match result {
-            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => {
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
                 removed.containers.push(name);
             }
             Err(e) => return Err(api(format!("remove container {name}"))(e)),
         }
     }
     let networks = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
         .await
         .map_err(api("list networks"))?;
     for network in networks {
         let Some(name) = network.name else { continue };
         match docker.remove_network(&name).await {
-            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => {
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
                 removed.networks.push(name);
             }
             Err(e) => return Err(api(format!("remove network {name}"))(e)),
@@ -363,14 +420,22 @@ pub struct DockerRuntime {
     docker: Docker,
     config: DockerRuntimeConfig,
     registry: Registry,
-    image: String,
-    controller_url: String,
-    servers: Mutex<BTreeSet<u32>>,
+    /// How new containers are made; `None` for a farm whose containers someone else made
+    /// (docker-compose), which this runtime adopts and drives but does not create.
+    making: Option<Making>,
+    servers: Arc<Mutex<BTreeSet<u32>>>,
     /// Servers stopped on request: their `die` is expected and not restarted.
     stopping: Arc<Mutex<HashSet<u32>>>,
     scaling: tokio::sync::Mutex<()>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// What a managed farm needs to make containers.
+#[derive(Debug, Clone)]
+struct Making {
+    image: String,
+    controller_url: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -387,14 +452,19 @@ impl DockerRuntime {
         image: String,
         controller_host: IpAddr,
     ) -> Self {
-        let controller_url = format!("http://{}", SocketAddr::new(controller_host, config.controller_port));
+        let controller_url = format!(
+            "http://{}",
+            SocketAddr::new(controller_host, config.controller_port)
+        );
         let runtime = Self {
             docker,
             config,
             registry,
-            image,
-            controller_url,
-            servers: Mutex::default(),
+            making: Some(Making {
+                image,
+                controller_url,
+            }),
+            servers: Arc::default(),
             stopping: Arc::default(),
             scaling: tokio::sync::Mutex::new(()),
             tracker: TaskTracker::new(),
@@ -404,22 +474,68 @@ impl DockerRuntime {
         runtime
     }
 
+    /// A runtime for containers made by someone else (docker-compose) and labelled as farm
+    /// `prefix`'s: it follows their events and acts on them through the engine, adopting
+    /// each server as it appears; it neither creates nor removes containers.
+    pub async fn adopt(
+        docker: Docker,
+        prefix: String,
+        registry: Registry,
+    ) -> Result<Self, DockerError> {
+        let config = DockerRuntimeConfig {
+            prefix: prefix.clone(),
+            binary: PathBuf::new(),
+            controller_port: 0,
+            publish_host: IpAddr::from([127, 0, 0, 1]),
+            base_port: 0,
+            cpus: 0.0,
+            memory_mb: 0,
+            concurrency: 1,
+        };
+        let existing = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&farm_filter(&prefix))
+                    .build(),
+            ))
+            .await
+            .map_err(api("list containers"))?;
+        let ids: BTreeSet<u32> = existing
+            .iter()
+            .filter_map(|c| c.labels.as_ref()?.get(LABEL_SERVER_ID)?.parse().ok())
+            .collect();
+        let runtime = Self {
+            docker,
+            config,
+            registry,
+            making: None,
+            servers: Arc::new(Mutex::new(ids)),
+            stopping: Arc::default(),
+            scaling: tokio::sync::Mutex::new(()),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        };
+        runtime.follow_events();
+        Ok(runtime)
+    }
+
     /// The runtime's settings.
     pub fn config(&self) -> &DockerRuntimeConfig {
         &self.config
     }
 
-    fn container_body(&self, id: u32, address: SocketAddr) -> ContainerCreateBody {
+    fn container_body(&self, making: &Making, id: u32, address: SocketAddr) -> ContainerCreateBody {
         let port_key = format!("{NODE_PORT}/tcp");
         let seconds = |s: i64| s * 1_000_000_000;
         ContainerCreateBody {
-            image: Some(self.image.clone()),
+            image: Some(making.image.clone()),
             cmd: Some(vec![
                 "agent".into(),
                 "--id".into(),
                 id.to_string(),
                 "--controller".into(),
-                self.controller_url.clone(),
+                making.controller_url.clone(),
                 "--node-listen".into(),
                 format!("0.0.0.0:{NODE_PORT}"),
                 "--node-advertise".into(),
@@ -437,7 +553,7 @@ impl DockerRuntime {
                     "CMD".into(),
                     "/farm".into(),
                     "probe".into(),
-                    format!("http://127.0.0.1:{NODE_PORT}/health"),
+                    format!("127.0.0.1:{NODE_PORT}"),
                 ]),
                 interval: Some(seconds(5)),
                 timeout: Some(seconds(2)),
@@ -478,6 +594,9 @@ impl DockerRuntime {
     /// Creates and starts servers `ids`, a few at a time. Checks every name and port first,
     /// so that a conflict fails before anything is made.
     pub async fn start(&self, ids: &[u32]) -> Result<(), DockerError> {
+        let Some(making) = self.making.clone() else {
+            return Err(DockerError::Adopted);
+        };
         let mut addresses = Vec::with_capacity(ids.len());
         for &id in ids {
             let address = self
@@ -485,7 +604,10 @@ impl DockerRuntime {
                 .node_address(id)
                 .ok_or(DockerError::PortInUse { id, port: 0 })?;
             if std::net::TcpListener::bind(address).is_err() {
-                return Err(DockerError::PortInUse { id, port: address.port() });
+                return Err(DockerError::PortInUse {
+                    id,
+                    port: address.port(),
+                });
             }
             addresses.push((id, address));
         }
@@ -504,7 +626,7 @@ impl DockerRuntime {
             let (docker, name, body, slots) = (
                 self.docker.clone(),
                 self.config.container_name(id),
-                self.container_body(id, address),
+                self.container_body(&making, id, address),
                 slots.clone(),
             );
             creations.spawn(async move {
@@ -532,17 +654,26 @@ impl DockerRuntime {
     /// Removes containers of this farm left with names the new servers need (a previous run
     /// that crashed); refuses when a name belongs to something else.
     async fn clear_names(&self, ids: &[u32]) -> Result<(), DockerError> {
-        let wanted: HashSet<String> = ids.iter().map(|&id| self.config.container_name(id)).collect();
+        let wanted: HashSet<String> = ids
+            .iter()
+            .map(|&id| self.config.container_name(id))
+            .collect();
         let all = self
             .docker
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).build()))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default().all(true).build(),
+            ))
             .await
             .map_err(api("list containers"))?;
         for container in all {
             let Some(name) = container
                 .names
                 .as_ref()
-                .and_then(|n| n.iter().map(|n| n.trim_start_matches('/')).find(|n| wanted.contains(*n)))
+                .and_then(|n| {
+                    n.iter()
+                        .map(|n| n.trim_start_matches('/'))
+                        .find(|n| wanted.contains(*n))
+                })
                 .map(str::to_string)
             else {
                 continue;
@@ -559,7 +690,10 @@ impl DockerRuntime {
                 });
             }
             self.docker
-                .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                .remove_container(
+                    &name,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
                 .await
                 .map_err(api(format!("remove stale container {name}")))?;
         }
@@ -569,9 +703,10 @@ impl DockerRuntime {
     /// Follows the engine's events for this farm's containers until shutdown, reconnecting
     /// when the stream breaks.
     fn follow_events(&self) {
-        let (docker, registry, stopping, prefix, shutdown) = (
+        let (docker, registry, servers, stopping, prefix, shutdown) = (
             self.docker.clone(),
             self.registry.clone(),
+            self.servers.clone(),
             self.stopping.clone(),
             self.config.prefix.clone(),
             self.shutdown.clone(),
@@ -591,7 +726,7 @@ impl DockerRuntime {
                     match event {
                         Some(Ok(event)) => {
                             backoff.reset();
-                            on_event(&event, &registry, &stopping, &docker, &tracker, &shutdown, &prefix);
+                            on_event(&event, &registry, &servers, &stopping, &docker, &tracker, &shutdown, &prefix);
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "Docker event stream failed; following again.");
@@ -611,9 +746,11 @@ impl DockerRuntime {
 
 /// Turns one engine event into a server state, and restarts a container that died without
 /// the farm asking.
+#[allow(clippy::too_many_arguments)]
 fn on_event(
     event: &EventMessage,
     registry: &Registry,
+    servers: &Mutex<BTreeSet<u32>>,
     stopping: &Arc<Mutex<HashSet<u32>>>,
     docker: &Docker,
     tracker: &TaskTracker,
@@ -623,25 +760,58 @@ fn on_event(
     let Some(attributes) = event.actor.as_ref().and_then(|a| a.attributes.as_ref()) else {
         return;
     };
-    let Some(id) = attributes.get(LABEL_SERVER_ID).and_then(|v| v.parse::<u32>().ok()) else {
+    let Some(id) = attributes
+        .get(LABEL_SERVER_ID)
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
         return;
     };
     let action = event.action.as_deref().unwrap_or_default();
+    if action == "destroy" {
+        return;
+    }
+    lock(servers).insert(id);
     let state = match action {
-        "start" | "unpause" | "restart" => RuntimeState::Running,
+        "start" => {
+            // Started by anyone: a later death is a crash again.
+            lock(stopping).remove(&id);
+            RuntimeState::Running
+        }
+        "unpause" | "restart" => RuntimeState::Running,
         "pause" => RuntimeState::Paused,
+        // `docker stop`, from anyone (this farm, the CLI, docker-compose), begins with a
+        // kill by SIGTERM; `docker kill` sends SIGKILL. A graceful stop is a deliberate one:
+        // remember it, so that the death that follows is not restarted.
+        "kill" => {
+            let signal = attributes.get("signal").map(String::as_str).unwrap_or_default();
+            if !matches!(signal, "9" | "SIGKILL" | "KILL") {
+                lock(stopping).insert(id);
+            }
+            return;
+        }
+        "stop" => {
+            lock(stopping).insert(id);
+            RuntimeState::Stopped
+        }
         "die" => {
             if lock(stopping).contains(&id) {
                 RuntimeState::Stopped
             } else {
-                let code = attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(-1);
+                let code = attributes
+                    .get("exitCode")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(-1);
                 let name = format!("{prefix}-server-{id}");
-                tracing::warn!(server_id = id, code, "Container died on its own; restarting it.");
-                let (docker, shutdown) = (docker.clone(), shutdown.clone());
+                let (docker, shutdown, stopping) = (docker.clone(), shutdown.clone(), stopping.clone());
                 tracker.spawn(async move {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        // Long enough for the `stop` event that follows a `docker stop`.
+                        _ = tokio::time::sleep(RESTART_DELAY) => {
+                            if lock(&stopping).contains(&id) {
+                                return;
+                            }
+                            tracing::warn!(server_id = id, "Container died on its own; restarting it.");
                             if let Err(e) = docker.start_container(&name, None).await {
                                 tracing::warn!(server_id = id, error = %e, "Restart failed.");
                             }
@@ -657,10 +827,16 @@ fn on_event(
 }
 
 /// Accepts 304 (already in that state) as success.
-fn done_or_already(result: Result<(), ApiError>, done: &str, already: &str) -> Result<String, String> {
+fn done_or_already(
+    result: Result<(), ApiError>,
+    done: &str,
+    already: &str,
+) -> Result<String, String> {
     match result {
         Ok(()) => Ok(done.into()),
-        Err(ApiError::DockerResponseServerError { status_code: 304, .. }) => Ok(already.into()),
+        Err(ApiError::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(already.into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -680,38 +856,65 @@ impl Runtime for DockerRuntime {
         match action {
             ServerActionKind::Start => {
                 lock(&self.stopping).remove(&id);
-                done_or_already(docker.start_container(&name, None).await, "container started", "container already running")
+                done_or_already(
+                    docker.start_container(&name, None).await,
+                    "container started",
+                    "container already running",
+                )
             }
             ServerActionKind::Stop => {
                 lock(&self.stopping).insert(id);
-                let options = StopContainerOptionsBuilder::default().t(STOP_TIMEOUT_SECONDS).build();
-                done_or_already(docker.stop_container(&name, Some(options)).await, "container stopped", "container already stopped")
+                let options = StopContainerOptionsBuilder::default()
+                    .t(STOP_TIMEOUT_SECONDS)
+                    .build();
+                done_or_already(
+                    docker.stop_container(&name, Some(options)).await,
+                    "container stopped",
+                    "container already stopped",
+                )
             }
             ServerActionKind::Restart => {
                 lock(&self.stopping).insert(id);
-                let options = RestartContainerOptionsBuilder::default().t(STOP_TIMEOUT_SECONDS).build();
+                let options = RestartContainerOptionsBuilder::default()
+                    .t(STOP_TIMEOUT_SECONDS)
+                    .build();
                 let result = docker.restart_container(&name, Some(options)).await;
                 lock(&self.stopping).remove(&id);
                 done_or_already(result, "container restarted", "container restarted")
             }
             ServerActionKind::Kill => {
                 lock(&self.stopping).remove(&id);
-                let options = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
+                let options = KillContainerOptionsBuilder::default()
+                    .signal("SIGKILL")
+                    .build();
                 done_or_already(
                     docker.kill_container(&name, Some(options)).await,
                     "container killed; the farm restarts it",
                     "container was not running",
                 )
             }
-            ServerActionKind::Pause => done_or_already(docker.pause_container(&name).await, "container paused", "container already paused"),
-            ServerActionKind::Unpause => done_or_already(docker.unpause_container(&name).await, "container unpaused", "container was not paused"),
+            ServerActionKind::Pause => done_or_already(
+                docker.pause_container(&name).await,
+                "container paused",
+                "container already paused",
+            ),
+            ServerActionKind::Unpause => done_or_already(
+                docker.unpause_container(&name).await,
+                "container unpaused",
+                "container was not paused",
+            ),
             ServerActionKind::Unspecified => Err("no action given".into()),
         }
     }
 
     async fn scale(&self, servers: u32) -> Result<Scaled, String> {
         if servers > MAX_SERVERS {
-            return Err(format!("servers must be at most {MAX_SERVERS}, got {servers}"));
+            return Err(format!(
+                "servers must be at most {MAX_SERVERS}, got {servers}"
+            ));
+        }
+        if self.making.is_none() {
+            return Err(DockerError::Adopted.to_string());
         }
         let _one_at_a_time = self.scaling.lock().await;
         let current: Vec<u32> = lock(&self.servers).iter().copied().collect();
@@ -720,7 +923,10 @@ impl Runtime for DockerRuntime {
             let next = current.last().copied().unwrap_or(0) + 1;
             let added: Vec<u32> = (next..next + (servers - count)).collect();
             self.start(&added).await.map_err(|e| e.to_string())?;
-            return Ok(Scaled { added, removed: Vec::new() });
+            return Ok(Scaled {
+                added,
+                removed: Vec::new(),
+            });
         }
         let removed: Vec<u32> = current[servers as usize..].to_vec();
         let mut removals = JoinSet::new();
@@ -729,7 +935,10 @@ impl Runtime for DockerRuntime {
             let (docker, name) = (self.docker.clone(), self.config.container_name(id));
             removals.spawn(async move {
                 docker
-                    .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                    .remove_container(
+                        &name,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
                     .await
                     .map_err(|e| format!("remove container {name}: {e}"))
             });
@@ -743,20 +952,29 @@ impl Runtime for DockerRuntime {
             lock(&self.servers).remove(&id);
             self.registry.remove(id);
         }
-        Ok(Scaled { added: Vec::new(), removed })
+        Ok(Scaled {
+            added: Vec::new(),
+            removed,
+        })
     }
 
     async fn shutdown(&self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        if self.making.is_none() {
+            // docker-compose made these containers; `docker-compose down` removes them.
+            return;
+        }
         match down(&self.docker, &self.config.prefix).await {
             Ok(removed) => tracing::info!(
                 containers = removed.containers.len(),
                 networks = removed.networks.len(),
                 "Removed the farm's containers and network."
             ),
-            Err(e) => tracing::error!(error = %e, "Could not remove every container; run `farm down`."),
+            Err(e) => {
+                tracing::error!(error = %e, "Could not remove every container; run `farm down`.")
+            }
         }
         lock(&self.servers).clear();
     }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmarks of the docker runtime (issue 3), side by side in one run:
+#   1. `farm up --runtime docker` with N servers, image present, until all are healthy,
+#      against the engine's own floor: the same API calls (create, then start) at the same
+#      concurrency for N containers of the same image that only idle (controller/examples/
+#      engine_floor.rs). Alternating, ROUNDS times each.
+#   2. Memory per server container (`docker stats`), and the host's memory for the whole
+#      farm: MemAvailable before `farm up` and after the farm is healthy, so the engine's
+#      shims and port proxies count.
+# Traffic: none beyond the engine's socket and the farm's own containers.
+#
+# Build first:
+#   cargo build --release -p farm && cargo build --release -p farm-controller --example engine_floor
+# Run:  bench/docker.sh            (SERVERS=50 ROUNDS=3 by default)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/farm}
+FLOOR=${FLOOR:-target/x86_64-unknown-linux-gnu/release/examples/engine_floor}
+SERVERS=${SERVERS:-50}
+ROUNDS=${ROUNDS:-3}
+CONCURRENCY=8
+PREFIX="bench$$"
+CONTROLLER_PORT=${CONTROLLER_PORT:-55251}
+GATEWAY_PORT=${GATEWAY_PORT:-18251}
+BASE_PORT=${BASE_PORT:-18300}
+
+for f in "$BIN" "$FLOOR"; do
+    [[ -x $f ]] || { echo "missing $f; build it first (see the header of this script)" >&2; exit 1; }
+done
+docker info >/dev/null 2>&1 || { echo "no Docker engine answers; start dockerd" >&2; exit 1; }
+
+FARM_PID=
+cleanup() {
+    [[ -n $FARM_PID ]] && kill -TERM "$FARM_PID" 2>/dev/null && wait "$FARM_PID" 2>/dev/null || true
+    "$BIN" down --name-prefix "$PREFIX" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
+
+# Starts the farm and waits for its "healthy in X s" line; prints X.
+farm_up() {
+    local log=$1
+    "$BIN" up --runtime docker --servers "$SERVERS" --name-prefix "$PREFIX" \
+        --listen "127.0.0.1:$CONTROLLER_PORT" --gateway-listen "127.0.0.1:$GATEWAY_PORT" \
+        --node-base-port "$BASE_PORT" --docker-concurrency "$CONCURRENCY" >"$log" 2>&1 &
+    FARM_PID=$!
+    for _ in $(seq 1 1200); do
+        if grep -q "healthy in" "$log"; then
+            sed -n 's/.*healthy in \([0-9.]*\) s.*/\1/p' "$log"
+            return 0
+        fi
+        kill -0 "$FARM_PID" 2>/dev/null || { cat "$log" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "farm did not turn healthy within 120 s" >&2
+    cat "$log" >&2
+    return 1
+}
+
+farm_down() {
+    kill -TERM "$FARM_PID"
+    wait "$FARM_PID" || true
+    FARM_PID=
+}
+
+LOG=$(mktemp)
+echo "== warm-up: build the image if missing"
+farm_up "$LOG" >/dev/null
+IMAGE=$(docker inspect --format '{{.Config.Image}}' "$PREFIX-server-1")
+farm_down
+echo "image: $IMAGE; $SERVERS servers; concurrency $CONCURRENCY; $(nproc) cores"
+
+echo "== time to $SERVERS running containers: engine floor vs farm (until all healthy)"
+for round in $(seq 1 "$ROUNDS"); do
+    floor=$("$FLOOR" "$IMAGE" "$SERVERS" "$CONCURRENCY" | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
+    farm=$(farm_up "$LOG")
+    farm_down
+    ratio=$(awk -v a="$farm" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')
+    echo "round $round: engine floor ${floor} s, farm healthy ${farm} s, ratio ${ratio}x"
+done
+
+echo "== memory with $SERVERS servers running"
+sync
+before=$(available_kib)
+farm=$(farm_up "$LOG")
+sleep 10
+after=$(available_kib)
+docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' | grep "^$PREFIX-server-" |
+    awk '{ v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+/, "", v);
+           f = (u == "GiB") ? 1024 : (u == "MiB") ? 1 : (u == "KiB") ? 1 / 1024 : 1 / 1048576;
+           m = v * f; s += m; if (m > max) max = m; n++ }
+         END { printf "per server container (docker stats): mean %.2f MiB, max %.2f MiB over %d containers\n", s / n, max, n }'
+awk -v b="$before" -v a="$after" -v n="$SERVERS" \
+    'BEGIN { d = (b - a) / 1024; printf "host memory for the farm (MemAvailable before - after): %.0f MiB (%.1f MiB per server)\n", d, d / n }'
+farm_down
