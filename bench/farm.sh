@@ -9,22 +9,30 @@
 #    "all N servers healthy in X s" line.
 # 2. After SETTLE_S seconds, sums RSS (/proc/PID/status VmRSS) and PSS (/proc/PID/smaps_rollup;
 #    fairer, since the copies of one binary share its pages) over every `farm agent` and
-#    `farm node` process of the farm, and divides by SERVERS. The controller (farm up) is shown
-#    apart.
+#    `farm node` process of the farm, and divides by SERVERS. The farm up process (controller,
+#    and gateway where there is one) is shown apart.
 # 3. Runs `farm health --json` HEALTH_RUNS times: the controller-side duration_ms (min, median,
 #    max) and the client's wall time, which includes starting the process and connecting.
 # 4. Sends SIGTERM to farm up, times its exit, and counts the farm's processes left (should be 0).
 # Traffic goes to 127.0.0.1 only; whatever is left is killed on exit.
 #
-# Settings (environment): FARM_BIN (target/release/farm), SERVERS (50), BASE_PORT (18000),
-# CONTROLLER_PORT (55051), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2), HEALTH_RUNS (20).
+# Settings (environment): FARM_BIN (target/x86_64-unknown-linux-gnu/release/farm, else
+# target/release/farm), SERVERS (50), BASE_PORT (18000), CONTROLLER_PORT (55051), GATEWAY_PORT
+# (55080; used where farm up has a gateway), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2),
+# HEALTH_RUNS (20).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FARM_BIN=${FARM_BIN:-$ROOT/target/release/farm}
+# .cargo/config.toml names the build target, so release builds land in target/<triple>/release.
+if [[ -z ${FARM_BIN:-} ]]; then
+    for FARM_BIN in "$ROOT/target/x86_64-unknown-linux-gnu/release/farm" "$ROOT/target/release/farm"; do
+        [[ -x $FARM_BIN ]] && break
+    done
+fi
 SERVERS=${SERVERS:-50}
 BASE_PORT=${BASE_PORT:-18000}
 CONTROLLER_PORT=${CONTROLLER_PORT:-55051}
+GATEWAY_PORT=${GATEWAY_PORT:-55080}
 POLL_S=${POLL_S:-0.02}
 START_TIMEOUT_S=${START_TIMEOUT_S:-120}
 SETTLE_S=${SETTLE_S:-2}
@@ -38,6 +46,11 @@ die() { echo "farm-bench: $*" >&2; exit 1; }
 command -v python3 >/dev/null || die "python3 is needed to read the JSON"
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_busy "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is in use; set CONTROLLER_PORT"
+UP_ARGS=(--servers "$SERVERS" --listen "127.0.0.1:$CONTROLLER_PORT" --node-base-port "$BASE_PORT")
+if "$FARM_BIN" up --help | grep -q -- --gateway-listen; then
+    port_busy "$GATEWAY_PORT" && die "port $GATEWAY_PORT is in use; set GATEWAY_PORT"
+    UP_ARGS+=(--gateway-listen "127.0.0.1:$GATEWAY_PORT")
+fi
 for ((n = 1; n <= SERVERS; n++)); do
     port_busy $((BASE_PORT + n)) && die "port $((BASE_PORT + n)) is in use; set BASE_PORT"
 done
@@ -85,13 +98,13 @@ farm_pids() {
 # kb FIELD FILE: the value in kB of a "Field:   N kB" line.
 kb() { awk -v f="$1:" '$1 == f {print $2; found = 1} END {if (!found) print 0}' "$2" 2>/dev/null || echo 0; }
 
-echo "farm-bench: $FARM_BIN, $SERVERS servers, controller $CONTROLLER, nodes on $((BASE_PORT + 1))..$((BASE_PORT + SERVERS))"
+echo "farm-bench: $FARM_BIN (built $(date -r "$FARM_BIN" "+%F %T")), $SERVERS servers, controller $CONTROLLER, nodes on $((BASE_PORT + 1))..$((BASE_PORT + SERVERS))"
+echo "            farm up ${UP_ARGS[*]}"
 echo "            $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
 
 # --- 1. start-up
 t0=$(now)
-"$FARM_BIN" up --servers "$SERVERS" --listen "127.0.0.1:$CONTROLLER_PORT" \
-    --node-base-port "$BASE_PORT" >"$WORK/up.log" 2>&1 &
+"$FARM_BIN" up "${UP_ARGS[@]}" >"$WORK/up.log" 2>&1 &
 UP_PID=$!
 polls=0
 until "$FARM_BIN" health --controller "$CONTROLLER" >/dev/null 2>&1; do
@@ -137,7 +150,7 @@ awk -v n="$SERVERS" -v ar="$a_rss" -v nr="$n_rss" -v ap="$a_pss" -v np="$n_pss" 
     printf "  per server (agent + node): RSS %.2f MiB, PSS %.2f MiB\n", (ar + nr) / n / 1024, (ap + np) / n / 1024
     printf "    agent: RSS %.2f MiB, PSS %.2f MiB;  node: RSS %.2f MiB, PSS %.2f MiB\n", ar / n / 1024, ap / n / 1024, nr / n / 1024, np / n / 1024
     printf "  all %d servers: RSS %.1f MiB, PSS %.1f MiB\n", n, (ar + nr) / 1024, (ap + np) / 1024
-    printf "  controller (farm up): RSS %.1f MiB, PSS %.1f MiB\n", cr / 1024, cp / 1024
+    printf "  controller and gateway (the farm up process): RSS %.1f MiB, PSS %.1f MiB\n", cr / 1024, cp / 1024
 }'
 
 # --- 3. health checks

@@ -11,12 +11,18 @@
 # each, and the ratio ours/nginx. nginx's keepalive_requests is raised so that neither side closes
 # connections during a run. Traffic goes to 127.0.0.1 only; everything started is killed on exit.
 #
-# Settings (environment): FARM_BIN (target/release/farm), NODE_PORT (18901), NGINX_PORT (18902),
-# ROUNDS (3), DURATION (10s), CONNECTIONS (64), SERVER_CORE (0), CLIENT_CORE (1).
+# Settings (environment): FARM_BIN (target/x86_64-unknown-linux-gnu/release/farm, else
+# target/release/farm), NODE_PORT (18901), NGINX_PORT (18902), ROUNDS (3), DURATION (10s),
+# CONNECTIONS (64), SERVER_CORE (0), CLIENT_CORE (1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FARM_BIN=${FARM_BIN:-$ROOT/target/release/farm}
+# .cargo/config.toml names the build target, so release builds land in target/<triple>/release.
+if [[ -z ${FARM_BIN:-} ]]; then
+    for FARM_BIN in "$ROOT/target/x86_64-unknown-linux-gnu/release/farm" "$ROOT/target/release/farm"; do
+        [[ -x $FARM_BIN ]] && break
+    done
+fi
 NODE_PORT=${NODE_PORT:-18901}
 NGINX_PORT=${NGINX_PORT:-18902}
 ROUNDS=${ROUNDS:-3}
@@ -104,7 +110,7 @@ wait_up "$NODE_URL"
 wait_up "$NGINX_URL"
 
 echo "node-health: $(nproc) cores; servers on core $SERVER_CORE, wrk on core $CLIENT_CORE"
-echo "  farm node : $FARM_BIN  ->  $(curl -fsS "$NODE_URL")"
+echo "  farm node : $FARM_BIN (built $(date -r "$FARM_BIN" "+%F %T"))  ->  $(curl -fsS "$NODE_URL")"
 echo "  nginx     : $(nginx -v 2>&1 | sed 's/^nginx version: //')  ->  $(curl -fsS "$NGINX_URL")"
 echo "  wrk       : $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}') -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds each, alternating"
 echo

@@ -1,14 +1,17 @@
 //! `farm`: the one binary of the farm. It parses arguments and calls into the crates: the
 //! user's verbs (`up`, `status`, `health`) and one subcommand per role (`controller`,
-//! `agent`, `node`), so that a single static binary serves every process and container.
+//! `gateway`, `agent`, `node`), so that a single static binary serves every process and
+//! container.
 //!
 //! # Layout
 //! - `main.rs`: the command line, telemetry and the runtime per role.
-//! - [`up`]: `farm up`, the controller plus a farm of local processes.
-//! - [`roles`]: `farm controller`, `farm agent`, `farm node`.
+//! - [`up`]: `farm up`, the controller, the gateway and a farm of local processes.
+//! - [`roles`]: `farm controller`, `farm gateway`, `farm agent`, `farm node`.
 //! - [`report`]: `farm status` and `farm health`, tables from a running controller.
+//! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
 
+mod docker;
 mod report;
 mod roles;
 mod signal;
@@ -29,7 +32,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a controller and a farm of servers as local processes (Ctrl-C stops them all).
+    /// Start a controller, the gateway and a farm of servers as local processes (Ctrl-C
+    /// stops them all).
     Up(up::UpArgs),
     /// List the servers of a running farm.
     Status(report::StatusArgs),
@@ -37,24 +41,39 @@ enum Command {
     Health(report::HealthArgs),
     /// Run the controller alone (agents started elsewhere connect to it).
     Controller(roles::ControllerArgs),
+    /// Run the gateway alone: REST, /docs, /metrics and grpc-web for a controller.
+    Gateway(roles::GatewayArgs),
     /// Run one server's agent, which runs the server's node app.
     Agent(roles::AgentArgs),
     /// Run one server's node app.
     Node(roles::NodeArgs),
+    /// Remove every container and network of a docker farm, found by its labels.
+    Down(docker::DownArgs),
+    /// Write compose/docker-compose.yml (and its Dockerfile and binary) for a whole farm.
+    Compose(docker::ComposeArgs),
+    /// Probe a node's /health; exits 0 when it answers 200 (the containers' health check).
+    Probe(docker::ProbeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet_role = matches!(cli.command, Command::Agent(_) | Command::Node(_));
+    let quiet_role = matches!(
+        cli.command,
+        Command::Agent(_) | Command::Node(_) | Command::Probe(_)
+    );
     init_tracing(if quiet_role { "warn" } else { "info" });
     let outcome = match cli.command {
         Command::Up(args) => multi_thread(up::run(args)),
         Command::Controller(args) => multi_thread(roles::controller(args)),
+        Command::Gateway(args) => multi_thread(roles::gateway(args)),
         Command::Status(args) => current_thread(report::status(args)),
         Command::Health(args) => current_thread(report::health(args)),
         // A server is two small processes; one thread each keeps a farm of fifty light.
         Command::Agent(args) => current_thread(roles::agent(args)),
         Command::Node(args) => current_thread(roles::node(args)),
+        Command::Down(args) => current_thread(docker::down(args)),
+        Command::Probe(args) => current_thread(docker::probe(args)),
+        Command::Compose(args) => current_thread(docker::compose(args)),
     };
     match outcome {
         Ok(code) => code,

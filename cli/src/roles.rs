@@ -1,4 +1,4 @@
-//! One subcommand per role: `farm controller`, `farm agent`, `farm node`.
+//! One subcommand per role: `farm controller`, `farm gateway`, `farm agent`, `farm node`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,6 +14,8 @@ use crate::signal::shutdown_token;
 pub(crate) const DEFAULT_CONTROLLER_LISTEN: &str = "127.0.0.1:50051";
 /// Default controller URL for clients.
 pub(crate) const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50051";
+/// Default gateway address (REST, /docs, /metrics, grpc-web).
+pub(crate) const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8000";
 
 /// `farm controller`.
 #[derive(Debug, Args)]
@@ -25,6 +27,61 @@ pub(crate) struct ControllerArgs {
     #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(100..=60_000))]
     sample_interval_ms: u32,
+    /// Drive the containers labelled as this docker farm's through the Docker socket, as
+    /// the controller of a `farm compose` farm does.
+    #[arg(long, env = "FARM_DOCKER_FARM")]
+    docker_farm: Option<String>,
+}
+
+/// The gateway's settings, shared by `farm gateway` and `farm up`.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayOptions {
+    /// Where browsers may call the gateway from: `*` (any origin) or a comma-separated
+    /// list of origins such as `http://localhost:3000`.
+    #[arg(long, env = "FARM_CORS_ORIGINS", default_value = "*")]
+    cors_origins: farm_gateway::CorsOrigins,
+    /// Deadline of an ordinary REST request, in milliseconds (100 to 300000); past it the
+    /// client gets a 504.
+    #[arg(long, env = "FARM_GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(100..=300_000))]
+    request_timeout_ms: u32,
+    /// Longest load test `POST /api/load-test` runs, in seconds (1 to 3600): the HTTP
+    /// request stays open for the whole run.
+    #[arg(long, env = "FARM_GATEWAY_MAX_LOAD_TEST_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    max_load_test_seconds: u32,
+    /// Most servers `POST /api/scale` may ask for (1 to 1000).
+    #[arg(long, env = "FARM_GATEWAY_MAX_SERVERS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_servers: u32,
+}
+
+impl GatewayOptions {
+    /// The gateway's configuration for a controller at `controller_url`, validated.
+    pub(crate) fn config(&self, controller_url: String) -> anyhow::Result<farm_gateway::Config> {
+        let config = farm_gateway::Config {
+            controller_url,
+            cors_origins: self.cors_origins.clone(),
+            request_timeout: Duration::from_millis(u64::from(self.request_timeout_ms)),
+            max_load_test_seconds: self.max_load_test_seconds,
+            max_servers: self.max_servers,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `farm gateway`.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// Address the gateway (REST, /docs, /metrics, grpc-web) listens on.
+    #[arg(long, env = "FARM_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
+    listen: SocketAddr,
+    /// The controller's gRPC URL (it may start later: the gateway connects on demand).
+    #[arg(long, env = "FARM_CONTROLLER", default_value = DEFAULT_CONTROLLER_URL)]
+    controller: String,
+    #[command(flatten)]
+    options: GatewayOptions,
 }
 
 /// `farm agent`.
@@ -88,8 +145,33 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
     let listener = bind(args.listen, "controller", "--listen").await?;
     let registry =
         farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
+    let runtime: Option<std::sync::Arc<dyn farm_controller::Runtime>> = match args.docker_farm {
+        Some(prefix) => {
+            let engine = farm_controller::runtime::docker::connect().await?;
+            let adopted =
+                farm_controller::runtime::DockerRuntime::adopt(engine, prefix, registry.clone())
+                    .await?;
+            Some(std::sync::Arc::new(adopted))
+        }
+        None => None,
+    };
     eprintln!("farm: controller listening on {}", listener.local_addr()?);
-    farm_controller::serve(listener, registry, None, shutdown_token()).await?;
+    farm_controller::serve(vec![listener], registry, runtime.clone(), shutdown_token()).await?;
+    if let Some(runtime) = runtime {
+        runtime.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let config = args.options.config(args.controller)?;
+    let listener = bind(args.listen, "gateway", "--listen").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    eprintln!(
+        "farm: gateway listening on {url} (REST {url}/api/servers, docs {url}/docs, metrics {url}/metrics; controller {})",
+        config.controller_url
+    );
+    farm_gateway::serve(listener, config, shutdown_token()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

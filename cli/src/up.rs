@@ -1,10 +1,12 @@
-//! `farm up`: the controller and N servers as local processes, until Ctrl-C or SIGTERM.
+//! `farm up`: the controller, the gateway and N servers, as local processes (the default)
+//! or Docker containers, until Ctrl-C or SIGTERM.
 //!
 //! Everything that can be checked is checked before anything starts: the flags, the
-//! controller's port and every node port. Then the controller serves, the process runtime
-//! starts the agents, and `farm up` prints where everything is and how long the farm took
-//! to turn healthy. On a signal it stops the agents first (each stops its node), then the
-//! controller, and exits with nothing left behind.
+//! controller's port, every node port and the gateway's port. Then the controller and the
+//! gateway serve, the runtime starts the servers, and `farm up` prints where everything is
+//! and how long the farm took to turn healthy. On a signal it stops the servers first (each
+//! agent stops its node), then the controller and the gateway, and exits with nothing left
+//! behind.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -13,13 +15,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use farm_controller::runtime::{MAX_SERVERS, ProcessRuntime, ProcessRuntimeConfig};
+use farm_controller::runtime::{DockerRuntime, MAX_SERVERS, ProcessRuntime, ProcessRuntimeConfig};
 use farm_controller::status::Status;
 use farm_controller::{Registry, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use crate::roles::{DEFAULT_CONTROLLER_LISTEN, bind};
+use crate::docker::{self, DockerArgs};
+use crate::roles::{DEFAULT_CONTROLLER_LISTEN, DEFAULT_GATEWAY_LISTEN, GatewayOptions, bind};
 use crate::signal::shutdown_signal;
+
+/// A well-formed controller URL to check the gateway's other settings with before the
+/// controller's real address is known.
+const DEFAULT_CONTROLLER_URL_PLACEHOLDER: &str = "http://127.0.0.1:50051";
 
 /// How long `farm up` waits for the farm to turn healthy before saying so.
 const HEALTHY_WAIT: Duration = Duration::from_secs(30);
@@ -44,6 +51,51 @@ pub(crate) struct UpArgs {
     #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(100..=60_000))]
     sample_interval_ms: u32,
+    /// Where the servers live: local processes, or Docker containers.
+    #[arg(long, env = "FARM_RUNTIME", value_enum, default_value_t = RuntimeKind::Process)]
+    runtime: RuntimeKind,
+    #[command(flatten)]
+    docker: DockerArgs,
+    /// Address the gateway (REST, /docs, /metrics, grpc-web) listens on.
+    #[arg(long, env = "FARM_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
+    gateway_listen: SocketAddr,
+    /// Start no gateway (the farm is then reachable over gRPC only).
+    #[arg(long)]
+    no_gateway: bool,
+    #[command(flatten)]
+    gateway: GatewayOptions,
+}
+
+/// The runtimes `farm up` can start servers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RuntimeKind {
+    /// Local processes (needs nothing but this binary).
+    Process,
+    /// One Docker container per server (needs a Docker engine).
+    Docker,
+}
+
+/// A runtime as `farm up` holds it: the trait for the controller, the concrete type to start
+/// the first servers.
+enum Servers {
+    Process(Arc<ProcessRuntime>),
+    Docker(Arc<DockerRuntime>),
+}
+
+impl Servers {
+    fn runtime(&self) -> Arc<dyn Runtime> {
+        match self {
+            Servers::Process(r) => r.clone(),
+            Servers::Docker(r) => r.clone(),
+        }
+    }
+
+    async fn start(&self, servers: u32) -> anyhow::Result<()> {
+        match self {
+            Servers::Process(r) => r.start(1..=servers).map_err(anyhow::Error::msg),
+            Servers::Docker(r) => Ok(r.start(&(1..=servers).collect::<Vec<_>>()).await?),
+        }
+    }
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -60,12 +112,24 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             args.servers
         );
     }
+    // The gateway's settings are checked before anything binds; its URL to the controller
+    // is known once the controller's port is.
+    args.gateway
+        .config(DEFAULT_CONTROLLER_URL_PLACEHOLDER.into())?;
     let listener = bind(args.listen, "controller", "--listen").await?;
     let controller_addr = listener.local_addr()?;
-    runtime_config
-        .check_ports(1..=args.servers)
-        .map_err(anyhow::Error::msg)?;
-
+    let mut listeners = vec![listener];
+    let gateway_listener = if args.no_gateway {
+        None
+    } else {
+        if args.runtime == RuntimeKind::Process {
+            // Node ports first, so that a taken node port is reported as such.
+            runtime_config
+                .check_ports(1..=args.servers)
+                .map_err(anyhow::Error::msg)?;
+        }
+        Some(bind(args.gateway_listen, "gateway", "--gateway-listen").await?)
+    };
     let registry = Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
 
     let connect_host = if controller_addr.ip().is_unspecified() {
@@ -77,24 +141,62 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "http://{}",
         SocketAddr::new(connect_host, controller_addr.port())
     );
-    let runtime = Arc::new(ProcessRuntime::new(
-        ProcessRuntimeConfig {
-            controller_url: controller_url.clone(),
-            ..runtime_config.clone()
-        },
-        registry.clone(),
-    ));
+    let servers = match args.runtime {
+        RuntimeKind::Process => {
+            runtime_config
+                .check_ports(1..=args.servers)
+                .map_err(anyhow::Error::msg)?;
+            Servers::Process(Arc::new(ProcessRuntime::new(
+                ProcessRuntimeConfig {
+                    controller_url: controller_url.clone(),
+                    ..runtime_config.clone()
+                },
+                registry.clone(),
+            )))
+        }
+        RuntimeKind::Docker => {
+            let config =
+                args.docker
+                    .config(controller_addr.port(), args.node_host, args.node_base_port)?;
+            let (runtime, network_listen) = docker::prepare(config, registry.clone()).await?;
+            // Containers reach the controller on the farm network's gateway, the host's
+            // address on that bridge; people keep using the loopback address.
+            if !controller_addr.ip().is_unspecified() {
+                listeners.push(
+                    bind(network_listen, "controller (farm network side)", "--listen").await?,
+                );
+            }
+            Servers::Docker(Arc::new(runtime))
+        }
+    };
+    let runtime = servers.runtime();
     let controller_shutdown = CancellationToken::new();
     let controller = tokio::spawn(farm_controller::serve(
-        listener,
+        listeners,
         registry.clone(),
-        Some(runtime.clone() as Arc<dyn Runtime>),
+        Some(runtime.clone()),
         controller_shutdown.clone(),
     ));
+    let gateway = match gateway_listener {
+        Some(gateway_listener) => {
+            let gateway_addr = gateway_listener.local_addr()?;
+            let config = args.gateway.config(controller_url.clone())?;
+            let task = tokio::spawn(farm_gateway::serve(
+                gateway_listener,
+                config,
+                controller_shutdown.clone(),
+            ));
+            Some((gateway_addr, task))
+        }
+        None => None,
+    };
     let started = Instant::now();
-    runtime
-        .start(1..=args.servers)
-        .map_err(anyhow::Error::msg)?;
+    if let Err(e) = servers.start(args.servers).await {
+        // Nothing half made: whatever was started goes again.
+        runtime.shutdown().await;
+        controller_shutdown.cancel();
+        return Err(e);
+    }
 
     let first = runtime_config.node_address(1).expect("checked above");
     let last = runtime_config
@@ -104,8 +206,23 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "farm: controller  {controller_url}   (grpcurl -plaintext {} list)",
         SocketAddr::new(connect_host, controller_addr.port())
     );
+    let place = match args.runtime {
+        RuntimeKind::Process => "local processes".to_string(),
+        RuntimeKind::Docker => format!("Docker containers {}-server-N", args.docker.name_prefix),
+    };
+    if let Some((addr, _)) = &gateway {
+        let host = if addr.ip().is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        };
+        let url = format!("http://{}", SocketAddr::new(host, addr.port()));
+        println!(
+            "farm: gateway     {url}   (REST {url}/api/servers, docs {url}/docs, metrics {url}/metrics)"
+        );
+    }
     println!(
-        "farm: servers     {} as local processes, nodes on http://{first} .. http://{last}",
+        "farm: servers     {} as {place}, nodes on http://{first} .. http://{last}",
         args.servers
     );
 
@@ -131,6 +248,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         Ok(Ok(Err(e))) => eprintln!("farm: controller ended with an error: {e}"),
         Ok(Err(e)) => eprintln!("farm: controller task failed: {e}"),
         Err(_) => eprintln!("farm: controller did not stop within 5 s"),
+    }
+    if let Some((_, task)) = gateway {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("farm: gateway ended with an error: {e}"),
+            Ok(Err(e)) => eprintln!("farm: gateway task failed: {e}"),
+            Err(_) => eprintln!("farm: gateway did not stop within 5 s"),
+        }
     }
     println!("farm: stopped");
     Ok(ExitCode::SUCCESS)

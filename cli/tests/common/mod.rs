@@ -70,6 +70,7 @@ where
 pub struct Farm {
     pub child: Child,
     pub controller_port: u16,
+    pub gateway_port: u16,
     pub base_port: u16,
     pub servers: u32,
 }
@@ -77,12 +78,21 @@ pub struct Farm {
 impl Farm {
     /// Starts `farm up` with `servers` servers on free ports and waits until all are healthy.
     pub fn up(servers: u32) -> Farm {
+        Self::up_with(servers, &[], Duration::from_secs(30))
+    }
+
+    /// Like [`Farm::up`], with extra arguments for `farm up`, waiting up to `limit` for the
+    /// farm to turn healthy.
+    pub fn up_with(servers: u32, extra: &[&str], limit: Duration) -> Farm {
         let controller_port = free_port();
+        let gateway_port = free_port();
         let base_port = free_port_range(servers as u16);
         let child = Command::new(farm_bin())
             .args(["up", "--servers", &servers.to_string()])
             .args(["--listen", &format!("127.0.0.1:{controller_port}")])
+            .args(["--gateway-listen", &format!("127.0.0.1:{gateway_port}")])
             .args(["--node-base-port", &base_port.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -91,10 +101,11 @@ impl Farm {
         let mut farm = Farm {
             child,
             controller_port,
+            gateway_port,
             base_port,
             servers,
         };
-        farm.wait_for_line("healthy in", Duration::from_secs(30));
+        farm.wait_for_line("healthy in", limit);
         farm
     }
 
@@ -120,6 +131,16 @@ impl Farm {
 
     pub fn controller_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.controller_port)
+    }
+
+    /// The gateway's base URL (REST, /docs, /metrics, grpc-web).
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+
+    /// The gateway's `host:port`.
+    pub fn gateway_address(&self) -> String {
+        format!("127.0.0.1:{}", self.gateway_port)
     }
 
     pub fn node_address(&self, id: u32) -> String {
@@ -269,4 +290,98 @@ pub fn agent_pid(farm: &Farm, id: u32) -> Option<u32> {
             .map(|c| c.split(|&b| b == 0).any(|a| a == b"agent"))
             .unwrap_or(false)
     })
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The body as JSON; panics (with the body) when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value, or "".
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Asserts this is the gateway's JSON error with `status` and `code`; returns its message.
+    pub fn expect_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert!(
+            self.header("content-type").starts_with("application/json"),
+            "{:?}",
+            self.headers
+        );
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["status"], status, "{body}");
+        body["error"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// Sends one HTTP/1.1 request (30 s bound) and reads the answer whole.
+pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let exchange = async {
+        let response = client.request(request).await.expect("the gateway answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the body arrives").to_bytes();
+        HttpReply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.to_vec(),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url} did not answer within 30 s"))
+}
+
+/// `GET url`.
+pub async fn get(url: &str) -> HttpReply {
+    http("GET", url, &[], b"").await
+}
+
+/// `POST url` with a JSON body.
+pub async fn post_json(url: &str, body: &str) -> HttpReply {
+    http(
+        "POST",
+        url,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .await
 }

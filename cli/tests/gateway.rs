@@ -1,0 +1,561 @@
+//! The gateway against a real farm: `farm up` on free ports, real HTTP/1.1 requests to every
+//! route of the REST table and every error path, the docs page, CORS, and the OpenAPI
+//! document. Every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Farm, eventually, get, http, post_json};
+use serde_json::Value;
+
+fn ids(list: &Value) -> Vec<u64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_route_answers_in_the_documented_shape() {
+    let farm = Farm::up(3);
+    let base = farm.gateway_url();
+
+    let info = get(&format!("{base}/")).await;
+    assert_eq!(info.status, 200);
+    let info = info.json();
+    assert_eq!(info["name"], "farm");
+    assert_eq!(info["links"]["docs"], "/docs");
+    assert_eq!(info["links"]["openapi"], "/openapi.json");
+
+    let list = get(&format!("{base}/api/servers")).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let list = list.json();
+    assert_eq!(ids(&list["servers"]), [1, 2, 3]);
+    for server in list["servers"].as_array().unwrap() {
+        assert_eq!(server["status"], "healthy", "{server}");
+        assert_eq!(
+            server["node_address"],
+            farm.node_address(server["id"].as_u64().unwrap() as u32)
+        );
+        assert_eq!(server["runtime"], "process");
+        assert_eq!(server["connected"], true);
+        assert!(server["metrics"]["memory_bytes"].as_u64().unwrap() > 0);
+        assert_eq!(server["metrics"]["node_state"], "running");
+    }
+
+    let healthy = get(&format!("{base}/api/servers?status=healthy"))
+        .await
+        .json();
+    assert_eq!(ids(&healthy["servers"]), [1, 2, 3]);
+    let stopped = get(&format!("{base}/api/servers?status=stopped"))
+        .await
+        .json();
+    assert_eq!(ids(&stopped["servers"]), Vec::<u64>::new());
+
+    let one = get(&format!("{base}/api/servers/2")).await;
+    assert_eq!(one.status, 200);
+    let one = one.json();
+    assert_eq!(one["server"]["id"], 2);
+    assert_eq!(one["server"]["name"], "server-2");
+    assert!(!one["history"].as_array().unwrap().is_empty(), "{one}");
+    assert!(one["events"].is_array());
+
+    let health = get(&format!("{base}/api/health?timeout_ms=2000")).await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    let health = health.json();
+    assert_eq!(health["healthy"], 3);
+    assert_eq!(health["total"], 3);
+    assert_eq!(health["servers"][0]["probe_ok"], true);
+    assert_eq!(health["servers"][0]["status"], "healthy");
+
+    let metrics = get(&format!("{base}/api/metrics")).await;
+    assert_eq!(metrics.status, 200);
+    let metrics = metrics.json();
+    assert_eq!(metrics["servers_total"], 3);
+    assert_eq!(metrics["healthy"], 3);
+    assert!(metrics["memory_bytes_total"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_load_tests_simulated_load_broadcast_and_scale_reach_the_farm() {
+    let farm = Farm::up(3);
+    let base = farm.gateway_url();
+
+    // A lifecycle action, and its effect seen through the REST API.
+    let stop = post_json(
+        &format!("{base}/api/servers/2/action"),
+        r#"{"action":"stop"}"#,
+    )
+    .await;
+    assert_eq!(stop.status, 200, "{}", stop.text());
+    let stop = stop.json();
+    assert_eq!(stop["server_id"], 2);
+    assert_eq!(stop["action"], "stop");
+    assert_eq!(stop["ok"], true, "{stop}");
+    eventually(Duration::from_secs(10), "server 2 to be stopped", || {
+        let url = format!("{base}/api/servers?status=stopped");
+        async move { (ids(&get(&url).await.json()["servers"]) == [2]).then_some(()) }
+    })
+    .await;
+    let start = post_json(
+        &format!("{base}/api/servers/2/action"),
+        r#"{"action":"start"}"#,
+    )
+    .await;
+    assert_eq!(start.json()["ok"], true);
+    eventually(
+        Duration::from_secs(15),
+        "server 2 to be healthy again",
+        || {
+            let url = format!("{base}/api/servers/2");
+            async move { (get(&url).await.json()["server"]["status"] == "healthy").then_some(()) }
+        },
+    )
+    .await;
+
+    // A load test runs to its end and is kept.
+    let run = post_json(
+        &format!("{base}/api/load-test"),
+        r#"{"total_requests": 300, "concurrency": 4, "path": "/health"}"#,
+    )
+    .await;
+    assert_eq!(run.status, 200, "{}", run.text());
+    let run = run.json();
+    assert_eq!(run["done"], true, "{run}");
+    let result = &run["result"];
+    assert_eq!(result["requests"], 300, "{run}");
+    assert_eq!(result["failures"], 0, "{run}");
+    assert_eq!(result["per_server"].as_array().unwrap().len(), 3);
+    assert_eq!(result["spec"]["method"], "GET");
+    assert!(result["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    let id = run["id"].as_str().unwrap().to_string();
+    let kept = get(&format!("{base}/api/load-tests")).await.json();
+    assert!(
+        kept["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str()),
+        "{kept}"
+    );
+    let again = get(&format!("{base}/api/load-tests/{id}")).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["result"]["requests"], 300);
+
+    // An open-model run with a duration, on one server.
+    let open = post_json(
+        &format!("{base}/api/load-test"),
+        r#"{"server_ids": [3], "rate_per_second": 50, "duration_seconds": 1}"#,
+    )
+    .await;
+    assert_eq!(open.status, 200, "{}", open.text());
+    let open = open.json();
+    assert_eq!(open["result"]["per_server"][0]["server_id"], 3);
+    assert!(open["result"]["latency_uncorrected"].is_object(), "{open}");
+
+    // A simulated load on one server.
+    let load = post_json(
+        &format!("{base}/api/simulate-load"),
+        r#"{"server_ids": [1], "cpu_percent": 10, "memory_mb": 8, "duration_seconds": 1}"#,
+    )
+    .await;
+    assert_eq!(load.status, 200, "{}", load.text());
+    let outcomes = &load.json()["outcomes"];
+    assert_eq!(outcomes.as_array().unwrap().len(), 1);
+    assert_eq!(outcomes[0]["server_id"], 1);
+    assert_eq!(outcomes[0]["ok"], true, "{outcomes}");
+
+    // A broadcast to every server.
+    let broadcast = post_json(
+        &format!("{base}/api/broadcast"),
+        r#"{"path": "/health", "timeout_ms": 3000}"#,
+    )
+    .await;
+    assert_eq!(broadcast.status, 200, "{}", broadcast.text());
+    let replies = broadcast.json()["replies"].clone();
+    assert_eq!(replies.as_array().unwrap().len(), 3);
+    for reply in replies.as_array().unwrap() {
+        assert_eq!(reply["ok"], true, "{reply}");
+        assert_eq!(reply["status_code"], 200, "{reply}");
+        assert!(reply["error"].is_null());
+    }
+
+    // Scaling down and back up, on ports the farm already used.
+    let down = post_json(&format!("{base}/api/scale"), r#"{"servers": 2}"#).await;
+    assert_eq!(down.status, 200, "{}", down.text());
+    let down = down.json();
+    assert_eq!(down["removed"], serde_json::json!([3]));
+    assert_eq!(down["servers"], 2);
+    assert_eq!(
+        get(&format!("{base}/api/servers/3")).await.status,
+        404,
+        "a removed server is gone"
+    );
+    let up = post_json(&format!("{base}/api/scale"), r#"{"servers": 3}"#).await;
+    assert_eq!(up.status, 200, "{}", up.text());
+    assert_eq!(up.json()["added"], serde_json::json!([3]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_with_the_field_named() {
+    let farm = Farm::up(2);
+    let base = farm.gateway_url();
+
+    // Unknown things.
+    let m = get(&format!("{base}/api/servers/99"))
+        .await
+        .expect_error(404, "not_found");
+    assert!(m.contains("99"), "{m}");
+    get(&format!("{base}/api/servers/0"))
+        .await
+        .expect_error(404, "not_found");
+    let m = post_json(
+        &format!("{base}/api/servers/99/action"),
+        r#"{"action":"stop"}"#,
+    )
+    .await
+    .expect_error(404, "not_found");
+    assert!(m.contains("99"), "{m}");
+    get(&format!("{base}/api/load-tests/lt-none"))
+        .await
+        .expect_error(404, "not_found");
+    let m = get(&format!("{base}/api/nope"))
+        .await
+        .expect_error(404, "not_found");
+    assert!(m.contains("/api/nope"), "{m}");
+    let m = post_json(
+        &format!("{base}/api/load-test"),
+        r#"{"server_ids": [1, 77], "total_requests": 1}"#,
+    )
+    .await
+    .expect_error(404, "not_found");
+    assert!(m.contains("77"), "{m}");
+
+    // Bad paths and queries name the parameter.
+    let m = get(&format!("{base}/api/servers/abc"))
+        .await
+        .expect_error(400, "bad_request");
+    assert!(m.contains("id"), "{m}");
+    let m = get(&format!("{base}/api/servers?status=sleepy"))
+        .await
+        .expect_error(400, "bad_request");
+    assert!(m.contains("status") && m.contains("sleepy"), "{m}");
+    let m = get(&format!("{base}/api/health?timeout_ms=0"))
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("timeout_ms"), "{m}");
+    let m = get(&format!("{base}/api/health?timeout_ms=soon"))
+        .await
+        .expect_error(400, "bad_request");
+    assert!(m.contains("timeout_ms"), "{m}");
+
+    // Bad bodies name the field.
+    let action = format!("{base}/api/servers/1/action");
+    let m = post_json(&action, r#"{"action":"explode"}"#)
+        .await
+        .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("action") && m.contains("explode"), "{m}");
+    let m = post_json(&action, r#"{"actoin":"stop"}"#)
+        .await
+        .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("actoin"), "{m}");
+    // serde_json files a number where an enum's string belongs under syntax errors: a
+    // 400 then, still naming the field.
+    let wrong_type = post_json(&action, r#"{"action": 3}"#).await;
+    assert!(matches!(wrong_type.status, 400 | 422), "{wrong_type:?}");
+    let m = wrong_type.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(m.contains("action"), "{m}");
+    post_json(&action, r#"{"action": "stop""#)
+        .await
+        .expect_error(400, "bad_request");
+    post_json(&action, "")
+        .await
+        .expect_error(400, "bad_request");
+    http("POST", &action, &[("content-type", "text/plain")], b"stop")
+        .await
+        .expect_error(415, "unsupported_media_type");
+
+    let load = format!("{base}/api/load-test");
+    for (body, field) in [
+        (r#"{"concurrency": 5000}"#, "concurrency"),
+        (r#"{"concurrency": 0}"#, "concurrency"),
+        (r#"{"duration_seconds": 100000}"#, "duration_seconds"),
+        (r#"{"total_requests": 20000000}"#, "total_requests"),
+        (r#"{"timeout_ms": 0}"#, "timeout_ms"),
+        (r#"{"rate_per_second": 2e6}"#, "rate_per_second"),
+        (r#"{"path": "http://example.com/"}"#, "path"),
+        (r#"{"path": "//example.com/x"}"#, "path"),
+        (r#"{"server_ids": [0]}"#, "server_ids"),
+    ] {
+        let m = post_json(&load, body)
+            .await
+            .expect_error(400, "invalid_argument");
+        assert!(m.contains(field), "{body}: {m}");
+    }
+    // A URL cannot be smuggled in as a field either.
+    let m = post_json(&load, r#"{"url": "http://example.com/"}"#)
+        .await
+        .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("url"), "{m}");
+    let m = post_json(&load, r#"{"method": "CONNECT"}"#)
+        .await
+        .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("method"), "{m}");
+    let m = post_json(&load, r#"{"concurrency": -1}"#)
+        .await
+        .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("concurrency"), "{m}");
+
+    let simulate = format!("{base}/api/simulate-load");
+    let m = post_json(&simulate, r#"{"duration_seconds": 2}"#)
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("cpu_percent") && m.contains("memory_mb"), "{m}");
+    let m = post_json(&simulate, r#"{"cpu_percent": 99999}"#)
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("cpu_percent"), "{m}");
+    let m = post_json(&simulate, r#"{"memory_mb": 1, "duration_seconds": 301}"#)
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("duration_seconds"), "{m}");
+
+    let broadcast = format!("{base}/api/broadcast");
+    let m = post_json(&broadcast, r#"{"path": "health"}"#)
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("path"), "{m}");
+    let m = post_json(&broadcast, r#"{"timeout_ms": 60000}"#)
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("timeout_ms"), "{m}");
+    let m = post_json(&broadcast, r#"{"target": "http://example.com"}"#)
+        .await
+        .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("target"), "{m}");
+
+    let scale = format!("{base}/api/scale");
+    for body in [r#"{"servers": 0}"#, r#"{"servers": 1001}"#] {
+        let m = post_json(&scale, body)
+            .await
+            .expect_error(400, "invalid_argument");
+        assert!(m.contains("servers"), "{m}");
+    }
+    post_json(&scale, "{}")
+        .await
+        .expect_error(422, "unprocessable_entity");
+
+    // Wrong methods, with the Allow header.
+    let wrong = http("DELETE", &format!("{base}/api/servers"), &[], b"").await;
+    wrong.expect_error(405, "method_not_allowed");
+    assert!(wrong.header("allow").contains("GET"), "{:?}", wrong.headers);
+    let wrong = http("GET", &format!("{base}/api/load-test"), &[], b"").await;
+    wrong.expect_error(405, "method_not_allowed");
+    assert!(
+        wrong.header("allow").contains("POST"),
+        "{:?}",
+        wrong.headers
+    );
+
+    // Too large a body.
+    let huge = format!(r#"{{"body": "{}"}}"#, "x".repeat(300 * 1024));
+    let m = post_json(&broadcast, &huge)
+        .await
+        .expect_error(413, "payload_too_large");
+    assert!(m.contains("256 KiB"), "{m}");
+
+    // Nothing above changed the farm.
+    let list = get(&format!("{base}/api/servers")).await.json();
+    assert_eq!(ids(&list["servers"]), [1, 2]);
+    assert!(
+        list["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "healthy"),
+        "{list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_work_offline_and_the_schema_covers_every_route() {
+    let farm = Farm::up(1);
+    let base = farm.gateway_url();
+
+    let docs = get(&format!("{base}/docs")).await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.header("content-type").starts_with("text/html"));
+    let page = docs.text();
+    assert!(page.contains("SwaggerUIBundle"), "Swagger UI is inline");
+    assert!(page.contains("/openapi.json"));
+    let lower = page.to_ascii_lowercase();
+    for remote in [
+        "src=\"http",
+        "src='http",
+        "href=\"http",
+        "href='http",
+        "url(http",
+        "@import",
+        "cdn.",
+        "unpkg",
+        "jsdelivr",
+        "googleapis",
+    ] {
+        assert!(!lower.contains(remote), "the docs page loads {remote}");
+    }
+    assert!(page.contains("validatorUrl: null"), "no online validator");
+
+    let doc = get(&format!("{base}/openapi.json")).await;
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/", "get"),
+        ("/api/servers", "get"),
+        ("/api/servers/{id}", "get"),
+        ("/api/servers/{id}/action", "post"),
+        ("/api/health", "get"),
+        ("/api/metrics", "get"),
+        ("/api/load-test", "post"),
+        ("/api/load-tests", "get"),
+        ("/api/load-tests/{id}", "get"),
+        ("/api/simulate-load", "post"),
+        ("/api/broadcast", "post"),
+        ("/api/scale", "post"),
+        ("/metrics", "get"),
+    ] {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        assert!(
+            operation["responses"]["default"].is_object(),
+            "{method} {path} documents its errors"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["LoadTestRequest"]["properties"]["concurrency"]["maximum"],
+        1000
+    );
+    assert_eq!(schemas["LoadTestRequest"]["additionalProperties"], false);
+    assert!(schemas["ErrorBody"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_open_by_default_and_exposes_grpc_status() {
+    let farm = Farm::up(1);
+    let base = farm.gateway_url();
+    let preflight = http(
+        "OPTIONS",
+        &format!("{base}/farm.v1.FarmService/Watch"),
+        &[
+            ("origin", "http://localhost:3000"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type,x-grpc-web,x-user-agent",
+            ),
+        ],
+        b"",
+    )
+    .await;
+    assert!(preflight.status < 300, "{preflight:?}");
+    assert_eq!(preflight.header("access-control-allow-origin"), "*");
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-grpc-web"), "{allowed}");
+
+    let simple = http(
+        "GET",
+        &format!("{base}/api/servers"),
+        &[("origin", "http://elsewhere.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(simple.status, 200);
+    assert_eq!(simple.header("access-control-allow-origin"), "*");
+    let exposed = simple
+        .header("access-control-expose-headers")
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("grpc-status") && exposed.contains("grpc-message"),
+        "{exposed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_origins_can_be_restricted() {
+    let farm = Farm::up_with(
+        1,
+        &["--cors-origins", "http://localhost:3000"],
+        Duration::from_secs(30),
+    );
+    let base = farm.gateway_url();
+    let allowed = http(
+        "GET",
+        &format!("{base}/api/servers"),
+        &[("origin", "http://localhost:3000")],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        "http://localhost:3000"
+    );
+    let refused = http(
+        "GET",
+        &format!("{base}/api/servers"),
+        &[("origin", "http://evil.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(refused.header("access-control-allow-origin"), "");
+}
+
+#[test]
+fn a_taken_gateway_port_fails_with_a_clear_message() {
+    use std::process::{Command, Stdio};
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let base = common::free_port_range(1);
+    let mut child = Command::new(common::farm_bin())
+        .args(["up", "--servers", "1"])
+        .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
+        .args(["--node-base-port", &base.to_string()])
+        .args(["--gateway-listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::wait_exit(&mut child, Duration::from_secs(10));
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} for the gateway"
+        )) && stderr.contains("--gateway-listen"),
+        "{stderr}"
+    );
+    for (flag, value, expected) in [
+        ("--cors-origins", "localhost:3000", "CORS origin"),
+        ("--max-load-test-seconds", "0", "0 is not in 1..=3600"),
+    ] {
+        let output = Command::new(common::farm_bin())
+            .args(["gateway", flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag} {value}");
+        assert!(stderr.contains(expected), "{flag} {value}: {stderr}");
+    }
+    drop(taken);
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Property-based run of the gateway's REST API from its own /openapi.json, with every check
+# schemathesis has (`--checks all`): no 5xx, every response in the documented schema and
+# content type, schema-valid requests accepted, schema-invalid ones refused with a 4xx,
+# undocumented methods answered 405 with `Allow`.
+#
+# It starts a small farm of its own (`farm up`, 3 servers, on free ports), runs schemathesis
+# against it, and stops the farm, whatever happens. Exit status: schemathesis's.
+#
+#   gateway/schemathesis.sh                    # needs: cargo build -p farm; pip install schemathesis
+#   FARM_BIN=path/to/farm MAX_EXAMPLES=50 gateway/schemathesis.sh
+#
+# Two gateway settings keep the run short without hiding anything: a synchronous load test
+# lasts at most 2 s (`--max-load-test-seconds 2`, so schemathesis's favourite boundary value
+# is 2 s, not 300 s) and `POST /api/scale` asks for at most 4 servers (`--max-servers 4`,
+# not 1000 processes on a CI box). Both bounds are in the served schema, so schemathesis
+# also checks that values past them are refused.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+MAX_EXAMPLES=${MAX_EXAMPLES:-25}
+SERVERS=3
+MAX_SERVERS=4
+
+if [[ -z "${FARM_BIN:-}" ]]; then
+  for candidate in target/x86_64-unknown-linux-gnu/debug/farm target/debug/farm \
+                   target/x86_64-unknown-linux-gnu/release/farm target/release/farm; do
+    if [[ -x "$candidate" ]]; then FARM_BIN=$candidate; break; fi
+  done
+fi
+if [[ -z "${FARM_BIN:-}" || ! -x "$FARM_BIN" ]]; then
+  echo "schemathesis.sh: no farm binary; run 'cargo build -p farm' or set FARM_BIN" >&2
+  exit 2
+fi
+if ! command -v schemathesis >/dev/null; then
+  echo "schemathesis.sh: schemathesis is not installed; run 'pip install schemathesis'" >&2
+  exit 2
+fi
+
+# Free ports: one for the controller, one for the gateway, and a range for the nodes
+# (servers 1..MAX_SERVERS, since the run may scale up).
+read -r CONTROLLER GATEWAY NODE_BASE < <(python3 - "$MAX_SERVERS" <<'EOF'
+import random, socket, sys
+def free(port=0):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
+n = int(sys.argv[1])
+for _ in range(500):
+    base = random.randint(20000, 50000)
+    if all(free(base + i) for i in range(1, n + 1)):
+        break
+else:
+    sys.exit("no free port range")
+print(free(), free(), base)
+EOF
+)
+
+WORK=$(mktemp -d)
+LOG=$WORK/farm.log
+FARM_PID=
+cleanup() {
+  if [[ -n "$FARM_PID" ]] && kill -0 "$FARM_PID" 2>/dev/null; then
+    kill -TERM "$FARM_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$FARM_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$FARM_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$FARM_BIN" up --servers "$SERVERS" \
+  --listen "127.0.0.1:$CONTROLLER" \
+  --gateway-listen "127.0.0.1:$GATEWAY" \
+  --node-base-port "$NODE_BASE" \
+  --max-load-test-seconds 2 \
+  --max-servers "$MAX_SERVERS" >"$LOG" 2>&1 &
+FARM_PID=$!
+
+for _ in $(seq 1 600); do
+  if grep -q "healthy in" "$LOG"; then break; fi
+  if ! kill -0 "$FARM_PID" 2>/dev/null; then
+    echo "schemathesis.sh: farm up exited:" >&2; cat "$LOG" >&2; exit 1
+  fi
+  sleep 0.1
+done
+if ! grep -q "healthy in" "$LOG"; then
+  echo "schemathesis.sh: the farm did not turn healthy within 60 s:" >&2; cat "$LOG" >&2; exit 1
+fi
+echo "schemathesis.sh: farm of $SERVERS servers up, gateway on 127.0.0.1:$GATEWAY"
+
+status=0
+schemathesis run "http://127.0.0.1:$GATEWAY/openapi.json" \
+  --checks all \
+  --max-examples "$MAX_EXAMPLES" \
+  --workers 1 \
+  --request-timeout 120 \
+  --generation-database none \
+  --no-color \
+  "$@" || status=$?
+
+if [[ $status -ne 0 ]]; then
+  echo "schemathesis.sh: schemathesis failed (exit $status); farm log:" >&2
+  tail -n 50 "$LOG" >&2
+fi
+exit "$status"

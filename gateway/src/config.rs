@@ -1,0 +1,183 @@
+//! The gateway's settings, validated before anything binds or connects.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+
+/// Largest request body the REST API reads (256 KiB); a larger one gets a JSON 413. The
+/// biggest legitimate body, a broadcast, carries at most 64 KiB of payload.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// How long connecting to the controller may take before a request fails with 503. Short
+/// on purpose: the controller is on the same machine or network, and a client should
+/// hear "unavailable" quickly rather than wait.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bounds of [`Config::request_timeout`].
+pub const REQUEST_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(300);
+
+/// Longest synchronous load test the REST API accepts by default, in seconds: the HTTP
+/// request stays open for the whole run, so its length is a gateway setting.
+pub const DEFAULT_MAX_LOAD_TEST_SECONDS: u32 = 300;
+
+/// Where browsers may call the gateway from (CORS).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CorsOrigins {
+    /// Any origin (`*`), as the seed's `allow_origins=["*"]`.
+    #[default]
+    Any,
+    /// Only these origins, e.g. `http://localhost:3000`.
+    List(Vec<HeaderValue>),
+}
+
+impl std::str::FromStr for CorsOrigins {
+    type Err = ConfigError;
+
+    /// `*` for any origin, or a comma-separated list of origins (`scheme://host[:port]`).
+    fn from_str(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        if raw == "*" {
+            return Ok(Self::Any);
+        }
+        let mut origins = Vec::new();
+        for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let uri: http::Uri = origin
+                .parse()
+                .map_err(|_| ConfigError::CorsOrigin(origin.to_string()))?;
+            let well_formed = matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri.path_and_query().is_none_or(|p| p.as_str() == "/")
+                && !origin.ends_with('/');
+            if !well_formed {
+                return Err(ConfigError::CorsOrigin(origin.to_string()));
+            }
+            origins.push(
+                HeaderValue::from_str(origin)
+                    .map_err(|_| ConfigError::CorsOrigin(origin.to_string()))?,
+            );
+        }
+        if origins.is_empty() {
+            return Err(ConfigError::CorsOrigin(raw.to_string()));
+        }
+        Ok(Self::List(origins))
+    }
+}
+
+/// Everything the gateway needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The controller's gRPC URL, e.g. `http://127.0.0.1:50051`.
+    pub controller_url: String,
+    /// Who may call the gateway from a browser.
+    pub cors_origins: CorsOrigins,
+    /// The deadline of an ordinary REST request (one that does not carry its own, like a
+    /// load test's duration or a broadcast's `timeout_ms`); past it the client gets a 504.
+    pub request_timeout: Duration,
+    /// Longest load test `POST /api/load-test` runs, in seconds (1 to 3600).
+    pub max_load_test_seconds: u32,
+    /// Most servers `POST /api/scale` may ask for (1 to the controller's bound, 1000).
+    pub max_servers: u32,
+}
+
+impl Config {
+    /// Defaults for a controller at `controller_url`.
+    pub fn new(controller_url: impl Into<String>) -> Self {
+        Self {
+            controller_url: controller_url.into(),
+            cors_origins: CorsOrigins::Any,
+            request_timeout: Duration::from_secs(10),
+            max_load_test_seconds: DEFAULT_MAX_LOAD_TEST_SECONDS,
+            max_servers: farm_controller::runtime::MAX_SERVERS,
+        }
+    }
+
+    /// Checks every setting; the error names the one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let uri: http::Uri = self
+            .controller_url
+            .parse()
+            .map_err(|_| ConfigError::ControllerUrl(self.controller_url.clone()))?;
+        let usable = matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|h| !h.is_empty());
+        if !usable {
+            return Err(ConfigError::ControllerUrl(self.controller_url.clone()));
+        }
+        if !REQUEST_TIMEOUT_RANGE.contains(&self.request_timeout) {
+            return Err(ConfigError::RequestTimeout(self.request_timeout));
+        }
+        if !(1..=farm_controller::loadtest::MAX_DURATION_SECONDS)
+            .contains(&self.max_load_test_seconds)
+        {
+            return Err(ConfigError::MaxLoadTestSeconds(self.max_load_test_seconds));
+        }
+        if !(1..=farm_controller::runtime::MAX_SERVERS).contains(&self.max_servers) {
+            return Err(ConfigError::MaxServers(self.max_servers));
+        }
+        Ok(())
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The controller URL is not `http(s)://host[:port]`.
+    #[error("controller URL {0:?} is not of the form http://host:port")]
+    ControllerUrl(String),
+    /// A CORS origin is not `scheme://host[:port]`.
+    #[error("CORS origin {0:?} is not `*` or a list of origins like http://localhost:3000")]
+    CorsOrigin(String),
+    /// The request timeout is out of bounds.
+    #[error("request timeout {0:?} must be 100 ms to 300 s")]
+    RequestTimeout(Duration),
+    /// The load-test bound is out of bounds.
+    #[error("max load-test seconds must be 1 to 3600, got {0}")]
+    MaxLoadTestSeconds(u32),
+    /// The scale bound is out of bounds.
+    #[error("max servers must be 1 to 1000, got {0}")]
+    MaxServers(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_parse_or_are_named() {
+        assert_eq!("*".parse::<CorsOrigins>().unwrap(), CorsOrigins::Any);
+        let CorsOrigins::List(list) = "http://localhost:3000, https://farm.example"
+            .parse::<CorsOrigins>()
+            .unwrap()
+        else {
+            panic!("a list")
+        };
+        assert_eq!(list.len(), 2);
+        for bad in [
+            "localhost:3000",
+            "ftp://x",
+            "http://x/path",
+            "",
+            "http://x/",
+        ] {
+            assert!(bad.parse::<CorsOrigins>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_bound_is_checked() {
+        assert!(Config::new("http://127.0.0.1:50051").validate().is_ok());
+        assert!(matches!(
+            Config::new("127.0.0.1:50051").validate(),
+            Err(ConfigError::ControllerUrl(_))
+        ));
+        let mut c = Config::new("http://c:1");
+        c.request_timeout = Duration::from_millis(5);
+        assert!(matches!(c.validate(), Err(ConfigError::RequestTimeout(_))));
+        let mut c = Config::new("http://c:1");
+        c.max_load_test_seconds = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::new("http://c:1");
+        c.max_servers = 1001;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! The gateway: the farm's HTTP face on :8000.
+//!
+//! People who never touch gRPC drive the farm with curl, browsers need grpc-web, and
+//! monitoring stacks scrape Prometheus. The gateway gives all three on one port and keeps
+//! **no farm state of its own**: every REST route is a translation of one call of the
+//! controller's `FarmService`, made over a lazily connected tonic [`Channel`]. When the
+//! controller is down, requests fail fast with a JSON 503 instead of hanging, and the next
+//! request after it comes back simply reconnects.
+//!
+//! ```text
+//! curl ──REST/JSON──▶ ┐
+//! browser ─grpc-web─▶ ├─ gateway :8000 ──gRPC (one HTTP/2 channel)──▶ controller :50051
+//! Prometheus ─GET /metrics─▶ ┘
+//! ```
+//!
+//! # Layout
+//! - [`serve`] / [`router`]: the entry points; `router(state)` is the whole app, so tests
+//!   drive it with real HTTP on port 0 or in-process.
+//! - [`config`]: the settings, validated before anything binds.
+//! - [`controller`]: the lazily connected channel and the one helper that bounds every call
+//!   with a deadline.
+//! - [`rest`]: the seed's REST table, one handler per route, each calling one RPC.
+//! - [`model`]: the REST shapes (snake_case, ids as numbers, enums as lowercase strings),
+//!   converted from the proto messages at the edge, and the input bounds they document.
+//! - [`extract`]: JSON, path and query extractors whose rejections speak [`error`]'s shape.
+//! - [`error`]: the one JSON error shape, the one gRPC→HTTP status mapping.
+//! - [`docs`]: the OpenAPI 3.1 document generated from the code (aide + schemars) and the
+//!   offline Swagger UI at `/docs` (its JavaScript is compiled into the binary).
+//! - [`grpc_web`]: grpc-web for `farm.v1.FarmService`, proxied message by message.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the gateway's own
+//!   request counters and latency histogram.
+
+pub mod config;
+pub mod controller;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod grpc_web;
+pub mod metrics;
+pub mod model;
+pub mod rest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub use config::{Config, ConfigError, CorsOrigins};
+pub use error::ApiError;
+
+/// How long in-flight requests (a load test, a watch) get to finish after shutdown is
+/// asked for, before their connections are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; nothing was started.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Serving failed (the listener broke).
+    #[error("the gateway stopped serving: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// What every handler shares: the controller channel, the settings, the request metrics
+/// and the generated OpenAPI document. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    controller: controller::Controller,
+    metrics: metrics::RequestMetrics,
+}
+
+impl AppState {
+    /// Validates `config` and prepares the (lazy) controller channel. Nothing connects
+    /// until the first request. Needs a tokio runtime.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let controller = controller::Controller::new(&config)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                controller,
+                metrics: metrics::RequestMetrics::default(),
+            }),
+        })
+    }
+
+    /// The validated settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn controller(&self) -> &controller::Controller {
+        &self.inner.controller
+    }
+
+    pub(crate) fn channel(&self) -> Channel {
+        self.inner.controller.channel()
+    }
+
+    pub(crate) fn metrics(&self) -> &metrics::RequestMetrics {
+        &self.inner.metrics
+    }
+}
+
+/// The whole gateway as one axum [`Router`]: REST routes, `/openapi.json`, `/docs`,
+/// `/metrics`, grpc-web, and the layers around them (CORS, body limit, JSON errors,
+/// request metrics).
+pub fn router(state: AppState) -> Router {
+    rest::router(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled; in-flight requests then
+/// get [`SHUTDOWN_GRACE`] to finish. The configuration is validated before anything is
+/// served.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let state = AppState::new(config)?;
+    let app = router(state);
+    let graceful = shutdown.clone();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { graceful.cancelled().await })
+        .into_future();
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("Gateway requests still open {SHUTDOWN_GRACE:?} after shutdown; dropping them.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,498 @@
+//! The seed's REST table, one handler per route, each a translation of one controller RPC,
+//! and the router that puts them together with the docs, metrics, grpc-web and the layers.
+//!
+//! | route | RPC |
+//! |---|---|
+//! | `GET /` | none: what this is and where things are |
+//! | `GET /api/servers[?status=healthy]` | `ListServers` |
+//! | `GET /api/servers/{id}` | `GetServer` |
+//! | `POST /api/servers/{id}/action` | `ServerAction` |
+//! | `GET /api/health[?timeout_ms=1000]` | `CheckHealth` |
+//! | `GET /api/metrics` | `GetMetrics` |
+//! | `POST /api/load-test` | `RunLoadTest`, read to its final message |
+//! | `GET /api/load-tests`, `GET /api/load-tests/{id}` | `ListLoadTests`, `GetLoadTest` |
+//! | `POST /api/simulate-load` | `SimulateLoad` |
+//! | `POST /api/broadcast` | `Broadcast` |
+//! | `POST /api/scale` | `ScaleFarm` |
+//! | `GET /metrics` | `ListServers` + `GetMetrics`, as Prometheus text |
+//!
+//! Every call has a deadline: the request timeout for ordinary calls, or the request's own
+//! bound plus that timeout for calls that carry one (a health probe's `timeout_ms`, a load
+//! test's duration, a broadcast's `timeout_ms`).
+
+use std::time::Duration;
+
+use aide::axum::routing::{get_with, post_with};
+use aide::axum::{ApiRouter, IntoApiResponse};
+use aide::openapi::OpenApi;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use farm_proto::v1 as pb;
+use http::{HeaderValue, StatusCode, header};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::AppState;
+use crate::config::MAX_BODY_BYTES;
+use crate::controller::within;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::model::{
+    ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, FarmMetrics, Health,
+    HealthQuery, Links, LoadTestList, LoadTestPath, LoadTestRequest, LoadTestRun, Outcomes,
+    ScaleRequest, ScaleResult, ServerDetail, ServerList, ServerPath, ServersQuery,
+    SimulateLoadRequest,
+};
+use crate::{docs, grpc_web, metrics};
+
+/// Extra time a lifecycle action may take past the request timeout: a stop waits for the
+/// node to exit, a restart for it to come back.
+const ACTION_GRACE: Duration = Duration::from_secs(30);
+/// Extra time scaling may take past the request timeout: new servers are started.
+const SCALE_GRACE: Duration = Duration::from_secs(60);
+/// Extra time a simulated load may take past the request timeout (the controller gives
+/// each agent 5 s to accept it).
+const SIMULATE_GRACE: Duration = Duration::from_secs(5);
+
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// The whole app; see [`crate::router`].
+pub fn router(state: AppState) -> Router {
+    aide::generate::extract_schemas(true);
+    let mut api = OpenApi::default();
+    let app = api_routes().finish_api_with(&mut api, docs::describe);
+    let openapi: Bytes = docs::render(api, state.config()).into();
+    let page: Bytes = docs::page().into();
+    app.route(
+        "/openapi.json",
+        get(move || async move {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                openapi.clone(),
+            )
+        }),
+    )
+    .route(
+        "/docs",
+        get(move || async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                )],
+                page.clone(),
+            )
+        }),
+    )
+    .fallback(fallback)
+    // Router::layer wraps every route and the fallback, after routing: `track` sees the
+    // matched route, `json_errors` every response a route produced.
+    .layer(middleware::from_fn(json_errors))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        metrics::track,
+    ))
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(CatchPanicLayer::custom(|_panic| {
+        tracing::error!("A gateway handler panicked.");
+        ApiError::Internal.into_response()
+    }))
+    .layer(crate::grpc_web::cors(&state.config().cors_origins))
+    .with_state(state)
+}
+
+fn api_routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/",
+            get_with(info, |op| {
+                op.id("info")
+                    .tag("meta")
+                    .summary("What this is, and links to everything else")
+            }),
+        )
+        .api_route(
+            "/api/servers",
+            get_with(list_servers, |op| {
+                op.id("listServers")
+                    .tag("servers")
+                    .summary("List the servers, ordered by id, optionally only one status")
+            }),
+        )
+        .api_route(
+            "/api/servers/{id}",
+            get_with(get_server, |op| {
+                op.id("getServer")
+                    .tag("servers")
+                    .summary("One server with its recent samples and events")
+            }),
+        )
+        .api_route(
+            "/api/servers/{id}/action",
+            post_with(server_action, |op| {
+                op.id("serverAction")
+                    .tag("servers")
+                    .summary("Start, stop, restart, kill, pause or unpause a server")
+            }),
+        )
+        .api_route(
+            "/api/health",
+            get_with(health, |op| {
+                op.id("checkHealth")
+                    .tag("farm")
+                    .summary("Probe every server's /health now")
+            }),
+        )
+        .api_route(
+            "/api/metrics",
+            get_with(farm_metrics, |op| {
+                op.id("getMetrics")
+                    .tag("farm")
+                    .summary("The farm's metrics, aggregated from every server's latest sample")
+            }),
+        )
+        .api_route(
+            "/api/load-test",
+            post_with(run_load_test, |op| {
+                op.id("runLoadTest").tag("load").summary(
+                    "Run a load test against servers of this farm; answers when it ends",
+                )
+            }),
+        )
+        .api_route(
+            "/api/load-tests",
+            get_with(list_load_tests, |op| {
+                op.id("listLoadTests")
+                    .tag("load")
+                    .summary("The finished load tests that are kept (the last 20)")
+            }),
+        )
+        .api_route(
+            "/api/load-tests/{id}",
+            get_with(get_load_test, |op| {
+                op.id("getLoadTest")
+                    .tag("load")
+                    .summary("One finished load test")
+            }),
+        )
+        .api_route(
+            "/api/simulate-load",
+            post_with(simulate_load, |op| {
+                op.id("simulateLoad")
+                    .tag("load")
+                    .summary("Make servers burn CPU and hold memory for a while")
+            }),
+        )
+        .api_route(
+            "/api/broadcast",
+            post_with(broadcast, |op| {
+                op.id("broadcast")
+                    .tag("load")
+                    .summary("Send one HTTP request to many servers at once")
+            }),
+        )
+        .api_route(
+            "/api/scale",
+            post_with(scale, |op| {
+                op.id("scaleFarm")
+                    .tag("farm")
+                    .summary("Add or remove servers")
+            }),
+        )
+        .api_route(
+            "/metrics",
+            get_with(metrics::exposition, |op| {
+                op.id("prometheusMetrics").tag("meta").summary(
+                    "Prometheus text exposition: per-server and farm metrics, and the gateway's own",
+                )
+            }),
+        )
+}
+
+async fn info() -> impl IntoApiResponse {
+    axum::Json(ApiInfo {
+        name: "farm".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "A server farm simulator: REST for the controller's gRPC API.".into(),
+        links: Links {
+            docs: "/docs".into(),
+            openapi: "/openapi.json".into(),
+            metrics: "/metrics".into(),
+            servers: "/api/servers".into(),
+            health: "/api/health".into(),
+            farm_metrics: "/api/metrics".into(),
+            load_tests: "/api/load-tests".into(),
+            grpc_web: "/farm.v1.FarmService/".into(),
+        },
+    })
+}
+
+async fn list_servers(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ServersQuery>,
+) -> ApiResult<ServerList> {
+    let status = query
+        .status
+        .map_or(pb::ServerStatus::Unspecified, pb::ServerStatus::from);
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.list_servers(pb::ListServersRequest {
+            status: status as i32,
+        }),
+    )
+    .await?;
+    Ok(axum::Json(ServerList {
+        servers: response
+            .into_inner()
+            .servers
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    }))
+}
+
+async fn get_server(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ServerPath>,
+) -> ApiResult<ServerDetail> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_server(pb::GetServerRequest { server_id: path.id }),
+    )
+    .await?;
+    Ok(axum::Json(response.into_inner().try_into()?))
+}
+
+async fn server_action(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ServerPath>,
+    ApiJson(body): ApiJson<ActionRequest>,
+) -> ApiResult<ActionResult> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + ACTION_GRACE,
+        client.server_action(pb::ServerActionRequest {
+            server_ids: vec![path.id],
+            action: pb::ServerActionKind::from(body.action) as i32,
+        }),
+    )
+    .await?;
+    let outcome = response
+        .into_inner()
+        .outcomes
+        .into_iter()
+        .find(|o| o.server_id == path.id)
+        .ok_or_else(|| {
+            tracing::warn!(
+                id = path.id,
+                "ServerAction answered without the server's outcome."
+            );
+            ApiError::BadGateway("the controller answered without the server's outcome".into())
+        })?;
+    Ok(axum::Json(ActionResult {
+        server_id: outcome.server_id,
+        action: body.action,
+        ok: outcome.ok,
+        message: outcome.message,
+    }))
+}
+
+async fn health(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<HealthQuery>,
+) -> ApiResult<Health> {
+    query.validate()?;
+    let timeout_ms = query.timeout_ms.unwrap_or(1000);
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + Duration::from_millis(u64::from(timeout_ms)),
+        client.check_health(pb::CheckHealthRequest { timeout_ms }),
+    )
+    .await?;
+    Ok(axum::Json(response.into_inner().into()))
+}
+
+async fn farm_metrics(State(state): State<AppState>) -> ApiResult<FarmMetrics> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_metrics(pb::GetMetricsRequest {}),
+    )
+    .await?;
+    Ok(axum::Json(
+        response.into_inner().metrics.unwrap_or_default().into(),
+    ))
+}
+
+async fn run_load_test(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoadTestRequest>,
+) -> ApiResult<LoadTestRun> {
+    let spec = body.into_spec(state.config().max_load_test_seconds)?;
+    // The run lasts at most its duration; in-flight requests then get their timeout.
+    let deadline = Duration::from_secs(u64::from(spec.duration_seconds))
+        + Duration::from_millis(u64::from(spec.timeout_ms))
+        + state.config().request_timeout;
+    let mut client = state.controller().client();
+    // Dropping this future (client gone, deadline passed) cancels the call, and the
+    // controller stops the run.
+    let last = within(deadline, async move {
+        let mut progress = client
+            .run_load_test(pb::RunLoadTestRequest { spec: Some(spec) })
+            .await?
+            .into_inner();
+        while let Some(report) = progress.message().await? {
+            if report.done {
+                return Ok(report);
+            }
+        }
+        Err(tonic::Status::internal(
+            "the load test stream ended without a final report",
+        ))
+    })
+    .await?;
+    Ok(axum::Json(last.into()))
+}
+
+async fn list_load_tests(State(state): State<AppState>) -> ApiResult<LoadTestList> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.list_load_tests(pb::ListLoadTestsRequest {}),
+    )
+    .await?;
+    Ok(axum::Json(LoadTestList {
+        runs: response
+            .into_inner()
+            .runs
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    }))
+}
+
+async fn get_load_test(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<LoadTestPath>,
+) -> ApiResult<LoadTestRun> {
+    path.validate()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_load_test(pb::GetLoadTestRequest {
+            run_id: path.id.clone(),
+        }),
+    )
+    .await?;
+    let run = response
+        .into_inner()
+        .run
+        .ok_or_else(|| ApiError::NotFound(format!("no finished load test {:?}", path.id)))?;
+    Ok(axum::Json(run.into()))
+}
+
+async fn simulate_load(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SimulateLoadRequest>,
+) -> ApiResult<Outcomes> {
+    let request = body.into_proto()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + SIMULATE_GRACE,
+        client.simulate_load(request),
+    )
+    .await?;
+    Ok(axum::Json(Outcomes {
+        outcomes: response
+            .into_inner()
+            .outcomes
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    }))
+}
+
+async fn broadcast(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BroadcastRequest>,
+) -> ApiResult<BroadcastResult> {
+    let request = body.into_proto()?;
+    let deadline =
+        state.config().request_timeout + Duration::from_millis(u64::from(request.timeout_ms));
+    let mut client = state.controller().client();
+    let response = within(deadline, client.broadcast(request)).await?;
+    Ok(axum::Json(response.into_inner().into()))
+}
+
+async fn scale(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ScaleRequest>,
+) -> ApiResult<ScaleResult> {
+    let request = body.into_proto(state.config().max_servers)?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + SCALE_GRACE,
+        client.scale_farm(request),
+    )
+    .await?;
+    Ok(axum::Json(response.into_inner().into()))
+}
+
+/// Whatever no route matched: grpc-web calls go to the controller, the rest is a JSON 404.
+async fn fallback(State(state): State<AppState>, request: Request) -> Response {
+    if grpc_web::is_grpc_web(request.headers()) {
+        return grpc_web::proxy(&state, request).await;
+    }
+    ApiError::NotFound(format!(
+        "no route {} {}; see /docs for the API",
+        request.method(),
+        request.uri().path()
+    ))
+    .into_response()
+}
+
+/// The safety net that makes every 4xx and 5xx a JSON error, whoever produced it (axum's
+/// own 405 for a known route with another method, a grpc-web request that is not a POST).
+/// Responses that already are JSON, or gRPC, pass untouched; headers such as `Allow` are
+/// kept.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") || content_type.starts_with("application/grpc")
+    {
+        return response;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on {path} (the Allow header lists what is)")
+        }
+        StatusCode::NOT_FOUND => format!("no route {method} {path}; see /docs for the API"),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let (mut parts, _) = response.into_parts();
+    let replacement = ApiError::from_http(status, message).into_response();
+    let (new_parts, body) = replacement.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}
