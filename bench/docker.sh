@@ -2,8 +2,9 @@
 # Benchmarks of the docker runtime (issue 3), side by side in one run:
 #   1. `farm up --runtime docker` with N servers, image present, until all are healthy,
 #      against the engine's own floor: the same API calls (create, then start) at the same
-#      concurrency for N containers of the same image that only idle (controller/examples/
-#      engine_floor.rs). Alternating, ROUNDS times each.
+#      concurrency, with the same network, limits and published ports, for N containers of
+#      the same image that only idle (controller/examples/engine_floor.rs). Alternating,
+#      ROUNDS times each.
 #   2. Memory per server container (`docker stats`), and the host's memory for the whole
 #      farm: MemAvailable before `farm up` and after the farm is healthy, so the engine's
 #      shims and port proxies count.
@@ -24,6 +25,7 @@ PREFIX="bench$$"
 CONTROLLER_PORT=${CONTROLLER_PORT:-55251}
 GATEWAY_PORT=${GATEWAY_PORT:-18251}
 BASE_PORT=${BASE_PORT:-18300}
+FLOOR_BASE_PORT=${FLOOR_BASE_PORT:-18400}
 
 for f in "$BIN" "$FLOOR"; do
     [[ -x $f ]] || { echo "missing $f; build it first (see the header of this script)" >&2; exit 1; }
@@ -39,7 +41,8 @@ trap cleanup EXIT
 
 available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 
-# Starts the farm and waits for its "healthy in X s" line; prints X.
+# Starts the farm and waits for its "healthy in X s" line; sets HEALTHY_IN to X. (Not run in
+# a subshell: FARM_PID must stay set for farm_down.)
 farm_up() {
     local log=$1
     "$BIN" up --runtime docker --servers "$SERVERS" --name-prefix "$PREFIX" \
@@ -48,7 +51,7 @@ farm_up() {
     FARM_PID=$!
     for _ in $(seq 1 1200); do
         if grep -q "healthy in" "$log"; then
-            sed -n 's/.*healthy in \([0-9.]*\) s.*/\1/p' "$log"
+            HEALTHY_IN=$(sed -n 's/.*healthy in \([0-9.]*\) s.*/\1/p' "$log")
             return 0
         fi
         kill -0 "$FARM_PID" 2>/dev/null || { cat "$log" >&2; return 1; }
@@ -67,15 +70,16 @@ farm_down() {
 
 LOG=$(mktemp)
 echo "== warm-up: build the image if missing"
-farm_up "$LOG" >/dev/null
+farm_up "$LOG"
 IMAGE=$(docker inspect --format '{{.Config.Image}}' "$PREFIX-server-1")
 farm_down
 echo "image: $IMAGE; $SERVERS servers; concurrency $CONCURRENCY; $(nproc) cores"
 
 echo "== time to $SERVERS running containers: engine floor vs farm (until all healthy)"
 for round in $(seq 1 "$ROUNDS"); do
-    floor=$("$FLOOR" "$IMAGE" "$SERVERS" "$CONCURRENCY" | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
-    farm=$(farm_up "$LOG")
+    floor=$("$FLOOR" "$IMAGE" "$SERVERS" "$CONCURRENCY" "$FLOOR_BASE_PORT" | sed -n 's/.* in \([0-9.]*\) s.*/\1/p')
+    farm_up "$LOG"
+    farm=$HEALTHY_IN
     farm_down
     ratio=$(awk -v a="$farm" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')
     echo "round $round: engine floor ${floor} s, farm healthy ${farm} s, ratio ${ratio}x"
@@ -84,7 +88,7 @@ done
 echo "== memory with $SERVERS servers running"
 sync
 before=$(available_kib)
-farm=$(farm_up "$LOG")
+farm_up "$LOG"
 sleep 10
 after=$(available_kib)
 docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' | grep "^$PREFIX-server-" |

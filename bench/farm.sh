@@ -14,11 +14,12 @@
 # 3. Runs `farm health --json` HEALTH_RUNS times: the controller-side duration_ms (min, median,
 #    max) and the client's wall time, which includes starting the process and connecting.
 # 4. Sends SIGTERM to farm up, times its exit, and counts the farm's processes left (should be 0).
-# Traffic goes to 127.0.0.1 only; whatever is left is killed on exit.
+# Traffic goes to 127.0.0.1 only; whatever is left is killed on exit. The default ports lie below
+# the kernel's ephemeral range (32768-60999), so that client sockets of other programs cannot hold them.
 #
 # Settings (environment): FARM_BIN (target/x86_64-unknown-linux-gnu/release/farm, else
-# target/release/farm), SERVERS (50), BASE_PORT (18000), CONTROLLER_PORT (55051), GATEWAY_PORT
-# (55080; used where farm up has a gateway), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2),
+# target/release/farm), SERVERS (50), BASE_PORT (18000), CONTROLLER_PORT (25051), GATEWAY_PORT
+# (25080; used where farm up has a gateway), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2),
 # HEALTH_RUNS (20).
 set -euo pipefail
 
@@ -31,8 +32,8 @@ if [[ -z ${FARM_BIN:-} ]]; then
 fi
 SERVERS=${SERVERS:-50}
 BASE_PORT=${BASE_PORT:-18000}
-CONTROLLER_PORT=${CONTROLLER_PORT:-55051}
-GATEWAY_PORT=${GATEWAY_PORT:-55080}
+CONTROLLER_PORT=${CONTROLLER_PORT:-25051}
+GATEWAY_PORT=${GATEWAY_PORT:-25080}
 POLL_S=${POLL_S:-0.02}
 START_TIMEOUT_S=${START_TIMEOUT_S:-120}
 SETTLE_S=${SETTLE_S:-2}

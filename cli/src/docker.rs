@@ -233,7 +233,7 @@ fn compose_file(args: &ComposeArgs, image: &str) -> anyhow::Result<String> {
     restart: unless-stopped
     healthcheck:
       test: ["CMD", "/farm", "probe", "127.0.0.1:8000"]
-      interval: 5s
+      interval: 30s
       timeout: 2s
       retries: 3
     depends_on: [controller]

@@ -8,10 +8,12 @@
 //! - [`up`]: `farm up`, the controller, the gateway and a farm of local processes.
 //! - [`roles`]: `farm controller`, `farm gateway`, `farm agent`, `farm node`.
 //! - [`report`]: `farm status` and `farm health`, tables from a running controller.
+//! - [`loadtest`]: `farm load-test`, the seed's load_test.py on the controller's engine.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
 
 mod docker;
+mod loadtest;
 mod report;
 mod roles;
 mod signal;
@@ -39,6 +41,8 @@ enum Command {
     Status(report::StatusArgs),
     /// Check every server's health now; exits 1 when any server is not healthy.
     Health(report::HealthArgs),
+    /// Run a load test against servers of a running farm, with live progress.
+    LoadTest(loadtest::LoadTestArgs),
     /// Run the controller alone (agents started elsewhere connect to it).
     Controller(roles::ControllerArgs),
     /// Run the gateway alone: REST, /docs, /metrics and grpc-web for a controller.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Gateway(args) => multi_thread(roles::gateway(args)),
         Command::Status(args) => current_thread(report::status(args)),
         Command::Health(args) => current_thread(report::health(args)),
+        Command::LoadTest(args) => current_thread(loadtest::run(args)),
         // A server is two small processes; one thread each keeps a farm of fifty light.
         Command::Agent(args) => current_thread(roles::agent(args)),
         Command::Node(args) => current_thread(roles::node(args)),
@@ -84,14 +89,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to standard error, filtered by `RUST_LOG` (`warn`, `info,farm_controller=debug`, ...)
+/// or `default_filter`. A `Targets` filter rather than `EnvFilter`: it needs no regex engine,
+/// which keeps fifty agents and nodes small in memory. Colours only on a terminal.
 fn init_tracing(default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| match v.parse::<Targets>() {
+            Ok(targets) => Some(targets),
+            Err(e) => {
+                eprintln!("farm: ignoring RUST_LOG={v:?}: {e}");
+                None
+            }
+        });
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+        from_env.unwrap_or_else(|| default_filter.parse().expect("a valid default filter"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .with(filter)
         .init();
 }
 

@@ -36,7 +36,7 @@ pub(crate) struct HealthArgs {
     json: bool,
 }
 
-async fn connect(url: &str) -> anyhow::Result<FarmServiceClient<Channel>> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<FarmServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .with_context(|| format!("{url} is not a valid controller URL"))?
         .connect_timeout(Duration::from_secs(3))

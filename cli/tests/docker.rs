@@ -554,7 +554,11 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
         .args(["--node-base-port", &base.to_string()])
         .output()
         .unwrap();
-    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
     let file = dir.join("docker-compose.yml");
     let compose = |args: &[&str]| {
         Command::new("docker-compose")
@@ -564,36 +568,68 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
             .expect("docker-compose runs (apt-get install docker-compose)")
     };
     let config = compose(&["config", "-q"]);
-    assert!(config.status.success(), "a valid compose file: {}", String::from_utf8_lossy(&config.stderr));
+    assert!(
+        config.status.success(),
+        "a valid compose file: {}",
+        String::from_utf8_lossy(&config.stderr)
+    );
     let up = compose(&["up", "-d"]);
     let down_on_exit = scopeguard(|| {
         let _ = compose(&["down", "--timeout", "2"]);
     });
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
 
     let url = format!("http://127.0.0.1:{controller}");
     let mut client = common::connect(&url).await;
-    eventually(Duration::from_secs(60), "3 healthy servers in the compose farm", || {
-        let mut c = client.clone();
-        async move {
-            let list = servers(&mut c).await;
-            (list.len() == 3 && list.iter().all(|s| is(s, ServerStatus::Healthy))).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(60),
+        "3 healthy servers in the compose farm",
+        || {
+            let mut c = client.clone();
+            async move {
+                let list = servers(&mut c).await;
+                (list.len() == 3 && list.iter().all(|s| is(s, ServerStatus::Healthy))).then_some(())
+            }
+        },
+    )
     .await;
     // The controller drives the containers through the mounted socket.
     act(&mut client, 2, ServerActionKind::Stop).await;
-    let state = docker_text(&["inspect", "--format", "{{.State.Status}}", &format!("{prefix}-server-2")]);
+    let state = docker_text(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}}",
+        &format!("{prefix}-server-2"),
+    ]);
     assert_eq!(state, "exited");
     act(&mut client, 2, ServerActionKind::Start).await;
     let probe = farm_node::client::NodeClient::new();
-    eventually(Duration::from_secs(30), "server 2 serving on its published port", || {
-        let probe = probe.clone();
-        async move { probe.health(&format!("127.0.0.1:{}", base + 2), Duration::from_millis(200)).await.ok() }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "server 2 serving on its published port",
+        || {
+            let probe = probe.clone();
+            async move {
+                probe
+                    .health(
+                        &format!("127.0.0.1:{}", base + 2),
+                        Duration::from_millis(200),
+                    )
+                    .await
+                    .ok()
+            }
+        },
+    )
     .await;
     drop(down_on_exit);
-    assert!(farm_containers(&prefix).is_empty(), "docker-compose down removes the servers");
+    assert!(
+        farm_containers(&prefix).is_empty(),
+        "docker-compose down removes the servers"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

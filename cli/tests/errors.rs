@@ -113,6 +113,19 @@ async fn every_rpc_refuses_bad_input_clearly_and_changes_nothing() {
         (spec(|s| s.path = "http://example.com/".into()), "spec.path"),
         (spec(|s| s.path = "health".into()), "spec.path"),
         (spec(|s| s.method = "CONNECT".into()), "spec.method"),
+        (spec(|s| s.rate_per_second = -1.0), "spec.rate_per_second"),
+        (
+            spec(|s| s.rate_per_second = f64::NAN),
+            "spec.rate_per_second",
+        ),
+        (spec(|s| s.rate_per_second = 2e6), "spec.rate_per_second"),
+        (
+            spec(|s| {
+                s.duration_seconds = 5;
+                s.ramp_up_seconds = 6
+            }),
+            "spec.ramp_up_seconds",
+        ),
     ] {
         assert_refused(c.run_load_test(request).await, Invalid, needle);
     }

@@ -239,14 +239,19 @@ async fn the_gateway_rides_out_a_controller_restart() {
     .await;
 
     // Traffic runs all along: every answer is a 200 or a JSON 503, and none hangs.
+    let outages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let traffic = {
         let base = base.clone();
+        let outages = outages.clone();
         tokio::spawn(async move {
             let mut answers = Vec::new();
             let until = Instant::now() + Duration::from_secs(60);
             while Instant::now() < until {
                 let started = Instant::now();
                 let reply = get(&format!("{base}/api/metrics")).await;
+                if reply.status == 503 {
+                    outages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 answers.push((reply.status, reply.text(), started.elapsed()));
                 if answers.len() > 20 && answers.iter().rev().take(20).all(|a| a.0 == 200) {
                     // Back to normal after the restart (checked by the main task below).
@@ -294,6 +299,13 @@ async fn the_gateway_rides_out_a_controller_restart() {
         "{}",
         scrape.text()
     );
+
+    // The traffic sees the outage too before the controller comes back.
+    eventually(Duration::from_secs(10), "the traffic to see a 503", || {
+        let outages = outages.clone();
+        async move { (outages.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()) }
+    })
+    .await;
 
     // The controller comes back on the same port; the gateway reconnects by itself.
     controller = spawn(&["controller", "--listen", &controller_listen]);

@@ -121,14 +121,15 @@ impl Plan {
             (0, Some(_)) => MAX_DURATION_SECONDS,
             (d, _) => d,
         };
-        let model = match *rate_per_second {
-            r if r == 0.0 => Model::Closed,
-            r if r.is_finite() && r > 0.0 && r <= MAX_RATE_PER_SECOND => Model::Open { rate: r },
-            r => {
-                return Err(Error::InvalidArgument(format!(
-                    "spec.rate_per_second must be 0 (closed model) or up to {MAX_RATE_PER_SECOND}, got {r}"
-                )));
-            }
+        let rate = *rate_per_second;
+        let model = if rate == 0.0 {
+            Model::Closed
+        } else if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND {
+            Model::Open { rate }
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "spec.rate_per_second must be 0 (closed model) or up to {MAX_RATE_PER_SECOND}, got {rate}"
+            )));
         };
         if *ramp_up_seconds > duration_seconds {
             return Err(Error::InvalidArgument(format!(

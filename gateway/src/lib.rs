@@ -27,11 +27,14 @@
 //! - [`docs`]: the OpenAPI 3.1 document generated from the code (aide + schemars) and the
 //!   offline Swagger UI at `/docs` (its JavaScript is compiled into the binary).
 //! - [`grpc_web`]: grpc-web for `farm.v1.FarmService`, proxied message by message.
+//! - [`dashboard`]: the built web dashboard at `/` for browsers (embedded at build time, or
+//!   read from `FARM_DASHBOARD_DIR`).
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the gateway's own
 //!   request counters and latency histogram.
 
 pub mod config;
 pub mod controller;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -44,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -117,7 +121,7 @@ impl AppState {
 /// `/metrics`, grpc-web, and the layers around them (CORS, body limit, JSON errors,
 /// request metrics).
 pub fn router(state: AppState) -> Router {
-    rest::router(state)
+    dashboard::mount(rest::router(state))
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled; in-flight requests then
@@ -131,6 +135,12 @@ pub async fn serve(
     let state = AppState::new(config)?;
     let app = router(state);
     let graceful = shutdown.clone();
+    // Answers are written in one go; Nagle's algorithm would only hold their tails back.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { graceful.cancelled().await })
         .into_future();

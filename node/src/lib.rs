@@ -9,7 +9,8 @@
 //!
 //! The node is meant to run on a `current_thread` tokio runtime next to its agent, with
 //! a memory budget of a few MiB for the pair: request handling does not spawn threads,
-//! hot paths avoid allocating, and large payloads are served from static memory. The
+//! hot paths avoid allocating, and large payloads are slices of one never-written zeroed
+//! buffer that is not resident. The
 //! only OS threads are the ones `POST /simulate-load` starts on purpose to burn CPU and
 //! hold memory, and they end with the load.
 //!
@@ -19,10 +20,10 @@
 //!   their single error type.
 //! - `server` (private): the accept loop and the per-connection service that counts
 //!   requests and answers `GET /health` without going through the router.
-//! - [`state`]: [`AppState`], the counters shared by the handlers and the timing
-//!   middleware, and the background CPU sampler.
-//! - `load` (private): the simulated load: validation of a request, the CPU burner threads and the
-//!   resident memory they hold.
+//! - [`state`]: [`AppState`], the counters shared by the handlers and the counting code,
+//!   and the background CPU sampler.
+//! - `load` (private): the simulated load: validation of a request, the CPU burner
+//!   threads and the resident memory they hold.
 //! - [`api`]: the JSON bodies of every route except `/metrics` (shared by server and
 //!   clients, so both sides agree on the wire format).
 //! - [`metrics`]: [`NodeMetrics`](metrics::NodeMetrics), the `/metrics` body, and the
@@ -32,8 +33,8 @@
 //! - [`limits`]: the documented bounds of every size, duration and count a client can ask
 //!   for.
 //!
-//! [`run`] ties them together: it serves [`app`] on a listener until a cancellation token
-//! fires. [`exit_with_parent`] is the watch that ends an orphaned node.
+//! [`run`] ties them together: it serves the routes of [`app`] on a listener until a
+//! cancellation token fires. [`exit_with_parent`] is the watch that ends an orphaned node.
 
 pub mod api;
 pub mod client;
@@ -100,9 +101,9 @@ pub enum Error {
 /// Serves the node app for `config` on `listener` until `shutdown` is cancelled.
 ///
 /// On cancellation the node stops accepting connections, ends any simulated load, cuts
-/// short the sleeps of `/slow-endpoint` (they answer 503) and waits for the in-flight
-/// requests to finish, so shutdown is bounded by the slowest ordinary handler rather than
-/// by a 30 s sleep. The background CPU sampler that feeds `cpu_percent` runs for as long
+/// short the sleeps of `/slow-endpoint` (they answer 503) and lets every connection
+/// finish its in-flight request, giving each at most 5 s so that a stalled client cannot
+/// hold shutdown up. The background CPU sampler that feeds `cpu_percent` runs for as long
 /// as this function does.
 ///
 /// It does not watch the parent process: spawn [`exit_with_parent`] for that.

@@ -28,8 +28,9 @@
 //! memory the answer is 503 and nothing is left running. Malformed JSON is a 400, a
 //! wrong type or unknown field a 422, a value out of bounds a 400.
 //!
-//! `/data` serves zeros from one static, never-written buffer: nothing is allocated per
-//! request and, as untouched zero pages, the buffer costs no resident memory.
+//! `/data` serves slices of one zeroed, never-written 10 MiB buffer allocated at start:
+//! nothing is allocated per request, and the buffer costs no resident memory (see
+//! [`AppState`]).
 //!
 //! Requests carrying [`PROBE_HEADER`](crate::PROBE_HEADER) are served normally but not
 //! counted.
@@ -237,18 +238,15 @@ async fn simulated_error(code: Result<Path<String>, PathRejection>) -> ApiError 
     }
 }
 
-/// The largest `/data` payload.
-const MAX_DATA_BYTES: usize = limits::MAX_DATA_KB as usize * 1024;
-
-/// Zeros for `/data`: in `.bss`, and only ever read, so its pages map the kernel's shared
-/// zero page and never count as this process's resident memory.
-static ZEROS: [u8; MAX_DATA_BYTES] = [0; MAX_DATA_BYTES];
-
-async fn data(size_kb: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+async fn data(
+    State(state): State<AppState>,
+    size_kb: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let size_kb = path_number(size_kb, "size_kb", 0, u64::from(limits::MAX_DATA_KB))?;
-    // In bounds by the check above, so the slice cannot panic.
-    let bytes = (size_kb as usize * 1024).min(MAX_DATA_BYTES);
-    let mut response = Response::new(Body::from(Bytes::from_static(&ZEROS[..bytes])));
+    let zeros = state.zeros();
+    // In bounds by the check above; `min` only spares the slice a panic path.
+    let bytes = (size_kb as usize * 1024).min(zeros.len());
+    let mut response = Response::new(Body::from(zeros.slice(..bytes)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

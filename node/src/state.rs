@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{HealthReply, NodeInfo};
 use crate::load::Loads;
 use crate::metrics::{self, LatencyWindow, NodeMetrics};
-use crate::{Config, proc};
+use crate::{Config, limits, proc};
 
 /// How often the background sampler measures the node's CPU use.
 const CPU_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
@@ -40,6 +40,8 @@ struct Shared {
     /// The whole `/health` body, built once: the route is benchmarked and answered
     /// without serialising anything.
     health_body: Bytes,
+    /// The `/data` payload, [`limits::MAX_DATA_KB`] KiB of zeros, sliced per request.
+    zeros: Bytes,
     requests_total: AtomicU64,
     errors_total: AtomicU64,
     in_flight: AtomicU32,
@@ -75,6 +77,7 @@ impl AppState {
                 started: Instant::now(),
                 cores,
                 health_body,
+                zeros: zeroed(limits::MAX_DATA_KB as usize * 1024),
                 requests_total: AtomicU64::new(0),
                 errors_total: AtomicU64::new(0),
                 in_flight: AtomicU32::new(0),
@@ -161,6 +164,10 @@ impl AppState {
             .random_range(low..=high.max(low))
     }
 
+    pub(crate) fn zeros(&self) -> &Bytes {
+        &self.inner.zeros
+    }
+
     pub(crate) fn cores(&self) -> u32 {
         self.inner.cores
     }
@@ -211,6 +218,18 @@ impl Arrival {
             head: request.method() == Method::HEAD,
         })
     }
+}
+
+/// `len` zero bytes that cost no resident memory.
+///
+/// A zeroed allocation this large, made at start, is a fresh anonymous mapping from the
+/// kernel (glibc's `calloc` maps anything above its mmap threshold, 128 KiB at start,
+/// directly and skips the memset), already zero and never written here; reading it maps
+/// the kernel's shared zero page, which is not counted in the process's RSS. (A `static`
+/// array of zeros would not do: being immutable it lands in `.rodata`, 10 MiB of the
+/// binary's file, resident once read.)
+fn zeroed(len: usize) -> Bytes {
+    Bytes::from(vec![0u8; len])
 }
 
 /// One counted request in flight.

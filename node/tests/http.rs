@@ -519,3 +519,28 @@ async fn app_router_counts_requests_but_not_probes() {
         .unwrap()
         .unwrap();
 }
+
+/// A client that stops halfway through a request head cannot hold shutdown up: each
+/// connection gets a bounded drain (5 s).
+#[tokio::test]
+async fn stalled_client_does_not_block_shutdown() {
+    let node = TestNode::start(1).await;
+    let mut stalled = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // An idle keep-alive connection, which closes at once on shutdown.
+    assert_eq!(node.get("/health").await.status, 200);
+    let start = Instant::now();
+    node.stop().await.unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+    // The stalled connection was dropped, not answered.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), stalled.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "connection still open"
+    );
+}

@@ -159,3 +159,34 @@ async fn shutdown_stops_the_load() {
     let cpu = measure_cpu(Duration::from_millis(500)).await;
     assert!(cpu < 30.0, "cpu after shutdown: {cpu:.1}%");
 }
+
+/// `/data` serves its zeros without making them resident: the 10 MiB payload costs the
+/// node (this process) no RSS, however often it is read.
+#[tokio::test]
+async fn data_payload_costs_no_resident_memory() {
+    let _serial = MEASURING.lock().await;
+    let node = TestNode::start(1).await;
+    let before = rss();
+    let fetch = || async {
+        let reply = node
+            .client
+            .request(
+                Method::GET,
+                &node.addr,
+                "/data/10240",
+                None,
+                common::REQUEST_TIMEOUT,
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.body_len, 10 * MIB);
+    };
+    for _ in 0..3 {
+        fetch().await;
+    }
+    let grown = rss().saturating_sub(before);
+    // Connection buffers and the like, but far from the 10 MiB payload.
+    assert!(grown < 4 * MIB, "rss grew by {} KiB", grown / 1024);
+    node.stop().await.unwrap();
+}

@@ -555,7 +555,9 @@ impl DockerRuntime {
                     "probe".into(),
                     format!("127.0.0.1:{NODE_PORT}"),
                 ]),
-                interval: Some(seconds(5)),
+                // Every exec probe is a runc exec, costly on a small host with many servers;
+                // the controller tracks health from the samples anyway, so probe as the seed does.
+                interval: Some(seconds(30)),
                 timeout: Some(seconds(2)),
                 retries: Some(3),
                 start_period: Some(seconds(2)),
@@ -783,7 +785,10 @@ fn on_event(
         // kill by SIGTERM; `docker kill` sends SIGKILL. A graceful stop is a deliberate one:
         // remember it, so that the death that follows is not restarted.
         "kill" => {
-            let signal = attributes.get("signal").map(String::as_str).unwrap_or_default();
+            let signal = attributes
+                .get("signal")
+                .map(String::as_str)
+                .unwrap_or_default();
             if !matches!(signal, "9" | "SIGKILL" | "KILL") {
                 lock(stopping).insert(id);
             }
@@ -802,7 +807,8 @@ fn on_event(
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(-1);
                 let name = format!("{prefix}-server-{id}");
-                let (docker, shutdown, stopping) = (docker.clone(), shutdown.clone(), stopping.clone());
+                let (docker, shutdown, stopping) =
+                    (docker.clone(), shutdown.clone(), stopping.clone());
                 tracker.spawn(async move {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}

@@ -1,0 +1,318 @@
+//! `farm load-test`: the seed's load_test.py, on the controller's engine. Targets are servers
+//! of this farm; the run streams progress (a live bar on a terminal) and ends with a table,
+//! or with JSON for machines. Ctrl-C cancels the run on the controller.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+use farm_proto::v1::{
+    LatencySummary, ListServersRequest, LoadTestResult, LoadTestSpec, RunLoadTestRequest,
+    RunLoadTestResponse,
+};
+use serde_json::json;
+
+use crate::report::connect;
+use crate::roles::DEFAULT_CONTROLLER_URL;
+use crate::signal::shutdown_signal;
+
+/// `farm load-test`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadTestArgs {
+    /// The controller's gRPC URL.
+    #[arg(long, env = "FARM_CONTROLLER", default_value = DEFAULT_CONTROLLER_URL)]
+    controller: String,
+    /// Target the first N servers of the farm (all when neither this nor --server-ids is given).
+    #[arg(long, conflicts_with = "server_ids")]
+    servers: Option<u32>,
+    /// Target these servers, by id (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    server_ids: Vec<u32>,
+    /// Requests per target server, as the seed's tool counts them; the run sends
+    /// servers × requests in all (0: run for --duration instead).
+    #[arg(long, default_value_t = 0)]
+    requests: u64,
+    /// Longest run, in seconds (1 to 3600; default 60 without --requests).
+    #[arg(long, default_value_t = 0)]
+    duration: u32,
+    /// Concurrent requests (closed model: workers; open model: most in flight), 1 to 1000.
+    #[arg(long, short = 'c', default_value_t = 10)]
+    concurrency: u32,
+    /// Open model: requests per second, sent on schedule whatever the answers do; latency is
+    /// then measured from each request's due time (no coordinated omission).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds to ramp the rate or the workers up from zero.
+    #[arg(long, default_value_t = 0)]
+    ramp: u32,
+    /// Node path to request.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Per-request timeout in milliseconds (0: 10000).
+    #[arg(long, default_value_t = 0)]
+    timeout_ms: u32,
+    /// Print the final result as JSON instead of a progress bar and tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.controller).await?;
+    let server_ids = match (args.servers, args.server_ids.is_empty()) {
+        (Some(n), _) => {
+            let all = client
+                .list_servers(ListServersRequest::default())
+                .await
+                .map_err(|s| anyhow::anyhow!("the controller refused: {}", s.message()))?
+                .into_inner()
+                .servers;
+            anyhow::ensure!(n >= 1, "--servers must be at least 1");
+            anyhow::ensure!(
+                (n as usize) <= all.len(),
+                "--servers {n}: the farm has {} servers",
+                all.len()
+            );
+            all.iter().take(n as usize).map(|s| s.id).collect()
+        }
+        (None, false) => args.server_ids.clone(),
+        (None, true) => Vec::new(),
+    };
+    let targets = if server_ids.is_empty() {
+        client
+            .list_servers(ListServersRequest::default())
+            .await
+            .map(|r| r.into_inner().servers.len() as u64)
+            .unwrap_or(1)
+    } else {
+        server_ids.len() as u64
+    };
+    let spec = LoadTestSpec {
+        server_ids,
+        path: args.path.clone(),
+        method: args.method.clone(),
+        concurrency: args.concurrency,
+        total_requests: args.requests.saturating_mul(targets),
+        duration_seconds: args.duration,
+        timeout_ms: args.timeout_ms,
+        rate_per_second: args.rate.unwrap_or(0.0),
+        ramp_up_seconds: args.ramp,
+    };
+    let mut stream = client
+        .run_load_test(RunLoadTestRequest {
+            spec: Some(spec.clone()),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("the controller refused the load test: {}", s.message()))?
+        .into_inner();
+
+    let bar = Progress::new(!args.json, &spec);
+    let last = loop {
+        let message = tokio::select! {
+            _ = shutdown_signal() => {
+                bar.finish();
+                eprintln!("farm: load test cancelled");
+                return Ok(ExitCode::from(130));
+            }
+            message = stream.message() => message,
+        };
+        let message = match message {
+            Ok(Some(m)) => m,
+            Err(status) => anyhow::bail!("the load test failed: {}", status.message()),
+            Ok(None) => anyhow::bail!("the controller ended the load test without a result"),
+        };
+        if message.done {
+            break message;
+        }
+        bar.show(&message);
+    };
+    bar.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&last))?);
+    } else {
+        print_tables(&last);
+    }
+    let failed = last.result.as_ref().is_some_and(|r| r.failures > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The live progress line, on standard error so that output can be piped.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    total: u64,
+    duration: f64,
+}
+
+impl Progress {
+    fn new(enabled: bool, spec: &LoadTestSpec) -> Self {
+        Self {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+            total: spec.total_requests,
+            duration: f64::from(if spec.duration_seconds > 0 {
+                spec.duration_seconds
+            } else {
+                60
+            }),
+        }
+    }
+
+    fn show(&self, message: &RunLoadTestResponse) {
+        if !self.enabled {
+            return;
+        }
+        let Some(r) = &message.result else { return };
+        let done = if self.total > 0 {
+            r.requests as f64 / self.total as f64
+        } else {
+            r.elapsed_seconds / self.duration
+        }
+        .clamp(0.0, 1.0);
+        let width = 30;
+        let filled = (done * f64::from(width)).round() as usize;
+        let bar = format!(
+            "{}{}",
+            "#".repeat(filled),
+            "-".repeat(width as usize - filled)
+        );
+        let p99 = r.latency.map_or(0.0, |l| l.p99_ms);
+        let line = format!(
+            "[{bar}] {:>3.0}%  {} requests  {:.0} req/s  p99 {:.2} ms  {} failed  {:.1} s",
+            done * 100.0,
+            r.requests,
+            r.requests_per_second,
+            p99,
+            r.failures,
+            r.elapsed_seconds
+        );
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r{line}\x1b[K");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+fn latency_json(l: &Option<LatencySummary>) -> serde_json::Value {
+    l.map_or(serde_json::Value::Null, |l| {
+        json!({"p50_ms": l.p50_ms, "p90_ms": l.p90_ms, "p99_ms": l.p99_ms, "p999_ms": l.p999_ms, "max_ms": l.max_ms, "mean_ms": l.mean_ms})
+    })
+}
+
+fn to_json(run: &RunLoadTestResponse) -> serde_json::Value {
+    let r = run.result.clone().unwrap_or_default();
+    json!({
+        "run_id": run.run_id,
+        "stopped_reason": run.stopped_reason,
+        "requests": r.requests,
+        "successes": r.successes,
+        "failures": r.failures,
+        "elapsed_seconds": r.elapsed_seconds,
+        "requests_per_second": r.requests_per_second,
+        "target_rate": r.target_rate,
+        "dropped": r.dropped,
+        "latency": latency_json(&r.latency),
+        "latency_uncorrected": latency_json(&r.latency_uncorrected),
+        "status_codes": r.status_codes.iter().map(|s| json!({"code": s.code, "count": s.count})).collect::<Vec<_>>(),
+        "errors": r.errors.iter().map(|e| json!({"kind": e.kind, "count": e.count})).collect::<Vec<_>>(),
+        "per_server": r.per_server.iter().map(|s| json!({
+            "server_id": s.server_id, "requests": s.requests, "failures": s.failures,
+            "latency": latency_json(&s.latency),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_tables(run: &RunLoadTestResponse) {
+    let r: LoadTestResult = run.result.clone().unwrap_or_default();
+    println!(
+        "load test {}{}",
+        run.run_id,
+        if run.stopped_reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", run.stopped_reason)
+        }
+    );
+    println!(
+        "  requests     {:>10}   ok {}   failed {}",
+        r.requests, r.successes, r.failures
+    );
+    println!("  duration     {:>10.2} s", r.elapsed_seconds);
+    println!("  throughput   {:>10.1} req/s", r.requests_per_second);
+    if r.target_rate > 0.0 {
+        println!(
+            "  target rate  {:>10.1} req/s   dropped {}",
+            r.target_rate, r.dropped
+        );
+    }
+    let row = |name: &str, l: &Option<LatencySummary>| {
+        if let Some(l) = l {
+            println!(
+                "  {name:<12} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms
+            );
+        }
+    };
+    println!(
+        "  latency ms   {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "p50", "p90", "p99", "p99.9", "max", "mean"
+    );
+    row(
+        if r.target_rate > 0.0 {
+            "corrected"
+        } else {
+            "measured"
+        },
+        &r.latency,
+    );
+    if r.target_rate > 0.0 {
+        row("uncorrected", &r.latency_uncorrected);
+    }
+    let codes: Vec<String> = r
+        .status_codes
+        .iter()
+        .map(|s| format!("{}: {}", s.code, s.count))
+        .collect();
+    println!(
+        "  status codes {}",
+        if codes.is_empty() {
+            "none".into()
+        } else {
+            codes.join(", ")
+        }
+    );
+    if !r.errors.is_empty() {
+        let errors: Vec<String> = r
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.kind, e.count))
+            .collect();
+        println!("  errors       {}", errors.join(", "));
+    }
+    println!(
+        "  {:>6} {:>10} {:>9} {:>9} {:>9}",
+        "server", "requests", "failed", "p50 ms", "p99 ms"
+    );
+    for s in &r.per_server {
+        let l = s.latency.unwrap_or_default();
+        println!(
+            "  {:>6} {:>10} {:>9} {:>9.2} {:>9.2}",
+            s.server_id, s.requests, s.failures, l.p50_ms, l.p99_ms
+        );
+    }
+}

@@ -1,0 +1,233 @@
+// The dashboard in headless Chromium against real farms: `farm up` for the grid, live
+// numbers, lifecycle actions and load tests; the roles as separate processes for the
+// restart test. Run with `npm run e2e` after `npm run build` and `cargo build -p farm`
+// (the binary embeds web/dist). Fails, never skips, when Chromium is missing.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { launch } from "./browser.mjs";
+import { eventually, farmUp, freePort, freeRange, Proc } from "./farm.mjs";
+
+const SERVERS = 5;
+
+/** The page must be the dashboard this checkout built: else the binary embeds an old one. */
+async function assertCurrentBuild(url) {
+  const built = readFileSync(fileURLToPath(new URL("../dist/index.html", import.meta.url)), "utf8");
+  const served = await (await fetch(`${url}/`, { headers: { accept: "text/html" } })).text();
+  const asset = (html) => (/assets\/index-[\w-]+\.js/.exec(html) ?? [""])[0];
+  assert.ok(asset(built), "web/dist/index.html names its script");
+  assert.equal(
+    asset(served),
+    asset(built),
+    "the gateway serves another build of the dashboard than web/dist: rebuild the binary (`cargo build -p farm`) after `npm run build`, or set FARM_DASHBOARD_DIR",
+  );
+  const json = await (await fetch(`${url}/`)).json();
+  assert.equal(json.name, "farm", "GET / without Accept: text/html still answers the API info");
+}
+
+async function openDashboard(context, url) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${url}/`);
+  await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 15_000 });
+  return { page, errors };
+}
+
+const cardStatus = (page, id) => page.getByTestId(`server-card-${id}`).getAttribute("data-status");
+
+describe("dashboard against farm up", () => {
+  let farm;
+  let browser;
+  let page;
+  let errors;
+
+  before(async () => {
+    browser = await launch();
+    farm = await farmUp(SERVERS);
+    await assertCurrentBuild(farm.url);
+    ({ page, errors } = await openDashboard(browser.context, farm.url));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await farm?.stop();
+  });
+
+  it("shows every server in the grid", async () => {
+    for (let id = 1; id <= SERVERS; id++) {
+      await page.getByTestId(`server-card-${id}`).waitFor({ timeout: 10_000 });
+    }
+    assert.equal(await page.locator('[data-testid^="server-card-"]').count(), SERVERS);
+    assert.equal(await page.getByTestId("servers-total").textContent(), String(SERVERS));
+    await page.waitForFunction((n) => document.querySelectorAll('[data-status="healthy"][data-testid^="server-card-"]').length === n, SERVERS, { timeout: 10_000 });
+    assert.deepEqual(errors, []);
+  });
+
+  it("shows a server's numbers change within 2 s of simulating load on it", async () => {
+    const id = 2;
+    const cpu = async () => parseFloat(await page.getByTestId(`cpu-${id}`).textContent());
+    const before = await cpu();
+    await page.getByRole("button", { name: `server-${id}: open details` }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor();
+    await dialog.getByLabel("CPU %").fill("90");
+    await dialog.getByLabel("Memory MiB").fill("128");
+    await dialog.getByLabel("Seconds").fill("20");
+    await dialog.getByRole("button", { name: "Apply load" }).click();
+    await page.getByText(`server-${id} burns 90% CPU`).waitFor({ timeout: 10_000 });
+    const started = Date.now();
+    // The card (under the drawer) and the drawer's own figure both follow the stream.
+    await page.waitForFunction(
+      ([id, floor]) => parseFloat(document.querySelector(`[data-testid="cpu-${id}"]`)?.textContent ?? "0") >= floor,
+      [id, Math.max(30, before + 20)],
+      { timeout: 2000, polling: 50 },
+    );
+    const took = Date.now() - started;
+    const shown = await cpu();
+    console.log(`# CPU of server-${id} went from ${before}% to ${shown}% on screen ${took} ms after the load was applied`);
+    assert.ok(shown >= 30);
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+  });
+
+  it("stops a server from the UI within 2 s, and starts it again", async () => {
+    const id = 4;
+    await page.getByRole("button", { name: `server-${id}: open details` }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByRole("button", { name: "Stop" }).click();
+    const clicked = Date.now();
+    await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "stopped", id, { timeout: 2000, polling: 50 });
+    console.log(`# server-${id}'s card turned stopped ${Date.now() - clicked} ms after the click`);
+    assert.equal(await dialog.getByTestId("detail-status").textContent(), "stopped");
+    await dialog.getByRole("button", { name: "Start" }).click();
+    const restarted = Date.now();
+    await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "healthy", id, { timeout: 15_000, polling: 50 });
+    console.log(`# server-${id}'s card turned healthy again ${Date.now() - restarted} ms after Start`);
+    // The events of the server tell the story.
+    await dialog.getByText("Node stopped").first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press("Escape");
+  });
+
+  it("selects servers and acts on them in bulk", async () => {
+    await page.getByLabel("Select server-1").check();
+    await page.getByLabel("Select server-3").check();
+    assert.equal(await page.getByTestId("selection-count").textContent(), "2 selected");
+    await page.getByRole("group", { name: "Selection" }).getByRole("button", { name: "Restart" }).click();
+    await page.getByText("Restart: 2 servers done").waitFor({ timeout: 20_000 });
+    await page.getByRole("button", { name: "Clear" }).click();
+    for (const id of [1, 3]) {
+      await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "healthy", id, { timeout: 15_000 });
+    }
+  });
+
+  it("filters and sorts the grid", async () => {
+    await page.getByLabel("Filter servers").fill("server-5");
+    await eventually("one card", 5000, async () => (await page.locator('[data-testid^="server-card-"]').count()) === 1);
+    await page.getByLabel("Filter servers").fill("");
+    await page.getByLabel("Sort by").selectOption("id");
+    await page.getByRole("button", { name: /Ascending order/ }).click();
+    await eventually("descending order", 5000, async () => {
+      const first = await page.locator('[data-testid^="server-card-"]').first().getAttribute("data-testid");
+      return first === `server-card-${SERVERS}`;
+    });
+    await page.getByRole("button", { name: /Descending order/ }).click();
+  });
+
+  it("runs a load test from the UI and shows its result", async () => {
+    await page.getByRole("link", { name: "Load test" }).click();
+    const form = page.getByRole("form", { name: "Load test settings" });
+    await form.getByLabel("Requests", { exact: true }).fill("600");
+    await form.getByLabel("Workers").fill("6");
+    await form.getByRole("button", { name: "Start load test" }).click();
+    const result = page.getByTestId("loadtest-result");
+    await page.waitForFunction(() => document.querySelector('[data-testid="loadtest-result"]')?.getAttribute("data-state") === "done", null, { timeout: 30_000 });
+    assert.equal(await page.getByTestId("lt-requests").textContent(), "600");
+    assert.ok(parseFloat(await page.getByTestId("lt-throughput").textContent()) > 0);
+    for (const k of ["p50", "p90", "p99", "p99.9", "max"]) assert.match(await page.getByTestId(`lt-${k}`).textContent(), /\d/);
+    assert.equal(await result.locator("table.per-server tbody tr").count(), SERVERS);
+    await result.getByText("200", { exact: true }).first().waitFor();
+  });
+
+  it("cancels a running load test", async () => {
+    const form = page.getByRole("form", { name: "Load test settings" });
+    await form.getByLabel("Duration").check();
+    await form.getByLabel("Seconds").fill("60");
+    await form.getByRole("button", { name: "Start load test" }).click();
+    await page.getByRole("progressbar").waitFor({ timeout: 10_000 });
+    await page.getByTestId("lt-requests").waitFor({ timeout: 10_000 });
+    await form.getByRole("button", { name: "Cancel" }).click();
+    await page.getByText("Stopped: cancelled").waitFor({ timeout: 5000 });
+    await form.getByRole("button", { name: "Start load test" }).waitFor({ state: "visible" });
+    assert.ok(await form.getByRole("button", { name: "Start load test" }).isEnabled());
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe("dashboard across restarts (controller, gateway and agents as separate processes)", () => {
+  const procs = [];
+  let browser;
+
+  after(async () => {
+    await browser?.close();
+    for (const p of procs.reverse()) await p.stop();
+  });
+
+  it("recovers without a reload after the gateway restarts, and after the controller restarts", async () => {
+    browser = await launch();
+    const controllerPort = await freePort();
+    const gatewayPort = await freePort();
+    const base = await freeRange(3);
+    const controllerUrl = `http://127.0.0.1:${controllerPort}`;
+    const url = `http://127.0.0.1:${gatewayPort}`;
+    const startController = async () => {
+      const p = new Proc("controller", ["controller", "--listen", `127.0.0.1:${controllerPort}`]);
+      procs.push(p);
+      await p.waitFor("listening", 20_000);
+      return p;
+    };
+    const startGateway = async () => {
+      const p = new Proc("gateway", ["gateway", "--listen", `127.0.0.1:${gatewayPort}`, "--controller", controllerUrl]);
+      procs.push(p);
+      await p.waitFor("listening", 20_000);
+      return p;
+    };
+    let controller = await startController();
+    let gateway = await startGateway();
+    for (let id = 1; id <= 3; id++) {
+      procs.push(new Proc(`agent ${id}`, ["agent", "--id", String(id), "--controller", controllerUrl, "--node-listen", `127.0.0.1:${base + id}`]));
+    }
+    const { page, errors } = await openDashboard(browser.context, url);
+    await page.waitForFunction(() => document.querySelectorAll('[data-status="healthy"][data-testid^="server-card-"]').length === 3, null, { timeout: 30_000 });
+    await page.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const updatedAt = () => page.evaluate(() => window.__farm.getSnapshot().farm.updatedAt);
+    const connection = () => page.getByTestId("connection").getAttribute("data-state");
+
+    // The gateway goes away: the page says so, and keeps what it showed.
+    await gateway.stop();
+    await eventually("the page to notice the gateway is gone", 10_000, async () => (await connection()) === "reconnecting");
+    assert.equal(await page.locator('[data-testid^="server-card-"]').count(), 3);
+    await page.waitForTimeout(1500); // a few failed attempts while the port is closed
+    gateway = await startGateway();
+    const back = Date.now();
+    await eventually("the page to be live again", 15_000, async () => (await connection()) === "live");
+    const recovered = await updatedAt();
+    await eventually("fresh data after the gateway restart", 5000, async () => (await updatedAt()) > recovered);
+    console.log(`# live again ${Date.now() - back} ms after the gateway came back`);
+
+    // The controller goes away: the gateway answers UNAVAILABLE; agents reconnect to the new one.
+    await controller.stop();
+    await eventually("the page to notice the controller is gone", 10_000, async () => (await connection()) === "reconnecting");
+    controller = await startController();
+    const cBack = Date.now();
+    await eventually("the page to be live again", 20_000, async () => (await connection()) === "live");
+    await page.waitForFunction(() => document.querySelectorAll('[data-status="healthy"][data-testid^="server-card-"]').length === 3, null, { timeout: 30_000 });
+    console.log(`# live with 3 healthy servers ${Date.now() - cBack} ms after the controller came back`);
+
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
+    assert.deepEqual(errors, []);
+  });
+});

@@ -1,0 +1,184 @@
+// Hand-rolled SVG charts: a line/area chart with a hover read-out for the overview and the
+// server detail, and a tiny sparkline for the cards. The SVG scales with its box
+// (preserveAspectRatio="none", strokes that do not scale); labels are HTML so text stays crisp.
+import { memo, useId, useMemo, useRef, useState } from "react";
+
+export interface Series {
+  label: string;
+  values: readonly number[];
+  /** A CSS colour, usually a custom property. */
+  color: string;
+  format: (v: number) => string;
+  area?: boolean;
+}
+
+interface ChartProps {
+  title: string;
+  times: readonly number[];
+  series: Series[];
+  height?: number;
+  /** Fixed top of the scale (e.g. 100 for percentages); otherwise from the data. */
+  max?: number;
+  /** Shown when there is nothing yet. */
+  empty?: string;
+  /** Text beside the title (the latest value by default). */
+  headline?: string;
+  windowLabel?: string;
+}
+
+const W = 600;
+
+function niceMax(v: number): number {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+function path(values: readonly number[], t: readonly number[], t0: number, span: number, max: number, h: number): string {
+  let d = "";
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) continue;
+    const x = span > 0 ? ((t[i] - t0) / span) * W : W;
+    const y = h - (Math.min(v, max) / max) * h;
+    d += `${d ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+  }
+  return d;
+}
+
+export const Chart = memo(function Chart({ title, times, series, height = 120, max, empty = "Waiting for data…", headline, windowLabel }: ChartProps) {
+  const id = useId();
+  const box = useRef<HTMLDivElement>(null);
+  const [hover, setHover] = useState<number | null>(null);
+  const n = times.length;
+  const t0 = n ? times[0] : 0;
+  const span = n > 1 ? times[n - 1] - t0 : 0;
+  const top = useMemo(() => {
+    if (max !== undefined) return max;
+    let m = 0;
+    for (const s of series) for (const v of s.values) if (Number.isFinite(v) && v > m) m = v;
+    return niceMax(m * 1.1);
+  }, [series, max]);
+  const h = height;
+  const latest = series[0]?.values[series[0].values.length - 1];
+  const onMove = (e: React.PointerEvent) => {
+    const r = box.current?.getBoundingClientRect();
+    if (!r || n === 0) return;
+    const tx = t0 + ((e.clientX - r.left) / r.width) * span;
+    let best = 0;
+    for (let i = 1; i < n; i++) if (Math.abs(times[i] - tx) < Math.abs(times[best] - tx)) best = i;
+    setHover(best);
+  };
+  const hi = hover !== null && hover < n ? hover : null;
+  const summary = series.map((s) => `${s.label} ${n ? s.format(s.values[s.values.length - 1]) : "no data"}`).join(", ");
+  return (
+    <figure className="chart" aria-labelledby={`${id}-t`}>
+      <figcaption className="chart-head">
+        <span id={`${id}-t`} className="chart-title">
+          {title}
+        </span>
+        <span className="chart-value">{headline ?? (n && latest !== undefined ? series[0].format(latest) : "–")}</span>
+      </figcaption>
+      <div
+        className="chart-box"
+        ref={box}
+        style={{ height: h }}
+        onPointerMove={onMove}
+        onPointerLeave={() => setHover(null)}
+        role="img"
+        aria-label={`${title}: ${summary}`}
+      >
+        {n < 2 ? (
+          <div className="chart-empty">{empty}</div>
+        ) : (
+          <>
+            <svg viewBox={`0 0 ${W} ${h}`} preserveAspectRatio="none" aria-hidden="true">
+              {[0.25, 0.5, 0.75].map((f) => (
+                <line key={f} x1={0} x2={W} y1={h * f} y2={h * f} className="grid-line" />
+              ))}
+              {series.map((s, i) => {
+                const d = path(s.values, times, t0, span, top, h);
+                return (
+                  <g key={i}>
+                    {s.area && d && <path d={`${d}L${W},${h}L0,${h}Z`} fill={s.color} className="chart-area" />}
+                    <path d={d} stroke={s.color} className="chart-line" />
+                  </g>
+                );
+              })}
+              {hi !== null && span > 0 && (
+                <line x1={((times[hi] - t0) / span) * W} x2={((times[hi] - t0) / span) * W} y1={0} y2={h} className="cursor-line" />
+              )}
+            </svg>
+            <span className="chart-max">{series[0]?.format(top)}</span>
+            {hi !== null && (
+              <div className="chart-tip" style={{ left: `${span > 0 ? ((times[hi] - t0) / span) * 100 : 100}%` }}>
+                <div className="tip-time">{new Date(times[hi]).toLocaleTimeString("en-GB", { hour12: false })}</div>
+                {series.map((s, i) => (
+                  <div key={i}>
+                    <i style={{ background: s.color }} /> {s.label} <b>{s.format(s.values[hi])}</b>
+                  </div>
+                ))}
+              </div>
+            )}
+          </>
+        )}
+      </div>
+      {windowLabel && n > 1 && (
+        <div className="chart-foot" aria-hidden="true">
+          <span>{windowLabel}</span>
+          <span>now</span>
+        </div>
+      )}
+    </figure>
+  );
+});
+
+interface SparkProps {
+  values: readonly number[];
+  color: string;
+  /** Scale: "zero" runs from 0 to the data's top (at least `floor`), "range" from the
+   * data's bottom to its top, so that small moves of a large value show. */
+  scale: "zero" | "range";
+  floor?: number;
+  ceiling?: number;
+  label: string;
+}
+
+/** A card's sparkline: no axes, no interaction, cheap to redraw. */
+export const Sparkline = memo(function Sparkline({ values, color, scale, floor = 0, ceiling = Infinity, label }: SparkProps) {
+  const h = 24;
+  const n = values.length;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  let bottom = 0;
+  let top: number;
+  if (scale === "range") {
+    const pad = Math.max((hi - lo) * 0.15, Math.abs(hi) * 0.02, 1e-9);
+    bottom = lo - pad;
+    top = hi + pad;
+  } else {
+    top = Math.min(ceiling, Math.max(floor, hi * 1.15));
+  }
+  if (!(top > bottom)) top = bottom + 1;
+  let d = "";
+  for (let i = 0; i < n; i++) {
+    const x = n > 1 ? (i / (n - 1)) * 100 : 100;
+    const y = h - ((Math.min(values[i], top) - bottom) / (top - bottom)) * (h - 2) - 1;
+    d += `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+  }
+  return (
+    <svg className="spark" viewBox={`0 0 100 ${h}`} preserveAspectRatio="none" role="img" aria-label={label}>
+      {n > 1 && (
+        <>
+          <path d={`${d}L100,${h}L0,${h}Z`} fill={color} className="spark-area" />
+          <path d={d} stroke={color} className="spark-line" />
+        </>
+      )}
+    </svg>
+  );
+});

@@ -1,0 +1,114 @@
+// Above the grid: search, sort, and the bulk actions on the selection.
+import { useState } from "react";
+import { describeAction, serverAction, type ActionName } from "../api/actions";
+import { errorText } from "../api/client";
+import { useToast } from "./context";
+import { IconPlay, IconRestart, IconSearch, IconStop } from "./icons";
+import { SORT_KEYS, type GridQuery, type SortKey } from "../state/query";
+
+const SORT_LABELS: Record<SortKey, string> = { id: "Id", name: "Name", status: "Status (worst first)", cpu: "CPU", memory: "Memory", rps: "Requests/s" };
+
+interface Props {
+  query: GridQuery;
+  setQuery: (q: GridQuery) => void;
+  shown: number;
+  total: number;
+  selected: ReadonlySet<number>;
+  selectShown: () => void;
+  clearSelection: () => void;
+}
+
+export function Toolbar({ query, setQuery, shown, total, selected, selectShown, clearSelection }: Props) {
+  const toast = useToast();
+  const [busy, setBusy] = useState<ActionName | null>(null);
+  const ids = [...selected].sort((a, b) => a - b);
+  const run = async (action: ActionName) => {
+    setBusy(action);
+    try {
+      const summary = await serverAction(ids, action);
+      toast(summary.failed.length ? "error" : "ok", describeAction(action, ids, summary));
+    } catch (e) {
+      toast("error", `${action} failed: ${errorText(e)}`);
+    } finally {
+      setBusy(null);
+    }
+  };
+  return (
+    <div className="toolbar">
+      <div className="toolbar-row">
+        <label className="search">
+          <IconSearch />
+          <span className="sr-only">Filter servers</span>
+          <input
+            type="search"
+            placeholder="Filter by name, address, status…"
+            value={query.text}
+            onChange={(e) => setQuery({ ...query, text: e.target.value })}
+          />
+        </label>
+        <label className="sort">
+          <span className="sr-only">Sort by</span>
+          <select value={query.sort} onChange={(e) => setQuery({ ...query, sort: e.target.value as SortKey })}>
+            {SORT_KEYS.map((k) => (
+              <option key={k} value={k}>
+                Sort: {SORT_LABELS[k]}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button
+          type="button"
+          className="btn btn-ghost"
+          onClick={() => setQuery({ ...query, desc: !query.desc })}
+          aria-label={query.desc ? "Descending order; switch to ascending" : "Ascending order; switch to descending"}
+          title="Order"
+        >
+          {query.desc ? "↓ desc" : "↑ asc"}
+        </button>
+        <span className="toolbar-count" aria-live="polite">
+          {shown === total ? `${total} servers` : `${shown} of ${total} servers`}
+        </span>
+      </div>
+      <div className="toolbar-row selection-row" role="group" aria-label="Selection">
+        <button type="button" className="btn btn-ghost" onClick={selectShown} disabled={shown === 0}>
+          Select shown
+        </button>
+        {selected.size > 0 && (
+          <>
+            <button type="button" className="btn btn-ghost" onClick={clearSelection}>
+              Clear
+            </button>
+            <span className="sel-count" data-testid="selection-count">
+              {selected.size} selected
+            </span>
+            <div className="bulk">
+              <button type="button" className="btn" onClick={() => run("start")} disabled={busy !== null}>
+                <IconPlay /> Start
+              </button>
+              <button type="button" className="btn" onClick={() => run("stop")} disabled={busy !== null}>
+                <IconStop /> Stop
+              </button>
+              <button type="button" className="btn" onClick={() => run("restart")} disabled={busy !== null}>
+                <IconRestart /> Restart
+              </button>
+              <select
+                className="btn"
+                aria-label="Chaos action on the selection"
+                value=""
+                disabled={busy !== null}
+                onChange={(e) => {
+                  if (e.target.value) void run(e.target.value as ActionName);
+                }}
+              >
+                <option value="">Chaos…</option>
+                <option value="kill">Kill (SIGKILL)</option>
+                <option value="pause">Pause</option>
+                <option value="unpause">Unpause</option>
+              </select>
+            </div>
+          </>
+        )}
+      </div>
+    </div>
+  );
+}
