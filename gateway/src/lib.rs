@@ -32,6 +32,7 @@
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the gateway's own
 //!   request counters and latency histogram.
 
+mod coalesce;
 pub mod config;
 pub mod controller;
 pub mod dashboard;
@@ -82,6 +83,7 @@ struct Inner {
     config: Config,
     controller: controller::Controller,
     metrics: metrics::RequestMetrics,
+    reads: coalesce::Coalescer,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
                 config,
                 controller,
                 metrics: metrics::RequestMetrics::default(),
+                reads: coalesce::Coalescer::default(),
             }),
         })
     }
@@ -114,6 +117,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &metrics::RequestMetrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn reads(&self) -> &coalesce::Coalescer {
+        &self.inner.reads
     }
 }
 

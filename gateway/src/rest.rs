@@ -36,6 +36,7 @@ use http::{HeaderValue, StatusCode, header};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::AppState;
+use crate::coalesce::SharedJson;
 use crate::config::MAX_BODY_BYTES;
 use crate::controller::within;
 use crate::error::ApiError;
@@ -233,26 +234,33 @@ async fn info() -> impl IntoApiResponse {
 async fn list_servers(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ServersQuery>,
-) -> ApiResult<ServerList> {
+) -> Result<SharedJson<ServerList>, ApiError> {
     let status = query
         .status
         .map_or(pb::ServerStatus::Unspecified, pb::ServerStatus::from);
-    let mut client = state.controller().client();
-    let response = within(
-        state.config().request_timeout,
-        client.list_servers(pb::ListServersRequest {
-            status: status as i32,
-        }),
-    )
-    .await?;
-    Ok(axum::Json(ServerList {
-        servers: response
-            .into_inner()
-            .servers
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    }))
+    // The hottest read of dashboards and pollers: identical concurrent requests share one
+    // controller call and one encoding.
+    let key = format!("servers?status={}", status as i32);
+    let read = async {
+        let mut client = state.controller().client();
+        let response = within(
+            state.config().request_timeout,
+            client.list_servers(pb::ListServersRequest {
+                status: status as i32,
+            }),
+        )
+        .await?;
+        Ok(ServerList {
+            servers: response
+                .into_inner()
+                .servers
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        })
+    };
+    let json = state.reads().json(&key, read).await?;
+    Ok(SharedJson(json, std::marker::PhantomData))
 }
 
 async fn get_server(
