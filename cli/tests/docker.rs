@@ -149,9 +149,10 @@ async fn up_makes_labelled_limited_containers_and_sigterm_removes_them() {
         );
         assert!((m.cpu_limit_cores - 0.5).abs() < 1e-9, "{m:?}");
     }
-    // The engine's own health check (the binary probing itself) turns healthy too.
+    // The engine's own health check (the binary probing itself) turns healthy too; its first
+    // probe comes one 30 s interval after the start.
     eventually(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         "docker health checks to pass",
         || {
             let prefix = prefix.clone();
