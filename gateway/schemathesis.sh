@@ -23,15 +23,11 @@ MAX_EXAMPLES=${MAX_EXAMPLES:-25}
 SERVERS=3
 MAX_SERVERS=4
 
+source scripts/lib/farm.sh
 if [[ -z "${FARM_BIN:-}" ]]; then
-  for candidate in target/x86_64-unknown-linux-gnu/debug/farm target/debug/farm \
-                   target/x86_64-unknown-linux-gnu/release/farm target/release/farm; do
-    if [[ -x "$candidate" ]]; then FARM_BIN=$candidate; break; fi
-  done
-fi
-if [[ -z "${FARM_BIN:-}" || ! -x "$FARM_BIN" ]]; then
-  echo "schemathesis.sh: no farm binary; run 'cargo build -p farm' or set FARM_BIN" >&2
-  exit 2
+  FARM_BIN=$(pick_binary target/x86_64-unknown-linux-gnu/debug/farm target/debug/farm \
+    target/x86_64-unknown-linux-gnu/release/farm target/release/farm) ||
+    { echo "schemathesis.sh: run 'cargo build -p farm' or set FARM_BIN" >&2; exit 2; }
 fi
 if ! command -v schemathesis >/dev/null; then
   echo "schemathesis.sh: schemathesis is not installed; run 'pip install schemathesis'" >&2
@@ -40,59 +36,13 @@ fi
 
 # Free ports: one for the controller, one for the gateway, and a range for the nodes
 # (servers 1..MAX_SERVERS, since the run may scale up).
-read -r CONTROLLER GATEWAY NODE_BASE < <(python3 - "$MAX_SERVERS" <<'EOF'
-import random, socket, sys
-def free(port=0):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-        return s.getsockname()[1]
-    except OSError:
-        return None
-    finally:
-        s.close()
-n = int(sys.argv[1])
-for _ in range(500):
-    base = random.randint(20000, 50000)
-    if all(free(base + i) for i in range(1, n + 1)):
-        break
-else:
-    sys.exit("no free port range")
-print(free(), free(), base)
-EOF
-)
-
-WORK=$(mktemp -d)
-LOG=$WORK/farm.log
-FARM_PID=
-cleanup() {
-  if [[ -n "$FARM_PID" ]] && kill -0 "$FARM_PID" 2>/dev/null; then
-    kill -TERM "$FARM_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$FARM_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$FARM_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$FARM_BIN" up --servers "$SERVERS" \
+read -r CONTROLLER GATEWAY NODE_BASE < <(free_ports "$MAX_SERVERS")
+start_farm "$FARM_BIN" --servers "$SERVERS" \
   --listen "127.0.0.1:$CONTROLLER" \
   --gateway-listen "127.0.0.1:$GATEWAY" \
   --node-base-port "$NODE_BASE" \
   --max-load-test-seconds 2 \
-  --max-servers "$MAX_SERVERS" >"$LOG" 2>&1 &
-FARM_PID=$!
-
-for _ in $(seq 1 600); do
-  if grep -q "healthy in" "$LOG"; then break; fi
-  if ! kill -0 "$FARM_PID" 2>/dev/null; then
-    echo "schemathesis.sh: farm up exited:" >&2; cat "$LOG" >&2; exit 1
-  fi
-  sleep 0.1
-done
-if ! grep -q "healthy in" "$LOG"; then
-  echo "schemathesis.sh: the farm did not turn healthy within 60 s:" >&2; cat "$LOG" >&2; exit 1
-fi
+  --max-servers "$MAX_SERVERS"
 echo "schemathesis.sh: farm of $SERVERS servers up, gateway on 127.0.0.1:$GATEWAY"
 
 status=0
@@ -107,6 +57,6 @@ schemathesis run "http://127.0.0.1:$GATEWAY/openapi.json" \
 
 if [[ $status -ne 0 ]]; then
   echo "schemathesis.sh: schemathesis failed (exit $status); farm log:" >&2
-  tail -n 50 "$LOG" >&2
+  tail -n 50 "$FARM_LOG" >&2
 fi
 exit "$status"
