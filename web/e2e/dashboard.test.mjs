@@ -67,27 +67,36 @@ describe("dashboard against farm up", () => {
 
   it("shows a server's numbers change within 2 s of simulating load on it", async () => {
     const id = 2;
-    const cpu = async () => parseFloat(await page.getByTestId(`cpu-${id}`).textContent());
-    const before = await cpu();
+    const figures = () =>
+      page.evaluate((id) => {
+        const text = (k) => document.querySelector(`[data-testid="${k}-${id}"]`)?.textContent ?? "";
+        return { cpu: parseFloat(text("cpu")), mem: text("mem") };
+      }, id);
+    const before = await figures();
     await page.getByRole("button", { name: `server-${id}: open details` }).click();
     const dialog = page.getByRole("dialog");
     await dialog.waitFor();
     await dialog.getByLabel("CPU %").fill("90");
     await dialog.getByLabel("Memory MiB").fill("128");
     await dialog.getByLabel("Seconds").fill("20");
-    await dialog.getByRole("button", { name: "Apply load" }).click();
-    await page.getByText(`server-${id} burns 90% CPU`).waitFor({ timeout: 10_000 });
     const started = Date.now();
-    // The card (under the drawer) and the drawer's own figure both follow the stream.
+    await dialog.getByRole("button", { name: "Apply load" }).click();
+    // The card (under the drawer) follows the stream. Memory is read as it is at each
+    // sample, CPU as an average over the last interval: either moving counts.
     await page.waitForFunction(
-      ([id, floor]) => parseFloat(document.querySelector(`[data-testid="cpu-${id}"]`)?.textContent ?? "0") >= floor,
-      [id, Math.max(30, before + 20)],
+      ([id, cpu0, mem0]) => {
+        const text = (k) => document.querySelector(`[data-testid="${k}-${id}"]`)?.textContent ?? "";
+        return parseFloat(text("cpu")) >= cpu0 + 15 || (text("mem") !== mem0 && /MiB|GiB/.test(text("mem")) && parseFloat(text("mem")) >= parseFloat(mem0) + 64);
+      },
+      [id, before.cpu, before.mem],
       { timeout: 2000, polling: 50 },
     );
     const took = Date.now() - started;
-    const shown = await cpu();
-    console.log(`# CPU of server-${id} went from ${before}% to ${shown}% on screen ${took} ms after the load was applied`);
-    assert.ok(shown >= 30);
+    const after = await figures();
+    console.log(`# server-${id} went from CPU ${before.cpu}% / ${before.mem} to ${after.cpu}% / ${after.mem} on screen ${took} ms after the click`);
+    // The call itself answers once the node holds its memory (slower in a debug build).
+    await dialog.getByRole("button", { name: "Apply load" }).waitFor({ timeout: 30_000 });
+    await page.waitForFunction((id) => parseFloat(document.querySelector(`[data-testid="cpu-${id}"]`)?.textContent ?? "0") >= 25, id, { timeout: 5000 });
     await page.keyboard.press("Escape");
     await dialog.waitFor({ state: "detached" });
   });
@@ -96,12 +105,12 @@ describe("dashboard against farm up", () => {
     const id = 4;
     await page.getByRole("button", { name: `server-${id}: open details` }).click();
     const dialog = page.getByRole("dialog");
-    await dialog.getByRole("button", { name: "Stop" }).click();
+    await dialog.getByRole("button", { name: "Stop", exact: true }).click();
     const clicked = Date.now();
     await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "stopped", id, { timeout: 2000, polling: 50 });
     console.log(`# server-${id}'s card turned stopped ${Date.now() - clicked} ms after the click`);
     assert.equal(await dialog.getByTestId("detail-status").textContent(), "stopped");
-    await dialog.getByRole("button", { name: "Start" }).click();
+    await dialog.getByRole("button", { name: "Start", exact: true }).click();
     const restarted = Date.now();
     await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "healthy", id, { timeout: 15_000, polling: 50 });
     console.log(`# server-${id}'s card turned healthy again ${Date.now() - restarted} ms after Start`);
@@ -138,7 +147,7 @@ describe("dashboard against farm up", () => {
   it("runs a load test from the UI and shows its result", async () => {
     await page.getByRole("link", { name: "Load test" }).click();
     const form = page.getByRole("form", { name: "Load test settings" });
-    await form.getByLabel("Requests", { exact: true }).fill("600");
+    await form.getByLabel("Total requests").fill("600");
     await form.getByLabel("Workers").fill("6");
     await form.getByRole("button", { name: "Start load test" }).click();
     const result = page.getByTestId("loadtest-result");
@@ -153,7 +162,7 @@ describe("dashboard against farm up", () => {
   it("cancels a running load test", async () => {
     const form = page.getByRole("form", { name: "Load test settings" });
     await form.getByLabel("Duration").check();
-    await form.getByLabel("Seconds").fill("60");
+    await form.getByLabel("Run for (s)").fill("60");
     await form.getByRole("button", { name: "Start load test" }).click();
     await page.getByRole("progressbar").waitFor({ timeout: 10_000 });
     await page.getByTestId("lt-requests").waitFor({ timeout: 10_000 });

@@ -179,12 +179,12 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
             </div>
             {stopBy === "requests" ? (
               <label className="field">
-                <span>Requests</span>
+                <span>Total requests</span>
                 <input type="number" min={1} max={10_000_000} value={requests} onChange={(e) => setRequests(Number(e.target.value))} required />
               </label>
             ) : (
               <label className="field">
-                <span>Seconds</span>
+                <span>Run for (s)</span>
                 <input type="number" min={1} max={3600} value={seconds} onChange={(e) => setSeconds(Number(e.target.value))} required />
               </label>
             )}

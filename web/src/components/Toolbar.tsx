@@ -65,50 +65,48 @@ export function Toolbar({ query, setQuery, shown, total, selected, selectShown, 
         >
           {query.desc ? "↓ desc" : "↑ asc"}
         </button>
+        <button type="button" className="btn btn-ghost" onClick={selectShown} disabled={shown === 0}>
+          Select shown
+        </button>
         <span className="toolbar-count" aria-live="polite">
           {shown === total ? `${total} servers` : `${shown} of ${total} servers`}
         </span>
       </div>
-      <div className="toolbar-row selection-row" role="group" aria-label="Selection">
-        <button type="button" className="btn btn-ghost" onClick={selectShown} disabled={shown === 0}>
-          Select shown
-        </button>
-        {selected.size > 0 && (
-          <>
-            <button type="button" className="btn btn-ghost" onClick={clearSelection}>
-              Clear
+      {selected.size > 0 && (
+        <div className="toolbar-row selection-row" role="group" aria-label="Selection">
+          <button type="button" className="btn btn-ghost" onClick={clearSelection}>
+            Clear
+          </button>
+          <span className="sel-count" data-testid="selection-count">
+            {selected.size} selected
+          </span>
+          <div className="bulk">
+            <button type="button" className="btn" onClick={() => run("start")} disabled={busy !== null}>
+              <IconPlay /> Start
             </button>
-            <span className="sel-count" data-testid="selection-count">
-              {selected.size} selected
-            </span>
-            <div className="bulk">
-              <button type="button" className="btn" onClick={() => run("start")} disabled={busy !== null}>
-                <IconPlay /> Start
-              </button>
-              <button type="button" className="btn" onClick={() => run("stop")} disabled={busy !== null}>
-                <IconStop /> Stop
-              </button>
-              <button type="button" className="btn" onClick={() => run("restart")} disabled={busy !== null}>
-                <IconRestart /> Restart
-              </button>
-              <select
-                className="btn"
-                aria-label="Chaos action on the selection"
-                value=""
-                disabled={busy !== null}
-                onChange={(e) => {
-                  if (e.target.value) void run(e.target.value as ActionName);
-                }}
-              >
-                <option value="">Chaos…</option>
-                <option value="kill">Kill (SIGKILL)</option>
-                <option value="pause">Pause</option>
-                <option value="unpause">Unpause</option>
-              </select>
-            </div>
-          </>
-        )}
-      </div>
+            <button type="button" className="btn" onClick={() => run("stop")} disabled={busy !== null}>
+              <IconStop /> Stop
+            </button>
+            <button type="button" className="btn" onClick={() => run("restart")} disabled={busy !== null}>
+              <IconRestart /> Restart
+            </button>
+            <select
+              className="btn"
+              aria-label="Chaos action on the selection"
+              value=""
+              disabled={busy !== null}
+              onChange={(e) => {
+                if (e.target.value) void run(e.target.value as ActionName);
+              }}
+            >
+              <option value="">Chaos…</option>
+              <option value="kill">Kill (SIGKILL)</option>
+              <option value="pause">Pause</option>
+              <option value="unpause">Unpause</option>
+            </select>
+          </div>
+        </div>
+      )}
     </div>
   );
 }
