@@ -45,18 +45,23 @@ start_farm "$FARM_BIN" --servers "$SERVERS" \
   --max-servers "$MAX_SERVERS"
 echo "schemathesis.sh: farm of $SERVERS servers up, gateway on 127.0.0.1:$GATEWAY"
 
+# The slowest answer the API documents is a broadcast with its longest deadline (30 s) to a
+# server that does not answer (schemathesis pauses servers too); allow that and a margin.
 status=0
 schemathesis run "http://127.0.0.1:$GATEWAY/openapi.json" \
   --checks all \
   --max-examples "$MAX_EXAMPLES" \
   --workers 1 \
   --request-timeout 120 \
+  --max-response-time 45 \
   --generation-database none \
   --no-color \
   "$@" || status=$?
 
 if [[ $status -ne 0 ]]; then
   echo "schemathesis.sh: schemathesis failed (exit $status); farm log:" >&2
-  tail -n 50 "$FARM_LOG" >&2
+  # A panic's message comes before its backtrace; show it first, then the end of the log.
+  grep -m 3 -A 8 "panicked" "$FARM_LOG" >&2 || true
+  tail -n 30 "$FARM_LOG" >&2
 fi
 exit "$status"

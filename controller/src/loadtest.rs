@@ -316,8 +316,9 @@ fn to_micros(d: Duration) -> u64 {
 
 /// When request `n` (from 0) is due, after the run's start, at `rate` per second with a linear
 /// ramp from zero over `ramp`: during the ramp n(t) = rate·t²/(2·ramp), after it the rate is
-/// constant.
-fn due_at(n: u64, rate: f64, ramp: Duration) -> Duration {
+/// constant. `None` when that lies beyond what a `Duration` holds (a vanishingly small rate):
+/// such a request is never due within any run.
+fn due_at(n: u64, rate: f64, ramp: Duration) -> Option<Duration> {
     let n = n as f64;
     let ramp_s = ramp.as_secs_f64();
     let ramp_requests = rate * ramp_s / 2.0;
@@ -326,7 +327,7 @@ fn due_at(n: u64, rate: f64, ramp: Duration) -> Duration {
     } else {
         ramp_s + (n - ramp_requests) / rate
     };
-    Duration::from_secs_f64(seconds)
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 fn summary(h: &Histogram<u64>) -> LatencySummary {
@@ -490,10 +491,10 @@ impl LoadTests {
                 );
                 workers.spawn(async move {
                     while let Some(n) = next_request(&plan, &issued) {
-                        let due = started + due_at(n, rate, plan.ramp);
-                        if due >= deadline {
+                        let due = due_at(n, rate, plan.ramp).and_then(|d| started.checked_add(d));
+                        let Some(due) = due.filter(|due| *due < deadline) else {
                             break;
-                        }
+                        };
                         let permit = tokio::select! {
                             _ = cancel.cancelled() => return,
                             _ = tokio::time::sleep_until(deadline) => break,
@@ -577,5 +578,29 @@ impl LoadTests {
             let _ = progress_tx.send(last).await;
         });
         progress_rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_fall_due_on_a_steady_schedule_after_the_ramp() {
+        let ms = |d: Option<Duration>| d.unwrap().as_secs_f64() * 1000.0;
+        assert_eq!(ms(due_at(0, 100.0, Duration::ZERO)), 0.0);
+        assert!((ms(due_at(50, 100.0, Duration::ZERO)) - 500.0).abs() < 1e-9);
+        // A 2 s ramp to 100/s makes 100 requests due in its course, the 100th at 2 s.
+        assert!((ms(due_at(100, 100.0, Duration::from_secs(2))) - 2000.0).abs() < 1e-6);
+        assert!((ms(due_at(25, 100.0, Duration::from_secs(2))) - 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_vanishing_rate_is_never_due_and_does_not_panic() {
+        assert_eq!(due_at(5, 1e-300, Duration::ZERO), None);
+        assert_eq!(
+            due_at(u64::MAX, f64::MIN_POSITIVE, Duration::from_secs(1)),
+            None
+        );
     }
 }
