@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
-use crate::runtime::{MAX_SERVERS, Runtime, Scaled};
+use crate::runtime::{Runtime, Scaled};
 use crate::status::RuntimeState;
 
 /// Label that names the farm a container or network belongs to.
@@ -914,27 +914,19 @@ impl Runtime for DockerRuntime {
     }
 
     async fn scale(&self, servers: u32) -> Result<Scaled, String> {
-        if servers > MAX_SERVERS {
-            return Err(format!(
-                "servers must be at most {MAX_SERVERS}, got {servers}"
-            ));
-        }
         if self.making.is_none() {
             return Err(DockerError::Adopted.to_string());
         }
         let _one_at_a_time = self.scaling.lock().await;
         let current: Vec<u32> = lock(&self.servers).iter().copied().collect();
-        let count = current.len() as u32;
-        if servers > count {
-            let next = current.last().copied().unwrap_or(0) + 1;
-            let added: Vec<u32> = (next..next + (servers - count)).collect();
+        let Scaled { added, removed } = Scaled::plan(&current, servers)?;
+        if !added.is_empty() {
             self.start(&added).await.map_err(|e| e.to_string())?;
             return Ok(Scaled {
                 added,
                 removed: Vec::new(),
             });
         }
-        let removed: Vec<u32> = current[servers as usize..].to_vec();
         let mut removals = JoinSet::new();
         for &id in &removed {
             lock(&self.stopping).insert(id);

@@ -35,6 +35,31 @@ pub struct Scaled {
     pub removed: Vec<u32>,
 }
 
+impl Scaled {
+    /// What scaling a farm whose servers are `current` (ascending ids) to `servers` must do:
+    /// new servers take the ids after the highest; scaling down removes the highest ids.
+    /// Refuses more than [`MAX_SERVERS`]. A pure decision, shared by every runtime.
+    pub fn plan(current: &[u32], servers: u32) -> Result<Self, String> {
+        if servers > MAX_SERVERS {
+            return Err(format!(
+                "servers must be at most {MAX_SERVERS}, got {servers}"
+            ));
+        }
+        let count = u32::try_from(current.len()).unwrap_or(u32::MAX);
+        if servers > count {
+            let next = current.last().copied().unwrap_or(0) + 1;
+            return Ok(Scaled {
+                added: (next..next + (servers - count)).collect(),
+                removed: Vec::new(),
+            });
+        }
+        Ok(Scaled {
+            added: Vec::new(),
+            removed: current[servers as usize..].to_vec(),
+        })
+    }
+}
+
 /// Where servers live. Implementations own their servers' whole lifecycle.
 #[tonic::async_trait]
 pub trait Runtime: Send + Sync + std::fmt::Debug {
@@ -78,5 +103,23 @@ pub async fn act_through_agent(
         Ok(result) if result.ok => Ok(result.message),
         Ok(result) => Err(result.message),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_adds_after_the_highest_id_and_removes_the_highest() {
+        assert_eq!(Scaled::plan(&[1, 2, 5], 5).unwrap().added, [6, 7]);
+        assert_eq!(Scaled::plan(&[], 2).unwrap().added, [1, 2]);
+        assert_eq!(Scaled::plan(&[1, 2, 5], 1).unwrap().removed, [2, 5]);
+        assert_eq!(Scaled::plan(&[1, 2], 2).unwrap(), Scaled::default());
+        assert!(
+            Scaled::plan(&[], MAX_SERVERS + 1)
+                .unwrap_err()
+                .contains("at most")
+        );
     }
 }

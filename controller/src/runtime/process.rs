@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
-use crate::runtime::{MAX_SERVERS, Runtime, Scaled, act_through_agent, server_name};
+use crate::runtime::{Runtime, Scaled, act_through_agent, server_name};
 
 /// How long an agent gets to stop its node and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -145,17 +145,10 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn scale(&self, servers: u32) -> Result<Scaled, String> {
-        if servers > MAX_SERVERS {
-            return Err(format!(
-                "servers must be at most {MAX_SERVERS}, got {servers}"
-            ));
-        }
         let _one_at_a_time = self.scaling.lock().await;
         let current: Vec<u32> = self.servers().keys().copied().collect();
-        let count = current.len() as u32;
-        if servers > count {
-            let next = current.last().copied().unwrap_or(0) + 1;
-            let added: Vec<u32> = (next..next + (servers - count)).collect();
+        let Scaled { added, removed } = Scaled::plan(&current, servers)?;
+        if !added.is_empty() {
             self.config.check_ports(added.iter().copied())?;
             self.start(added.iter().copied())?;
             return Ok(Scaled {
@@ -163,7 +156,6 @@ impl Runtime for ProcessRuntime {
                 removed: Vec::new(),
             });
         }
-        let removed: Vec<u32> = current[servers as usize..].to_vec();
         let stopping: Vec<CancellationToken> = {
             let mut running = self.servers();
             removed
