@@ -1,0 +1,353 @@
+//! Load tests against servers of this farm, measured the way wrk2 and vegeta do.
+//!
+//! Two models, both spreading requests round-robin over the targets until a total is sent, a
+//! duration has passed, or the run is cancelled:
+//! - closed: `concurrency` workers, each sending its next request as soon as the previous one
+//!   is answered (throughput follows the servers);
+//! - open: a constant arrival rate. Request *i* is due at a fixed time on a schedule; it waits
+//!   for one of `concurrency` workers, and its latency is measured from when it was *due*, so
+//!   a stall that holds back the requests behind it shows in the figures instead of silently
+//!   lowering the rate (coordinated omission). The latency from the actual send is kept
+//!   beside it, uncorrected, to show the difference.
+//!
+//! An optional ramp raises the rate (open) or starts the workers (closed) linearly.
+//!
+//! [`worker`] sends the requests over connections of its own, [`tally`] keeps the figures
+//! (HDR histograms, microseconds from 1 µs to 60 s). Progress is reported about once a
+//! second; finished runs are kept, the last [`KEPT_RUNS`], to be fetched by id.
+
+mod tally;
+mod worker;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use farm_proto::v1::{LoadTestSpec, RunLoadTestResponse};
+use http::Method;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::targets;
+use tally::Tally;
+use worker::{Endpoint, Run, Share, Worker};
+
+/// Most concurrent workers.
+pub const MAX_CONCURRENCY: u32 = 1000;
+/// Most requests in one run.
+pub const MAX_TOTAL_REQUESTS: u64 = 10_000_000;
+/// Highest open-model rate, in requests per second.
+pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
+/// Longest run, in seconds.
+pub const MAX_DURATION_SECONDS: u32 = 3600;
+/// Longest per-request timeout, in milliseconds.
+pub const MAX_TIMEOUT_MS: u32 = 60_000;
+/// Finished runs kept for fetching by id.
+pub const KEPT_RUNS: usize = 20;
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// Each worker sends its next request when the previous one is answered.
+    Closed,
+    /// Requests are due at a constant rate, in requests per second.
+    Open {
+        /// Requests per second.
+        rate: f64,
+    },
+}
+
+/// A validated load test, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    targets: Vec<Endpoint>,
+    method: Method,
+    concurrency: u32,
+    total: Option<u64>,
+    duration: Duration,
+    timeout: Duration,
+    model: Model,
+    ramp: Duration,
+    /// The spec with defaults applied, reported with the result.
+    spec: LoadTestSpec,
+}
+
+impl Plan {
+    /// Validates `spec` against the farm in `registry`; the error names the field.
+    pub fn new(spec: &LoadTestSpec, registry: &Registry) -> Result<Self> {
+        let LoadTestSpec {
+            server_ids,
+            path,
+            method,
+            concurrency,
+            total_requests,
+            duration_seconds,
+            timeout_ms,
+            rate_per_second,
+            ramp_up_seconds,
+        } = spec;
+        let concurrency = match *concurrency {
+            0 => 10,
+            c if c > MAX_CONCURRENCY => {
+                return Err(Error::InvalidArgument(format!(
+                    "spec.concurrency must be at most {MAX_CONCURRENCY}, got {c}"
+                )));
+            }
+            c => c,
+        };
+        if *total_requests > MAX_TOTAL_REQUESTS {
+            return Err(Error::InvalidArgument(format!(
+                "spec.total_requests must be at most {MAX_TOTAL_REQUESTS}, got {total_requests}"
+            )));
+        }
+        if *duration_seconds > MAX_DURATION_SECONDS {
+            return Err(Error::InvalidArgument(format!(
+                "spec.duration_seconds must be at most {MAX_DURATION_SECONDS}, got {duration_seconds}"
+            )));
+        }
+        let total = (*total_requests > 0).then_some(*total_requests);
+        let duration_seconds = match (*duration_seconds, total) {
+            (0, None) => 60,
+            (0, Some(_)) => MAX_DURATION_SECONDS,
+            (d, _) => d,
+        };
+        let rate = *rate_per_second;
+        let model = if rate == 0.0 {
+            Model::Closed
+        } else if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND {
+            Model::Open { rate }
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "spec.rate_per_second must be 0 (closed model) or up to {MAX_RATE_PER_SECOND}, got {rate}"
+            )));
+        };
+        if *ramp_up_seconds > duration_seconds {
+            return Err(Error::InvalidArgument(format!(
+                "spec.ramp_up_seconds ({ramp_up_seconds}) must not exceed the run's duration ({duration_seconds} s)"
+            )));
+        }
+        let method = targets::method(method, "spec.method")?;
+        let path = targets::path(path, "spec.path")?;
+        let timeout = targets::millis(*timeout_ms, 10_000, MAX_TIMEOUT_MS, "spec.timeout_ms")?;
+        let targets = targets::resolve(registry, server_ids, "spec.server_ids")?
+            .iter()
+            .map(|target| Endpoint::new(target, &path))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = LoadTestSpec {
+            server_ids: targets.iter().map(|t| t.id).collect(),
+            path,
+            method: method.to_string(),
+            concurrency,
+            total_requests: *total_requests,
+            duration_seconds,
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            rate_per_second: *rate_per_second,
+            ramp_up_seconds: *ramp_up_seconds,
+        };
+        Ok(Self {
+            targets,
+            method,
+            concurrency,
+            total,
+            duration: Duration::from_secs(u64::from(duration_seconds)),
+            timeout,
+            model,
+            ramp: Duration::from_secs(u64::from(*ramp_up_seconds)),
+            spec,
+        })
+    }
+}
+
+/// When request `n` (from 0) is due, after the run's start, at `rate` per second with a linear
+/// ramp from zero over `ramp`: during the ramp n(t) = rate·t²/(2·ramp), after it the rate is
+/// constant. `None` when that lies beyond what a `Duration` holds (a vanishingly small rate):
+/// such a request is never due within any run.
+fn due_at(n: u64, rate: f64, ramp: Duration) -> Option<Duration> {
+    let n = n as f64;
+    let ramp_s = ramp.as_secs_f64();
+    let ramp_requests = rate * ramp_s / 2.0;
+    let seconds = if n < ramp_requests {
+        (2.0 * n * ramp_s / rate).sqrt()
+    } else {
+        ramp_s + (n - ramp_requests) / rate
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// How many requests the open schedule makes due within `elapsed`, capped by the total.
+fn scheduled_by(plan: &Plan, rate: f64, elapsed: Duration) -> u64 {
+    let t = elapsed.as_secs_f64();
+    let ramp = plan.ramp.as_secs_f64();
+    let due = if t < ramp {
+        rate * t * t / (2.0 * ramp)
+    } else {
+        rate * ramp / 2.0 + rate * (t - ramp)
+    };
+    let due = due.floor() as u64;
+    plan.total.map_or(due, |total| due.min(total))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs load tests and keeps the finished ones.
+#[derive(Debug, Clone)]
+pub struct LoadTests {
+    finished: Arc<Mutex<VecDeque<RunLoadTestResponse>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Default for LoadTests {
+    fn default() -> Self {
+        Self {
+            finished: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl LoadTests {
+    /// A finished run by id.
+    pub fn get(&self, run_id: &str) -> Option<RunLoadTestResponse> {
+        lock(&self.finished)
+            .iter()
+            .find(|r| r.run_id == run_id)
+            .cloned()
+    }
+
+    /// Every kept run, oldest first.
+    pub fn list(&self) -> Vec<RunLoadTestResponse> {
+        lock(&self.finished).iter().cloned().collect()
+    }
+
+    /// Starts `plan`; progress and then the final result arrive on the returned channel.
+    /// Dropping the receiver cancels the run; so does `shutdown`.
+    pub fn start(
+        &self,
+        plan: Plan,
+        shutdown: &CancellationToken,
+    ) -> mpsc::Receiver<RunLoadTestResponse> {
+        let run_id = format!("lt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (progress_tx, progress_rx) = mpsc::channel(4);
+        let started = tokio::time::Instant::now();
+        let run = Arc::new(Run {
+            shares: Share::split(plan.total, plan.targets.len()),
+            tally: Mutex::new(Tally::new(&plan)),
+            cancel: shutdown.child_token(),
+            started,
+            deadline: started + plan.duration,
+            sent: AtomicU64::new(0),
+            plan: Arc::new(plan),
+        });
+        let plan = run.plan.clone();
+        tracing::info!(%run_id, targets = plan.targets.len(), concurrency = plan.concurrency, "Load test started.");
+
+        let workers = TaskTracker::new();
+        let concurrency = plan.concurrency as usize;
+        for index in 0..concurrency {
+            let worker = Worker::new(
+                run.clone(),
+                worker::homes(index, concurrency, plan.targets.len()),
+            );
+            match plan.model {
+                Model::Closed => {
+                    let delay = plan.ramp.mul_f64(index as f64 / concurrency as f64);
+                    workers.spawn(worker.run_closed(delay));
+                }
+                Model::Open { rate } => {
+                    workers.spawn(worker.run_open(rate));
+                }
+            }
+        }
+        workers.close();
+
+        let finished = self.finished.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + PROGRESS_EVERY,
+                PROGRESS_EVERY,
+            );
+            let mut stopped_reason = String::new();
+            loop {
+                tokio::select! {
+                    _ = workers.wait() => break,
+                    _ = progress_tx.closed() => {
+                        stopped_reason = "cancelled".into();
+                        run.cancel.cancel();
+                        workers.wait().await;
+                        break;
+                    }
+                    _ = run.cancel.cancelled() => {
+                        stopped_reason = "cancelled".into();
+                        workers.wait().await;
+                        break;
+                    }
+                    _ = ticker.tick() => {
+                        let progress = RunLoadTestResponse {
+                            run_id: run_id.clone(),
+                            done: false,
+                            result: Some(lock(&run.tally).result(&plan)),
+                            stopped_reason: String::new(),
+                        };
+                        // A slow reader skips a progress report rather than stalling the run.
+                        let _ = progress_tx.try_send(progress);
+                    }
+                }
+            }
+            if let (Model::Open { rate }, "") = (plan.model, stopped_reason.as_str()) {
+                // What the schedule asked for by the end, less what was sent, was held back
+                // by requests in flight.
+                let horizon = tokio::time::Instant::now().min(run.deadline) - run.started;
+                let due = scheduled_by(&plan, rate, horizon);
+                lock(&run.tally).dropped = due.saturating_sub(run.sent.load(Ordering::Relaxed));
+            }
+            let last = RunLoadTestResponse {
+                run_id: run_id.clone(),
+                done: true,
+                result: Some(lock(&run.tally).result(&plan)),
+                stopped_reason,
+            };
+            tracing::info!(%run_id, requests = last.result.as_ref().map_or(0, |r| r.requests), "Load test finished.");
+            {
+                let mut kept = lock(&finished);
+                if kept.len() >= KEPT_RUNS {
+                    kept.pop_front();
+                }
+                kept.push_back(last.clone());
+            }
+            let _ = progress_tx.send(last).await;
+        });
+        progress_rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_fall_due_on_a_steady_schedule_after_the_ramp() {
+        let ms = |d: Option<Duration>| d.unwrap().as_secs_f64() * 1000.0;
+        assert_eq!(ms(due_at(0, 100.0, Duration::ZERO)), 0.0);
+        assert!((ms(due_at(50, 100.0, Duration::ZERO)) - 500.0).abs() < 1e-9);
+        // A 2 s ramp to 100/s makes 100 requests due in its course, the 100th at 2 s.
+        assert!((ms(due_at(100, 100.0, Duration::from_secs(2))) - 2000.0).abs() < 1e-6);
+        assert!((ms(due_at(25, 100.0, Duration::from_secs(2))) - 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_vanishing_rate_is_never_due_and_does_not_panic() {
+        assert_eq!(due_at(5, 1e-300, Duration::ZERO), None);
+        assert_eq!(
+            due_at(u64::MAX, f64::MIN_POSITIVE, Duration::from_secs(1)),
+            None
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! What a run has measured: HDR histograms, status and error counts, a per-server breakdown.
+//!
+//! Workers do not lock the tally per request: each keeps a [`Batch`] of records and adds it
+//! in one go when it is full or a few tens of milliseconds old, so that the lock is taken
+//! hundreds of times less often and progress reports lag by at most [`Batch::MAX_AGE`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use farm_proto::v1::{ErrorCount, LatencySummary, LoadTestResult, ServerLoadResult, StatusCount};
+use hdrhistogram::Histogram;
+
+use super::{Model, Plan};
+
+/// Highest latency the histograms track, in microseconds (60 s).
+const MAX_TRACKED_US: u64 = 60_000_000;
+
+/// How one request ended: the HTTP status, or the kind of failure (`connect`, `timeout`,
+/// `io`).
+pub(super) type Outcome = Result<u16, &'static str>;
+
+/// One request, as a worker saw it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Record {
+    /// The target's index in the plan.
+    pub target: usize,
+    pub outcome: Outcome,
+    /// From when the request was due (open model) or sent (closed model) to its answer.
+    pub latency: Duration,
+    /// From when it was actually sent to its answer.
+    pub uncorrected: Duration,
+}
+
+/// A worker's records not yet added to the tally.
+pub(super) struct Batch {
+    records: Vec<Record>,
+    since: Instant,
+}
+
+impl Batch {
+    /// Most records a worker holds back.
+    const CAPACITY: usize = 256;
+    /// Longest a record is held back from progress reports.
+    const MAX_AGE: Duration = Duration::from_millis(50);
+
+    pub(super) fn new() -> Self {
+        Self {
+            records: Vec::with_capacity(Self::CAPACITY),
+            since: Instant::now(),
+        }
+    }
+
+    /// Adds `record`, answered at `now`; true when the batch should be flushed.
+    pub(super) fn push(&mut self, record: Record, now: Instant) -> bool {
+        if self.records.is_empty() {
+            self.since = now;
+        }
+        self.records.push(record);
+        self.records.len() >= Self::CAPACITY || now.duration_since(self.since) >= Self::MAX_AGE
+    }
+
+    /// Empties the batch into `tally`.
+    pub(super) fn flush_into(&mut self, tally: &mut Tally) {
+        for record in self.records.drain(..) {
+            tally.record(record);
+        }
+    }
+}
+
+/// What a run has measured so far.
+pub(super) struct Tally {
+    started: Instant,
+    /// Latency from when each request was due (open model) or sent (closed model).
+    latency: Histogram<u64>,
+    /// Open model: latency from when each request was actually sent.
+    uncorrected: Histogram<u64>,
+    /// Open model: requests due before the end that were never sent.
+    pub dropped: u64,
+    /// By target index.
+    per_server: Vec<ServerTally>,
+    statuses: BTreeMap<u16, u64>,
+    errors: BTreeMap<&'static str, u64>,
+    requests: u64,
+    failures: u64,
+}
+
+struct ServerTally {
+    id: u32,
+    requests: u64,
+    failures: u64,
+    latency: Histogram<u64>,
+}
+
+fn histogram(significant_digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, significant_digits)
+        .expect("static histogram bounds are valid")
+}
+
+fn to_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TRACKED_US)
+}
+
+impl Tally {
+    /// An empty tally for `plan`'s targets: one histogram for the run at three significant
+    /// digits, one per server at two (a thousand targets must not cost a gigabyte).
+    pub(super) fn new(plan: &Plan) -> Self {
+        Self {
+            started: Instant::now(),
+            latency: histogram(3),
+            uncorrected: histogram(3),
+            dropped: 0,
+            per_server: plan
+                .targets
+                .iter()
+                .map(|t| ServerTally {
+                    id: t.id,
+                    requests: 0,
+                    failures: 0,
+                    latency: histogram(2),
+                })
+                .collect(),
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            requests: 0,
+            failures: 0,
+        }
+    }
+
+    fn record(&mut self, record: Record) {
+        let micros = to_micros(record.latency);
+        self.requests += 1;
+        let failed = match record.outcome {
+            Ok(status) => {
+                *self.statuses.entry(status).or_default() += 1;
+                self.latency.saturating_record(micros);
+                self.uncorrected
+                    .saturating_record(to_micros(record.uncorrected));
+                status >= 500
+            }
+            Err(kind) => {
+                *self.errors.entry(kind).or_default() += 1;
+                true
+            }
+        };
+        if failed {
+            self.failures += 1;
+        }
+        if let Some(s) = self.per_server.get_mut(record.target) {
+            s.requests += 1;
+            if failed {
+                s.failures += 1;
+            }
+            if record.outcome.is_ok() {
+                s.latency.saturating_record(micros);
+            }
+        }
+    }
+
+    /// The figures so far.
+    pub(super) fn result(&self, plan: &Plan) -> LoadTestResult {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let open_rate = match plan.model {
+            Model::Open { rate } => Some(rate),
+            Model::Closed => None,
+        };
+        LoadTestResult {
+            latency_uncorrected: open_rate.map(|_| summary(&self.uncorrected)),
+            target_rate: open_rate.unwrap_or(0.0),
+            dropped: self.dropped,
+            spec: Some(plan.spec.clone()),
+            requests: self.requests,
+            successes: self.requests - self.failures,
+            failures: self.failures,
+            elapsed_seconds: elapsed,
+            requests_per_second: if elapsed > 0.0 {
+                self.requests as f64 / elapsed
+            } else {
+                0.0
+            },
+            latency: Some(summary(&self.latency)),
+            status_codes: self
+                .statuses
+                .iter()
+                .map(|(&code, &count)| StatusCount {
+                    code: u32::from(code),
+                    count,
+                })
+                .collect(),
+            errors: self
+                .errors
+                .iter()
+                .map(|(&kind, &count)| ErrorCount {
+                    kind: kind.to_string(),
+                    count,
+                })
+                .collect(),
+            per_server: self
+                .per_server
+                .iter()
+                .map(|s| ServerLoadResult {
+                    server_id: s.id,
+                    requests: s.requests,
+                    failures: s.failures,
+                    latency: Some(summary(&s.latency)),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn summary(h: &Histogram<u64>) -> LatencySummary {
+    let ms = |us: u64| us as f64 / 1000.0;
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    LatencySummary {
+        p50_ms: ms(h.value_at_quantile(0.5)),
+        p90_ms: ms(h.value_at_quantile(0.9)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        mean_ms: h.mean() / 1000.0,
+    }
+}
