@@ -16,6 +16,7 @@
 //! (HDR histograms, microseconds from 1 µs to 60 s). Progress is reported about once a
 //! second; finished runs are kept, the last [`KEPT_RUNS`], to be fetched by id.
 
+mod http1;
 mod tally;
 mod worker;
 
@@ -25,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use farm_proto::v1::{LoadTestSpec, RunLoadTestResponse};
-use http::Method;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -67,7 +67,6 @@ pub enum Model {
 #[derive(Debug, Clone)]
 pub struct Plan {
     targets: Vec<Endpoint>,
-    method: Method,
     concurrency: u32,
     total: Option<u64>,
     duration: Duration,
@@ -137,7 +136,7 @@ impl Plan {
         let timeout = targets::millis(*timeout_ms, 10_000, MAX_TIMEOUT_MS, "spec.timeout_ms")?;
         let targets = targets::resolve(registry, server_ids, "spec.server_ids")?
             .iter()
-            .map(|target| Endpoint::new(target, &path))
+            .map(|target| Endpoint::new(target, &method, &path))
             .collect::<Result<Vec<_>>>()?;
         let spec = LoadTestSpec {
             server_ids: targets.iter().map(|t| t.id).collect(),
@@ -152,7 +151,6 @@ impl Plan {
         };
         Ok(Self {
             targets,
-            method,
             concurrency,
             total,
             duration: Duration::from_secs(u64::from(duration_seconds)),

@@ -1,6 +1,7 @@
 //! The workers that send a run's requests, built the way wrk is: each worker owns keep-alive
-//! HTTP/1.1 connections to its own targets and drives them inside its own task, so a request
-//! costs no pool checkout, no hand-off between tasks and no lock, only the exchange itself.
+//! HTTP/1.1 connections ([`super::http1`]) to its own targets and uses them inside its own
+//! task, so a request costs no pool checkout, no hand-off between tasks and no lock, only
+//! the exchange itself.
 //!
 //! # Who sends what
 //! The run's requests are numbered 0, 1, 2, … and spread round-robin: request *n* goes to
@@ -22,18 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::header::{CONNECTION, HOST};
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http::{HeaderValue, Method};
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::due_at;
+use super::http1::{Connection, EncodedRequest};
 use super::tally::{Batch, Outcome, Record, Tally};
 use super::{Plan, lock};
 use crate::error::{Error, Result};
@@ -49,18 +44,15 @@ pub(super) struct Endpoint {
     /// The server's id.
     pub id: u32,
     address: String,
-    /// The request target in origin form (path and query).
-    uri: Uri,
-    host: HeaderValue,
+    request: EncodedRequest,
 }
 
 impl Endpoint {
-    /// `target`'s node at `path` (already validated as a path and query).
-    pub(super) fn new(target: &Target, path: &str) -> Result<Self> {
-        let path: PathAndQuery = path
-            .parse()
+    /// `method path` on `target`'s node; `path` was validated as a path and query.
+    pub(super) fn new(target: &Target, method: &Method, path: &str) -> Result<Self> {
+        path.parse::<http::uri::PathAndQuery>()
             .map_err(|e| Error::InvalidArgument(format!("spec.path is not a valid path: {e}")))?;
-        let host = HeaderValue::from_str(&target.address).map_err(|_| {
+        HeaderValue::from_str(&target.address).map_err(|_| {
             Error::Unavailable(format!(
                 "server {}'s node address {:?} cannot be reached over HTTP",
                 target.id, target.address
@@ -69,17 +61,8 @@ impl Endpoint {
         Ok(Self {
             id: target.id,
             address: target.address.clone(),
-            uri: Uri::from(path),
-            host,
+            request: EncodedRequest::new(method, path, &target.address),
         })
-    }
-
-    fn request(&self, method: &Method) -> Request<Empty<Bytes>> {
-        let mut request = Request::new(Empty::new());
-        *request.method_mut() = method.clone();
-        *request.uri_mut() = self.uri.clone();
-        request.headers_mut().insert(HOST, self.host.clone());
-        request
     }
 }
 
@@ -136,59 +119,10 @@ pub(super) struct Run {
     pub sent: AtomicU64,
 }
 
-/// A keep-alive HTTP/1.1 connection to one node, driven by whoever awaits its exchange.
-struct Connection {
-    sender: http1::SendRequest<Empty<Bytes>>,
-    driver: http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
-}
-
-impl Connection {
-    async fn open(address: &str) -> std::result::Result<Self, &'static str> {
-        let stream = TcpStream::connect(address).await.map_err(|_| "connect")?;
-        // Requests are written in one go; Nagle's algorithm would only delay them.
-        let _ = stream.set_nodelay(true);
-        let (sender, driver) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| "connect")?;
-        Ok(Self { sender, driver })
-    }
-
-    /// Sends `request` and reads the whole answer. The connection comes back when it can
-    /// carry the next request; dropping the future mid-way closes it.
-    async fn exchange(mut self, request: Request<Empty<Bytes>>) -> (Outcome, Option<Self>) {
-        let Self { sender, driver } = &mut self;
-        let answer = async {
-            sender.ready().await.map_err(|_| "io")?;
-            let response = sender.send_request(request).await.map_err(|_| "io")?;
-            let status = response.status().as_u16();
-            let closing = response
-                .headers()
-                .get(CONNECTION)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-            let mut body = response.into_body();
-            while let Some(frame) = body.frame().await {
-                frame.map_err(|_| "io")?;
-            }
-            Ok((status, closing))
-        };
-        // The connection's own I/O is polled in the same task, beside the answer.
-        let answered = tokio::select! {
-            biased;
-            answered = answer => answered,
-            _ = driver => Err("io"),
-        };
-        match answered {
-            Ok((status, false)) => (Ok(status), Some(self)),
-            Ok((status, true)) => (Ok(status), None),
-            Err(kind) => (Err(kind), None),
-        }
-    }
-}
-
 /// One of a worker's targets.
 struct Home {
     target: usize,
-    connection: Option<Connection>,
+    connection: Option<Box<Connection>>,
     /// Its share is spent, or its next request falls after the end.
     done: bool,
 }
@@ -338,9 +272,7 @@ impl Worker {
                 Some(connection) => connection,
                 None => Connection::open(&endpoint.address).await?,
             };
-            let (outcome, connection) = connection
-                .exchange(endpoint.request(&run.plan.method))
-                .await;
+            let (outcome, connection) = connection.exchange(&endpoint.request).await;
             if keep {
                 *slot = connection;
             }
