@@ -149,8 +149,8 @@ async fn run(args: Args) {
             }
             let body = response.into_body().collect().await.ok()?.to_bytes();
             // Count the servers without a JSON parser: every server has one `"node_address"`.
-            let text = std::str::from_utf8(&body).ok()?;
-            Some(text.matches("\"node_address\"").count())
+            // A SIMD substring search: the client must not cost more than what it measures.
+            Some(memchr::memmem::find_iter(&body, b"\"node_address\"").count())
         }
     };
     let channel = tonic::transport::Endpoint::from_shared(args.controller.clone())

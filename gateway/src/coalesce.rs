@@ -32,11 +32,16 @@ pub(crate) struct Coalescer {
 }
 
 impl Coalescer {
-    /// The JSON of `read`, shared with every identical request (same `key`) that arrives
-    /// while it runs. `read` runs only when no such request is in flight.
-    pub(crate) async fn json<T, F>(&self, key: &str, read: F) -> Result<Bytes, ApiError>
+    /// The JSON of `read()`, shared with every identical request (same `key`) that arrives
+    /// while it runs. `read` is called only when no such request is in flight.
+    ///
+    /// The read is made and boxed only by the request that runs it: a controller call's
+    /// future is kilobytes, and every request that only waits would otherwise carry (and
+    /// move, layer by layer) one of its own.
+    pub(crate) async fn json<T, F, R>(&self, key: &str, read: R) -> Result<Bytes, ApiError>
     where
         T: Serialize,
+        R: FnOnce() -> F,
         F: Future<Output = Result<T, ApiError>>,
     {
         let slot = {
@@ -44,7 +49,7 @@ impl Coalescer {
             in_flight.entry(key.to_string()).or_default().clone()
         };
         slot.get_or_init(|| async {
-            let answer = read.await.and_then(|value| {
+            let answer = Box::pin(read()).await.and_then(|value| {
                 serde_json::to_vec(&value)
                     .map(Bytes::from)
                     .map_err(|_| ApiError::Internal)
@@ -103,7 +108,7 @@ mod tests {
         let read = || {
             let mut released = released.clone();
             let calls = &calls;
-            async move {
+            move || async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 let _ = released.wait_for(|r| *r).await;
                 Ok::<_, ApiError>(vec![1, 2, 3])

@@ -241,7 +241,7 @@ async fn list_servers(
     // The hottest read of dashboards and pollers: identical concurrent requests share one
     // controller call and one encoding.
     let key = format!("servers?status={}", status as i32);
-    let read = async {
+    let read = || async {
         let mut client = state.controller().client();
         let response = within(
             state.config().request_timeout,
