@@ -12,9 +12,9 @@
 //!
 //! An optional ramp raises the rate (open) or starts the workers (closed) linearly.
 //!
-//! [`worker`] sends the requests over connections of its own, [`tally`] keeps the figures
-//! (HDR histograms, microseconds from 1 µs to 60 s). Progress is reported about once a
-//! second; finished runs are kept, the last [`KEPT_RUNS`], to be fetched by id.
+//! [`worker`] sends the requests over connections of its own ([`http1`]), [`tally`] keeps
+//! the figures (HDR histograms, microseconds from 1 µs to 60 s). Progress is reported about
+//! once a second; finished runs are kept, the last [`KEPT_RUNS`], to be fetched by id.
 
 mod http1;
 mod tally;
