@@ -2,6 +2,7 @@
 import { useState, type FormEvent } from "react";
 import { useSnapshot, useToast } from "./context";
 import { ms } from "./format";
+import { HttpFailure, HttpStatus } from "./HttpStatus";
 import { errorText, farmClient } from "../api/client";
 import { parseIds } from "../state/ids";
 import { statusName } from "../state/model";
@@ -140,7 +141,7 @@ function Broadcast({ selected }: { selected: ReadonlySet<number> }) {
                 <tr key={r.serverId}>
                   <td>server-{r.serverId}</td>
                   <td>
-                    {r.ok ? <span className={`code code-${Math.floor(r.statusCode / 100)}xx`}>{r.statusCode}</span> : <span className="code code-err">{r.error || "no answer"}</span>}
+                    {r.ok ? <HttpStatus code={r.statusCode} /> : <HttpFailure text={r.error || "no answer"} />}
                   </td>
                   <td>{ms(r.latencyMs)}</td>
                   <td className="body-cell">

@@ -5,6 +5,7 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Chart } from "./Chart";
 import { useSnapshot, useToast } from "./context";
 import { count, ms, pct, rate } from "./format";
+import { HttpFailure, HttpStatus } from "./HttpStatus";
 import { errorText, farmClient } from "../api/client";
 import { parseIds } from "../state/ids";
 import type { LatencySummary, LoadTestResult, RunLoadTestResponse } from "../gen/farm/v1/farm_pb";
@@ -274,7 +275,7 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
                       {r.statusCodes.map((c) => (
                         <tr key={c.code}>
                           <td>
-                            <span className={`code code-${Math.floor(c.code / 100)}xx`}>{c.code}</span>
+                            <HttpStatus code={c.code} />
                           </td>
                           <td>{count(Number(c.count))}</td>
                         </tr>
@@ -282,7 +283,7 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
                       {r.errors.map((e) => (
                         <tr key={e.kind}>
                           <td>
-                            <span className="code code-err">{e.kind}</span>
+                            <HttpFailure text={e.kind} />
                           </td>
                           <td>{count(Number(e.count))}</td>
                         </tr>

@@ -5,7 +5,8 @@ import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Chart } from "./Chart";
 import { useNow, useSnapshot, useToast } from "./context";
 import { ago, bytes, duration, ms, pct, rate } from "./format";
-import { IconClose, IconPlay, IconRestart, IconStop } from "./icons";
+import { ActionButtons } from "./ActionButtons";
+import { IconClose } from "./icons";
 import { capital, describeAction, serverAction, type ActionName } from "../api/actions";
 import { errorText, farmClient } from "../api/client";
 import { AgentEventKind, type AgentEvent, type MetricsSample } from "../gen/farm/v1/agent_pb";
@@ -176,27 +177,7 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
         {server && (
           <>
             <div className="actions" role="group" aria-label={`Actions on ${server.name}`}>
-              <button type="button" className="btn btn-ok" onClick={() => act("start")} disabled={busy !== null}>
-                <IconPlay /> Start
-              </button>
-              <button type="button" className="btn btn-bad" onClick={() => act("stop")} disabled={busy !== null}>
-                <IconStop /> Stop
-              </button>
-              <button type="button" className="btn" onClick={() => act("restart")} disabled={busy !== null}>
-                <IconRestart /> Restart
-              </button>
-              <select
-                className="btn"
-                aria-label={`Chaos action on ${server.name}`}
-                value=""
-                disabled={busy !== null}
-                onChange={(e) => e.target.value && void act(e.target.value as ActionName)}
-              >
-                <option value="">Chaos…</option>
-                <option value="kill">Kill (SIGKILL)</option>
-                <option value="pause">Pause</option>
-                <option value="unpause">Unpause</option>
-              </select>
+              <ActionButtons onAction={(a) => void act(a)} disabled={busy !== null} subject={server.name} coloured />
             </div>
 
             <dl className="facts">

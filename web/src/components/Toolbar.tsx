@@ -3,7 +3,8 @@ import { useState } from "react";
 import { describeAction, serverAction, type ActionName } from "../api/actions";
 import { errorText } from "../api/client";
 import { useToast } from "./context";
-import { IconPlay, IconRestart, IconSearch, IconStop } from "./icons";
+import { ActionButtons } from "./ActionButtons";
+import { IconSearch } from "./icons";
 import { SORT_KEYS, type GridQuery, type SortKey } from "../state/query";
 
 const SORT_LABELS: Record<SortKey, string> = { id: "Id", name: "Name", status: "Status (worst first)", cpu: "CPU", memory: "Memory", rps: "Requests/s" };
@@ -81,29 +82,7 @@ export function Toolbar({ query, setQuery, shown, total, selected, selectShown, 
             {selected.size} selected
           </span>
           <div className="bulk">
-            <button type="button" className="btn" onClick={() => run("start")} disabled={busy !== null}>
-              <IconPlay /> Start
-            </button>
-            <button type="button" className="btn" onClick={() => run("stop")} disabled={busy !== null}>
-              <IconStop /> Stop
-            </button>
-            <button type="button" className="btn" onClick={() => run("restart")} disabled={busy !== null}>
-              <IconRestart /> Restart
-            </button>
-            <select
-              className="btn"
-              aria-label="Chaos action on the selection"
-              value=""
-              disabled={busy !== null}
-              onChange={(e) => {
-                if (e.target.value) void run(e.target.value as ActionName);
-              }}
-            >
-              <option value="">Chaos…</option>
-              <option value="kill">Kill (SIGKILL)</option>
-              <option value="pause">Pause</option>
-              <option value="unpause">Unpause</option>
-            </select>
+            <ActionButtons onAction={(a) => void run(a)} disabled={busy !== null} subject="the selection" />
           </div>
         </div>
       )}

@@ -1,18 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { FarmHistory, HISTORY_KEY, pointFrom, type FarmPoint } from "./history";
-import { totals } from "./testdata";
+import { MemoryStorage, totals } from "./testdata";
 
 const p = (t: number, rps = 1): FarmPoint => ({ t, rps, eps: 0, cpu: 1, memory: 2, healthy: 3, degraded: 0, down: 0, p99: 1 });
-
-class MemoryStorage {
-  items = new Map<string, string>();
-  getItem(k: string) {
-    return this.items.get(k) ?? null;
-  }
-  setItem(k: string, v: string) {
-    this.items.set(k, v);
-  }
-}
 
 describe("FarmHistory", () => {
   it("keeps one point a second, bounded by count and age", () => {

@@ -1,17 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FarmStore } from "./store";
 import { HISTORY_KEY } from "./history";
-import { server, totals, update } from "./testdata";
-
-class MemoryStorage {
-  items = new Map<string, string>();
-  getItem(k: string) {
-    return this.items.get(k) ?? null;
-  }
-  setItem(k: string, v: string) {
-    this.items.set(k, v);
-  }
-}
+import { MemoryStorage, server, totals, update } from "./testdata";
 
 describe("FarmStore", () => {
   it("applies updates, batches notifications and persists the history", () => {

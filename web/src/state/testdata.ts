@@ -42,3 +42,14 @@ export function totals(over: Partial<FarmTotals> = {}): FarmTotals {
 export function update(over: Partial<WatchUpdate>): WatchUpdate {
   return { full: false, servers: [], removed: [], totals: null, version: 1, ...over };
 }
+
+/** The part of `Storage` the history uses, kept in memory. */
+export class MemoryStorage {
+  items = new Map<string, string>();
+  getItem(k: string) {
+    return this.items.get(k) ?? null;
+  }
+  setItem(k: string, v: string) {
+    this.items.set(k, v);
+  }
+}
