@@ -233,13 +233,16 @@ fn compose_file(args: &ComposeArgs, image: &str) -> anyhow::Result<String> {
     restart: unless-stopped
     healthcheck:
       test: ["CMD", "/farm", "probe", "127.0.0.1:8000"]
-      interval: 30s
-      timeout: 2s
-      retries: 3
+      interval: {interval}s
+      timeout: {timeout}s
+      retries: {retries}
     depends_on: [controller]
 "#,
             farm_label = docker::LABEL_FARM,
             id_label = docker::LABEL_SERVER_ID,
+            interval = docker::HEALTH_INTERVAL_SECONDS,
+            timeout = docker::HEALTH_TIMEOUT_SECONDS,
+            retries = docker::HEALTH_RETRIES,
             port = u32::from(args.node_base_port) + id,
             cpus = args.docker.cpus,
             memory = args.docker.memory_mb,

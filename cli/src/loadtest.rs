@@ -61,34 +61,38 @@ pub(crate) struct LoadTestArgs {
 
 pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect(&args.controller).await?;
-    let server_ids = match (args.servers, args.server_ids.is_empty()) {
-        (Some(n), _) => {
-            let all = client
-                .list_servers(ListServersRequest::default())
-                .await
-                .map_err(|s| anyhow::anyhow!("the controller refused: {}", s.message()))?
-                .into_inner()
-                .servers;
-            anyhow::ensure!(n >= 1, "--servers must be at least 1");
-            anyhow::ensure!(
-                (n as usize) <= all.len(),
-                "--servers {n}: the farm has {} servers",
-                all.len()
-            );
-            all.iter().take(n as usize).map(|s| s.id).collect()
-        }
-        (None, false) => args.server_ids.clone(),
-        (None, true) => Vec::new(),
-    };
-    let targets = if server_ids.is_empty() {
+    anyhow::ensure!(
+        args.servers.is_none_or(|n| n >= 1),
+        "--servers must be at least 1"
+    );
+    // The farm's servers, listed once, when the targets are its first N or all of it.
+    let listed = if args.servers.is_some() || args.server_ids.is_empty() {
         client
             .list_servers(ListServersRequest::default())
             .await
-            .map(|r| r.into_inner().servers.len() as u64)
-            .unwrap_or(1)
+            .map_err(|s| anyhow::anyhow!("the controller refused: {}", s.message()))?
+            .into_inner()
+            .servers
     } else {
-        server_ids.len() as u64
+        Vec::new()
     };
+    let server_ids: Vec<u32> = match args.servers {
+        Some(n) => {
+            anyhow::ensure!(
+                (n as usize) <= listed.len(),
+                "--servers {n}: the farm has {} servers",
+                listed.len()
+            );
+            listed.iter().take(n as usize).map(|s| s.id).collect()
+        }
+        None => args.server_ids.clone(),
+    };
+    // `--requests` counts per target server, as the seed's load_test.py does.
+    let targets = if server_ids.is_empty() {
+        listed.len()
+    } else {
+        server_ids.len()
+    } as u64;
     let spec = LoadTestSpec {
         server_ids,
         path: args.path.clone(),
@@ -101,14 +105,12 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         ramp_up_seconds: args.ramp,
     };
     let mut stream = client
-        .run_load_test(RunLoadTestRequest {
-            spec: Some(spec.clone()),
-        })
+        .run_load_test(RunLoadTestRequest { spec: Some(spec) })
         .await
         .map_err(|s| anyhow::anyhow!("the controller refused the load test: {}", s.message()))?
         .into_inner();
 
-    let bar = Progress::new(!args.json, &spec);
+    let bar = Progress::new(!args.json);
     let last = loop {
         let message = tokio::select! {
             _ = shutdown_signal() => {
@@ -146,21 +148,13 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
 struct Progress {
     enabled: bool,
     terminal: bool,
-    total: u64,
-    duration: f64,
 }
 
 impl Progress {
-    fn new(enabled: bool, spec: &LoadTestSpec) -> Self {
+    fn new(enabled: bool) -> Self {
         Self {
             enabled,
             terminal: std::io::stderr().is_terminal(),
-            total: spec.total_requests,
-            duration: f64::from(if spec.duration_seconds > 0 {
-                spec.duration_seconds
-            } else {
-                60
-            }),
         }
     }
 
@@ -169,10 +163,17 @@ impl Progress {
             return;
         }
         let Some(r) = &message.result else { return };
-        let done = if self.total > 0 {
-            r.requests as f64 / self.total as f64
+        // The controller reports the spec with its defaults applied.
+        let (total, duration) = r
+            .spec
+            .as_ref()
+            .map_or((0, 0), |s| (s.total_requests, s.duration_seconds));
+        let done = if total > 0 {
+            r.requests as f64 / total as f64
+        } else if duration > 0 {
+            r.elapsed_seconds / f64::from(duration)
         } else {
-            r.elapsed_seconds / self.duration
+            0.0
         }
         .clamp(0.0, 1.0);
         let width = 30;

@@ -46,7 +46,11 @@ impl Coalescer {
     {
         let slot = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            in_flight.entry(key.to_string()).or_default().clone()
+            // Joining a read in flight, the common case under load, allocates nothing.
+            match in_flight.get(key) {
+                Some(slot) => slot.clone(),
+                None => in_flight.entry(key.to_owned()).or_default().clone(),
+            }
         };
         slot.get_or_init(|| async {
             let answer = Box::pin(read()).await.and_then(|value| {

@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/dashboard.rs"));
@@ -118,6 +118,11 @@ async fn serve(source: &Source, request: Request, next: Next) -> Response {
             None => not_built(),
         };
     }
+    // The layer runs after routing: a request an API route matched is never a file, and
+    // must not pay for a lookup (a disk read with `FARM_DASHBOARD_DIR`).
+    if request.extensions().get::<MatchedPath>().is_some() {
+        return next.run(request).await;
+    }
     match source.read(path).await {
         Some(bytes) => file_response(path, bytes),
         None => next.run(request).await,
@@ -201,7 +206,6 @@ cargo build</pre>
 </body></html>
 "#;
     let mut response = Response::new(Body::from(PAGE));
-    *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -216,6 +220,7 @@ cargo build</pre>
 mod tests {
     use super::*;
     use axum::routing::get;
+    use http::StatusCode;
     use http_body::Body as _;
     use tower::ServiceExt;
 

@@ -237,7 +237,7 @@ impl LoadTests {
         let started = tokio::time::Instant::now();
         let run = Arc::new(Run {
             shares: Share::split(plan.total, plan.targets.len()),
-            tally: Mutex::new(Tally::new(&plan)),
+            tally: Mutex::new(Tally::new(&plan, started.into_std())),
             cancel: shutdown.child_token(),
             started,
             deadline: started + plan.duration,

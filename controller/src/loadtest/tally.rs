@@ -103,11 +103,12 @@ fn to_micros(d: Duration) -> u64 {
 }
 
 impl Tally {
-    /// An empty tally for `plan`'s targets: one histogram for the run at three significant
-    /// digits, one per server at two (a thousand targets must not cost a gigabyte).
-    pub(super) fn new(plan: &Plan) -> Self {
+    /// An empty tally for `plan`'s targets, for a run started at `started`: one histogram for
+    /// the run at three significant digits, one per server at two (a thousand targets must not
+    /// cost a gigabyte).
+    pub(super) fn new(plan: &Plan, started: Instant) -> Self {
         Self {
-            started: Instant::now(),
+            started,
             latency: histogram(3),
             uncorrected: histogram(3),
             dropped: 0,

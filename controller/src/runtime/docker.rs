@@ -50,6 +50,14 @@ pub const LABEL_FARM: &str = "io.farm.name";
 pub const LABEL_SERVER_ID: &str = "io.farm.server-id";
 /// The node's port inside every container.
 pub const NODE_PORT: u16 = 8000;
+/// How often a server container's engine health check probes its node, in seconds. Every
+/// probe is a runc exec, costly on a small host with many servers; the controller tracks health
+/// from the samples anyway, so it probes as the seed does. `farm compose` writes the same check.
+pub const HEALTH_INTERVAL_SECONDS: i64 = 30;
+/// How long one probe may take, in seconds.
+pub const HEALTH_TIMEOUT_SECONDS: i64 = 2;
+/// Failed probes in a row before the engine calls the container unhealthy.
+pub const HEALTH_RETRIES: i64 = 3;
 /// Seconds a stopping container gets before the engine kills it.
 const STOP_TIMEOUT_SECONDS: i32 = 2;
 /// How long after an unexpected death a container is started again.
@@ -555,11 +563,9 @@ impl DockerRuntime {
                     "probe".into(),
                     format!("127.0.0.1:{NODE_PORT}"),
                 ]),
-                // Every exec probe is a runc exec, costly on a small host with many servers;
-                // the controller tracks health from the samples anyway, so probe as the seed does.
-                interval: Some(seconds(30)),
-                timeout: Some(seconds(2)),
-                retries: Some(3),
+                interval: Some(seconds(HEALTH_INTERVAL_SECONDS)),
+                timeout: Some(seconds(HEALTH_TIMEOUT_SECONDS)),
+                retries: Some(HEALTH_RETRIES),
                 start_period: Some(seconds(2)),
                 start_interval: None,
             }),
@@ -919,16 +925,14 @@ impl Runtime for DockerRuntime {
         }
         let _one_at_a_time = self.scaling.lock().await;
         let current: Vec<u32> = lock(&self.servers).iter().copied().collect();
-        let Scaled { added, removed } = Scaled::plan(&current, servers)?;
-        if !added.is_empty() {
-            self.start(&added).await.map_err(|e| e.to_string())?;
-            return Ok(Scaled {
-                added,
-                removed: Vec::new(),
-            });
+        // A plan either adds or removes, never both.
+        let scaled = Scaled::plan(&current, servers)?;
+        if !scaled.added.is_empty() {
+            self.start(&scaled.added).await.map_err(|e| e.to_string())?;
+            return Ok(scaled);
         }
         let mut removals = JoinSet::new();
-        for &id in &removed {
+        for &id in &scaled.removed {
             lock(&self.stopping).insert(id);
             let (docker, name) = (self.docker.clone(), self.config.container_name(id));
             removals.spawn(async move {
@@ -946,14 +950,11 @@ impl Runtime for DockerRuntime {
                 return Err(e);
             }
         }
-        for &id in &removed {
+        for &id in &scaled.removed {
             lock(&self.servers).remove(&id);
             self.registry.remove(id);
         }
-        Ok(Scaled {
-            added: Vec::new(),
-            removed,
-        })
+        Ok(scaled)
     }
 
     async fn shutdown(&self) {

@@ -147,18 +147,17 @@ impl Runtime for ProcessRuntime {
     async fn scale(&self, servers: u32) -> Result<Scaled, String> {
         let _one_at_a_time = self.scaling.lock().await;
         let current: Vec<u32> = self.servers().keys().copied().collect();
-        let Scaled { added, removed } = Scaled::plan(&current, servers)?;
-        if !added.is_empty() {
-            self.config.check_ports(added.iter().copied())?;
-            self.start(added.iter().copied())?;
-            return Ok(Scaled {
-                added,
-                removed: Vec::new(),
-            });
+        // A plan either adds or removes, never both.
+        let scaled = Scaled::plan(&current, servers)?;
+        if !scaled.added.is_empty() {
+            self.config.check_ports(scaled.added.iter().copied())?;
+            self.start(scaled.added.iter().copied())?;
+            return Ok(scaled);
         }
         let stopping: Vec<CancellationToken> = {
             let mut running = self.servers();
-            removed
+            scaled
+                .removed
                 .iter()
                 .filter_map(|id| running.remove(id))
                 .map(|server| {
@@ -170,13 +169,10 @@ impl Runtime for ProcessRuntime {
         for stopped in stopping {
             stopped.cancelled().await;
         }
-        for &id in &removed {
+        for &id in &scaled.removed {
             self.registry.remove(id);
         }
-        Ok(Scaled {
-            added: Vec::new(),
-            removed,
-        })
+        Ok(scaled)
     }
 
     async fn shutdown(&self) {
