@@ -76,10 +76,18 @@ impl Histogram {
     }
 }
 
+/// One route's figures.
+#[derive(Debug, Default)]
+struct RouteTally {
+    /// Requests by method and status.
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
+}
+
+/// By route template, so that counting a request to a known route allocates nothing.
 #[derive(Debug, Default)]
 struct Tally {
-    requests: BTreeMap<(String, &'static str, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    routes: BTreeMap<String, RouteTally>,
 }
 
 /// The gateway's own request metrics.
@@ -94,17 +102,12 @@ impl RequestMetrics {
         let Ok(mut tally) = self.tally.lock() else {
             return;
         };
-        *tally
-            .requests
-            .entry((route.to_string(), method, status))
-            .or_default() += 1;
-        if let Some(h) = tally.latency.get_mut(route) {
-            h.observe(elapsed.as_secs_f64());
-        } else {
-            let mut h = Histogram::default();
-            h.observe(elapsed.as_secs_f64());
-            tally.latency.insert(route.to_string(), h);
-        }
+        let figures = match tally.routes.get_mut(route) {
+            Some(figures) => figures,
+            None => tally.routes.entry(route.to_owned()).or_default(),
+        };
+        *figures.requests.entry((method, status)).or_default() += 1;
+        figures.latency.observe(elapsed.as_secs_f64());
     }
 
     fn write(&self, out: &mut String) {
@@ -117,12 +120,14 @@ impl RequestMetrics {
             "counter",
             "HTTP requests the gateway answered, by route template, method and status.",
         );
-        for ((route, method, status), count) in &tally.requests {
-            let _ = writeln!(
-                out,
-                "farm_gateway_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {count}",
-                escape(route)
-            );
+        for (route, figures) in &tally.routes {
+            for ((method, status), count) in &figures.requests {
+                let _ = writeln!(
+                    out,
+                    "farm_gateway_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {count}",
+                    escape(route)
+                );
+            }
         }
         family(
             out,
@@ -130,7 +135,7 @@ impl RequestMetrics {
             "histogram",
             "Time from a request's arrival to its response headers, by route template.",
         );
-        for (route, h) in &tally.latency {
+        for (route, RouteTally { latency: h, .. }) in &tally.routes {
             let route = escape(route);
             for (bound, count) in BUCKETS.iter().zip(h.buckets) {
                 let _ = writeln!(

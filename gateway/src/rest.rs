@@ -469,8 +469,9 @@ async fn fallback(State(state): State<AppState>, request: Request) -> Response {
 /// Responses that already are JSON, or gRPC, pass untouched; headers such as `Allow` are
 /// kept.
 async fn json_errors(request: Request, next: Next) -> Response {
+    // Kept for the message of an error; both clones share their bytes with the request.
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -487,9 +488,12 @@ async fn json_errors(request: Request, next: Next) -> Response {
     }
     let message = match status {
         StatusCode::METHOD_NOT_ALLOWED => {
-            format!("{method} is not allowed on {path} (the Allow header lists what is)")
+            format!(
+                "{method} is not allowed on {} (the Allow header lists what is)",
+                uri.path()
+            )
         }
-        StatusCode::NOT_FOUND => format!("no route {method} {path}; see /docs for the API"),
+        StatusCode::NOT_FOUND => format!("no route {method} {}; see /docs for the API", uri.path()),
         other => other
             .canonical_reason()
             .unwrap_or("request failed")
