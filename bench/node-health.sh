@@ -32,6 +32,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 
 die() { echo "node-health: $*" >&2; exit 1; }
+source "$ROOT/scripts/lib/nginx.sh"
 
 [[ -x $FARM_BIN ]] || die "$FARM_BIN not found; build it first: cargo build --release -p farm"
 for tool in wrk nginx taskset curl; do
@@ -75,34 +76,9 @@ taskset -c "$SERVER_CORE" "$FARM_BIN" node --id 1 --listen "127.0.0.1:$NODE_PORT
     >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 
-# --- nginx, from a config of our own: no root paths, no daemon, one worker
-mkdir -p "$WORK/nginx/tmp"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/tmp/body;
-    proxy_temp_path $WORK/nginx/tmp/proxy;
-    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-    scgi_temp_path $WORK/nginx/tmp/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 60s;
-    default_type application/json;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / { return 200 '{"status":"healthy","server_id":1}'; }
-    }
-}
-EOF
-taskset -c "$SERVER_CORE" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" \
-    >"$WORK/nginx/stdout.log" 2>&1 &
-NGINX_PID=$!
+# --- nginx, answering the same JSON
+write_nginx_conf "$WORK/nginx" "$NGINX_PORT" "return 200 '{\"status\":\"healthy\",\"server_id\":1}';"
+start_nginx "$WORK/nginx" taskset -c "$SERVER_CORE"
 
 NODE_URL="http://127.0.0.1:$NODE_PORT/health"
 NGINX_URL="http://127.0.0.1:$NGINX_PORT/health"

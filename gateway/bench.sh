@@ -4,6 +4,10 @@
 # by side in one run (gateway/examples/bench.rs). Prints a markdown table and whether the
 # targets (REST p99 <= 5 ms; gateway adds <= 1 ms at p50) were met.
 #
+# With nginx installed (apt-get install -y nginx-light), a third phase fetches the same JSON,
+# saved from the gateway, as a static file from nginx (one worker, sendfile): the floor that
+# this machine, with this load generator and these bytes, allows any HTTP server.
+#
 #   gateway/bench.sh                      # SERVERS=50 CLIENTS=64 BENCH_SECONDS=10 by default
 #   SKIP_BUILD=1 gateway/bench.sh         # reuse the release binaries already built
 set -euo pipefail
@@ -28,6 +32,24 @@ RUST_LOG=warn start_farm "$FARM_BIN" --servers "$SERVERS" \
   --node-base-port "$NODE_BASE"
 grep "healthy in" "$FARM_LOG"
 
+STATIC=()
+if command -v nginx >/dev/null; then
+  source scripts/lib/nginx.sh
+  read -r NGINX_PORT _ < <(free_ports 1)
+  mkdir -p "$FARM_WORK/nginx/www"
+  curl -fsS "http://127.0.0.1:$GATEWAY/api/servers" >"$FARM_WORK/nginx/www/servers.json"
+  write_nginx_conf "$FARM_WORK/nginx" "$NGINX_PORT" "root $FARM_WORK/nginx/www;"
+  # nginx's workers drop root's rights: they must be able to read the file.
+  chmod a+x "$FARM_WORK" && chmod -R a+rX "$FARM_WORK/nginx/www"
+  start_nginx "$FARM_WORK/nginx"
+  trap 'kill "$NGINX_PID" 2>/dev/null || true; stop_farm' EXIT
+  STATIC=(--static-url "http://127.0.0.1:$NGINX_PORT/servers.json")
+  for _ in $(seq 50); do curl -fsS -o /dev/null "${STATIC[1]}" 2>/dev/null && break; sleep 0.1; done
+  curl -fsS -o /dev/null "${STATIC[1]}" || { cat "$FARM_WORK/nginx/error.log" >&2; exit 1; }
+else
+  echo "nginx is not installed: no static-file reference phase (apt-get install -y nginx-light)"
+fi
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 "$BENCH_BIN" --gateway "http://127.0.0.1:$GATEWAY" --controller "http://127.0.0.1:$CONTROLLER" \
-  --clients "$CLIENTS" --seconds "$SECONDS_PER_PHASE"
+  --clients "$CLIENTS" --seconds "$SECONDS_PER_PHASE" "${STATIC[@]}"
