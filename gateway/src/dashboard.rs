@@ -19,10 +19,9 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, header};
 
@@ -86,22 +85,14 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
         .then(|| relative.to_path_buf())
 }
 
-/// Wraps `router` so that browsers get the dashboard at `/` and its files at their paths;
-/// every other request reaches `router` untouched.
-pub fn mount(router: Router) -> Router {
-    mount_from(router, Source::from_env())
-}
-
-/// [`mount`] with the files from `source`.
-pub fn mount_from(router: Router, source: Source) -> Router {
-    let source = Arc::new(source);
-    router.layer(middleware::from_fn(move |request: Request, next: Next| {
-        let source = Arc::clone(&source);
-        async move { serve(&source, request, next).await }
-    }))
-}
-
-async fn serve(source: &Source, request: Request, next: Next) -> Response {
+/// The middleware that gives browsers the dashboard at `/` and its files at their paths, from
+/// `source`; every other request passes untouched. [`crate::router`] puts it around the
+/// routes, after routing.
+pub(crate) async fn serve(
+    State(source): State<Arc<Source>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method();
     if !(method == Method::GET || method == Method::HEAD)
         || crate::grpc_web::is_grpc_web(request.headers())
@@ -219,6 +210,7 @@ cargo build</pre>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
     use axum::routing::get;
     use http::StatusCode;
     use http_body::Body as _;
@@ -237,7 +229,10 @@ mod tests {
                 get(|| async { axum::Json(serde_json::json!({"name": "farm"})) }),
             )
             .fallback(|| async { (StatusCode::NOT_FOUND, "no route") });
-        mount_from(inner, source)
+        inner.layer(axum::middleware::from_fn_with_state(
+            Arc::new(source),
+            serve,
+        ))
     }
 
     async fn call(app: &Router, method: Method, path: &str, accept: Option<&str>) -> Response {

@@ -14,8 +14,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`serve`] / [`router`]: the entry points; `router(state)` is the whole app, so tests
-//!   drive it with real HTTP on port 0 or in-process.
+//! - [`serve`] / [`router`]: the entry points; `router(state)` is the whole app, routes and
+//!   layers, so tests drive it with real HTTP on port 0 or in-process.
 //! - [`config`]: the settings, validated before anything binds.
 //! - [`controller`]: the lazily connected channel and the one helper that bounds every call
 //!   with a deadline.
@@ -48,10 +48,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::{Config, ConfigError, CorsOrigins};
 pub use error::ApiError;
@@ -125,10 +130,25 @@ impl AppState {
 }
 
 /// The whole gateway as one axum [`Router`]: REST routes, `/openapi.json`, `/docs`,
-/// `/metrics`, grpc-web, and the layers around them (CORS, body limit, JSON errors,
-/// request metrics).
+/// `/metrics`, grpc-web, the dashboard, and the layers around them (CORS, panics, body
+/// limit, JSON errors, request metrics).
 pub fn router(state: AppState) -> Router {
-    dashboard::mount(rest::router(state))
+    let dashboard = Arc::new(dashboard::Source::from_env());
+    let cors = grpc_web::cors(&state.config().cors_origins);
+    // `Router::layer` wraps every route and the fallback, after routing, so the edge sees
+    // the matched route. The layers go on in one call, as one stack: each call would box
+    // every route again, and every request would pay for each box.
+    rest::routes(state.clone()).layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(dashboard, dashboard::serve))
+            .layer(cors)
+            .layer(CatchPanicLayer::custom(|_panic| {
+                tracing::error!("A gateway handler panicked.");
+                ApiError::Internal.into_response()
+            }))
+            .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
+            .layer(middleware::from_fn_with_state(state, rest::edge)),
+    )
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled; in-flight requests then

@@ -16,13 +16,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aide::OperationOutput;
 use aide::generate::GenContext;
 use aide::openapi::{MediaType, Operation, Response as ApiResponse};
 use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use farm_proto::v1 as pb;
 use http::{Method, header};
@@ -162,7 +161,8 @@ impl RequestMetrics {
     }
 }
 
-fn method_label(method: &Method) -> &'static str {
+/// The `method` label: one of the methods the API uses, or `other`.
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -175,31 +175,33 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The route label of a request: its route template, its grpc-web method, or `unmatched`.
-fn route_label(request: &Request) -> String {
-    if let Some(path) = request.extensions().get::<MatchedPath>() {
-        return path.as_str().to_string();
-    }
-    let path = request.uri().path();
-    match path.strip_prefix(FARM_SERVICE_PREFIX) {
-        Some(method) if GRPC_METHODS.contains(&method) => path.to_string(),
-        _ => "unmatched".into(),
-    }
+/// The `route` label of a request: its route template, its grpc-web method, or `unmatched`.
+/// Taken before the request is handled; a template is shared with the router, not copied.
+pub(crate) enum RouteLabel {
+    Template(MatchedPath),
+    GrpcWeb(String),
+    Unmatched,
 }
 
-/// Middleware: counts every request and times it to its response headers.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = route_label(&request);
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state.metrics().record(
-        &route,
-        method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+impl RouteLabel {
+    pub(crate) fn of(request: &Request) -> Self {
+        if let Some(path) = request.extensions().get::<MatchedPath>() {
+            return Self::Template(path.clone());
+        }
+        let path = request.uri().path();
+        match path.strip_prefix(FARM_SERVICE_PREFIX) {
+            Some(method) if GRPC_METHODS.contains(&method) => Self::GrpcWeb(path.to_string()),
+            _ => Self::Unmatched,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Template(path) => path.as_str(),
+            Self::GrpcWeb(path) => path,
+            Self::Unmatched => "unmatched",
+        }
+    }
 }
 
 /// A Prometheus text exposition.

@@ -1,5 +1,6 @@
-//! The seed's REST table, one handler per route, each a translation of one controller RPC,
-//! and the router that puts them together with the docs, metrics, grpc-web and the layers.
+//! The seed's REST table, one handler per route, each a translation of one controller RPC;
+//! the router that puts them together with the docs, metrics and grpc-web; and the edge
+//! middleware that counts every request and makes every error JSON.
 //!
 //! | route | RPC |
 //! |---|---|
@@ -20,24 +21,22 @@
 //! bound plus that timeout for calls that carry one (a health probe's `timeout_ms`, a load
 //! test's duration, a broadcast's `timeout_ms`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aide::axum::routing::{get_with, post_with};
 use aide::axum::{ApiRouter, IntoApiResponse};
 use aide::openapi::OpenApi;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use farm_proto::v1 as pb;
-use http::{HeaderValue, StatusCode, header};
-use tower_http::catch_panic::CatchPanicLayer;
+use http::{HeaderValue, Method, StatusCode, Uri, header};
 
 use crate::AppState;
 use crate::coalesce::SharedJson;
-use crate::config::MAX_BODY_BYTES;
 use crate::controller::within;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -60,8 +59,9 @@ const SIMULATE_GRACE: Duration = Duration::from_secs(5);
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
-/// The whole app; see [`crate::router`].
-pub fn router(state: AppState) -> Router {
+/// Every route, the docs, grpc-web and the fallback, with their state; [`crate::router`]
+/// puts the layers around them.
+pub(crate) fn routes(state: AppState) -> Router {
     aide::generate::extract_schemas(true);
     let mut api = OpenApi::default();
     let app = api_routes().finish_api_with(&mut api, docs::describe);
@@ -89,19 +89,6 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .fallback(fallback)
-    // Router::layer wraps every route and the fallback, after routing: `track` sees the
-    // matched route, `json_errors` every response a route produced.
-    .layer(middleware::from_fn(json_errors))
-    .layer(middleware::from_fn_with_state(
-        state.clone(),
-        metrics::track,
-    ))
-    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .layer(CatchPanicLayer::custom(|_panic| {
-        tracing::error!("A gateway handler panicked.");
-        ApiError::Internal.into_response()
-    }))
-    .layer(crate::grpc_web::cors(&state.config().cors_origins))
     .with_state(state)
 }
 
@@ -240,7 +227,7 @@ async fn list_servers(
         .map_or(pb::ServerStatus::Unspecified, pb::ServerStatus::from);
     // The hottest read of dashboards and pollers: identical concurrent requests share one
     // controller call and one encoding.
-    let key = format!("servers?status={}", status as i32);
+    let key = status.as_str_name();
     let read = || async {
         let mut client = state.controller().client();
         let response = within(
@@ -259,7 +246,7 @@ async fn list_servers(
                 .collect(),
         })
     };
-    let json = state.reads().json(&key, read).await?;
+    let json = state.reads().json(key, read).await?;
     Ok(SharedJson(json, std::marker::PhantomData))
 }
 
@@ -464,15 +451,31 @@ async fn fallback(State(state): State<AppState>, request: Request) -> Response {
     .into_response()
 }
 
+/// The middleware around every route and the fallback, after routing: it counts and times
+/// each request by its route ([`metrics::RequestMetrics`]) and makes every 4xx and 5xx a JSON
+/// error ([`json_errors`]). One middleware for both: each one costs every request a boxed
+/// future and a cloned service.
+pub(crate) async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = metrics::RouteLabel::of(&request);
+    // Kept for the message of an error; both clones share their bytes with the request.
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let started = Instant::now();
+    let response = json_errors(&method, &uri, next.run(request).await);
+    state.metrics().record(
+        route.as_str(),
+        metrics::method_label(&method),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
 /// The safety net that makes every 4xx and 5xx a JSON error, whoever produced it (axum's
 /// own 405 for a known route with another method, a grpc-web request that is not a POST).
 /// Responses that already are JSON, or gRPC, pass untouched; headers such as `Allow` are
 /// kept.
-async fn json_errors(request: Request, next: Next) -> Response {
-    // Kept for the message of an error; both clones share their bytes with the request.
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let response = next.run(request).await;
+fn json_errors(method: &Method, uri: &Uri, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
