@@ -487,6 +487,12 @@ async fn cors_is_open_by_default_and_exposes_grpc_status() {
         exposed.contains("grpc-status") && exposed.contains("grpc-message"),
         "{exposed}"
     );
+
+    // Not a browser: no CORS headers, and a Vary that keeps caches from mixing the two.
+    let plain = http("GET", &format!("{base}/api/servers"), &[], b"").await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("access-control-allow-origin"), "");
+    assert_eq!(plain.header("vary"), "origin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,21 +15,18 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use http::header::{self, HeaderName};
+use http::header;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body::Frame;
 use tonic::Code;
 use tonic_web::GrpcWebLayer;
 use tower::{Layer, ServiceExt};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::AppState;
-use crate::config::CorsOrigins;
 
 /// The path prefix of the one service exposed over grpc-web.
 pub const FARM_SERVICE_PREFIX: &str = "/farm.v1.FarmService/";
@@ -200,34 +197,6 @@ impl http_body::Body for EndWithStatus {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// CORS as the seed has it (any origin by default), plus what grpc-web in a browser needs:
-/// its request headers allowed, and the gRPC status headers exposed so JavaScript can read
-/// a trailers-only error.
-pub fn cors(origins: &CorsOrigins) -> CorsLayer {
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-grpc-web"),
-            HeaderName::from_static("x-user-agent"),
-            HeaderName::from_static("grpc-timeout"),
-            HeaderName::from_static("connect-protocol-version"),
-            HeaderName::from_static("traceparent"),
-        ])
-        .expose_headers([
-            HeaderName::from_static("grpc-status"),
-            HeaderName::from_static("grpc-message"),
-            HeaderName::from_static("grpc-status-details-bin"),
-        ])
-        .max_age(Duration::from_secs(3600));
-    match origins {
-        CorsOrigins::Any => layer.allow_origin(AllowOrigin::any()),
-        CorsOrigins::List(list) => layer.allow_origin(AllowOrigin::list(list.iter().cloned())),
     }
 }
 

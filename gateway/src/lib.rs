@@ -27,6 +27,7 @@
 //! - [`docs`]: the OpenAPI 3.1 document generated from the code (aide + schemars) and the
 //!   offline Swagger UI at `/docs` (its JavaScript is compiled into the binary).
 //! - [`grpc_web`]: grpc-web for `farm.v1.FarmService`, proxied message by message.
+//! - [`cors`]: CORS for browsers, configurable, skipped for requests without an `Origin`.
 //! - [`dashboard`]: the built web dashboard at `/` for browsers (embedded at build time, or
 //!   read from `FARM_DASHBOARD_DIR`).
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the gateway's own
@@ -35,6 +36,7 @@
 mod coalesce;
 pub mod config;
 pub mod controller;
+pub mod cors;
 pub mod dashboard;
 pub mod docs;
 pub mod error;
@@ -134,7 +136,7 @@ impl AppState {
 /// limit, JSON errors, request metrics).
 pub fn router(state: AppState) -> Router {
     let dashboard = Arc::new(dashboard::Source::from_env());
-    let cors = grpc_web::cors(&state.config().cors_origins);
+    let cors = cors::layer(&state.config().cors_origins);
     // `Router::layer` wraps every route and the fallback, after routing, so the edge sees
     // the matched route. The layers go on in one call, as one stack: each call would box
     // every route again, and every request would pay for each box.
