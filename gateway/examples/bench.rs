@@ -5,8 +5,10 @@
 //!
 //! Closed loop: each of `--clients` tasks sends its next request when the previous one is
 //! answered, for `--seconds` per phase after a warm-up. HTTP goes over HTTP/1.1 keep-alive
-//! connections (one per client, as browsers and load testers do); gRPC goes over one HTTP/2
-//! channel, as the gateway itself talks to the controller. Latencies go into HDR histograms.
+//! connections (one per client, as browsers and load testers do) with the load-test engine's
+//! client; gRPC goes over one HTTP/2 channel, as the gateway itself talks to the controller.
+//! Latencies go into HDR histograms. Each phase checks every answer's status, and reads one
+//! answer in full afterwards to report how many servers it lists.
 //!
 //! ```text
 //! cargo run --release -p farm-gateway --example bench -- \
@@ -18,11 +20,11 @@
 
 use std::time::{Duration, Instant};
 
+use farm_controller::loadtest::http1::{Connection, EncodedRequest};
+use farm_node::client::NodeClient;
 use farm_proto::v1::ListServersRequest;
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 struct Args {
@@ -59,125 +61,109 @@ fn args() -> Args {
     args
 }
 
-/// One client of a phase: its own connection (HTTP) or a handle on the shared channel (gRPC).
-enum Client {
-    Http(HttpGet),
+/// What a phase loads: the controller's gRPC API, or one URL over HTTP/1.1.
+enum Target {
     Grpc(FarmServiceClient<Channel>),
+    Http {
+        address: String,
+        path: String,
+        request: EncodedRequest,
+    },
 }
 
-impl Client {
-    /// One request; how many servers the answer listed, or None on an error.
-    async fn call(&mut self) -> Option<usize> {
-        match self {
-            Client::Http(get) => get.call().await,
-            Client::Grpc(client) => {
-                let response = client
-                    .list_servers(ListServersRequest::default())
-                    .await
-                    .ok()?;
-                Some(response.into_inner().servers.len())
-            }
-        }
-    }
-}
-
-/// A keep-alive HTTP/1.1 GET of one URL, as lean as wrk's: the request is encoded once, the
-/// answer is read into a buffer the client keeps, framed by its `Content-Length`. The load
-/// generator shares the machine with what it measures, so it must cost as little as it can:
-/// a general-purpose client (hyper's) took a third more CPU per request and showed in the
-/// latencies it measured.
-struct HttpGet {
-    address: String,
-    request: Vec<u8>,
-    stream: Option<TcpStream>,
-    buffer: Vec<u8>,
-}
-
-/// Longest response head the client accepts.
-const MAX_HEAD: usize = 16 * 1024;
-
-impl HttpGet {
-    fn new(url: &str) -> Self {
+impl Target {
+    fn http(url: &str) -> Self {
         let rest = url.strip_prefix("http://").expect("an http:// URL");
         let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let path = if path.is_empty() { "/" } else { path };
-        Self {
+        Target::Http {
+            request: EncodedRequest::new(&http::Method::GET, path, address),
             address: address.to_string(),
-            request: format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").into_bytes(),
-            stream: None,
-            buffer: Vec::with_capacity(64 * 1024),
+            path: path.to_string(),
         }
     }
 
-    async fn call(&mut self) -> Option<usize> {
-        let answer = self.exchange().await;
-        if answer.is_none() {
-            // A broken or closed connection is replaced by the next request.
-            self.stream = None;
+    fn client(&self) -> Client {
+        match self {
+            Target::Grpc(client) => Client::Grpc(client.clone()),
+            Target::Http {
+                address, request, ..
+            } => Client::Http {
+                address: address.clone(),
+                request: request.clone(),
+                connection: None,
+            },
         }
-        answer
     }
 
-    async fn exchange(&mut self) -> Option<usize> {
-        if self.stream.is_none() {
-            let stream = TcpStream::connect(&self.address).await.ok()?;
-            stream.set_nodelay(true).ok()?;
-            self.stream = Some(stream);
-            self.buffer.clear();
-        }
-        let stream = self.stream.as_mut()?;
-        stream.write_all(&self.request).await.ok()?;
-        let (head, length, closing) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.buffer).ok()? {
-                httparse::Status::Complete(head) => {
-                    if response.code != Some(200) {
-                        return None;
-                    }
-                    let header = |name: &str| {
-                        let found = response
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case(name));
-                        found.and_then(|h| std::str::from_utf8(h.value).ok())
-                    };
-                    let length: usize = header("content-length")?.trim().parse().ok()?;
-                    // Servers retire a keep-alive connection now and then (nginx after 1000
-                    // requests by default); the next request opens a new one.
-                    let closing = header("connection")
-                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("close"));
-                    break (head, length, closing);
-                }
-                httparse::Status::Partial if self.buffer.len() < MAX_HEAD => {
-                    read_some(stream, &mut self.buffer).await?;
-                }
-                httparse::Status::Partial => return None,
+    /// How many servers one answer lists, read in full once: the phase's own requests
+    /// check the status only, as a load generator does.
+    async fn servers_listed(&self) -> usize {
+        match self {
+            Target::Grpc(client) => client
+                .clone()
+                .list_servers(ListServersRequest::default())
+                .await
+                .map_or(0, |r| r.into_inner().servers.len()),
+            Target::Http { address, path, .. } => {
+                let reply = NodeClient::new()
+                    .request(
+                        http::Method::GET,
+                        address,
+                        path,
+                        None,
+                        Duration::from_secs(5),
+                        16 * 1024 * 1024,
+                    )
+                    .await;
+                // Every server in the JSON has one `"node_address"`.
+                reply.map_or(0, |r| {
+                    memchr::memmem::find_iter(&r.body, b"\"node_address\"").count()
+                })
             }
-        };
-        while self.buffer.len() < head + length {
-            read_some(stream, &mut self.buffer).await?;
         }
-        // Count the servers without a JSON parser: every server has one `"node_address"`.
-        let servers =
-            memchr::memmem::find_iter(&self.buffer[head..head + length], b"\"node_address\"")
-                .count();
-        self.buffer.drain(..head + length);
-        if closing {
-            self.stream = None;
-        }
-        Some(servers)
     }
 }
 
-/// Appends what the socket has to `buffer`; None when it closed or failed.
-async fn read_some(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<()> {
-    if buffer.capacity() - buffer.len() < 16 * 1024 {
-        buffer.reserve(64 * 1024);
-    }
-    match stream.read_buf(buffer).await {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(()),
+/// One client of a phase: a handle on the shared gRPC channel, or an HTTP/1.1 keep-alive
+/// connection of its own from the load-test engine ([`farm_controller::loadtest::http1`]),
+/// which is as lean as wrk: the load generator shares the machine with what it measures.
+enum Client {
+    Grpc(FarmServiceClient<Channel>),
+    Http {
+        address: String,
+        request: EncodedRequest,
+        connection: Option<Box<Connection>>,
+    },
+}
+
+impl Client {
+    /// One request; whether it was answered (200, for HTTP).
+    async fn call(&mut self) -> bool {
+        match self {
+            Client::Grpc(client) => client
+                .list_servers(ListServersRequest::default())
+                .await
+                .is_ok(),
+            Client::Http {
+                address,
+                request,
+                connection,
+            } => {
+                let open = match connection.take() {
+                    Some(open) => open,
+                    None => match Connection::open(address).await {
+                        Ok(open) => open,
+                        Err(_) => return false,
+                    },
+                };
+                // A connection that cannot carry the next request is not given back; the
+                // next call opens a new one.
+                let (outcome, reusable) = open.exchange(request).await;
+                *connection = reusable;
+                outcome == Ok(200)
+            }
+        }
     }
 }
 
@@ -194,33 +180,31 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-/// Runs one closed-loop task per client that `new_client` makes, for `duration`.
+/// Runs one closed-loop task per client of `target`, `clients` of them, for `duration`.
 async fn closed_loop(
     name: &'static str,
     clients: usize,
     duration: Duration,
-    new_client: impl Fn() -> Client,
+    target: &Target,
 ) -> Phase {
     let started = Instant::now();
     let until = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let mut client = new_client();
+        let mut client = target.client();
         tasks.spawn(async move {
             let mut latency = histogram();
-            let (mut errors, mut servers) = (0, 0);
+            let mut errors = 0;
             while Instant::now() < until {
                 let sent = Instant::now();
-                match client.call().await {
-                    Some(n) => {
-                        servers = n;
-                        let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        latency.saturating_record(us.max(1));
-                    }
-                    None => errors += 1,
+                if client.call().await {
+                    let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    latency.saturating_record(us.max(1));
+                } else {
+                    errors += 1;
                 }
             }
-            (latency, errors, servers)
+            (latency, errors)
         });
     }
     let mut phase = Phase {
@@ -231,12 +215,12 @@ async fn closed_loop(
         servers: 0,
     };
     while let Some(done) = tasks.join_next().await {
-        let (latency, errors, servers) = done.expect("a client task");
+        let (latency, errors) = done.expect("a client task");
         phase.latency.add(&latency).expect("same bounds");
         phase.errors += errors;
-        phase.servers = phase.servers.max(servers);
     }
     phase.elapsed = started.elapsed();
+    phase.servers = target.servers_listed().await;
     phase
 }
 
@@ -261,25 +245,23 @@ async fn run(args: Args) {
         .connect()
         .await
         .expect("the controller answers");
-    let grpc = FarmServiceClient::new(channel);
-    let rest_url = format!("{}/api/servers", args.gateway);
+    let grpc = Target::Grpc(FarmServiceClient::new(channel));
+    let rest = Target::http(&format!("{}/api/servers", args.gateway));
 
     let warmup = Duration::from_secs(args.warmup);
     let measure = Duration::from_secs(args.seconds);
     let mut phases = Vec::new();
-    let grpc_client = || Client::Grpc(grpc.clone());
-    closed_loop("warm-up gRPC", args.clients, warmup, grpc_client).await;
+    closed_loop("warm-up gRPC", args.clients, warmup, &grpc).await;
     let name = "gRPC ListServers (direct)";
-    phases.push(closed_loop(name, args.clients, measure, grpc_client).await);
-    let rest_client = || Client::Http(HttpGet::new(&rest_url));
-    closed_loop("warm-up REST", args.clients, warmup, rest_client).await;
+    phases.push(closed_loop(name, args.clients, measure, &grpc).await);
+    closed_loop("warm-up REST", args.clients, warmup, &rest).await;
     let name = "REST GET /api/servers";
-    phases.push(closed_loop(name, args.clients, measure, rest_client).await);
+    phases.push(closed_loop(name, args.clients, measure, &rest).await);
     if let Some(url) = &args.static_url {
-        let static_client = || Client::Http(HttpGet::new(url));
-        closed_loop("warm-up static", args.clients, warmup, static_client).await;
+        let reference = Target::http(url);
+        closed_loop("warm-up static", args.clients, warmup, &reference).await;
         let name = "the same JSON as a static file (reference)";
-        phases.push(closed_loop(name, args.clients, measure, static_client).await);
+        phases.push(closed_loop(name, args.clients, measure, &reference).await);
     }
 
     println!(

@@ -5,8 +5,9 @@
 //! It is this small on purpose, the way wrk's is: a load generator that spends more per
 //! request than the server it measures reports its own limits. hyper's client costs several
 //! times as much per request (a dispatch channel, a header map each way, body frames), which
-//! held the engine well under wrk on the same core. Everything else in the farm talks to
-//! nodes through `farm_node::client`.
+//! held the engine well under wrk on the same core. The gateway's benchmark
+//! (`gateway/examples/bench.rs`) loads the gateway with it for the same reason. Everything
+//! else in the farm talks to nodes through `farm_node::client`.
 //!
 //! What it understands of an answer: the status line and headers (httparse), a body framed
 //! by `Content-Length`, by `Transfer-Encoding: chunked` (extensions and trailers skipped), or
@@ -17,7 +18,7 @@ use httparse::Status;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::tally::Outcome;
+pub use super::tally::Outcome;
 
 /// Largest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -28,7 +29,7 @@ const BUFFER: usize = 16 * 1024;
 
 /// A request, encoded once for every time it is sent.
 #[derive(Debug, Clone)]
-pub(super) struct EncodedRequest {
+pub struct EncodedRequest {
     bytes: Vec<u8>,
     head: bool,
 }
@@ -36,7 +37,7 @@ pub(super) struct EncodedRequest {
 impl EncodedRequest {
     /// `method path` to `host`, with no body. `path` must already be a valid request target
     /// and `host` a valid header value.
-    pub(super) fn new(method: &http::Method, path: &str, host: &str) -> Self {
+    pub fn new(method: &http::Method, path: &str, host: &str) -> Self {
         let mut text =
             format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: farm-load-test\r\n");
         if matches!(*method, http::Method::POST | http::Method::PUT) {
@@ -59,7 +60,7 @@ enum Framing {
 }
 
 /// A keep-alive HTTP/1.1 connection and its read buffer.
-pub(super) struct Connection<S = TcpStream> {
+pub struct Connection<S = TcpStream> {
     stream: S,
     buffer: Vec<u8>,
     /// The unread bytes are `buffer[start..end]`.
@@ -68,7 +69,8 @@ pub(super) struct Connection<S = TcpStream> {
 }
 
 impl Connection {
-    pub(super) async fn open(address: &str) -> Result<Box<Self>, &'static str> {
+    /// A connection to `address` (`host:port`), or the kind of failure (`connect`).
+    pub async fn open(address: &str) -> Result<Box<Self>, &'static str> {
         let stream = TcpStream::connect(address).await.map_err(|_| "connect")?;
         // Requests are written in one go; Nagle's algorithm would only delay them.
         let _ = stream.set_nodelay(true);
@@ -88,7 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Sends `request` and reads the whole answer. The connection comes back when it can
     /// carry the next request; dropping the future mid-way drops the connection.
-    pub(super) async fn exchange(
+    pub async fn exchange(
         mut self: Box<Self>,
         request: &EncodedRequest,
     ) -> (Outcome, Option<Box<Self>>) {

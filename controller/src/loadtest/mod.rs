@@ -16,7 +16,7 @@
 //! the figures (HDR histograms, microseconds from 1 µs to 60 s). Progress is reported about
 //! once a second; finished runs are kept, the last [`KEPT_RUNS`], to be fetched by id.
 
-mod http1;
+pub mod http1;
 mod tally;
 mod worker;
 
@@ -237,7 +237,7 @@ impl LoadTests {
         let started = tokio::time::Instant::now();
         let run = Arc::new(Run {
             shares: Share::split(plan.total, plan.targets.len()),
-            tally: Mutex::new(Tally::new(&plan, started.into_std())),
+            tally: Mutex::new(Tally::new(&plan)),
             cancel: shutdown.child_token(),
             started,
             deadline: started + plan.duration,
@@ -291,7 +291,7 @@ impl LoadTests {
                         let progress = RunLoadTestResponse {
                             run_id: run_id.clone(),
                             done: false,
-                            result: Some(lock(&run.tally).result(&plan)),
+                            result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
                             stopped_reason: String::new(),
                         };
                         // A slow reader skips a progress report rather than stalling the run.
@@ -309,7 +309,7 @@ impl LoadTests {
             let last = RunLoadTestResponse {
                 run_id: run_id.clone(),
                 done: true,
-                result: Some(lock(&run.tally).result(&plan)),
+                result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
                 stopped_reason,
             };
             tracing::info!(%run_id, requests = last.result.as_ref().map_or(0, |r| r.requests), "Load test finished.");
