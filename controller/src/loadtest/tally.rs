@@ -17,7 +17,7 @@ const MAX_TRACKED_US: u64 = 60_000_000;
 
 /// How one request ended: the HTTP status, or the kind of failure (`connect`, `timeout`,
 /// `io`).
-pub(super) type Outcome = Result<u16, &'static str>;
+pub type Outcome = Result<u16, &'static str>;
 
 /// One request, as a worker saw it.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +69,6 @@ impl Batch {
 
 /// What a run has measured so far.
 pub(super) struct Tally {
-    started: Instant,
     /// Latency from when each request was due (open model) or sent (closed model).
     latency: Histogram<u64>,
     /// Open model: latency from when each request was actually sent.
@@ -103,12 +102,10 @@ fn to_micros(d: Duration) -> u64 {
 }
 
 impl Tally {
-    /// An empty tally for `plan`'s targets, for a run started at `started`: one histogram for
-    /// the run at three significant digits, one per server at two (a thousand targets must not
-    /// cost a gigabyte).
-    pub(super) fn new(plan: &Plan, started: Instant) -> Self {
+    /// An empty tally for `plan`'s targets: one histogram for the run at three significant
+    /// digits, one per server at two (a thousand targets must not cost a gigabyte).
+    pub(super) fn new(plan: &Plan) -> Self {
         Self {
-            started,
             latency: histogram(3),
             uncorrected: histogram(3),
             dropped: 0,
@@ -159,9 +156,9 @@ impl Tally {
         }
     }
 
-    /// The figures so far.
-    pub(super) fn result(&self, plan: &Plan) -> LoadTestResult {
-        let elapsed = self.started.elapsed().as_secs_f64();
+    /// The figures so far, `elapsed` into the run.
+    pub(super) fn result(&self, plan: &Plan, elapsed: Duration) -> LoadTestResult {
+        let elapsed = elapsed.as_secs_f64();
         let open_rate = match plan.model {
             Model::Open { rate } => Some(rate),
             Model::Closed => None,
