@@ -7,7 +7,6 @@ import { useNow, useSnapshot, useToast } from "./context";
 import { ago, bytes, duration, ms, pct, rate } from "./format";
 import { ActionButtons } from "./ActionButtons";
 import { IconClose } from "./icons";
-import { capital, describeAction, serverAction, type ActionName } from "../api/actions";
 import { errorText, farmClient } from "../api/client";
 import { AgentEventKind, type AgentEvent, type MetricsSample } from "../gen/farm/v1/agent_pb";
 
@@ -55,12 +54,10 @@ const EVENT_TONE: Record<number, string> = {
 export function ServerDetail({ id, close }: { id: number; close: () => void }) {
   const { farm } = useSnapshot();
   const server = farm.servers.get(id);
-  const toast = useToast();
   const now = useNow(1000);
   const [points, setPoints] = useState<Point[]>([]);
   const [events, setEvents] = useState<AgentEvent[]>([]);
   const [loadError, setLoadError] = useState<string | null>(null);
-  const [busy, setBusy] = useState<string | null>(null);
   const panel = useRef<HTMLDivElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
 
@@ -136,18 +133,6 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
     [points],
   );
 
-  const act = async (action: ActionName) => {
-    setBusy(action);
-    try {
-      const s = await serverAction([id], action);
-      toast(s.failed.length ? "error" : "ok", describeAction(action, [id], s));
-    } catch (e) {
-      toast("error", `${capital(action)} failed: ${errorText(e)}`);
-    } finally {
-      setBusy(null);
-    }
-  };
-
   const labelId = `detail-${id}-title`;
   return (
     <div className="drawer-backdrop" onMouseDown={(e) => e.target === e.currentTarget && close()}>
@@ -177,7 +162,7 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
         {server && (
           <>
             <div className="actions" role="group" aria-label={`Actions on ${server.name}`}>
-              <ActionButtons onAction={(a) => void act(a)} disabled={busy !== null} subject={server.name} coloured />
+              <ActionButtons ids={[id]} subject={server.name} coloured capitalised />
             </div>
 
             <dl className="facts">

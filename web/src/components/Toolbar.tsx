@@ -1,8 +1,4 @@
 // Above the grid: search, sort, and the bulk actions on the selection.
-import { useState } from "react";
-import { describeAction, serverAction, type ActionName } from "../api/actions";
-import { errorText } from "../api/client";
-import { useToast } from "./context";
 import { ActionButtons } from "./ActionButtons";
 import { IconSearch } from "./icons";
 import { SORT_KEYS, type GridQuery, type SortKey } from "../state/query";
@@ -20,20 +16,7 @@ interface Props {
 }
 
 export function Toolbar({ query, setQuery, shown, total, selected, selectShown, clearSelection }: Props) {
-  const toast = useToast();
-  const [busy, setBusy] = useState<ActionName | null>(null);
   const ids = [...selected].sort((a, b) => a - b);
-  const run = async (action: ActionName) => {
-    setBusy(action);
-    try {
-      const summary = await serverAction(ids, action);
-      toast(summary.failed.length ? "error" : "ok", describeAction(action, ids, summary));
-    } catch (e) {
-      toast("error", `${action} failed: ${errorText(e)}`);
-    } finally {
-      setBusy(null);
-    }
-  };
   return (
     <div className="toolbar">
       <div className="toolbar-row">
@@ -82,7 +65,7 @@ export function Toolbar({ query, setQuery, shown, total, selected, selectShown, 
             {selected.size} selected
           </span>
           <div className="bulk">
-            <ActionButtons onAction={(a) => void run(a)} disabled={busy !== null} subject="the selection" />
+            <ActionButtons ids={ids} subject="the selection" />
           </div>
         </div>
       )}
