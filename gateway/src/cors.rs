@@ -19,9 +19,8 @@ use axum::extract::Request;
 use http::Method;
 use http::Response;
 use http::header::{self, HeaderName, HeaderValue};
-use tower::util::{MapResponse, Oneshot};
-use tower::{Layer, Service, ServiceExt};
-use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+use tower::{Layer, Service};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer, ResponseFuture};
 
 use crate::config::CorsOrigins;
 
@@ -56,51 +55,45 @@ pub fn layer(origins: &CorsOrigins) -> BrowserCorsLayer {
 #[derive(Debug, Clone)]
 pub struct BrowserCorsLayer(CorsLayer);
 
-impl<S: Clone> Layer<S> for BrowserCorsLayer {
+impl<S> Layer<S> for BrowserCorsLayer {
     type Service = BrowserCors<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BrowserCors {
-            cors: self.0.layer(inner.clone()),
-            plain: inner,
+            cors: self.0.layer(inner),
         }
     }
 }
 
-/// The service of [`BrowserCorsLayer`].
+/// The service of [`BrowserCorsLayer`]: tower-http's [`Cors`] around the inner service, which
+/// requests without an `Origin` reach directly. Both paths share the one inner service and
+/// its readiness, so a request costs no clone of the stack below.
 #[derive(Debug, Clone)]
 pub struct BrowserCors<S> {
     cors: Cors<S>,
-    plain: S,
 }
-
-/// A response with `Vary: origin` added.
-type VaryOrigin<S, B> = MapResponse<S, fn(Response<B>) -> Response<B>>;
 
 impl<S, B> Service<Request> for BrowserCors<S>
 where
-    S: Service<Request, Response = Response<B>> + Clone,
+    S: Service<Request, Response = Response<B>>,
     B: Default,
 {
     type Response = Response<B>;
     type Error = S::Error;
-    type Future = BrowserCorsFuture<S, B>;
+    type Future = BrowserCorsFuture<S::Future>;
 
-    /// Ready at once: each call drives its own clone of the path it takes to readiness
-    /// ([`Oneshot`]), so no readiness is reserved on a path the request then does not take.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.cors.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         let path = if request.headers().contains_key(header::ORIGIN) {
             Path::Cors {
-                call: self.cors.clone().oneshot(request),
+                call: self.cors.call(request),
             }
         } else {
-            let vary: VaryOrigin<S, B> = MapResponse::new(self.plain.clone(), vary_origin);
             Path::Plain {
-                call: vary.oneshot(request),
+                call: self.cors.get_mut().call(request),
             }
         };
         BrowserCorsFuture { path }
@@ -109,31 +102,31 @@ where
 
 pin_project_lite::pin_project! {
     /// The answer of [`BrowserCors`], from the path the request took.
-    pub struct BrowserCorsFuture<S: Service<Request, Response = Response<B>>, B: Default> {
+    pub struct BrowserCorsFuture<F> {
         #[pin]
-        path: Path<S, B>,
+        path: Path<F>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = PathProjection]
-    enum Path<S: Service<Request, Response = Response<B>>, B: Default> {
-        Cors { #[pin] call: Oneshot<Cors<S>, Request> },
-        Plain { #[pin] call: Oneshot<VaryOrigin<S, B>, Request> },
+    enum Path<F> {
+        Cors { #[pin] call: ResponseFuture<F> },
+        Plain { #[pin] call: F },
     }
 }
 
-impl<S, B> Future for BrowserCorsFuture<S, B>
+impl<F, B, E> Future for BrowserCorsFuture<F>
 where
-    S: Service<Request, Response = Response<B>>,
+    F: Future<Output = Result<Response<B>, E>>,
     B: Default,
 {
-    type Output = Result<Response<B>, S::Error>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().path.project() {
             PathProjection::Cors { call } => call.poll(cx),
-            PathProjection::Plain { call } => call.poll(cx),
+            PathProjection::Plain { call } => call.poll(cx).map_ok(vary_origin),
         }
     }
 }
@@ -150,6 +143,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use std::convert::Infallible;
+    use tower::ServiceExt;
 
     async fn answer(origins: &CorsOrigins, request: http::request::Builder) -> Response<Body> {
         let inner = tower::service_fn(|_: Request| async {

@@ -16,14 +16,17 @@
 //! The app routes with the URL's fragment (`/#/servers/3`), so the server never needs to
 //! answer unknown paths with `index.html`.
 
+use std::future::Future;
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, header};
+use tower::{Layer, Service};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/dashboard.rs"));
@@ -85,38 +88,149 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
         .then(|| relative.to_path_buf())
 }
 
-/// The middleware that gives browsers the dashboard at `/` and its files at their paths, from
-/// `source`; every other request passes untouched. [`crate::router`] puts it around the
+/// The layer that gives browsers the dashboard at `/` and its files at their paths, from a
+/// [`Source`]; every other request passes untouched. [`crate::router`] puts it around the
 /// routes, after routing.
-pub(crate) async fn serve(
-    State(source): State<Arc<Source>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method();
-    if !(method == Method::GET || method == Method::HEAD)
-        || crate::grpc_web::is_grpc_web(request.headers())
-    {
-        return next.run(request).await;
-    }
-    let path = request.uri().path();
-    if path == "/" || path == "/index.html" {
-        if !wants_html(request.headers()) {
-            return next.run(request).await;
+#[derive(Debug, Clone)]
+pub struct DashboardLayer {
+    source: Arc<Source>,
+}
+
+impl DashboardLayer {
+    /// The dashboard's files from `source`.
+    pub fn new(source: Source) -> Self {
+        Self {
+            source: Arc::new(source),
         }
-        return match source.read("/index.html").await {
-            Some(page) => file_response("/index.html", page),
-            None => not_built(),
+    }
+}
+
+impl<S> Layer<S> for DashboardLayer {
+    type Service = Dashboard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Dashboard {
+            inner,
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// The service of [`DashboardLayer`].
+#[derive(Debug, Clone)]
+pub struct Dashboard<S> {
+    inner: S,
+    source: Arc<Source>,
+}
+
+/// What the dashboard may answer a request with.
+enum Lookup {
+    /// The app's page, for a browser at `/`.
+    Page,
+    /// The file at this path, if the dashboard has one; else the request goes on.
+    File(String),
+}
+
+impl Lookup {
+    fn of(request: &Request) -> Option<Self> {
+        let method = request.method();
+        if !(method == Method::GET || method == Method::HEAD)
+            || crate::grpc_web::is_grpc_web(request.headers())
+        {
+            return None;
+        }
+        let path = request.uri().path();
+        if path == "/" || path == "/index.html" {
+            return wants_html(request.headers()).then_some(Self::Page);
+        }
+        // The layer runs after routing: a request an API route matched is never a file, and
+        // must not pay for a lookup (a disk read with `FARM_DASHBOARD_DIR`).
+        if request.extensions().get::<MatchedPath>().is_some() {
+            return None;
+        }
+        Some(Self::File(path.to_owned()))
+    }
+}
+
+type BoxedCall<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+
+impl<S> Service<Request> for Dashboard<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = DashboardFuture<S::Future, BoxedCall<S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let source = self.source.clone();
+        let lookup: BoxedCall<S::Error> = match Lookup::of(&request) {
+            // API requests, the hot path: straight through, nothing cloned or boxed.
+            None => {
+                return DashboardFuture {
+                    call: Call::Passed {
+                        call: self.inner.call(request),
+                    },
+                };
+            }
+            Some(Lookup::Page) => Box::pin(async move {
+                Ok(match source.read("/index.html").await {
+                    Some(page) => file_response("/index.html", page),
+                    None => not_built(),
+                })
+            }),
+            Some(Lookup::File(path)) => {
+                // When no file answers, the request goes on after the read, to the service
+                // that was made ready for it; this one keeps a fresh clone.
+                let fresh = self.inner.clone();
+                let mut ready = std::mem::replace(&mut self.inner, fresh);
+                Box::pin(async move {
+                    match source.read(&path).await {
+                        Some(bytes) => Ok(file_response(&path, bytes)),
+                        None => ready.call(request).await,
+                    }
+                })
+            }
         };
+        DashboardFuture {
+            call: Call::Looked { call: lookup },
+        }
     }
-    // The layer runs after routing: a request an API route matched is never a file, and
-    // must not pay for a lookup (a disk read with `FARM_DASHBOARD_DIR`).
-    if request.extensions().get::<MatchedPath>().is_some() {
-        return next.run(request).await;
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`Dashboard`]: the inner service's, or the dashboard's own.
+    pub struct DashboardFuture<P, L> {
+        #[pin]
+        call: Call<P, L>,
     }
-    match source.read(path).await {
-        Some(bytes) => file_response(path, bytes),
-        None => next.run(request).await,
+}
+
+pin_project_lite::pin_project! {
+    #[project = CallProjection]
+    enum Call<P, L> {
+        Passed { #[pin] call: P },
+        Looked { #[pin] call: L },
+    }
+}
+
+impl<P, L, E> Future for DashboardFuture<P, L>
+where
+    P: Future<Output = Result<Response, E>>,
+    L: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().call.project() {
+            CallProjection::Passed { call } => call.poll(cx),
+            CallProjection::Looked { call } => call.poll(cx),
+        }
     }
 }
 
@@ -229,10 +343,7 @@ mod tests {
                 get(|| async { axum::Json(serde_json::json!({"name": "farm"})) }),
             )
             .fallback(|| async { (StatusCode::NOT_FOUND, "no route") });
-        inner.layer(axum::middleware::from_fn_with_state(
-            Arc::new(source),
-            serve,
-        ))
+        inner.layer(DashboardLayer::new(source))
     }
 
     async fn call(app: &Router, method: Method, path: &str, accept: Option<&str>) -> Response {

@@ -20,6 +20,7 @@
 //! - [`controller`]: the lazily connected channel and the one helper that bounds every call
 //!   with a deadline.
 //! - [`rest`]: the seed's REST table, one handler per route, each calling one RPC.
+//! - `edge`: the layer around every route that counts requests and makes errors JSON.
 //! - [`model`]: the REST shapes (snake_case, ids as numbers, enums as lowercase strings),
 //!   converted from the proto messages at the edge, and the input bounds they document.
 //! - [`extract`]: JSON, path and query extractors whose rejections speak [`error`]'s shape.
@@ -39,6 +40,7 @@ pub mod controller;
 pub mod cors;
 pub mod dashboard;
 pub mod docs;
+mod edge;
 pub mod error;
 pub mod extract;
 pub mod grpc_web;
@@ -51,7 +53,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware;
 use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -132,24 +133,24 @@ impl AppState {
 }
 
 /// The whole gateway as one axum [`Router`]: REST routes, `/openapi.json`, `/docs`,
-/// `/metrics`, grpc-web, the dashboard, and the layers around them (CORS, panics, body
+/// `/metrics`, grpc-web, and the layers around them (CORS, panics, the dashboard, body
 /// limit, JSON errors, request metrics).
 pub fn router(state: AppState) -> Router {
-    let dashboard = Arc::new(dashboard::Source::from_env());
     let cors = cors::layer(&state.config().cors_origins);
     // `Router::layer` wraps every route and the fallback, after routing, so the edge sees
     // the matched route. The layers go on in one call, as one stack: each call would box
-    // every route again, and every request would pay for each box.
+    // every route again, and every request would pay for each box. Ours (dashboard, CORS,
+    // edge) call the service below them directly, so an API request clones nothing.
     rest::routes(state.clone()).layer(
         ServiceBuilder::new()
-            .layer(middleware::from_fn_with_state(dashboard, dashboard::serve))
             .layer(cors)
             .layer(CatchPanicLayer::custom(|_panic| {
                 tracing::error!("A gateway handler panicked.");
                 ApiError::Internal.into_response()
             }))
+            .layer(dashboard::DashboardLayer::new(dashboard::Source::from_env()))
             .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
-            .layer(middleware::from_fn_with_state(state, rest::edge)),
+            .layer(edge::EdgeLayer::new(state)),
     )
 }
 

@@ -1,6 +1,5 @@
-//! The seed's REST table, one handler per route, each a translation of one controller RPC;
-//! the router that puts them together with the docs, metrics and grpc-web; and the edge
-//! middleware that counts every request and makes every error JSON.
+//! The seed's REST table, one handler per route, each a translation of one controller RPC,
+//! and the router that puts them together with the docs, metrics and grpc-web.
 //!
 //! | route | RPC |
 //! |---|---|
@@ -21,7 +20,7 @@
 //! bound plus that timeout for calls that carry one (a health probe's `timeout_ms`, a load
 //! test's duration, a broadcast's `timeout_ms`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aide::axum::routing::{get_with, post_with};
 use aide::axum::{ApiRouter, IntoApiResponse};
@@ -29,11 +28,10 @@ use aide::openapi::OpenApi;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use farm_proto::v1 as pb;
-use http::{HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderValue, header};
 
 use crate::AppState;
 use crate::coalesce::SharedJson;
@@ -449,65 +447,4 @@ async fn fallback(State(state): State<AppState>, request: Request) -> Response {
         request.uri().path()
     ))
     .into_response()
-}
-
-/// The middleware around every route and the fallback, after routing: it counts and times
-/// each request by its route ([`metrics::RequestMetrics`]) and makes every 4xx and 5xx a JSON
-/// error ([`json_errors`]). One middleware for both: each one costs every request a boxed
-/// future and a cloned service.
-pub(crate) async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = metrics::RouteLabel::of(&request);
-    // Kept for the message of an error; both clones share their bytes with the request.
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let started = Instant::now();
-    let response = json_errors(&method, &uri, next.run(request).await);
-    state.metrics().record(
-        route.as_str(),
-        metrics::method_label(&method),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
-}
-
-/// The safety net that makes every 4xx and 5xx a JSON error, whoever produced it (axum's
-/// own 405 for a known route with another method, a grpc-web request that is not a POST).
-/// Responses that already are JSON, or gRPC, pass untouched; headers such as `Allow` are
-/// kept.
-fn json_errors(method: &Method, uri: &Uri, response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if content_type.starts_with("application/json") || content_type.starts_with("application/grpc")
-    {
-        return response;
-    }
-    let message = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            format!(
-                "{method} is not allowed on {} (the Allow header lists what is)",
-                uri.path()
-            )
-        }
-        StatusCode::NOT_FOUND => format!("no route {method} {}; see /docs for the API", uri.path()),
-        other => other
-            .canonical_reason()
-            .unwrap_or("request failed")
-            .to_lowercase(),
-    };
-    let (mut parts, _) = response.into_parts();
-    let replacement = ApiError::from_http(status, message).into_response();
-    let (new_parts, body) = replacement.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    for (name, value) in &new_parts.headers {
-        parts.headers.insert(name, value.clone());
-    }
-    Response::from_parts(parts, body)
 }

@@ -1,0 +1,159 @@
+//! The layer around every route and the fallback, after routing: it counts and times each
+//! request by its route ([`metrics::RequestMetrics`]) and makes every 4xx and 5xx a JSON
+//! error ([`json_errors`]).
+//!
+//! It is a plain tower layer rather than an axum `from_fn` middleware: it calls the service
+//! below it directly and wraps that call's future, where `from_fn` clones the whole stack
+//! below and boxes a future for every request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode, Uri, header};
+use tower::{Layer, Service};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics;
+
+/// Puts [`Edge`] around a service.
+#[derive(Debug, Clone)]
+pub(crate) struct EdgeLayer {
+    state: AppState,
+}
+
+impl EdgeLayer {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Edge {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`EdgeLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Edge<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Edge<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = EdgeFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let seen = Seen {
+            route: metrics::RouteLabel::of(&request),
+            // Kept for the message of an error; both clones share their bytes with the request.
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            started: Instant::now(),
+            state: self.state.clone(),
+        };
+        EdgeFuture {
+            call: self.inner.call(request),
+            seen,
+        }
+    }
+}
+
+/// What the edge noted of a request before passing it on.
+struct Seen {
+    route: metrics::RouteLabel,
+    method: Method,
+    uri: Uri,
+    started: Instant,
+    state: AppState,
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`Edge`]: the inner call's, made JSON if it is an error, and counted.
+    pub(crate) struct EdgeFuture<F> {
+        #[pin]
+        call: F,
+        seen: Seen,
+    }
+}
+
+impl<F, E> Future for EdgeFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.call.poll(cx))?;
+        let seen = this.seen;
+        let response = json_errors(&seen.method, &seen.uri, response);
+        seen.state.metrics().record(
+            seen.route.as_str(),
+            metrics::method_label(&seen.method),
+            response.status().as_u16(),
+            seen.started.elapsed(),
+        );
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The safety net that makes every 4xx and 5xx a JSON error, whoever produced it (axum's
+/// own 405 for a known route with another method, a grpc-web request that is not a POST).
+/// Responses that already are JSON, or gRPC, pass untouched; headers such as `Allow` are
+/// kept.
+fn json_errors(method: &Method, uri: &Uri, response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") || content_type.starts_with("application/grpc")
+    {
+        return response;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!(
+                "{method} is not allowed on {} (the Allow header lists what is)",
+                uri.path()
+            )
+        }
+        StatusCode::NOT_FOUND => format!("no route {method} {}; see /docs for the API", uri.path()),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let (mut parts, _) = response.into_parts();
+    let replacement = ApiError::from_http(status, message).into_response();
+    let (new_parts, body) = replacement.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}
