@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The gateway's benchmark: a 50-server farm (release build), then GET /api/servers through
-# the gateway and ListServers straight to the controller, 64 concurrent clients each, side
-# by side in one run (gateway/examples/bench.rs). Prints a markdown table and whether the
-# targets (REST p99 <= 5 ms; gateway adds <= 1 ms at p50) were met.
+# the gateway and ListServers straight to the controller, 64 concurrent clients each, taking
+# turns round after round in one run (gateway/examples/bench.rs). Prints each round with the
+# host's CPU steal, the median round and the pooled samples, and whether the targets (REST
+# p99 <= 5 ms; gateway adds <= 1 ms at p50) were met.
 #
-# With nginx installed (apt-get install -y nginx-light), a third phase fetches the same JSON,
+# With nginx installed (apt-get install -y nginx-light), a third path fetches the same JSON,
 # saved from the gateway, as a static file from nginx (one worker, sendfile): the floor that
 # this machine, with this load generator and these bytes, allows any HTTP server.
 #
-#   gateway/bench.sh                      # SERVERS=50 CLIENTS=64 BENCH_SECONDS=10 by default
+#   gateway/bench.sh                      # SERVERS=50 CLIENTS=64 ROUNDS=5 BENCH_SECONDS=5 by default
 #   SKIP_BUILD=1 gateway/bench.sh         # reuse the release binaries already built
 set -euo pipefail
 
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 SERVERS=${SERVERS:-50}
 CLIENTS=${CLIENTS:-64}
-SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
+ROUNDS=${ROUNDS:-5}
+SECONDS_PER_PHASE=${BENCH_SECONDS:-5}
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   cargo build --release -p farm
@@ -52,4 +54,4 @@ fi
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 "$BENCH_BIN" --gateway "http://127.0.0.1:$GATEWAY" --controller "http://127.0.0.1:$CONTROLLER" \
-  --clients "$CLIENTS" --seconds "$SECONDS_PER_PHASE" "${STATIC[@]}"
+  --clients "$CLIENTS" --rounds "$ROUNDS" --seconds "$SECONDS_PER_PHASE" "${STATIC[@]}"
