@@ -168,7 +168,6 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let source = self.source.clone();
         let lookup: BoxedCall<S::Error> = match Lookup::of(&request) {
             // API requests, the hot path: straight through, nothing cloned or boxed.
             None => {
@@ -178,17 +177,21 @@ where
                     },
                 };
             }
-            Some(Lookup::Page) => Box::pin(async move {
-                Ok(match source.read("/index.html").await {
-                    Some(page) => file_response("/index.html", page),
-                    None => not_built(),
+            Some(Lookup::Page) => {
+                let source = self.source.clone();
+                Box::pin(async move {
+                    Ok(match source.read("/index.html").await {
+                        Some(page) => file_response("/index.html", page),
+                        None => not_built(),
+                    })
                 })
-            }),
+            }
             Some(Lookup::File(path)) => {
                 // When no file answers, the request goes on after the read, to the service
                 // that was made ready for it; this one keeps a fresh clone.
                 let fresh = self.inner.clone();
                 let mut ready = std::mem::replace(&mut self.inner, fresh);
+                let source = self.source.clone();
                 Box::pin(async move {
                     match source.read(&path).await {
                         Some(bytes) => Ok(file_response(&path, bytes)),
