@@ -26,7 +26,7 @@ use crate::config::CorsOrigins;
 
 /// CORS for `origins`: its request headers allowed for grpc-web, and the gRPC status headers
 /// exposed so JavaScript can read a trailers-only error.
-pub fn layer(origins: &CorsOrigins) -> BrowserCorsLayer {
+pub fn layer<S>(origins: &CorsOrigins) -> impl Layer<S, Service = BrowserCors<S>> + Clone + use<S> {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([
@@ -45,27 +45,16 @@ pub fn layer(origins: &CorsOrigins) -> BrowserCorsLayer {
             HeaderName::from_static("grpc-status-details-bin"),
         ])
         .max_age(Duration::from_secs(3600));
-    BrowserCorsLayer(match origins {
+    let layer = match origins {
         CorsOrigins::Any => layer.allow_origin(AllowOrigin::any()),
         CorsOrigins::List(list) => layer.allow_origin(AllowOrigin::list(list.iter().cloned())),
+    };
+    tower::layer::layer_fn(move |inner| BrowserCors {
+        cors: layer.layer(inner),
     })
 }
 
-/// A [`CorsLayer`] that only requests with an `Origin` header go through.
-#[derive(Debug, Clone)]
-pub struct BrowserCorsLayer(CorsLayer);
-
-impl<S> Layer<S> for BrowserCorsLayer {
-    type Service = BrowserCors<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BrowserCors {
-            cors: self.0.layer(inner),
-        }
-    }
-}
-
-/// The service of [`BrowserCorsLayer`]: tower-http's [`Cors`] around the inner service, which
+/// The service of [`layer`]: tower-http's [`Cors`] around the inner service, which
 /// requests without an `Origin` reach directly. Both paths share the one inner service and
 /// its readiness, so a request costs no clone of the stack below.
 #[derive(Debug, Clone)]

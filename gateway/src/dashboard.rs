@@ -88,35 +88,18 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
         .then(|| relative.to_path_buf())
 }
 
-/// The layer that gives browsers the dashboard at `/` and its files at their paths, from a
-/// [`Source`]; every other request passes untouched. [`crate::router`] puts it around the
+/// The layer that gives browsers the dashboard at `/` and its files at their paths, from
+/// `source`; every other request passes untouched. [`crate::router`] puts it around the
 /// routes, after routing.
-#[derive(Debug, Clone)]
-pub struct DashboardLayer {
-    source: Arc<Source>,
+pub fn layer<S>(source: Source) -> impl Layer<S, Service = Dashboard<S>> + Clone {
+    let source = Arc::new(source);
+    tower::layer::layer_fn(move |inner| Dashboard {
+        inner,
+        source: source.clone(),
+    })
 }
 
-impl DashboardLayer {
-    /// The dashboard's files from `source`.
-    pub fn new(source: Source) -> Self {
-        Self {
-            source: Arc::new(source),
-        }
-    }
-}
-
-impl<S> Layer<S> for DashboardLayer {
-    type Service = Dashboard<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Dashboard {
-            inner,
-            source: self.source.clone(),
-        }
-    }
-}
-
-/// The service of [`DashboardLayer`].
+/// The service of [`layer`].
 #[derive(Debug, Clone)]
 pub struct Dashboard<S> {
     inner: S,
@@ -346,7 +329,7 @@ mod tests {
                 get(|| async { axum::Json(serde_json::json!({"name": "farm"})) }),
             )
             .fallback(|| async { (StatusCode::NOT_FOUND, "no route") });
-        inner.layer(DashboardLayer::new(source))
+        inner.layer(layer(source))
     }
 
     async fn call(app: &Router, method: Method, path: &str, accept: Option<&str>) -> Response {

@@ -20,30 +20,15 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics;
 
-/// Puts [`Edge`] around a service.
-#[derive(Debug, Clone)]
-pub(crate) struct EdgeLayer {
-    state: AppState,
+/// Puts [`Edge`] around a service, recording into `state`'s metrics.
+pub(crate) fn layer<S>(state: AppState) -> impl Layer<S, Service = Edge<S>> + Clone {
+    tower::layer::layer_fn(move |inner| Edge {
+        inner,
+        state: state.clone(),
+    })
 }
 
-impl EdgeLayer {
-    pub(crate) fn new(state: AppState) -> Self {
-        Self { state }
-    }
-}
-
-impl<S> Layer<S> for EdgeLayer {
-    type Service = Edge<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Edge {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The service of [`EdgeLayer`].
+/// The service of [`layer`].
 #[derive(Debug, Clone)]
 pub(crate) struct Edge<S> {
     inner: S,

@@ -148,9 +148,9 @@ pub fn router(state: AppState) -> Router {
                 tracing::error!("A gateway handler panicked.");
                 ApiError::Internal.into_response()
             }))
-            .layer(dashboard::DashboardLayer::new(dashboard::Source::from_env()))
+            .layer(dashboard::layer(dashboard::Source::from_env()))
             .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
-            .layer(edge::EdgeLayer::new(state)),
+            .layer(edge::layer(state)),
     )
 }
 
