@@ -256,22 +256,20 @@ async fn closed_loop(clients: usize, duration: Duration, target: &Target) -> Pha
             (latency, errors)
         });
     }
-    let mut phase = Phase {
-        latency: histogram(),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        host: None,
-    };
+    let (mut all, mut all_errors) = (histogram(), 0);
     while let Some(done) = tasks.join_next().await {
         let (latency, errors) = done.expect("a client task");
-        phase.latency.add(&latency).expect("same bounds");
-        phase.errors += errors;
+        all.add(&latency).expect("same bounds");
+        all_errors += errors;
     }
-    phase.elapsed = started.elapsed();
-    phase.host = counters
-        .zip(cpu_counters())
-        .and_then(|(before, after)| HostCpu::between(&before, &after));
-    phase
+    Phase {
+        latency: all,
+        errors: all_errors,
+        elapsed: started.elapsed(),
+        host: counters
+            .zip(cpu_counters())
+            .and_then(|(before, after)| HostCpu::between(&before, &after)),
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -307,7 +305,7 @@ struct Path {
 }
 
 impl Path {
-    fn medians(&self, figure: impl Fn(&Phase) -> f64) -> f64 {
+    fn median_of(&self, figure: impl Fn(&Phase) -> f64) -> f64 {
         median(self.phases.iter().map(figure).collect())
     }
 
@@ -413,23 +411,23 @@ async fn run(args: Args) {
             path.name,
             path.servers,
             path.phases.iter().map(|p| p.errors).sum::<u64>(),
-            path.medians(Phase::requests_per_second),
-            path.medians(|p| p.ms_at(0.5)),
-            path.medians(|p| p.ms_at(0.99)),
+            path.median_of(Phase::requests_per_second),
+            path.median_of(|p| p.ms_at(0.5)),
+            path.median_of(|p| p.ms_at(0.99)),
             ms(pooled.value_at_quantile(0.99)),
             ms(pooled.value_at_quantile(0.999)),
             ms(pooled.max()),
         );
     }
     let (direct, gateway) = (&paths[0], &paths[1]);
-    let p99 = gateway.medians(|p| p.ms_at(0.99));
+    let p99 = gateway.median_of(|p| p.ms_at(0.99));
     let pooled_p99 = ms(gateway.pooled().value_at_quantile(0.99));
     let rounds_met = gateway
         .phases
         .iter()
         .filter(|p| p.ms_at(0.99) <= 5.0)
         .count();
-    let added = gateway.medians(|p| p.ms_at(0.5)) - direct.medians(|p| p.ms_at(0.5));
+    let added = gateway.median_of(|p| p.ms_at(0.5)) - direct.median_of(|p| p.ms_at(0.5));
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     println!();
     println!(
