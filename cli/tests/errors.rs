@@ -49,7 +49,11 @@ async fn every_rpc_refuses_bad_input_clearly_and_changes_nothing() {
         "server 99",
     );
     assert_refused(
-        c.list_servers(ListServersRequest { status: 42 }).await,
+        c.list_servers(ListServersRequest {
+            status: 42,
+            ..Default::default()
+        })
+        .await,
         Invalid,
         "status 42",
     );

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use common::{Farm, eventually, is, node_pid, servers, signal};
 use farm_node::client::NodeClient;
 use farm_proto::v1::{
-    AgentEventKind, BroadcastRequest, GetServerRequest, LoadSpec, LoadTestSpec, RunLoadTestRequest,
-    ServerActionKind, ServerActionRequest, ServerStatus, SimulateLoadRequest, WatchRequest,
+    AgentEventKind, BroadcastRequest, GetServerRequest, ListServersRequest, LoadSpec, LoadTestSpec,
+    RunLoadTestRequest, ServerActionKind, ServerActionRequest, ServerStatus, SimulateLoadRequest,
+    WatchRequest,
 };
 use nix::sys::signal::Signal;
 use tokio_stream::StreamExt;
@@ -198,6 +199,79 @@ async fn the_watch_delivers_a_change_within_a_second() {
         async move { is(&servers(&mut c).await[0], ServerStatus::Healthy).then_some(()) }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_servers_is_unchanged_while_the_farm_is_at_the_version_the_caller_holds() {
+    let farm = Farm::up(2);
+    let mut client = farm.client().await;
+    let lister = client.clone();
+    let list = |known_version: u64| {
+        let mut client = lister.clone();
+        async move {
+            client
+                .list_servers(ListServersRequest {
+                    known_version,
+                    ..Default::default()
+                })
+                .await
+                .expect("ListServers answers")
+                .into_inner()
+        }
+    };
+    let first = list(0).await;
+    assert!(!first.unchanged, "0 holds nothing");
+    assert_eq!(first.servers.len(), 2);
+
+    // Samples keep changing the farm; ask again at once until it sat still in between.
+    let (held, unchanged) = eventually(Duration::from_secs(10), "an unchanged answer", || {
+        let list = &list;
+        async move {
+            let latest = list(0).await;
+            let again = list(latest.version).await;
+            if !again.unchanged {
+                assert!(
+                    again.version > latest.version,
+                    "a change raises the version"
+                );
+                assert_eq!(again.servers.len(), 2, "a changed farm is listed in full");
+            }
+            again.unchanged.then_some((latest, again))
+        }
+    })
+    .await;
+    assert!(unchanged.servers.is_empty(), "{unchanged:?}");
+    assert_eq!(unchanged.version, held.version);
+
+    // A change the caller has not seen: the answer lists it, at a later version.
+    let outcomes = client
+        .server_action(ServerActionRequest {
+            server_ids: vec![1],
+            action: ServerActionKind::Stop as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    assert!(outcomes[0].ok, "{outcomes:?}");
+    let after = eventually(
+        Duration::from_secs(10),
+        "server 1 stopped in the list",
+        || {
+            let list = &list;
+            async move {
+                let after = list(held.version).await;
+                after
+                    .servers
+                    .first()
+                    .is_some_and(|s| is(s, ServerStatus::Stopped))
+                    .then_some(after)
+            }
+        },
+    )
+    .await;
+    assert!(!after.unchanged);
+    assert!(after.version > held.version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

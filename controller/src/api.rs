@@ -152,7 +152,10 @@ impl FarmService for Farm {
         &self,
         request: Request<ListServersRequest>,
     ) -> std::result::Result<Response<ListServersResponse>, Status> {
-        let wanted = request.into_inner().status;
+        let ListServersRequest {
+            status: wanted,
+            known_version,
+        } = request.into_inner();
         let wanted = match pb::ServerStatus::try_from(wanted) {
             Ok(pb::ServerStatus::Unspecified) => None,
             Ok(status) => ServerStatus::try_from(status).ok(),
@@ -162,13 +165,17 @@ impl FarmService for Farm {
                 )));
             }
         };
-        let servers = self.registry.read(|entries| {
+        let (version, servers) = self.registry.read_unless_at(known_version, |entries| {
             entries
                 .filter(|e| wanted.is_none_or(|w| e.status == w))
                 .map(|e| e.to_proto())
                 .collect()
         });
-        Ok(Response::new(ListServersResponse { servers }))
+        Ok(Response::new(ListServersResponse {
+            unchanged: servers.is_none(),
+            servers: servers.unwrap_or_default(),
+            version,
+        }))
     }
 
     async fn get_server(

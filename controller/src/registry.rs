@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use farm_proto::v1::{self as pb, AgentEvent, MetricsSample};
 use tokio::sync::watch;
@@ -153,6 +153,20 @@ pub struct Registration {
     pub runtime: String,
 }
 
+/// Where a registry's versions start: the clock in microseconds. The versions of a restarted
+/// controller then start above every version the one before handed out (it would have had
+/// to change its farm more than a million times a second to get ahead), so a client that
+/// keeps an answer by its version never takes the new farm for the old. Never 0, which
+/// callers use for "none".
+fn first_version() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX / 2)
+        })
+        .max(1)
+}
+
 /// The farm's servers; cheap to clone, shared by every service of the controller.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -187,9 +201,13 @@ pub struct Changes {
 impl Registry {
     /// An empty registry for agents that sample every `sample_interval`.
     pub fn new(sample_interval: Duration) -> Self {
-        let (changed, _) = watch::channel(0);
+        let version = first_version();
+        let (changed, _) = watch::channel(version);
         Self {
-            inner: Arc::new(Mutex::new(Inner::default())),
+            inner: Arc::new(Mutex::new(Inner {
+                version,
+                ..Inner::default()
+            })),
             changed: Arc::new(changed),
             sample_interval,
         }
@@ -381,6 +399,18 @@ impl Registry {
         f(&mut inner.servers.values())
     }
 
+    /// The farm's version and, unless it is still `known`, `f` over every entry as in
+    /// [`Self::read`]; both under one lock, so the result is exactly that version's.
+    pub fn read_unless_at<R>(
+        &self,
+        known: u64,
+        f: impl FnOnce(&mut dyn Iterator<Item = &ServerEntry>) -> R,
+    ) -> (u64, Option<R>) {
+        let inner = self.lock();
+        let read = (inner.version != known).then(|| f(&mut inner.servers.values()));
+        (inner.version, read)
+    }
+
     /// The ids of every server, in order.
     pub fn ids(&self) -> Vec<u32> {
         self.lock().servers.keys().copied().collect()
@@ -427,5 +457,40 @@ impl Registry {
             removed,
             version: inner.version,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_registry_starts_above_every_version_of_an_earlier_one() {
+        let earlier = Registry::new(Duration::from_secs(1));
+        for id in 1..=100 {
+            earlier.expect(id, format!("server-{id}"), String::new(), "process".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        let later = Registry::new(Duration::from_secs(1));
+        assert!(
+            later.version() > earlier.version(),
+            "{} after {}",
+            later.version(),
+            earlier.version()
+        );
+    }
+
+    #[test]
+    fn a_read_at_the_current_version_is_skipped_and_any_change_makes_it_run() {
+        let registry = Registry::new(Duration::from_secs(1));
+        registry.expect(1, "server-1".into(), String::new(), "process".into());
+        let count = |entries: &mut dyn Iterator<Item = &ServerEntry>| entries.count();
+        let (version, read) = registry.read_unless_at(0, count);
+        assert_eq!(read, Some(1));
+        assert_eq!(registry.read_unless_at(version, count), (version, None));
+        registry.set_runtime_state(1, RuntimeState::Stopped);
+        let (later, read) = registry.read_unless_at(version, count);
+        assert!(later > version);
+        assert_eq!(read, Some(1));
     }
 }
