@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Farm, eventually, get, http, post_json};
+use common::{Farm, HttpReply, eventually, get, http, post_json};
 use serde_json::Value;
 
 fn ids(list: &Value) -> Vec<u64> {
@@ -76,6 +76,82 @@ async fn every_read_route_answers_in_the_documented_shape() {
     assert_eq!(metrics["servers_total"], 3);
     assert_eq!(metrics["healthy"], 3);
     assert!(metrics["memory_bytes_total"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_list_is_tagged_with_the_farm_version_and_a_current_tag_gets_a_304() {
+    let farm = Farm::up(2);
+    let url = format!("{}/api/servers", farm.gateway_url());
+    let tagged = |reply: &HttpReply| {
+        assert_eq!(
+            reply.headers["cache-control"], "no-cache",
+            "revalidate every time"
+        );
+        reply.headers["etag"].to_str().unwrap().to_string()
+    };
+    let first = get(&url).await;
+    assert_eq!(first.status, 200);
+    let first_tag = tagged(&first);
+    assert!(
+        first_tag.starts_with('"') && first_tag.ends_with('"'),
+        "{first_tag}"
+    );
+
+    // Samples keep changing the farm; ask again at once until it sat still in between.
+    let (list, tag, not_modified) =
+        eventually(Duration::from_secs(10), "a 304 for a current tag", || {
+            let url = url.clone();
+            async move {
+                let list = get(&url).await;
+                let tag = tagged(&list);
+                let again = http("GET", &url, &[("if-none-match", &tag)], b"").await;
+                if again.status == 200 {
+                    assert_ne!(tagged(&again), tag, "a 200 for a tag only when it changed");
+                    return None;
+                }
+                Some((list, tag, again))
+            }
+        })
+        .await;
+    assert_eq!(not_modified.status, 304);
+    assert!(not_modified.body.is_empty(), "a 304 has no body");
+    assert_eq!(tagged(&not_modified), tag);
+    assert_eq!(ids(&list.json()["servers"]), [1, 2]);
+
+    // Weak tags, lists of tags and `*` match too; a tag the farm has moved past does not.
+    for header in [format!("W/{tag}"), format!("\"1\", {tag}"), "*".to_string()] {
+        let reply = http("GET", &url, &[("if-none-match", &header)], b"").await;
+        assert!(
+            reply.status == 304 || tagged(&reply) != tag,
+            "{header}: {}",
+            reply.status
+        );
+    }
+    let stale = http("GET", &url, &[("if-none-match", "\"1\"")], b"").await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(ids(&stale.json()["servers"]), [1, 2]);
+
+    // A change: the tag held before no longer matches, and the list shows the change.
+    let stop = post_json(
+        &format!("{}/api/servers/1/action", farm.gateway_url()),
+        r#"{"action":"stop"}"#,
+    )
+    .await;
+    assert_eq!(stop.json()["ok"], true, "{}", stop.text());
+    let after = eventually(
+        Duration::from_secs(10),
+        "server 1 stopped in the list",
+        || {
+            let (url, tag) = (url.clone(), tag.clone());
+            async move {
+                let reply = http("GET", &url, &[("if-none-match", &tag)], b"").await;
+                (reply.status == 200 && reply.json()["servers"][0]["status"] == "stopped")
+                    .then_some(reply)
+            }
+        },
+    )
+    .await;
+    assert_ne!(tagged(&after), tag);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Farm, eventually, farm_bin, free_port, free_port_range, get, post_json, signal};
+use common::{
+    Farm, HttpReply, eventually, farm_bin, free_port, free_port_range, get, post_json, signal,
+};
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use farm_proto::v1::{
     GetServerRequest, ListServersRequest, ServerStatus, WatchRequest, WatchResponse,
@@ -265,6 +267,7 @@ async fn the_gateway_rides_out_a_controller_restart() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let tag_before = etag_version(&get(&format!("{base}/api/servers")).await);
 
     signal(controller.0.id(), Signal::SIGKILL);
     let _ = controller.0.wait();
@@ -315,6 +318,13 @@ async fn the_gateway_rides_out_a_controller_restart() {
         || all_three(base.clone()),
     )
     .await;
+    // The new controller's versions start above the old one's, so the answer the gateway
+    // kept from before cannot pass for the new farm's.
+    let tag_after = etag_version(&get(&format!("{base}/api/servers")).await);
+    assert!(
+        tag_after > tag_before,
+        "versions after a restart ({tag_after}) start above those before ({tag_before})"
+    );
     let answers = tokio::time::timeout(Duration::from_secs(70), traffic)
         .await
         .expect("the traffic task ends")
@@ -330,4 +340,13 @@ async fn the_gateway_rides_out_a_controller_restart() {
     }
     drop(controller);
     drop(gateway);
+}
+
+/// The farm version in a list's `ETag`, `"<version>"`.
+fn etag_version(reply: &HttpReply) -> u64 {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let etag = reply.headers["etag"].to_str().unwrap();
+    etag.trim_matches('"')
+        .parse()
+        .unwrap_or_else(|_| panic!("{etag}"))
 }

@@ -24,8 +24,8 @@ use tower_http::cors::{AllowOrigin, Cors, CorsLayer, ResponseFuture};
 
 use crate::config::CorsOrigins;
 
-/// CORS for `origins`: its request headers allowed for grpc-web, and the gRPC status headers
-/// exposed so JavaScript can read a trailers-only error.
+/// CORS for `origins`: its request headers allowed for grpc-web, the gRPC status headers
+/// exposed so JavaScript can read a trailers-only error, and `ETag` for conditional reads.
 pub fn layer<S>(origins: &CorsOrigins) -> impl Layer<S, Service = BrowserCors<S>> + Clone + use<S> {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -40,6 +40,7 @@ pub fn layer<S>(origins: &CorsOrigins) -> impl Layer<S, Service = BrowserCors<S>
             HeaderName::from_static("traceparent"),
         ])
         .expose_headers([
+            header::ETAG,
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),

@@ -1,15 +1,21 @@
 //! Extractors for JSON bodies, path and query parameters whose rejections are
-//! [`ApiError`]s: the same JSON error shape as everything else, with the field named.
+//! [`ApiError`]s: the same JSON error shape as everything else, with the field named; and
+//! the `If-None-Match` header of a conditional read ([`IfNoneMatch`]).
 //!
 //! Each wraps axum's own extractor and documents itself in OpenAPI exactly as that one
 //! does, so the schema and the parsing cannot drift apart.
 
+use std::convert::Infallible;
+
 use aide::OperationInput;
 use aide::generate::GenContext;
-use aide::openapi::Operation;
+use aide::openapi::{
+    HeaderStyle, Operation, Parameter, ParameterData, ParameterSchemaOrContent, SchemaObject,
+};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use http::request::Parts;
+use http::{HeaderValue, header};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
@@ -142,5 +148,81 @@ where
 impl<T: JsonSchema> OperationInput for ApiQuery<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         Query::<T>::operation_input(ctx, operation);
+    }
+}
+
+/// The `If-None-Match` header of a conditional GET: the entity tags of answers the client
+/// already holds. Never rejects: a header that is missing or not text matches nothing.
+#[derive(Debug, Clone, Default)]
+pub struct IfNoneMatch(Option<HeaderValue>);
+
+impl IfNoneMatch {
+    /// Whether the client holds the answer tagged `etag`: the header is `*` or lists it.
+    /// Tags compare weakly (a `W/` prefix is ignored), as RFC 9110 asks for this header.
+    pub fn matches(&self, etag: &HeaderValue) -> bool {
+        let Some(list) = self.0.as_ref().and_then(|value| value.to_str().ok()) else {
+            return false;
+        };
+        let etag = etag.as_bytes();
+        list.split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == etag)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+    }
+}
+
+impl OperationInput for IfNoneMatch {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let parameter = Parameter::Header {
+            parameter_data: ParameterData {
+                name: "If-None-Match".into(),
+                description: Some(
+                    "The `ETag` of an answer you hold: when it is still current the answer is \
+                     a 304 without a body."
+                        .into(),
+                ),
+                required: false,
+                deprecated: None,
+                format: ParameterSchemaOrContent::Schema(SchemaObject {
+                    json_schema: schemars::json_schema!({ "type": "string" }),
+                    external_docs: None,
+                    example: Some(serde_json::json!("\"1795763412521734\"")),
+                }),
+                example: None,
+                examples: Default::default(),
+                explode: None,
+                extensions: Default::default(),
+            },
+            style: HeaderStyle::Simple,
+        };
+        aide::operation::add_parameters(ctx, operation, [parameter]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_tags_weakly_and_star_matches_anything() {
+        let etag = HeaderValue::from_static("\"42\"");
+        let header = |value: &'static str| IfNoneMatch(Some(HeaderValue::from_static(value)));
+        assert!(header("\"42\"").matches(&etag));
+        assert!(header("W/\"42\"").matches(&etag));
+        assert!(header("\"7\", \"42\"").matches(&etag));
+        assert!(header("*").matches(&etag));
+        assert!(!header("\"7\"").matches(&etag));
+        assert!(!header("42").matches(&etag), "a tag is quoted");
+        assert!(!header("").matches(&etag));
+        assert!(!IfNoneMatch::default().matches(&etag));
+        let not_text = IfNoneMatch(Some(HeaderValue::from_bytes(b"\"4\xff\"").unwrap()));
+        assert!(!not_text.matches(&etag));
     }
 }

@@ -4,7 +4,7 @@
 //! | route | RPC |
 //! |---|---|
 //! | `GET /` | none: what this is and where things are |
-//! | `GET /api/servers[?status=healthy]` | `ListServers` |
+//! | `GET /api/servers[?status=healthy]` | `ListServers` (`ETag`; `If-None-Match` gets a 304) |
 //! | `GET /api/servers/{id}` | `GetServer` |
 //! | `POST /api/servers/{id}/action` | `ServerAction` |
 //! | `GET /api/health[?timeout_ms=1000]` | `CheckHealth` |
@@ -34,10 +34,10 @@ use farm_proto::v1 as pb;
 use http::{HeaderValue, header};
 
 use crate::AppState;
-use crate::coalesce::SharedJson;
+use crate::coalesce::{SharedJson, Versioned};
 use crate::controller::within;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IfNoneMatch};
 use crate::model::{
     ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, FarmMetrics, Health,
     HealthQuery, Links, LoadTestList, LoadTestPath, LoadTestRequest, LoadTestRun, Outcomes,
@@ -218,34 +218,39 @@ async fn info() -> impl IntoApiResponse {
 
 async fn list_servers(
     State(state): State<AppState>,
+    if_none_match: IfNoneMatch,
     ApiQuery(query): ApiQuery<ServersQuery>,
 ) -> Result<SharedJson<ServerList>, ApiError> {
     let status = query
         .status
         .map_or(pb::ServerStatus::Unspecified, pb::ServerStatus::from);
     // The hottest read of dashboards and pollers: identical concurrent requests share one
-    // controller call and one encoding.
+    // controller call, and the JSON is encoded again only when the farm changed.
     let key = status.as_str_name();
-    let read = || async {
+    let state = &state;
+    let read = |known_version| async move {
         let mut client = state.controller().client();
         let response = within(
             state.config().request_timeout,
             client.list_servers(pb::ListServersRequest {
                 status: status as i32,
+                known_version,
             }),
         )
-        .await?;
-        Ok(ServerList {
-            servers: response
-                .into_inner()
-                .servers
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+        .await?
+        .into_inner();
+        if response.unchanged {
+            return Ok(Versioned::Unchanged);
+        }
+        Ok(Versioned::Changed {
+            version: response.version,
+            value: ServerList {
+                servers: response.servers.into_iter().map(Into::into).collect(),
+            },
         })
     };
-    let json = state.reads().json(key, read).await?;
-    Ok(SharedJson(json, std::marker::PhantomData))
+    let answer = state.reads().json(key, read).await?;
+    Ok(SharedJson::new(answer, &if_none_match))
 }
 
 async fn get_server(
