@@ -269,57 +269,34 @@ mod tests {
     #[tokio::test]
     async fn a_read_asks_with_the_kept_version_and_an_unchanged_farm_gets_the_kept_answer() {
         let coalescer = Coalescer::default();
-        // Each read answers with the version it was asked with, so the test sees it.
-        let read = |version: u64, value: &'static str, unchanged: bool| {
+        // The controller's answer: `Some((version, value))`, or `None` for unchanged. The
+        // value read carries the version the read was asked with, so the test sees it.
+        let read = |controller: Option<(u64, &'static str)>| {
             move |known: u64| async move {
-                Ok::<_, ApiError>(if unchanged {
-                    Versioned::Unchanged
-                } else {
-                    Versioned::Changed {
+                Ok::<_, ApiError>(match controller {
+                    None => Versioned::Unchanged,
+                    Some((version, value)) => Versioned::Changed {
                         version,
                         value: (known, value),
-                    }
+                    },
                 })
             }
         };
-        let first = coalescer
-            .json("servers", read(7, "a", false))
-            .await
-            .unwrap();
-        assert_eq!(first.version, 7);
-        assert_eq!(
-            first.json,
-            Bytes::from_static(br#"[0,"a"]"#),
-            "asked with none"
-        );
-
-        let again = coalescer
-            .json("servers", read(7, "ignored", true))
-            .await
-            .unwrap();
-        assert_eq!(again.version, 7);
-        assert_eq!(again.json, first.json, "unchanged: the kept answer");
-
-        let changed = coalescer
-            .json("servers", read(9, "b", false))
-            .await
-            .unwrap();
-        assert_eq!(changed.version, 9);
-        assert_eq!(
-            changed.json,
-            Bytes::from_static(br#"[7,"b"]"#),
-            "asked with 7"
-        );
-
-        let other = coalescer
-            .json("healthy", read(9, "c", false))
-            .await
-            .unwrap();
-        assert_eq!(
-            other.json,
-            Bytes::from_static(br#"[0,"c"]"#),
-            "keys kept apart"
-        );
+        let steps = [
+            // key, the controller's answer, then the version and JSON served
+            ("servers", Some((7, "a")), 7, r#"[0,"a"]"#), // asked with none
+            ("servers", None, 7, r#"[0,"a"]"#),           // unchanged: the kept answer
+            ("servers", Some((9, "b")), 9, r#"[7,"b"]"#), // asked with the kept version
+            ("healthy", Some((9, "c")), 9, r#"[0,"c"]"#), // keys are kept apart
+        ];
+        for (key, controller, version, json) in steps {
+            let answer = coalescer.json(key, read(controller)).await.unwrap();
+            assert_eq!(
+                (answer.version, &answer.json[..]),
+                (version, json.as_bytes()),
+                "{key} {controller:?}"
+            );
+        }
     }
 
     #[tokio::test]
