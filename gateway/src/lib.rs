@@ -3,9 +3,11 @@
 //! People who never touch gRPC drive the farm with curl, browsers need grpc-web, and
 //! monitoring stacks scrape Prometheus. The gateway gives all three on one port and keeps
 //! **no farm state of its own**: every REST route is a translation of one call of the
-//! controller's `FarmService`, made over a lazily connected tonic [`Channel`]. When the
-//! controller is down, requests fail fast with a JSON 503 instead of hanging, and the next
-//! request after it comes back simply reconnects.
+//! controller's `FarmService`, made over a lazily connected tonic [`Channel`]. (The server
+//! list keeps its last JSON, but sends it again only when that request's call confirms the
+//! farm is still at its version; see `coalesce`.) When the controller is down, requests fail
+//! fast with a JSON 503 instead of hanging, and the next request after it comes back simply
+//! reconnects.
 //!
 //! ```text
 //! curl ──REST/JSON──▶ ┐
@@ -21,6 +23,8 @@
 //!   with a deadline.
 //! - [`rest`]: the seed's REST table, one handler per route, each calling one RPC.
 //! - `edge`: the layer around every route that counts requests and makes errors JSON.
+//! - `coalesce`: identical concurrent reads share one call, and the server list's JSON is
+//!   encoded again only when the farm changed.
 //! - [`model`]: the REST shapes (snake_case, ids as numbers, enums as lowercase strings),
 //!   converted from the proto messages at the edge, and the input bounds they document.
 //! - [`extract`]: JSON, path and query extractors whose rejections speak [`error`]'s shape.
