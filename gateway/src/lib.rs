@@ -159,7 +159,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled; in-flight requests then
-/// get [`SHUTDOWN_GRACE`] to finish. The configuration is validated before anything is
+/// get `SHUTDOWN_GRACE` (3 s) to finish. The configuration is validated before anything is
 /// served.
 pub async fn serve(
     listener: TcpListener,
