@@ -155,9 +155,9 @@ pub struct Registration {
 
 /// Where a registry's versions start: the clock in microseconds. The versions of a restarted
 /// controller then start above every version the one before handed out (it would have had
-/// to change its farm more than a million times a second to get ahead), so a client that
-/// keeps an answer by its version never takes the new farm for the old. Never 0, which
-/// callers use for "none".
+/// to change its farm more than a million times a second to get ahead, or the wall clock
+/// would have to step back across the restart), so a client that keeps an answer by its
+/// version does not take the new farm for the old. Never 0, which callers use for "none".
 fn first_version() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -286,18 +286,16 @@ impl Registry {
     /// Returns the session number that later calls from this stream must carry.
     pub fn connect(&self, registration: Registration, link: AgentLink) -> u64 {
         let session = link.session;
-        let stale_after = self.stale_after();
-        {
-            let mut inner = self.lock();
-            inner.servers.entry(registration.id).or_insert_with(|| {
-                ServerEntry::new(
-                    registration.id,
-                    registration.name.clone(),
-                    registration.node_address.clone(),
-                    registration.runtime.clone(),
-                    stale_after,
-                )
-            });
+        let known = self.lock().servers.contains_key(&registration.id);
+        if !known {
+            // An agent no runtime announced (started by hand): its server appears first, at a
+            // version of its own like every change, and then takes the hello below.
+            self.expect(
+                registration.id,
+                registration.name.clone(),
+                registration.node_address.clone(),
+                registration.runtime.clone(),
+            );
         }
         self.update(registration.id, |entry| {
             entry.name = registration.name;

@@ -131,7 +131,8 @@ export type ListServersRequest = Message<"farm.v1.ListServersRequest"> & {
   /**
    * The version of a list the caller already holds (ListServersResponse.version), or 0.
    * When the farm is still at that version the answer is unchanged and lists no servers, so
-   * a poller or a cache pays for the servers only when something changed.
+   * a poller or a cache pays for the servers only when something changed. The version is
+   * the whole farm's: send it only with the same status filter as the list it came with.
    *
    * @generated from field: uint64 known_version = 2;
    */
@@ -159,8 +160,9 @@ export type ListServersResponse = Message<"farm.v1.ListServersResponse"> & {
   servers: Server[];
 
   /**
-   * The farm's version that this list shows. Any change to any server raises it, and a
-   * restarted controller starts above every version the one before handed out.
+   * The farm's version that this list shows. Any change to any server raises it. A
+   * restarted controller starts from the clock in microseconds, above the versions of the
+   * one before unless the clock stepped back. 0 comes only from controllers older than it.
    *
    * @generated from field: uint64 version = 2;
    */
