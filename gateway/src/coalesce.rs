@@ -48,10 +48,11 @@ pub(crate) enum Versioned<T> {
 /// A read's answer: its JSON and the farm version it shows.
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {
-    /// The farm's version that `json` shows.
+    /// The farm's version that `json` shows; 0 when the controller gave none (one older than
+    /// this gateway), and then the answer is not tagged, and nothing is kept for its key.
     pub(crate) version: u64,
     /// The version as an HTTP entity tag, `"<version>"`.
-    pub(crate) etag: HeaderValue,
+    pub(crate) etag: Option<HeaderValue>,
     /// The answer, encoded.
     pub(crate) json: Bytes,
 }
@@ -60,8 +61,10 @@ impl Answer {
     fn new(version: u64, json: Vec<u8>) -> Self {
         Self {
             version,
-            etag: HeaderValue::try_from(format!("\"{version}\""))
-                .expect("digits in quotes are a header value"),
+            etag: (version != 0).then(|| {
+                HeaderValue::try_from(format!("\"{version}\""))
+                    .expect("digits in quotes are a header value")
+            }),
             json: json.into(),
         }
     }
@@ -108,7 +111,12 @@ impl Coalescer {
                     .map(|json| Answer::new(version, json))
                     .map_err(|_| ApiError::Internal)
                     .inspect(|answer| {
-                        lock(&self.last).insert(key.to_owned(), answer.clone());
+                        let mut last = lock(&self.last);
+                        if answer.version == 0 {
+                            last.remove(key);
+                        } else {
+                            last.insert(key.to_owned(), answer.clone());
+                        }
                     }),
                 Err(e) => Err(e),
             };
@@ -144,7 +152,10 @@ impl<T> SharedJson<T> {
     /// `answer`, or a 304 when the client holds it already.
     pub(crate) fn new(answer: Answer, if_none_match: &IfNoneMatch) -> Self {
         Self {
-            not_modified: if_none_match.matches(&answer.etag),
+            not_modified: answer
+                .etag
+                .as_ref()
+                .is_some_and(|etag| if_none_match.matches(etag)),
             answer,
             shape: PhantomData,
         }
@@ -153,18 +164,21 @@ impl<T> SharedJson<T> {
 
 impl<T> IntoResponse for SharedJson<T> {
     fn into_response(self) -> Response {
-        let tags = [
-            (header::ETAG, self.answer.etag),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ];
-        if self.not_modified {
-            return (StatusCode::NOT_MODIFIED, tags).into_response();
+        let mut response = if self.not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let json = [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )];
+            (json, self.answer.json).into_response()
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if let Some(etag) = self.answer.etag {
+            headers.insert(header::ETAG, etag);
         }
-        let json = [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )];
-        (tags, json, self.answer.json).into_response()
+        response
     }
 }
 
@@ -204,11 +218,12 @@ fn with_etag(mut response: OpenApiResponse) -> OpenApiResponse {
     let etag = OpenApiHeader {
         description: Some(
             "The farm's version this answer shows, quoted. Send it back in `If-None-Match` to \
-             get a 304 while nothing has changed."
+             get a 304 while nothing has changed. Absent only when the controller is older \
+             than the gateway and gives no version."
                 .into(),
         ),
         style: HeaderStyle::Simple,
-        required: true,
+        required: false,
         deprecated: None,
         format: ParameterSchemaOrContent::Schema(SchemaObject {
             json_schema: schemars::json_schema!({ "type": "string" }),
@@ -327,5 +342,45 @@ mod tests {
         };
         let answer = coalescer.json("servers", unchanged).await.unwrap();
         assert_eq!(answer.json, Bytes::from_static(b"1"));
+    }
+
+    async fn if_none_match(value: &'static str) -> IfNoneMatch {
+        use axum::extract::FromRequestParts;
+        let request = http::Request::builder().header(header::IF_NONE_MATCH, value);
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        let Ok(header) = IfNoneMatch::from_request_parts(&mut parts, &()).await;
+        header
+    }
+
+    #[tokio::test]
+    async fn a_tagged_answer_is_a_304_for_its_tag_and_an_untagged_one_never_is() {
+        let coalescer = Coalescer::default();
+        let read = |version: u64| {
+            move |_known| async move { Ok::<_, ApiError>(Versioned::Changed { version, value: 1 }) }
+        };
+        let tagged = coalescer.json("servers", read(5)).await.unwrap();
+        let response = SharedJson::<u8>::new(tagged.clone(), &if_none_match("\"5\"").await);
+        let response = response.into_response();
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(response.headers()[header::ETAG], "\"5\"");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+        let response = SharedJson::<u8>::new(tagged, &if_none_match("\"4\"").await);
+        assert_eq!(response.into_response().status(), StatusCode::OK);
+
+        // A controller older than the gateway gives no version: nothing is kept or tagged.
+        let untagged = coalescer.json("servers", read(0)).await.unwrap();
+        assert!(untagged.etag.is_none());
+        let response = SharedJson::<u8>::new(untagged, &if_none_match("*").await);
+        let response = response.into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!response.headers().contains_key(header::ETAG));
+        let asked_with = |known| async move {
+            Ok::<_, ApiError>(Versioned::Changed {
+                version: 0,
+                value: known,
+            })
+        };
+        let next = coalescer.json("servers", asked_with).await.unwrap();
+        assert_eq!(next.json, Bytes::from_static(b"0"), "asked with no version");
     }
 }

@@ -25,7 +25,8 @@ use tower_http::cors::{AllowOrigin, Cors, CorsLayer, ResponseFuture};
 use crate::config::CorsOrigins;
 
 /// CORS for `origins`: its request headers allowed for grpc-web, the gRPC status headers
-/// exposed so JavaScript can read a trailers-only error, and `ETag` for conditional reads.
+/// exposed so JavaScript can read a trailers-only error, and `ETag` exposed and
+/// `If-None-Match` allowed for conditional reads.
 pub fn layer<S>(origins: &CorsOrigins) -> impl Layer<S, Service = BrowserCors<S>> + Clone + use<S> {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -33,6 +34,7 @@ pub fn layer<S>(origins: &CorsOrigins) -> impl Layer<S, Service = BrowserCors<S>
             header::CONTENT_TYPE,
             header::ACCEPT,
             header::AUTHORIZATION,
+            header::IF_NONE_MATCH,
             HeaderName::from_static("x-grpc-web"),
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),

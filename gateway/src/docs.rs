@@ -23,7 +23,11 @@ pub fn describe(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
         .summary("REST for the farm's controller")
         .description(
             "Every route translates one call of the controller's gRPC `farm.v1.FarmService`; \
-             the gateway keeps no farm state. JSON is snake_case, server ids are numbers, \
+             the gateway keeps no farm state (the server list's last JSON is sent again \
+             only when the controller confirms the farm has not changed). `GET /api/servers` \
+             answers with an `ETag`; send it back in `If-None-Match` for a 304 while the farm \
+             is unchanged (it changes with every server's sample, about once a second per \
+             server). JSON is snake_case, server ids are numbers, \
              statuses and kinds are lowercase strings. Every 4xx and 5xx has the body \
              `{\"error\": {\"status\", \"code\", \"message\"}}`; a 503 means the controller \
              is down or restarting. Request bodies are at most 256 KiB and reject unknown \

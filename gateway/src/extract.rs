@@ -152,19 +152,20 @@ impl<T: JsonSchema> OperationInput for ApiQuery<T> {
 }
 
 /// The `If-None-Match` header of a conditional GET: the entity tags of answers the client
-/// already holds. Never rejects: a header that is missing or not text matches nothing.
+/// already holds, from every line of the header. Never rejects: a header that is missing or
+/// not text matches nothing.
 #[derive(Debug, Clone, Default)]
-pub struct IfNoneMatch(Option<HeaderValue>);
+pub struct IfNoneMatch(Vec<HeaderValue>);
 
 impl IfNoneMatch {
     /// Whether the client holds the answer tagged `etag`: the header is `*` or lists it.
     /// Tags compare weakly (a `W/` prefix is ignored), as RFC 9110 asks for this header.
     pub fn matches(&self, etag: &HeaderValue) -> bool {
-        let Some(list) = self.0.as_ref().and_then(|value| value.to_str().ok()) else {
-            return false;
-        };
         let etag = etag.as_bytes();
-        list.split(',')
+        self.0
+            .iter()
+            .filter_map(|line| line.to_str().ok())
+            .flat_map(|line| line.split(','))
             .map(str::trim)
             .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == etag)
     }
@@ -174,7 +175,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+        // A request without the header, the common case, allocates nothing here.
+        let lines = parts.headers.get_all(header::IF_NONE_MATCH);
+        Ok(Self(lines.iter().cloned().collect()))
     }
 }
 
@@ -213,7 +216,7 @@ mod tests {
     #[test]
     fn if_none_match_compares_tags_weakly_and_star_matches_anything() {
         let etag = HeaderValue::from_static("\"42\"");
-        let header = |value: &'static str| IfNoneMatch(Some(HeaderValue::from_static(value)));
+        let header = |value: &'static str| IfNoneMatch(vec![HeaderValue::from_static(value)]);
         assert!(header("\"42\"").matches(&etag));
         assert!(header("W/\"42\"").matches(&etag));
         assert!(header("\"7\", \"42\"").matches(&etag));
@@ -222,7 +225,20 @@ mod tests {
         assert!(!header("42").matches(&etag), "a tag is quoted");
         assert!(!header("").matches(&etag));
         assert!(!IfNoneMatch::default().matches(&etag));
-        let not_text = IfNoneMatch(Some(HeaderValue::from_bytes(b"\"4\xff\"").unwrap()));
-        assert!(!not_text.matches(&etag));
+        let not_text = HeaderValue::from_bytes(b"\"4\xff\"").unwrap();
+        assert!(!IfNoneMatch(vec![not_text.clone()]).matches(&etag));
+        let lines = |values: &[&'static str]| {
+            IfNoneMatch(values.iter().map(|v| HeaderValue::from_static(v)).collect())
+        };
+        assert!(
+            lines(&["\"7\"", "\"42\""]).matches(&etag),
+            "a list split over two lines"
+        );
+        assert!(!lines(&["\"7\"", "\"8\""]).matches(&etag));
+        let after_garbage = IfNoneMatch(vec![not_text, HeaderValue::from_static("\"42\"")]);
+        assert!(
+            after_garbage.matches(&etag),
+            "a line that is not text is skipped"
+        );
     }
 }
