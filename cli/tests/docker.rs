@@ -12,10 +12,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Farm, eventually, farm_bin, is, servers, signal, wait_exit};
+use common::{Farm, act, eventually, farm_bin, is, servers, signal, wait_exit};
 use farm_proto::v1::{
-    LoadSpec, ScaleFarmRequest, ServerActionKind, ServerActionRequest, ServerStatus,
-    SimulateLoadRequest, WatchRequest,
+    LoadSpec, ScaleFarmRequest, ServerActionKind, ServerStatus, SimulateLoadRequest, WatchRequest,
 };
 use nix::sys::signal::Signal;
 use tokio_stream::StreamExt;
@@ -175,23 +174,6 @@ async fn up_makes_labelled_limited_containers_and_sigterm_removes_them() {
         "containers left behind"
     );
     assert!(farm_networks(&prefix).is_empty(), "network left behind");
-}
-
-async fn act(
-    client: &mut farm_proto::v1::farm_service_client::FarmServiceClient<tonic::transport::Channel>,
-    id: u32,
-    action: ServerActionKind,
-) {
-    let outcomes = client
-        .server_action(ServerActionRequest {
-            server_ids: vec![id],
-            action: action as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .outcomes;
-    assert!(outcomes[0].ok, "{action:?}: {outcomes:?}");
 }
 
 async fn wait_status(farm: &Farm, id: u32, status: ServerStatus, limit: Duration) {

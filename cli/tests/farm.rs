@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Farm, eventually, is, node_pid, servers, signal};
+use common::{Farm, act, eventually, is, node_pid, servers, signal};
 use farm_node::client::NodeClient;
 use farm_proto::v1::{
     AgentEventKind, BroadcastRequest, GetServerRequest, ListServersRequest, LoadSpec, LoadTestSpec,
@@ -184,16 +184,7 @@ async fn the_watch_delivers_a_change_within_a_second() {
     assert!(quiet_start.elapsed() <= Duration::from_millis(1500));
 
     // And starting it brings it back.
-    let outcomes = client
-        .server_action(ServerActionRequest {
-            server_ids: vec![1],
-            action: ServerActionKind::Start as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .outcomes;
-    assert!(outcomes[0].ok, "{outcomes:?}");
+    act(&mut client, 1, ServerActionKind::Start).await;
     eventually(Duration::from_secs(3), "server 1 healthy again", || {
         let mut c = client.clone();
         async move { is(&servers(&mut c).await[0], ServerStatus::Healthy).then_some(()) }
@@ -244,16 +235,7 @@ async fn list_servers_is_unchanged_while_the_farm_is_at_the_version_the_caller_h
     assert_eq!(unchanged.version, held.version);
 
     // A change the caller has not seen: the answer lists it, at a later version.
-    let outcomes = client
-        .server_action(ServerActionRequest {
-            server_ids: vec![1],
-            action: ServerActionKind::Stop as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .outcomes;
-    assert!(outcomes[0].ok, "{outcomes:?}");
+    act(&mut client, 1, ServerActionKind::Stop).await;
     let after = eventually(
         Duration::from_secs(10),
         "server 1 stopped in the list",

@@ -305,6 +305,15 @@ struct Path {
 }
 
 impl Path {
+    fn new(name: &'static str, target: Target) -> Self {
+        Self {
+            name,
+            target,
+            servers: 0,
+            phases: Vec::new(),
+        }
+    }
+
     fn median_of(&self, figure: impl Fn(&Phase) -> f64) -> f64 {
         median(self.phases.iter().map(figure).collect())
     }
@@ -327,26 +336,20 @@ async fn run(args: Args) {
         .await
         .expect("the controller answers");
     let mut paths = vec![
-        Path {
-            name: "gRPC ListServers (direct)",
-            target: Target::Grpc(FarmServiceClient::new(channel)),
-            servers: 0,
-            phases: Vec::new(),
-        },
-        Path {
-            name: "REST GET /api/servers",
-            target: Target::http(&format!("{}/api/servers", args.gateway)),
-            servers: 0,
-            phases: Vec::new(),
-        },
+        Path::new(
+            "gRPC ListServers (direct)",
+            Target::Grpc(FarmServiceClient::new(channel)),
+        ),
+        Path::new(
+            "REST GET /api/servers",
+            Target::http(&format!("{}/api/servers", args.gateway)),
+        ),
     ];
     if let Some(url) = &args.static_url {
-        paths.push(Path {
-            name: "the same JSON as a static file (reference)",
-            target: Target::http(url),
-            servers: 0,
-            phases: Vec::new(),
-        });
+        paths.push(Path::new(
+            "the same JSON as a static file (reference)",
+            Target::http(url),
+        ));
     }
 
     let warmup = Duration::from_secs(args.warmup);
@@ -404,8 +407,8 @@ async fn run(args: Args) {
         "| path | servers listed | errors | median req/s | median p50 ms | median p99 ms | pooled p99 ms | pooled p99.9 ms | pooled max ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for path in &paths {
-        let pooled = path.pooled();
+    let pooled: Vec<Histogram<u64>> = paths.iter().map(Path::pooled).collect();
+    for (path, pooled) in paths.iter().zip(&pooled) {
         println!(
             "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             path.name,
@@ -421,7 +424,7 @@ async fn run(args: Args) {
     }
     let (direct, gateway) = (&paths[0], &paths[1]);
     let p99 = gateway.median_of(|p| p.ms_at(0.99));
-    let pooled_p99 = ms(gateway.pooled().value_at_quantile(0.99));
+    let pooled_p99 = ms(pooled[1].value_at_quantile(0.99));
     let rounds_met = gateway
         .phases
         .iter()

@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use aide::OperationOutput;
 use aide::generate::GenContext;
 use aide::openapi::{
-    Header as OpenApiHeader, HeaderStyle, Operation, ParameterSchemaOrContent, ReferenceOr,
-    Response as OpenApiResponse, SchemaObject,
+    Header as OpenApiHeader, HeaderStyle, Operation, ReferenceOr, Response as OpenApiResponse,
 };
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
@@ -225,11 +224,7 @@ fn with_etag(mut response: OpenApiResponse) -> OpenApiResponse {
         style: HeaderStyle::Simple,
         required: false,
         deprecated: None,
-        format: ParameterSchemaOrContent::Schema(SchemaObject {
-            json_schema: schemars::json_schema!({ "type": "string" }),
-            external_docs: None,
-            example: None,
-        }),
+        format: crate::docs::entity_tag_schema(),
         example: None,
         examples: Default::default(),
         extensions: Default::default(),

@@ -26,6 +26,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, header};
+use tokio_util::either::Either;
 use tower::{Layer, Service};
 
 mod embedded {
@@ -144,7 +145,9 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = DashboardFuture<S::Future, BoxedCall<S::Error>>;
+    /// Left: the inner service's answer; right: the dashboard's own, or the inner one after
+    /// a file lookup found nothing.
+    type Future = Either<S::Future, BoxedCall<S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -153,13 +156,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let lookup: BoxedCall<S::Error> = match Lookup::of(&request) {
             // API requests, the hot path: straight through, nothing cloned or boxed.
-            None => {
-                return DashboardFuture {
-                    call: Call::Passed {
-                        call: self.inner.call(request),
-                    },
-                };
-            }
+            None => return Either::Left(self.inner.call(request)),
             Some(Lookup::Page) => {
                 let source = self.source.clone();
                 Box::pin(async move {
@@ -183,40 +180,7 @@ where
                 })
             }
         };
-        DashboardFuture {
-            call: Call::Looked { call: lookup },
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The answer of [`Dashboard`]: the inner service's, or the dashboard's own.
-    pub struct DashboardFuture<P, L> {
-        #[pin]
-        call: Call<P, L>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = CallProjection]
-    enum Call<P, L> {
-        Passed { #[pin] call: P },
-        Looked { #[pin] call: L },
-    }
-}
-
-impl<P, L, E> Future for DashboardFuture<P, L>
-where
-    P: Future<Output = Result<Response, E>>,
-    L: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().call.project() {
-            CallProjection::Passed { call } => call.poll(cx),
-            CallProjection::Looked { call } => call.poll(cx),
-        }
+        Either::Right(lookup)
     }
 }
 

@@ -10,7 +10,7 @@
 //! `/docs` is Swagger UI, whose JavaScript and CSS aide compiles into the binary: the page
 //! loads nothing from the network, so it works on a machine with no internet.
 
-use aide::openapi::OpenApi;
+use aide::openapi::{OpenApi, ParameterSchemaOrContent, SchemaObject};
 use aide::transform::TransformOpenApi;
 use serde_json::Value;
 
@@ -35,6 +35,16 @@ pub fn describe(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
         )
         // Any route can answer an error (405, 413, 503...): every one documents the shape.
         .default_response::<crate::ApiError>()
+}
+
+/// The schema of an entity tag, as the `ETag` and `If-None-Match` headers carry it: the
+/// farm's version, quoted.
+pub(crate) fn entity_tag_schema() -> ParameterSchemaOrContent {
+    ParameterSchemaOrContent::Schema(SchemaObject {
+        json_schema: schemars::json_schema!({ "type": "string" }),
+        external_docs: None,
+        example: Some(Value::from("\"1795763412521734\"")),
+    })
 }
 
 /// The document as served: with the gateway's own bounds written in, as JSON.

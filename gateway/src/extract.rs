@@ -9,9 +9,7 @@ use std::convert::Infallible;
 
 use aide::OperationInput;
 use aide::generate::GenContext;
-use aide::openapi::{
-    HeaderStyle, Operation, Parameter, ParameterData, ParameterSchemaOrContent, SchemaObject,
-};
+use aide::openapi::{HeaderStyle, Operation, Parameter, ParameterData};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use http::request::Parts;
@@ -193,11 +191,7 @@ impl OperationInput for IfNoneMatch {
                 ),
                 required: false,
                 deprecated: None,
-                format: ParameterSchemaOrContent::Schema(SchemaObject {
-                    json_schema: schemars::json_schema!({ "type": "string" }),
-                    external_docs: None,
-                    example: Some(serde_json::json!("\"1795763412521734\"")),
-                }),
+                format: crate::docs::entity_tag_schema(),
                 example: None,
                 examples: Default::default(),
                 explode: None,

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use farm_proto::v1::farm_service_client::FarmServiceClient;
-use farm_proto::v1::{ListServersRequest, Server, ServerStatus};
+use farm_proto::v1::{
+    ListServersRequest, Server, ServerActionKind, ServerActionRequest, ServerStatus,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
@@ -228,6 +230,20 @@ pub async fn servers(client: &mut FarmServiceClient<Channel>) -> Vec<Server> {
         .expect("ListServers answers")
         .into_inner()
         .servers
+}
+
+/// Asks for `action` on server `id` and checks that it was carried out.
+pub async fn act(client: &mut FarmServiceClient<Channel>, id: u32, action: ServerActionKind) {
+    let outcomes = client
+        .server_action(ServerActionRequest {
+            server_ids: vec![id],
+            action: action as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    assert!(outcomes[0].ok, "{action:?}: {outcomes:?}");
 }
 
 /// Whether `server` has `status`.
