@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The gateway's benchmark: a 50-server farm (release build), then GET /api/servers through
 # the gateway and ListServers straight to the controller, 64 concurrent clients each, taking
-# turns round after round in one run (gateway/examples/bench.rs). Prints each round with the
+# turns round after round in one run (controller/examples/gateway_bench.rs). Prints each round with the
 # host's CPU steal, the median round and the pooled samples, and whether the targets (REST
 # p99 <= 5 ms; gateway adds <= 1 ms at p50) were met.
 #
@@ -22,11 +22,11 @@ SECONDS_PER_PHASE=${BENCH_SECONDS:-5}
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   cargo build --release -p farm
-  cargo build --release -p farm-gateway --example bench
+  cargo build --release -p farm-controller --example gateway_bench
 fi
 source scripts/lib/farm.sh
 FARM_BIN=$(pick_binary target/x86_64-unknown-linux-gnu/release/farm target/release/farm)
-BENCH_BIN=$(pick_binary target/x86_64-unknown-linux-gnu/release/examples/bench target/release/examples/bench)
+BENCH_BIN=$(pick_binary target/x86_64-unknown-linux-gnu/release/examples/gateway_bench target/release/examples/gateway_bench)
 read -r CONTROLLER GATEWAY NODE_BASE < <(free_ports "$SERVERS")
 RUST_LOG=warn start_farm "$FARM_BIN" --servers "$SERVERS" \
   --listen "127.0.0.1:$CONTROLLER" \

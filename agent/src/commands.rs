@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::limits::{MAX_SAMPLE_INTERVAL_MS, MIN_SAMPLE_INTERVAL_MS};
 use farm_proto::v1::{Command, CommandResult, LoadSpec, NodeAction, command};
 use tokio::sync::mpsc;

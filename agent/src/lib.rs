@@ -11,7 +11,9 @@
 //! - [`cgroup`]: a container's own CPU, memory, pids and I/O from its cgroup (v1 and v2).
 //! - [`link`]: the stream to the controller: hello, reconnects with backoff and jitter, and a
 //!   bounded outbox that holds what could not be sent while the controller was away.
-//! - [`backoff`]: exponential backoff with jitter, shared by every retry loop of the farm.
+//!
+//! Retries use `farm-backoff`, node probes `farm-node-api`; the controller is met only on
+//! the wire, through the `farm.v1` contract.
 //!
 //! The agent stops on one [`CancellationToken`]; it then stops its node and returns.
 
@@ -20,7 +22,6 @@ mod commands;
 mod link;
 mod sampler;
 
-pub mod backoff;
 pub mod supervisor;
 
 use std::net::SocketAddr;

@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 use tonic::transport::Endpoint;
 
-use crate::backoff::Backoff;
 use crate::sampler::Sampler;
 use crate::supervisor::Supervisor;
 use crate::{Config, commands};
+use farm_backoff::Backoff;
 
 /// Messages kept while the controller is unreachable: two minutes of samples at the default
 /// 1 s interval plus room for events; the oldest are dropped past that.

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use farm_node::client::NodeClient;
-use farm_node::proc::{self, CpuMeter};
+use farm_node_api::client::NodeClient;
+use farm_node_api::proc::{self, CpuMeter};
 use farm_proto::v1::{self as pb, MetricsSample};
 
 use crate::cgroup::{self, Cgroup, CgroupSample};

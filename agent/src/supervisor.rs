@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::v1::{AgentEvent, AgentEventKind};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
+use farm_backoff::Backoff;
 
 /// How to start the node app and where it answers.
 #[derive(Debug, Clone)]

@@ -130,7 +130,7 @@ pub(crate) struct ProbeArgs {
 }
 
 pub(crate) async fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let client = farm_node::client::NodeClient::new();
+    let client = farm_node_api::client::NodeClient::new();
     match client
         .health(&args.address, Duration::from_millis(args.timeout_ms))
         .await
@@ -148,30 +148,44 @@ pub(crate) async fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 pub(crate) struct ComposeArgs {
     /// Number of servers (1 to 1000).
     #[arg(long, short = 'n', default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(farm_controller::runtime::MAX_SERVERS)))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(farm_proto::limits::MAX_SERVERS)))]
     servers: u32,
     /// Folder to write docker-compose.yml, its Dockerfile and the binary into.
     #[arg(long, default_value = "compose")]
     output: PathBuf,
-    /// Host port of the controller's gRPC API.
+    /// Host port of the controller's gRPC API (0: the engine picks one; `docker-compose port`
+    /// tells which).
     #[arg(long, default_value_t = 50051)]
     controller_port: u16,
-    /// Host port of the gateway (REST, dashboard).
+    /// Host port of the gateway (REST, dashboard); 0 lets the engine pick.
     #[arg(long, default_value_t = 8000)]
     gateway_port: u16,
-    /// Node N is published on this port plus N.
+    /// Node N is published on this port plus N; 0 lets the engine pick each node's port.
     #[arg(long, default_value_t = 8000)]
     node_base_port: u16,
     #[command(flatten)]
     docker: DockerArgs,
 }
 
+/// The image a compose farm builds from its folder (`build: .`) and runs everywhere. Its tag
+/// names the farm, not the binary, so that the compose file stays the same from one build to
+/// the next; `up --build` puts a new binary into it.
+fn compose_image(prefix: &str) -> String {
+    format!("farm-server:compose-{prefix}")
+}
+
 /// The compose file for `args`: controller, gateway and every server, on one network, all
 /// from the one image. The controller drives the server containers through the mounted
-/// Docker socket, as the seed's control plane does.
-fn compose_file(args: &ComposeArgs, image: &str) -> anyhow::Result<String> {
+/// Docker socket.
+fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
     use std::fmt::Write;
     let prefix = &args.docker.name_prefix;
+    let image = compose_image(prefix);
+    // `127.0.0.1::PORT` publishes on a port the engine picks.
+    let publish = |host_port: u32, port: u16| match host_port {
+        0 => format!("127.0.0.1::{port}"),
+        _ => format!("127.0.0.1:{host_port}:{port}"),
+    };
     let last_port = u32::from(args.node_base_port) + args.servers;
     anyhow::ensure!(
         last_port <= 65_535,
@@ -187,7 +201,7 @@ fn compose_file(args: &ComposeArgs, image: &str) -> anyhow::Result<String> {
     )?;
     writeln!(
         yaml,
-        "# Start: docker-compose -f {}/docker-compose.yml up -d",
+        "# Start: docker-compose -f {}/docker-compose.yml up -d --build",
         args.output.display()
     )?;
     writeln!(
@@ -205,29 +219,37 @@ fn compose_file(args: &ComposeArgs, image: &str) -> anyhow::Result<String> {
     image: {image}
     command: ["controller", "--listen", "0.0.0.0:50051", "--docker-farm", "{prefix}"]
     volumes: ["/var/run/docker.sock:/var/run/docker.sock"]
-    ports: ["127.0.0.1:{controller_port}:50051"]
+    ports: ["{controller_port}"]
     restart: unless-stopped
   gateway:
     image: {image}
     command: ["gateway", "--listen", "0.0.0.0:8000", "--controller", "http://controller:50051"]
-    ports: ["127.0.0.1:{gateway_port}:8000"]
+    ports: ["{gateway_port}"]
     depends_on: [controller]
     restart: unless-stopped
 "#,
-        controller_port = args.controller_port,
-        gateway_port = args.gateway_port,
+        controller_port = publish(u32::from(args.controller_port), 50051),
+        gateway_port = publish(u32::from(args.gateway_port), 8000),
     )?;
     for id in 1..=args.servers {
+        let agent = farm_controller::runtime::AgentCommand {
+            id,
+            controller_url: "http://controller:50051".into(),
+            node_listen: format!("0.0.0.0:{}", docker::NODE_PORT),
+            node_advertise: Some(format!("server-{id}:{}", docker::NODE_PORT)),
+            runtime: "docker",
+            exit_with_parent: false,
+        };
         write!(
             yaml,
             r#"  server-{id}:
     image: {image}
     container_name: {prefix}-server-{id}
-    command: ["agent", "--id", "{id}", "--controller", "http://controller:50051", "--node-listen", "0.0.0.0:8000", "--node-advertise", "server-{id}:8000", "--runtime", "docker"]
+    command: {command}
     labels:
       {farm_label}: "{prefix}"
       {id_label}: "{id}"
-    ports: ["127.0.0.1:{port}:8000"]
+    ports: ["{port}"]
     cpus: {cpus}
     mem_limit: {memory}m
     restart: unless-stopped
@@ -238,12 +260,16 @@ fn compose_file(args: &ComposeArgs, image: &str) -> anyhow::Result<String> {
       retries: {retries}
     depends_on: [controller]
 "#,
+            command = serde_json::to_string(&agent.args())?,
             farm_label = docker::LABEL_FARM,
             id_label = docker::LABEL_SERVER_ID,
             interval = docker::HEALTH_INTERVAL_SECONDS,
             timeout = docker::HEALTH_TIMEOUT_SECONDS,
             retries = docker::HEALTH_RETRIES,
-            port = u32::from(args.node_base_port) + id,
+            port = match args.node_base_port {
+                0 => publish(0, docker::NODE_PORT),
+                base => publish(u32::from(base) + id, docker::NODE_PORT),
+            },
             cpus = args.docker.cpus,
             memory = args.docker.memory_mb,
         )?;
@@ -256,8 +282,7 @@ pub(crate) async fn compose(args: ComposeArgs) -> anyhow::Result<ExitCode> {
     let bytes =
         std::fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?;
     docker::check_static(&bytes, &binary)?;
-    let image = docker::image_tag(&bytes);
-    let yaml = compose_file(&args, &image)?;
+    let yaml = compose_file(&args)?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let write = |name: &str, content: &[u8]| {
@@ -279,7 +304,7 @@ pub(crate) async fn compose(args: ComposeArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     println!(
-        "farm: wrote {dir}/docker-compose.yml ({} servers), {dir}/Dockerfile and {dir}/farm\nfarm: start it with: docker-compose -f {dir}/docker-compose.yml up -d",
+        "farm: wrote {dir}/docker-compose.yml ({} servers), {dir}/Dockerfile and {dir}/farm\nfarm: start it with: docker-compose -f {dir}/docker-compose.yml up -d --build",
         args.servers,
         dir = args.output.display()
     );

@@ -29,7 +29,7 @@ pub(crate) struct HealthArgs {
     #[arg(long, env = "FARM_CONTROLLER", default_value = DEFAULT_CONTROLLER_URL)]
     controller: String,
     /// How long each server's /health probe may take, in milliseconds (1 to 10000).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=i64::from(farm_proto::limits::MAX_HEALTH_TIMEOUT_MS)))]
     timeout_ms: u32,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use farm_proto::limits;
 use tokio::net::TcpListener;
 
 use crate::signal::shutdown_token;
@@ -25,7 +26,7 @@ pub(crate) struct ControllerArgs {
     listen: SocketAddr,
     /// Sample interval agents are told to use, in milliseconds (100 to 60000).
     #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(100..=60_000))]
+          value_parser = clap::value_parser!(u32).range(i64::from(limits::MIN_SAMPLE_INTERVAL_MS)..=i64::from(limits::MAX_SAMPLE_INTERVAL_MS)))]
     sample_interval_ms: u32,
     /// Drive the containers labelled as this docker farm's through the Docker socket, as
     /// the controller of a `farm compose` farm does.
@@ -43,16 +44,16 @@ pub(crate) struct GatewayOptions {
     /// Deadline of an ordinary REST request, in milliseconds (100 to 300000); past it the
     /// client gets a 504.
     #[arg(long, env = "FARM_GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u32).range(100..=300_000))]
+          value_parser = clap::value_parser!(u32).range(i64::from(limits::MIN_REST_REQUEST_TIMEOUT_MS)..=i64::from(limits::MAX_REST_REQUEST_TIMEOUT_MS)))]
     request_timeout_ms: u32,
     /// Longest load test `POST /api/load-test` runs, in seconds (1 to 3600): the HTTP
     /// request stays open for the whole run.
-    #[arg(long, env = "FARM_GATEWAY_MAX_LOAD_TEST_SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    #[arg(long, env = "FARM_GATEWAY_MAX_LOAD_TEST_SECONDS", default_value_t = limits::DEFAULT_MAX_REST_LOAD_TEST_SECONDS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_DURATION_SECONDS)))]
     max_load_test_seconds: u32,
     /// Most servers `POST /api/scale` may ask for (1 to 1000).
-    #[arg(long, env = "FARM_GATEWAY_MAX_SERVERS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "FARM_GATEWAY_MAX_SERVERS", default_value_t = limits::MAX_SERVERS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SERVERS)))]
     max_servers: u32,
 }
 
@@ -88,7 +89,7 @@ pub(crate) struct GatewayArgs {
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
     /// Server id (at least 1).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SERVER_ID)))]
     id: u32,
     /// Server name; `server-N` by default.
     #[arg(long)]
@@ -106,7 +107,7 @@ pub(crate) struct AgentArgs {
     #[arg(long, default_value = "")]
     runtime: String,
     /// Sample interval until the controller sets one, in milliseconds (100 to 60000).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=60_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(i64::from(limits::MIN_SAMPLE_INTERVAL_MS)..=i64::from(limits::MAX_SAMPLE_INTERVAL_MS)))]
     sample_interval_ms: u32,
     /// Exit when the parent process dies (set by the process runtime).
     #[arg(long)]

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use farm_controller::runtime::{DockerRuntime, MAX_SERVERS, ProcessRuntime, ProcessRuntimeConfig};
+use farm_controller::runtime::{DockerRuntime, ProcessRuntime, ProcessRuntimeConfig};
 use farm_controller::status::Status;
 use farm_controller::{Registry, Runtime};
+use farm_proto::limits::{self, MAX_SERVERS};
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::{self, DockerArgs};
@@ -49,7 +50,7 @@ pub(crate) struct UpArgs {
     node_base_port: u16,
     /// Sample interval of the agents, in milliseconds (100 to 60000).
     #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(100..=60_000))]
+          value_parser = clap::value_parser!(u32).range(i64::from(limits::MIN_SAMPLE_INTERVAL_MS)..=i64::from(limits::MAX_SAMPLE_INTERVAL_MS)))]
     sample_interval_ms: u32,
     /// Where the servers live: local processes, or Docker containers.
     #[arg(long, env = "FARM_RUNTIME", value_enum, default_value_t = RuntimeKind::Process)]
@@ -92,7 +93,7 @@ impl Servers {
 
     async fn start(&self, servers: u32) -> anyhow::Result<()> {
         match self {
-            Servers::Process(r) => r.start(1..=servers).map_err(anyhow::Error::msg),
+            Servers::Process(r) => Ok(r.start(1..=servers)?),
             Servers::Docker(r) => Ok(r.start(&(1..=servers).collect::<Vec<_>>()).await?),
         }
     }
@@ -124,9 +125,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         if args.runtime == RuntimeKind::Process {
             // Node ports first, so that a taken node port is reported as such.
-            runtime_config
-                .check_ports(1..=args.servers)
-                .map_err(anyhow::Error::msg)?;
+            runtime_config.check_ports(1..=args.servers)?;
         }
         Some(bind(args.gateway_listen, "gateway", "--gateway-listen").await?)
     };
@@ -143,9 +142,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     let servers = match args.runtime {
         RuntimeKind::Process => {
-            runtime_config
-                .check_ports(1..=args.servers)
-                .map_err(anyhow::Error::msg)?;
+            runtime_config.check_ports(1..=args.servers)?;
             Servers::Process(Arc::new(ProcessRuntime::new(
                 ProcessRuntimeConfig {
                     controller_url: controller_url.clone(),

@@ -590,7 +590,7 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
     ]);
     assert_eq!(state, "exited");
     act(&mut client, 2, ServerActionKind::Start).await;
-    let probe = farm_node::client::NodeClient::new();
+    let probe = farm_node_api::client::NodeClient::new();
     eventually(
         Duration::from_secs(30),
         "server 2 serving on its published port",

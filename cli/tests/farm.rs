@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Farm, act, eventually, is, node_pid, servers, signal};
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::v1::{
     AgentEventKind, BroadcastRequest, GetServerRequest, ListServersRequest, LoadSpec, LoadTestSpec,
     RunLoadTestRequest, ServerActionKind, ServerActionRequest, ServerStatus, SimulateLoadRequest,

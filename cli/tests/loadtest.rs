@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Farm, eventually, farm_bin};
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use farm_proto::v1::{
     GetLoadTestRequest, LoadTestResult, LoadTestSpec, RunLoadTestRequest, ServerActionKind,

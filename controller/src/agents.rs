@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use farm_proto::limits::{MAX_HELLO_FIELD_LEN, MAX_SERVER_ID};
 use farm_proto::v1::agent_service_server::AgentService;
 use farm_proto::v1::{
     Command, CommandResult, Hello, LinkRequest, LinkResponse, Welcome, command, link_request,
@@ -24,12 +25,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::registry::{Registration, Registry};
 
-/// Largest server id an agent may claim.
-pub const MAX_SERVER_ID: u32 = 1_000_000;
 /// How long a new stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest name or address an agent may send.
-const MAX_FIELD_LEN: usize = 256;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>>;
 
@@ -138,9 +135,9 @@ fn validate(hello: Hello) -> Result<Registration, Status> {
         ("version", &version),
         ("runtime", &runtime),
     ] {
-        if value.len() > MAX_FIELD_LEN {
+        if value.len() > MAX_HELLO_FIELD_LEN {
             return Err(Status::invalid_argument(format!(
-                "hello.{field} is longer than {MAX_FIELD_LEN} bytes"
+                "hello.{field} is longer than {MAX_HELLO_FIELD_LEN} bytes"
             )));
         }
     }

@@ -6,8 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use farm_node::client::NodeClient;
-use farm_node::limits::{MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB};
+use farm_node_api::client::NodeClient;
+use farm_proto::limits::{
+    MAX_HEALTH_TIMEOUT_MS, MAX_LOAD_CPU_PERCENT, MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB,
+    MAX_SERVERS,
+};
 use farm_proto::v1::farm_service_server::FarmService;
 use farm_proto::v1::{
     self as pb, BroadcastRequest, BroadcastResponse, CheckHealthRequest, CheckHealthResponse,
@@ -32,13 +35,8 @@ use crate::runtime::{self, Runtime};
 use crate::status::Status as ServerStatus;
 use crate::{agents, aggregate, broadcast, health, targets};
 
-/// Most CPU a simulated load may ask for, in percent of one core (64 cores); each node
-/// refuses more than it has cores for.
-pub const MAX_LOAD_CPU_PERCENT: f64 = 6400.0;
 /// How long a server may take to accept a simulated load.
 const LOAD_DEADLINE: Duration = Duration::from_secs(5);
-/// Longest health probe, in milliseconds.
-pub const MAX_HEALTH_TIMEOUT_MS: u32 = 10_000;
 /// The watch's heartbeat: a message at least this often, changed or not.
 const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -82,10 +80,11 @@ fn now_ms() -> u64 {
 }
 
 /// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
-async fn fan_out<F, Fut>(ids: &[u32], task: F) -> Vec<CommandOutcome>
+async fn fan_out<F, Fut, E>(ids: &[u32], task: F) -> Vec<CommandOutcome>
 where
     F: Fn(u32) -> Fut,
-    Fut: Future<Output = std::result::Result<String, String>> + Send + 'static,
+    Fut: Future<Output = std::result::Result<String, E>> + Send + 'static,
+    E: std::fmt::Display,
 {
     let mut tasks = JoinSet::new();
     for (index, &id) in ids.iter().enumerate() {
@@ -93,7 +92,7 @@ where
         tasks.spawn(async move {
             let (ok, message) = match work.await {
                 Ok(message) => (true, message),
-                Err(message) => (false, message),
+                Err(error) => (false, error.to_string()),
             };
             (
                 index,
@@ -336,10 +335,10 @@ impl FarmService for Farm {
         request: Request<ScaleFarmRequest>,
     ) -> std::result::Result<Response<ScaleFarmResponse>, Status> {
         let servers = request.into_inner().servers;
-        if servers > runtime::MAX_SERVERS {
+        if servers > MAX_SERVERS {
             return Err(Status::invalid_argument(format!(
                 "servers must be at most {}, got {servers}",
-                runtime::MAX_SERVERS
+                MAX_SERVERS
             )));
         }
         let runtime = self.runtime.as_ref().ok_or_else(|| {
@@ -347,10 +346,7 @@ impl FarmService for Farm {
                 "this controller runs no runtime (started with `farm controller`); scale with `farm up`",
             )
         })?;
-        let scaled = runtime
-            .scale(servers)
-            .await
-            .map_err(Status::failed_precondition)?;
+        let scaled = runtime.scale(servers).await?;
         Ok(Response::new(ScaleFarmResponse {
             added: scaled.added,
             removed: scaled.removed,

@@ -3,21 +3,18 @@
 
 use std::time::Duration;
 
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::v1::{BroadcastReply, BroadcastRequest, BroadcastResponse};
 use http::Method;
 use tokio::task::JoinSet;
 
+use farm_proto::limits::{
+    MAX_BROADCAST_BODY_BYTES, MAX_BROADCAST_REPLY_BYTES, MAX_BROADCAST_TIMEOUT_MS,
+};
+
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::targets::{self, Target};
-
-/// Largest request body a broadcast may carry.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Largest slice of each answer's body that is returned.
-pub const MAX_REPLY_BODY_BYTES: usize = 4 * 1024;
-/// Longest deadline, in milliseconds.
-pub const MAX_TIMEOUT_MS: u32 = 30_000;
 
 /// A validated broadcast.
 #[derive(Debug, Clone)]
@@ -39,9 +36,9 @@ impl Plan {
             body,
             timeout_ms,
         } = request;
-        if body.len() > MAX_BODY_BYTES {
+        if body.len() > MAX_BROADCAST_BODY_BYTES {
             return Err(Error::InvalidArgument(format!(
-                "body is {} bytes; at most {MAX_BODY_BYTES}",
+                "body is {} bytes; at most {MAX_BROADCAST_BODY_BYTES}",
                 body.len()
             )));
         }
@@ -50,7 +47,7 @@ impl Plan {
             method: targets::method(method, "method")?,
             path: targets::path(path, "path")?,
             body: (!body.is_empty()).then(|| body.clone()),
-            timeout: targets::millis(*timeout_ms, 5000, MAX_TIMEOUT_MS, "timeout_ms")?,
+            timeout: targets::millis(*timeout_ms, 5000, MAX_BROADCAST_TIMEOUT_MS, "timeout_ms")?,
         })
     }
 }
@@ -75,7 +72,7 @@ pub async fn run(plan: Plan, client: &NodeClient) -> BroadcastResponse {
                     &path,
                     body.map(Into::into),
                     timeout,
-                    MAX_REPLY_BODY_BYTES,
+                    MAX_BROADCAST_REPLY_BYTES,
                 )
                 .await;
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

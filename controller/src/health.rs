@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::v1::{self as pb, CheckHealthResponse, ServerHealth};
 use tokio::task::JoinSet;
 

@@ -6,13 +6,10 @@ use std::collections::BTreeSet;
 
 use http::Method;
 
+use farm_proto::limits::MAX_TARGETS;
+
 use crate::error::{Error, Result};
 use crate::registry::Registry;
-
-/// Most server ids one request may list.
-pub const MAX_TARGETS: usize = 10_000;
-/// Longest node path, query included.
-pub const MAX_PATH_LEN: usize = 256;
 
 /// A server a request goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,21 +75,7 @@ pub fn path(raw: &str, field: &str) -> Result<String> {
     if raw.is_empty() {
         return Ok("/".into());
     }
-    if raw.len() > MAX_PATH_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "{field} is longer than {MAX_PATH_LEN} bytes"
-        )));
-    }
-    if !raw.starts_with('/') || raw.starts_with("//") {
-        return Err(Error::InvalidArgument(format!(
-            "{field} must be a path on the node starting with a single \"/\", got {raw:?}"
-        )));
-    }
-    if raw.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err(Error::InvalidArgument(format!(
-            "{field} may hold only visible ASCII characters (percent-encode the rest)"
-        )));
-    }
+    farm_proto::limits::check_node_path(raw, field).map_err(Error::InvalidArgument)?;
     raw.parse::<http::uri::PathAndQuery>()
         .map_err(|e| Error::InvalidArgument(format!("{field} is not a valid path: {e}")))?;
     Ok(raw.to_string())

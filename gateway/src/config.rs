@@ -2,24 +2,16 @@
 
 use std::time::Duration;
 
+use farm_proto::limits::{
+    DEFAULT_MAX_REST_LOAD_TEST_SECONDS, MAX_DURATION_SECONDS, MAX_REST_REQUEST_TIMEOUT_MS,
+    MAX_SERVERS, MIN_REST_REQUEST_TIMEOUT_MS,
+};
 use http::HeaderValue;
-
-/// Largest request body the REST API reads (256 KiB); a larger one gets a JSON 413. The
-/// biggest legitimate body, a broadcast, carries at most 64 KiB of payload.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// How long connecting to the controller may take before a request fails with 503. Short
 /// on purpose: the controller is on the same machine or network, and a client should
 /// hear "unavailable" quickly rather than wait.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Bounds of [`Config::request_timeout`].
-pub const REQUEST_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_millis(100)..=Duration::from_secs(300);
-
-/// Longest synchronous load test the REST API accepts by default, in seconds: the HTTP
-/// request stays open for the whole run, so its length is a gateway setting.
-pub const DEFAULT_MAX_LOAD_TEST_SECONDS: u32 = 300;
 
 /// Where browsers may call the gateway from (CORS).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -87,8 +79,8 @@ impl Config {
             controller_url: controller_url.into(),
             cors_origins: CorsOrigins::Any,
             request_timeout: Duration::from_secs(10),
-            max_load_test_seconds: DEFAULT_MAX_LOAD_TEST_SECONDS,
-            max_servers: farm_controller::runtime::MAX_SERVERS,
+            max_load_test_seconds: DEFAULT_MAX_REST_LOAD_TEST_SECONDS,
+            max_servers: MAX_SERVERS,
         }
     }
 
@@ -103,15 +95,15 @@ impl Config {
         if !usable {
             return Err(ConfigError::ControllerUrl(self.controller_url.clone()));
         }
-        if !REQUEST_TIMEOUT_RANGE.contains(&self.request_timeout) {
+        let timeout_bounds = Duration::from_millis(u64::from(MIN_REST_REQUEST_TIMEOUT_MS))
+            ..=Duration::from_millis(u64::from(MAX_REST_REQUEST_TIMEOUT_MS));
+        if !timeout_bounds.contains(&self.request_timeout) {
             return Err(ConfigError::RequestTimeout(self.request_timeout));
         }
-        if !(1..=farm_controller::loadtest::MAX_DURATION_SECONDS)
-            .contains(&self.max_load_test_seconds)
-        {
+        if !(1..=MAX_DURATION_SECONDS).contains(&self.max_load_test_seconds) {
             return Err(ConfigError::MaxLoadTestSeconds(self.max_load_test_seconds));
         }
-        if !(1..=farm_controller::runtime::MAX_SERVERS).contains(&self.max_servers) {
+        if !(1..=MAX_SERVERS).contains(&self.max_servers) {
             return Err(ConfigError::MaxServers(self.max_servers));
         }
         Ok(())
@@ -128,13 +120,15 @@ pub enum ConfigError {
     #[error("CORS origin {0:?} is not `*` or a list of origins like http://localhost:3000")]
     CorsOrigin(String),
     /// The request timeout is out of bounds.
-    #[error("request timeout {0:?} must be 100 ms to 300 s")]
+    #[error(
+        "request timeout {0:?} must be {MIN_REST_REQUEST_TIMEOUT_MS} to {MAX_REST_REQUEST_TIMEOUT_MS} ms"
+    )]
     RequestTimeout(Duration),
     /// The load-test bound is out of bounds.
-    #[error("max load-test seconds must be 1 to 3600, got {0}")]
+    #[error("max load-test seconds must be 1 to {MAX_DURATION_SECONDS}, got {0}")]
     MaxLoadTestSeconds(u32),
     /// The scale bound is out of bounds.
-    #[error("max servers must be 1 to 1000, got {0}")]
+    #[error("max servers must be 1 to {MAX_SERVERS}, got {0}")]
     MaxServers(u32),
 }
 

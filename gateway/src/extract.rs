@@ -44,7 +44,7 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
     if status == http::StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::PayloadTooLarge(format!(
             "the body is larger than {} KiB",
-            crate::config::MAX_BODY_BYTES / 1024
+            farm_proto::limits::MAX_REST_BODY_BYTES / 1024
         ));
     }
     // axum's texts read "<what failed>: <serde's message, led by the field's path>".

@@ -153,7 +153,9 @@ pub fn router(state: AppState) -> Router {
                 ApiError::Internal.into_response()
             }))
             .layer(dashboard::layer(dashboard::Source::from_env()))
-            .layer(DefaultBodyLimit::max(config::MAX_BODY_BYTES))
+            .layer(DefaultBodyLimit::max(
+                farm_proto::limits::MAX_REST_BODY_BYTES,
+            ))
             .layer(edge::layer(state)),
     )
 }

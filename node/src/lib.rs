@@ -3,9 +3,9 @@
 //! Every server in the farm runs this crate's HTTP app: a tiny service that answers
 //! health checks, reports its own metrics, and on request misbehaves on purpose (slow
 //! answers, error codes, large payloads, real CPU and memory load) so that the rest of
-//! the farm has something realistic to watch. The same crate is also the typed client
-//! the agent and the controller use to talk to a node, and the `/proc` reader both the
-//! node and the agent use to measure a process.
+//! the farm has something realistic to watch. What its clients share with it (the JSON
+//! bodies, the typed client, the `/proc` reader) lives in `farm-node-api`, and the bounds of
+//! every request in `farm_proto::limits`.
 //!
 //! The node is meant to run on a `current_thread` tokio runtime next to its agent, with
 //! a memory budget of a few MiB for the pair: request handling does not spawn threads,
@@ -24,41 +24,25 @@
 //!   and the background CPU sampler.
 //! - `load` (private): the simulated load: validation of a request, the CPU burner
 //!   threads and the resident memory they hold.
-//! - [`api`]: the JSON bodies of every route except `/metrics` (shared by server and
-//!   clients, so both sides agree on the wire format).
-//! - [`metrics`]: [`NodeMetrics`](metrics::NodeMetrics), the `/metrics` body, and the
-//!   latency window behind its percentiles.
-//! - [`proc`]: reading a process's CPU time, memory and I/O from `/proc`.
-//! - [`client`]: [`NodeClient`](client::NodeClient), the typed HTTP client for a node.
-//! - [`limits`]: the documented bounds of every size, duration and count a client can ask
-//!   for.
+//! - `metrics` (private): the latency window behind the percentiles of `/metrics`.
 //!
 //! [`run`] ties them together: it serves the routes of [`app`] on a listener until a
 //! cancellation token fires. [`exit_with_parent`] is the watch that ends an orphaned node.
 
-pub mod api;
-pub mod client;
-pub mod limits;
 mod load;
-pub mod metrics;
-pub mod proc;
+mod metrics;
 pub mod routes;
 mod server;
 pub mod state;
 
 use std::time::Duration;
 
+use farm_proto::limits::MAX_SERVER_NAME_LEN;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use routes::app;
 pub use state::AppState;
-
-/// Requests carrying this header (any value) are probes: the agent scraping `/metrics`
-/// and the controller checking `/health` every second. They are served normally but left
-/// out of every counter (requests, errors, latencies, in-flight, bytes), so that watching a
-/// node does not change what is watched.
-pub const PROBE_HEADER: &str = "x-farm-probe";
 
 /// The identity of one simulated server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,19 +54,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Longest accepted [`Config::name`], in bytes: it is echoed in every `/` and `/metrics`.
-    pub const MAX_NAME_LEN: usize = 64;
-
     /// Checks the config before anything binds: the id must be at least 1 and the name
-    /// non-empty and at most [`Config::MAX_NAME_LEN`] bytes.
+    /// non-empty and at most [`MAX_SERVER_NAME_LEN`] bytes.
     pub fn validate(&self) -> Result<(), Error> {
         if self.server_id == 0 {
             return Err(Error::InvalidConfig("server_id must be >= 1".into()));
         }
-        if self.name.is_empty() || self.name.len() > Self::MAX_NAME_LEN {
+        if self.name.is_empty() || self.name.len() > MAX_SERVER_NAME_LEN {
             return Err(Error::InvalidConfig(format!(
-                "name must be 1..={} bytes long",
-                Self::MAX_NAME_LEN
+                "name must be 1..={MAX_SERVER_NAME_LEN} bytes long"
             )));
         }
         Ok(())

@@ -21,9 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::api::LoadRequest;
-use crate::limits;
-use crate::metrics::LoadStatus;
+use farm_node_api::api::{LoadRequest, LoadStatus};
+use farm_proto::limits;
 
 /// Length of one duty cycle of a burner thread.
 const SLICE: Duration = Duration::from_millis(10);

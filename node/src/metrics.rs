@@ -1,5 +1,4 @@
-//! What a node reports about itself on `GET /metrics`, and the latency window behind its
-//! percentiles.
+//! The latency window behind the percentiles a node reports on `GET /metrics`.
 //!
 //! Latency percentiles are computed over the most recent [`LATENCY_WINDOW`] requests
 //! rather than since start: the farm wants to see a node get slow *now*, and a fixed ring
@@ -7,70 +6,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
 /// How many of the most recent request latencies the percentiles cover.
-pub const LATENCY_WINDOW: usize = 1024;
-
-/// The body of `GET /metrics`.
-///
-/// Counters cover every request since start except probes (see [`crate::PROBE_HEADER`]).
-/// Unknown or missing fields decode to their defaults, so an agent and a node of
-/// neighbouring versions still understand each other.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NodeMetrics {
-    /// The server's id.
-    pub server_id: u32,
-    /// The server's name.
-    pub name: String,
-    /// Seconds since the node started.
-    pub uptime_seconds: f64,
-    /// Requests received (in flight ones included).
-    pub requests_total: u64,
-    /// Requests answered with a status >= 500.
-    pub errors_total: u64,
-    /// Requests being handled right now.
-    pub in_flight: u32,
-    /// Median latency over the recent window, in milliseconds (0 when no request yet).
-    pub latency_p50_ms: f64,
-    /// 90th percentile latency over the recent window, in milliseconds.
-    pub latency_p90_ms: f64,
-    /// 99th percentile latency over the recent window, in milliseconds.
-    pub latency_p99_ms: f64,
-    /// Highest latency over the recent window, in milliseconds.
-    pub latency_max_ms: f64,
-    /// CPU use of the node process over the last ~1 s, in percent of one core (so up to
-    /// `100 × cores`).
-    pub cpu_percent: f64,
-    /// Resident memory of the node process, in bytes.
-    pub memory_rss_bytes: u64,
-    /// Bytes the node process read from storage (`/proc/self/io` `read_bytes`; 0 if
-    /// unreadable).
-    pub disk_read_bytes: u64,
-    /// Bytes the node process wrote to storage (`/proc/self/io` `write_bytes`; 0 if
-    /// unreadable).
-    pub disk_write_bytes: u64,
-    /// Request body bytes received, from the requests' content lengths.
-    pub http_rx_bytes: u64,
-    /// Response body bytes sent, from the responses' content lengths.
-    pub http_tx_bytes: u64,
-    /// The simulated load running now, if any.
-    pub simulated_load: Option<LoadStatus>,
-}
-
-/// A simulated load, as accepted by `POST /simulate-load` and reported while it runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LoadStatus {
-    /// CPU being burnt, in percent of one core.
-    pub cpu_percent: f64,
-    /// Memory held resident, in MiB.
-    pub memory_mb: u32,
-    /// The load's total duration, in seconds.
-    pub duration_seconds: u32,
-    /// Seconds left before the load ends by itself.
-    pub remaining_seconds: f64,
-}
+pub(crate) const LATENCY_WINDOW: usize = 1024;
 
 /// Latency percentiles in milliseconds, all 0 when nothing was recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -195,12 +132,5 @@ mod tests {
         let window = LatencyWindow::default();
         window.record(Duration::from_secs(u64::MAX / 4));
         assert_eq!(percentiles_of(&window).max_ms, f64::from(u32::MAX) / 1000.0);
-    }
-
-    #[test]
-    fn node_metrics_decode_tolerates_missing_fields() {
-        let m: NodeMetrics = serde_json::from_str(r#"{"server_id":3,"extra":1}"#).unwrap();
-        assert_eq!(m.server_id, 3);
-        assert_eq!(m.simulated_load, None);
     }
 }

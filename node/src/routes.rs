@@ -3,7 +3,7 @@
 //! Every answer is JSON except `/data/{size_kb}`. Every bad input gets a 4xx with an
 //! [`ErrorReply`] body (`{"error": "..."}` naming the field or parameter) and changes
 //! nothing; no input makes the node panic or answer 5xx, except `/error/{code}`, whose
-//! job is to answer the code it is asked for. All bounds are in [`crate::limits`].
+//! job is to answer the code it is asked for. All bounds are in [`farm_proto::limits`].
 //!
 //! | route | answer |
 //! |---|---|
@@ -32,15 +32,15 @@
 //! nothing is allocated per request, and the buffer costs no resident memory (see
 //! [`AppState`]).
 //!
-//! Requests carrying [`PROBE_HEADER`](crate::PROBE_HEADER) are served normally but not
+//! Requests carrying [`PROBE_HEADER`](farm_node_api::PROBE_HEADER) are served normally but not
 //! counted.
 //!
-//! [`NodeInfo`]: crate::api::NodeInfo
-//! [`NodeMetrics`]: crate::metrics::NodeMetrics
-//! [`LoadStatus`]: crate::metrics::LoadStatus
-//! [`DelayReply`]: crate::api::DelayReply
-//! [`LoadRequest`]: crate::api::LoadRequest
-//! [`ErrorReply`]: crate::api::ErrorReply
+//! [`NodeInfo`]: farm_node_api::api::NodeInfo
+//! [`NodeMetrics`]: farm_node_api::api::NodeMetrics
+//! [`LoadStatus`]: farm_node_api::api::LoadStatus
+//! [`DelayReply`]: farm_node_api::api::DelayReply
+//! [`LoadRequest`]: farm_node_api::api::LoadRequest
+//! [`ErrorReply`]: farm_node_api::api::ErrorReply
 
 use std::time::Duration;
 
@@ -56,11 +56,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::{DelayReply, ErrorReply, LoadRequest};
+use crate::AppState;
 use crate::load::{self, StartError};
-use crate::metrics::{LoadStatus, NodeMetrics};
 use crate::state::{Arrival, counted};
-use crate::{AppState, limits};
+use farm_node_api::api::{DelayReply, ErrorReply, LoadRequest, LoadStatus, NodeInfo, NodeMetrics};
+use farm_proto::limits;
 
 /// Builds the node's complete router over `state`: every route, and the counting of
 /// every request that is not a probe.
@@ -88,7 +88,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         // Must come after the routes: it is applied to the routes that exist.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limits::MAX_REQUEST_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limits::MAX_NODE_REQUEST_BODY_BYTES))
         .with_state(state)
 }
 
@@ -97,7 +97,7 @@ async fn count(State(state): State<AppState>, request: Request, next: Next) -> R
     counted(&state, arrival, next.run(request)).await
 }
 
-async fn root(State(state): State<AppState>) -> Json<crate::api::NodeInfo> {
+async fn root(State(state): State<AppState>) -> Json<NodeInfo> {
     Json(state.info())
 }
 

@@ -16,10 +16,13 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{HealthReply, NodeInfo};
+use crate::Config;
 use crate::load::Loads;
-use crate::metrics::{self, LatencyWindow, NodeMetrics};
-use crate::{Config, limits, proc};
+use crate::metrics::{self, LatencyWindow};
+use farm_node_api::PROBE_HEADER;
+use farm_node_api::api::{HealthReply, NodeInfo, NodeMetrics};
+use farm_node_api::proc;
+use farm_proto::limits;
 
 /// How often the background sampler measures the node's CPU use.
 const CPU_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
@@ -191,8 +194,8 @@ impl AppState {
     }
 }
 
-/// [`crate::PROBE_HEADER`], ready for lookups without parsing the name each time.
-static PROBE: HeaderName = HeaderName::from_static(crate::PROBE_HEADER);
+/// [`PROBE_HEADER`], ready for lookups without parsing the name each time.
+static PROBE: HeaderName = HeaderName::from_static(PROBE_HEADER);
 
 /// What the counters need to know about a request, read when it arrives.
 ///

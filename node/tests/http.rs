@@ -6,9 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestNode, assert_error, json, raw, wait_for};
-use farm_node::api::{DelayReply, NodeInfo};
-use farm_node::client::{ClientError, NodeClient};
-use farm_node::metrics::LoadStatus;
+use farm_node_api::api::{DelayReply, LoadStatus, NodeInfo};
+use farm_node_api::client::{ClientError, NodeClient};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestNode, assert_error, json, wait_for};
-use farm_node::metrics::LoadStatus;
-use farm_node::proc::{self, CpuMeter};
+use farm_node_api::api::LoadStatus;
+use farm_node_api::proc::{self, CpuMeter};
 use http::Method;
 use tokio::sync::Mutex;
 

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`v1`]: the `farm.v1` package: the agent stream (`AgentService`) and the public farm API
 //!   (`FarmService`), with tonic clients and servers for both.
+//! - [`limits`]: every bound a client can hit, defined once and used by every crate.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection so that
 //!   `grpcurl` works without the proto files.
 //!
@@ -18,10 +19,4 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every farm proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("farm_descriptor");
 
-/// Bounds that agent and controller agree on (the node's own bounds live in `farm_node::limits`).
-pub mod limits {
-    /// Shortest sample interval an agent accepts, in milliseconds.
-    pub const MIN_SAMPLE_INTERVAL_MS: u32 = 100;
-    /// Longest sample interval an agent accepts, in milliseconds.
-    pub const MAX_SAMPLE_INTERVAL_MS: u32 = 60_000;
-}
+pub mod limits;

@@ -6,8 +6,8 @@
 //! request than the server it measures reports its own limits. hyper's client costs several
 //! times as much per request (a dispatch channel, a header map each way, body frames), which
 //! held the engine well under wrk on the same core. The gateway's benchmark
-//! (`gateway/examples/bench.rs`) loads the gateway with it for the same reason. Everything
-//! else in the farm talks to nodes through `farm_node::client`.
+//! (`controller/examples/gateway_bench.rs`) loads the gateway with it for the same reason. Everything
+//! else in the farm talks to nodes through `farm_node_api::client`.
 //!
 //! What it understands of an answer: the status line and headers (httparse), a body framed
 //! by `Content-Length`, by `Transfer-Encoding: chunked` (extensions and trailers skipped), or

@@ -33,19 +33,12 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::targets;
+use farm_proto::limits::{
+    MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS, MAX_TOTAL_REQUESTS,
+};
 use tally::Tally;
 use worker::{Endpoint, Run, Share, Worker};
 
-/// Most concurrent workers.
-pub const MAX_CONCURRENCY: u32 = 1000;
-/// Most requests in one run.
-pub const MAX_TOTAL_REQUESTS: u64 = 10_000_000;
-/// Highest open-model rate, in requests per second.
-pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
-/// Longest run, in seconds.
-pub const MAX_DURATION_SECONDS: u32 = 3600;
-/// Longest per-request timeout, in milliseconds.
-pub const MAX_TIMEOUT_MS: u32 = 60_000;
 /// Finished runs kept for fetching by id.
 pub const KEPT_RUNS: usize = 20;
 /// How often progress is reported.

@@ -7,19 +7,93 @@ pub mod process;
 
 use std::time::Duration;
 
+use farm_proto::limits::MAX_SERVERS;
 use farm_proto::v1::{NodeAction, ServerActionKind, command};
 
-pub use docker::{DockerRuntime, DockerRuntimeConfig};
+pub use docker::{DockerError, DockerRuntime, DockerRuntimeConfig};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 
 use crate::agents;
 use crate::registry::Registry;
 
-/// Most servers a farm may have.
-pub const MAX_SERVERS: u32 = 1000;
-
 /// How long a server may take to carry out an action.
 pub const ACTION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why a runtime could not do what it was asked. Every variant leaves the farm as it was,
+/// except where an action was half carried out on the engine, which the message then says.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The request is outside what the farm allows (a bound, a missing action).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The server is not one of this runtime's.
+    #[error("server {0} is not part of this farm")]
+    UnknownServer(u32),
+    /// A server's node has no usable port (out of range, or taken by another program).
+    #[error("{0}")]
+    Port(String),
+    /// The server's agent refused the action, or gave no answer in time.
+    #[error("{0}")]
+    Agent(String),
+    /// The Docker engine refused or failed.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+impl From<RuntimeError> for tonic::Status {
+    fn from(error: RuntimeError) -> Self {
+        let message = error.to_string();
+        match error {
+            RuntimeError::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            RuntimeError::UnknownServer(_) => tonic::Status::not_found(message),
+            RuntimeError::Port(_) | RuntimeError::Docker(DockerError::Adopted) => {
+                tonic::Status::failed_precondition(message)
+            }
+            RuntimeError::Agent(_) | RuntimeError::Docker(_) => tonic::Status::unavailable(message),
+        }
+    }
+}
+
+/// How a server's agent is started: `farm agent` and these arguments. The one place the agent's
+/// command line is built, for every runtime: a local process, a container, a compose service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCommand {
+    /// The server's id.
+    pub id: u32,
+    /// The controller's gRPC URL, as the agent reaches it.
+    pub controller_url: String,
+    /// Where the node listens (`host:port`; port 0 lets the node pick one and report it).
+    pub node_listen: String,
+    /// How the controller reaches the node, when that is not the listen address.
+    pub node_advertise: Option<String>,
+    /// The runtime that starts the agent, told to the controller.
+    pub runtime: &'static str,
+    /// Whether the agent ends when its parent dies (a local process, whose parent is the farm).
+    pub exit_with_parent: bool,
+}
+
+impl AgentCommand {
+    /// The arguments after the program: `agent --id N ...`.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "agent".to_string(),
+            "--id".into(),
+            self.id.to_string(),
+            "--controller".into(),
+            self.controller_url.clone(),
+            "--node-listen".into(),
+            self.node_listen.clone(),
+        ];
+        if let Some(advertise) = &self.node_advertise {
+            args.extend(["--node-advertise".into(), advertise.clone()]);
+        }
+        args.extend(["--runtime".into(), self.runtime.into()]);
+        if self.exit_with_parent {
+            args.push("--exit-with-parent".into());
+        }
+        args
+    }
+}
 
 /// The name of server `id`.
 pub fn server_name(id: u32) -> String {
@@ -39,11 +113,11 @@ impl Scaled {
     /// What scaling a farm whose servers are `current` (ascending ids) to `servers` must do:
     /// new servers take the ids after the highest; scaling down removes the highest ids.
     /// Refuses more than [`MAX_SERVERS`]. A pure decision, shared by every runtime.
-    pub fn plan(current: &[u32], servers: u32) -> Result<Self, String> {
+    pub fn plan(current: &[u32], servers: u32) -> Result<Self, RuntimeError> {
         if servers > MAX_SERVERS {
-            return Err(format!(
+            return Err(RuntimeError::InvalidArgument(format!(
                 "servers must be at most {MAX_SERVERS}, got {servers}"
-            ));
+            )));
         }
         let count = u32::try_from(current.len()).unwrap_or(u32::MAX);
         if servers > count {
@@ -67,10 +141,10 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Applies `action` to server `id`; says what happened or why it failed.
-    async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, String>;
+    async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, RuntimeError>;
 
     /// Adds or removes servers until there are `servers` (at most [`MAX_SERVERS`]).
-    async fn scale(&self, servers: u32) -> Result<Scaled, String>;
+    async fn scale(&self, servers: u32) -> Result<Scaled, RuntimeError>;
 
     /// Stops and removes every server of this runtime; returns when they are gone.
     async fn shutdown(&self);
@@ -82,7 +156,7 @@ pub async fn act_through_agent(
     registry: &Registry,
     id: u32,
     action: ServerActionKind,
-) -> Result<String, String> {
+) -> Result<String, RuntimeError> {
     let node_action = match action {
         ServerActionKind::Start => NodeAction::Start,
         ServerActionKind::Stop => NodeAction::Stop,
@@ -90,7 +164,9 @@ pub async fn act_through_agent(
         ServerActionKind::Kill => NodeAction::Kill,
         ServerActionKind::Pause => NodeAction::Pause,
         ServerActionKind::Unpause => NodeAction::Unpause,
-        ServerActionKind::Unspecified => return Err("no action given".into()),
+        ServerActionKind::Unspecified => {
+            return Err(RuntimeError::InvalidArgument("no action given".into()));
+        }
     };
     match agents::command(
         registry,
@@ -101,8 +177,8 @@ pub async fn act_through_agent(
     .await
     {
         Ok(result) if result.ok => Ok(result.message),
-        Ok(result) => Err(result.message),
-        Err(e) => Err(e.to_string()),
+        Ok(result) => Err(RuntimeError::Agent(result.message)),
+        Err(e) => Err(RuntimeError::Agent(e.to_string())),
     }
 }
 
@@ -119,6 +195,7 @@ mod tests {
         assert!(
             Scaled::plan(&[], MAX_SERVERS + 1)
                 .unwrap_err()
+                .to_string()
                 .contains("at most")
         );
     }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use farm_agent::backoff::Backoff;
+use farm_backoff::Backoff;
 use farm_proto::v1::ServerActionKind;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
-use crate::runtime::{Runtime, Scaled, act_through_agent, server_name};
+use crate::runtime::{AgentCommand, Runtime, RuntimeError, Scaled, act_through_agent, server_name};
 
 /// How long an agent gets to stop its node and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -49,19 +49,19 @@ impl ProcessRuntimeConfig {
     }
 
     /// Fails, naming the port and server, when a node port of `ids` is out of range or taken.
-    pub fn check_ports(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), String> {
+    pub fn check_ports(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), RuntimeError> {
         for id in ids {
             let address = self.node_address(id).ok_or_else(|| {
-                format!(
+                RuntimeError::Port(format!(
                     "server {id} has no port: {} + {id} is past 65535 (choose a lower --node-base-port)",
                     self.base_port
-                )
+                ))
             })?;
             std::net::TcpListener::bind(address).map_err(|e| {
-                format!(
+                RuntimeError::Port(format!(
                     "port {} for server {id}'s node is not free ({e}; is another farm running? choose other ports with --node-base-port)",
                     address.port()
-                )
+                ))
             })?;
         }
         Ok(())
@@ -105,13 +105,13 @@ impl ProcessRuntime {
     }
 
     /// Starts servers `ids`; returns at once, the agents register by themselves.
-    pub fn start(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), String> {
+    pub fn start(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), RuntimeError> {
         for id in ids {
             let address = self.config.node_address(id).ok_or_else(|| {
-                format!(
+                RuntimeError::Port(format!(
                     "server {id}: port {} + {id} is past 65535",
                     self.config.base_port
-                )
+                ))
             })?;
             self.registry
                 .expect(id, server_name(id), address.to_string(), "process".into());
@@ -140,11 +140,11 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
-    async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, String> {
+    async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, RuntimeError> {
         act_through_agent(&self.registry, id, action).await
     }
 
-    async fn scale(&self, servers: u32) -> Result<Scaled, String> {
+    async fn scale(&self, servers: u32) -> Result<Scaled, RuntimeError> {
         let _one_at_a_time = self.scaling.lock().await;
         let current: Vec<u32> = self.servers().keys().copied().collect();
         // A plan either adds or removes, never both.
@@ -184,14 +184,17 @@ impl Runtime for ProcessRuntime {
 }
 
 fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) -> Command {
+    let agent = AgentCommand {
+        id,
+        controller_url: config.controller_url.clone(),
+        node_listen: address.to_string(),
+        node_advertise: None,
+        runtime: "process",
+        exit_with_parent: true,
+    };
     let mut command = Command::new(&config.binary);
     command
-        .arg("agent")
-        .args(["--id", &id.to_string()])
-        .args(["--controller", &config.controller_url])
-        .args(["--node-listen", &address.to_string()])
-        .args(["--runtime", "process"])
-        .arg("--exit-with-parent")
+        .args(agent.args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)

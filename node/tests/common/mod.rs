@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use farm_node::client::{NodeClient, Reply};
 use farm_node::{Config, Error};
+use farm_node_api::client::{NodeClient, Reply};
 use http::Method;
 use hyper::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,7 +58,7 @@ impl TestNode {
         self.send(Method::GET, path, None).await
     }
 
-    pub(crate) async fn metrics(&self) -> farm_node::metrics::NodeMetrics {
+    pub(crate) async fn metrics(&self) -> farm_node_api::api::NodeMetrics {
         self.client
             .metrics(&self.addr, REQUEST_TIMEOUT)
             .await

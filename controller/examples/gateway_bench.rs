@@ -17,7 +17,7 @@
 //! round's samples pooled, and judges the targets on the median round.
 //!
 //! ```text
-//! cargo run --release -p farm-gateway --example bench -- \
+//! cargo run --release -p farm-controller --example gateway_bench -- \
 //!     --gateway http://127.0.0.1:8000 --controller http://127.0.0.1:50051 \
 //!     [--static-url http://127.0.0.1:8080/servers.json] [--clients 64] [--rounds 5] \
 //!     [--seconds 5] [--warmup 2]
@@ -28,7 +28,7 @@
 use std::time::{Duration, Instant};
 
 use farm_controller::loadtest::http1::{Connection, EncodedRequest};
-use farm_node::client::NodeClient;
+use farm_node_api::client::NodeClient;
 use farm_proto::v1::ListServersRequest;
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use hdrhistogram::Histogram;

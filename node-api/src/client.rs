@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::PROBE_HEADER;
-use crate::metrics::NodeMetrics;
+use crate::api::NodeMetrics;
 
 /// How long an unused pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,5 +1,5 @@
-//! Exponential backoff with full jitter, for every retry loop of the farm: agent reconnects,
-//! node restarts, agent restarts by the process runtime.
+//! `farm-backoff`: exponential backoff with full jitter, for every retry loop of the farm:
+//! agent reconnects, node restarts, agent restarts by the process runtime.
 //!
 //! Jitter matters here: when the controller restarts, fifty or a thousand agents lose their
 //! stream at the same instant, and without jitter they would all knock again in lockstep.

@@ -1,0 +1,152 @@
+//! The farm's own bridge network, and `farm down`: everything labelled as a farm's is found
+//! again by its labels and removed, and nothing else on the engine is touched.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use bollard::Docker;
+use bollard::errors::Error as ApiError;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use tokio::task::JoinSet;
+
+use super::{DockerError, DockerRuntimeConfig, LABEL_FARM, api};
+
+/// The engine's filter for everything labelled as farm `prefix`'s.
+pub(super) fn farm_filter(prefix: &str) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([("label", vec![format!("{LABEL_FARM}={prefix}")])])
+}
+
+/// Creates the farm's network unless it exists; returns the host's address on it, which is
+/// where containers reach the controller.
+pub async fn ensure_network(
+    docker: &Docker,
+    config: &DockerRuntimeConfig,
+) -> Result<IpAddr, DockerError> {
+    let name = config.network_name();
+    let existing = match docker.inspect_network(&name, None).await {
+        Ok(network) => Some(network),
+        Err(ApiError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => None,
+        Err(e) => return Err(api(format!("inspect network {name}"))(e)),
+    };
+    let network = match existing {
+        Some(network) => {
+            let ours = network
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_FARM))
+                .is_some_and(|v| *v == config.prefix);
+            if !ours {
+                return Err(DockerError::NameTaken {
+                    kind: "network",
+                    name,
+                });
+            }
+            network
+        }
+        None => {
+            docker
+                .create_network(NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(HashMap::from([(
+                        LABEL_FARM.to_string(),
+                        config.prefix.clone(),
+                    )])),
+                    ..NetworkCreateRequest::default()
+                })
+                .await
+                .map_err(api(format!("create network {name}")))?;
+            docker
+                .inspect_network(&name, None)
+                .await
+                .map_err(api(format!("inspect network {name}")))?
+        }
+    };
+    network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.gateway.and_then(|g| g.parse::<IpAddr>().ok()))
+        .ok_or_else(|| DockerError::Binary(format!("network {name} has no IPv4 gateway")))
+}
+
+/// What `farm down` removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// Container names.
+    pub containers: Vec<String>,
+    /// Network names.
+    pub networks: Vec<String>,
+}
+
+/// Removes every container and network labelled as farm `prefix`'s, and nothing else.
+pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError> {
+    let filters = farm_filter(prefix);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(api("list containers"))?;
+    let mut removed = Removed::default();
+    let mut removals = JoinSet::new();
+    for container in containers {
+        let Some(id) = container.id else { continue };
+        let name = container
+            .names
+            .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()))
+            .unwrap_or_else(|| id.clone());
+        let docker = docker.clone();
+        removals.spawn(async move {
+            let result = docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await;
+            (name, result)
+        });
+    }
+    while let Some(Ok((name, result))) = removals.join_next().await {
+        match result {
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                removed.containers.push(name);
+            }
+            Err(e) => return Err(api(format!("remove container {name}"))(e)),
+        }
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(api("list networks"))?;
+    for network in networks {
+        let Some(name) = network.name else { continue };
+        match docker.remove_network(&name).await {
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                removed.networks.push(name);
+            }
+            Err(e) => return Err(api(format!("remove network {name}"))(e)),
+        }
+    }
+    removed.containers.sort();
+    Ok(removed)
+}
