@@ -1,6 +1,11 @@
 //! Takes a server's metrics sample: CPU and memory of the node and agent processes from
 //! `/proc`, request figures from the node's own `/metrics`.
 //!
+//! Memory is reported as what the server costs the machine: the proportional set size (PSS)
+//! of its processes, which divides the pages of the one shared `farm` binary among every
+//! process that maps it. The resident size (RSS), which counts those pages in full in each,
+//! is reported beside it.
+//!
 //! In the process runtime a server is these two processes. In a container the server is the
 //! container: its cgroup's CPU, memory, limits, pids and block I/O, and its network
 //! namespace's traffic, replace the sums over the two processes.
@@ -73,7 +78,8 @@ impl Sampler {
         let mut pids = 0;
         if let Ok(agent) = proc::sample_self() {
             sample.cpu_percent += self.agent_cpu.update(&agent, Instant::now()).unwrap_or(0.0);
-            sample.memory_bytes += agent.rss_bytes;
+            sample.memory_resident_bytes += agent.rss_bytes;
+            sample.memory_bytes += proc::proportional_memory_self().unwrap_or(agent.rss_bytes);
             sample.disk_read_bytes += agent.read_bytes;
             sample.disk_write_bytes += agent.write_bytes;
             pids += 1;
@@ -88,10 +94,15 @@ impl Sampler {
                 .node_cpu
                 .update(&reading, Instant::now())
                 .unwrap_or(0.0);
+            let proportional = node
+                .pid
+                .and_then(|pid| proc::proportional_memory(pid).ok())
+                .unwrap_or(reading.rss_bytes);
             sample.node_cpu_percent = cpu;
-            sample.node_memory_bytes = reading.rss_bytes;
+            sample.node_memory_bytes = proportional;
             sample.cpu_percent += cpu;
-            sample.memory_bytes += reading.rss_bytes;
+            sample.memory_bytes += proportional;
+            sample.memory_resident_bytes += reading.rss_bytes;
             sample.disk_read_bytes += reading.read_bytes;
             sample.disk_write_bytes += reading.write_bytes;
             pids += 1;
@@ -141,6 +152,7 @@ impl Sampler {
         }
         sample.cpu_limit_cores = c.cpu_limit_cores.unwrap_or(0.0);
         sample.memory_bytes = c.memory_bytes;
+        sample.memory_resident_bytes = 0;
         sample.memory_limit_bytes = c.memory_limit_bytes.unwrap_or(0);
         sample.pids = c.pids;
         sample.disk_read_bytes = c.read_bytes;

@@ -34,7 +34,7 @@ pub fn farm_metrics<'a>(
         };
         reporting += 1;
         m.cpu_percent_total += sample.cpu_percent;
-        m.memory_bytes_total += sample.memory_bytes;
+        m.memory_bytes_total = m.memory_bytes_total.saturating_add(sample.memory_bytes);
         m.requests_total += sample.requests_total;
         m.errors_total += sample.errors_total;
         m.in_flight += sample.in_flight;

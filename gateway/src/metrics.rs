@@ -401,7 +401,7 @@ fn write_servers(out: &mut String, servers: &[pb::Server]) {
         servers,
         "farm_server_memory_bytes",
         "gauge",
-        "Resident memory of the server (node plus agent), in bytes.",
+        "Memory the server costs the machine (proportional set size of node plus agent, or the container's use), in bytes.",
         |_, m| m.memory_bytes as f64,
     );
     per_server(
@@ -504,7 +504,7 @@ fn write_farm(out: &mut String, m: &pb::FarmMetrics) {
         (
             "farm_memory_bytes",
             "gauge",
-            "Resident memory of all servers, in bytes.",
+            "Memory all servers cost the machine (sum of their proportional set sizes), in bytes.",
             m.memory_bytes_total as f64,
         ),
         (

@@ -300,13 +300,18 @@ pub struct Sample {
     pub node_state: NodeState,
     /// CPU of node plus agent, in percent of one core.
     pub cpu_percent: f64,
-    /// Resident memory of node plus agent, in bytes.
+    /// Memory the server costs the machine, in bytes: the proportional set size (PSS) of
+    /// node plus agent, whose shared pages (the one farm binary) are divided among every
+    /// process that maps them; in a container, the container's memory use.
     pub memory_bytes: u64,
+    /// Resident memory (RSS) of node plus agent, in bytes: counts shared pages in full in
+    /// each process; 0 in a container.
+    pub memory_resident_bytes: u64,
     /// The server's memory limit in bytes; 0 when it has none.
     pub memory_limit_bytes: u64,
     /// CPU of the node process alone, in percent of one core.
     pub node_cpu_percent: f64,
-    /// Resident memory of the node process alone, in bytes.
+    /// Proportional memory (PSS) of the node process alone, in bytes.
     pub node_memory_bytes: u64,
     /// Requests the node has served since it started (probes excluded).
     pub requests_total: u64,
@@ -345,6 +350,7 @@ impl From<pb::MetricsSample> for Sample {
             node_state: s.node_state.into(),
             cpu_percent: finite(s.cpu_percent),
             memory_bytes: s.memory_bytes,
+            memory_resident_bytes: s.memory_resident_bytes,
             memory_limit_bytes: s.memory_limit_bytes,
             node_cpu_percent: finite(s.node_cpu_percent),
             node_memory_bytes: s.node_memory_bytes,
@@ -690,7 +696,7 @@ pub struct FarmMetrics {
     pub cpu_percent_total: f64,
     /// Mean CPU per reporting server, in percent of one core.
     pub cpu_percent_mean: f64,
-    /// Sum of every server's resident memory, in bytes.
+    /// Sum of every server's `memory_bytes`: what the servers cost the machine, in bytes.
     pub memory_bytes_total: u64,
     /// Requests served by all servers since they started.
     pub requests_total: u64,

@@ -67,7 +67,7 @@ export function Overview({ statuses, toggleStatus }: Props) {
           tone={errorRate >= 5 ? "bad" : errorRate >= 1 ? "warn" : undefined}
         />
         <Kpi label="CPU (mean)" value={t ? pct(t.cpuMean) : "–"} sub={t ? `${pct(t.cpuTotal, 0)} of a core in total` : ""} />
-        <Kpi label="Memory" value={t ? bytes(t.memoryTotal) : "–"} sub={t && farm.ordered.length ? `${bytes(t.memoryTotal / farm.ordered.length)} per server` : ""} />
+        <Kpi label="Memory (proportional)" value={t ? bytes(t.memoryTotal) : "–"} sub={t && farm.ordered.length ? `${bytes(t.memoryTotal / farm.ordered.length)} per server` : ""} />
         <Kpi label="Latency" value={t ? ms(t.p99Max) : "–"} sub={t ? `worst p99 · p50 ${ms(t.p50Mean)}` : ""} />
         <Kpi label="In flight" value={t ? count(t.inFlight) : "–"} sub="requests now" />
       </div>

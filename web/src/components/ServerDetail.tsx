@@ -167,7 +167,8 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
 
             <dl className="facts">
               <Fact k="CPU" v={pct(server.cpu)} testid="detail-cpu" />
-              <Fact k="Memory" v={bytes(server.memory)} />
+              <Fact k="Memory (proportional)" v={bytes(server.memory)} />
+              {server.memoryResident > 0 && <Fact k="Resident" v={bytes(server.memoryResident)} />}
               <Fact k="Requests/s" v={rate(server.rps)} />
               <Fact k="Errors/s" v={rate(server.eps)} />
               <Fact k="p50 / p99" v={`${ms(server.p50)} / ${ms(server.p99)}`} />

@@ -24,6 +24,8 @@ export interface ServerView {
   cpu: number;
   cpuLimitCores: number;
   memory: number;
+  /** Resident memory (RSS) of node plus agent: counts the shared binary in full; 0 in a container. */
+  memoryResident: number;
   memoryLimit: number;
   rps: number;
   eps: number;
@@ -110,6 +112,7 @@ export function toServerView(s: Server): ServerView {
     cpu: m?.cpuPercent ?? 0,
     cpuLimitCores: m?.cpuLimitCores ?? 0,
     memory: num(m?.memoryBytes),
+    memoryResident: num(m?.memoryResidentBytes),
     memoryLimit: num(m?.memoryLimitBytes),
     rps: s.requestsPerSecond,
     eps: s.errorsPerSecond,

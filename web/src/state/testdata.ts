@@ -17,6 +17,7 @@ export function server(id: number, over: Partial<ServerView> = {}): ServerView {
     cpu: 1,
     cpuLimitCores: 0,
     memory: 10 << 20,
+    memoryResident: 0,
     memoryLimit: 0,
     rps: 0,
     eps: 0,

@@ -534,7 +534,8 @@ export type FarmMetrics = Message<"farm.v1.FarmMetrics"> & {
   cpuPercentMean: number;
 
   /**
-   * Sum of every server's resident memory, in bytes.
+   * Sum of every server's memory_bytes: what the servers cost the machine, in bytes (their
+   * proportional set sizes, or their containers' memory use).
    *
    * @generated from field: uint64 memory_bytes_total = 10;
    */
