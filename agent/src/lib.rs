@@ -40,11 +40,14 @@ pub struct Config {
     pub name: String,
     /// The controller's gRPC address, as a URL (`http://127.0.0.1:50051`).
     pub controller_url: String,
-    /// Where the node app listens; the agent probes it there.
+    /// Where the node app listens; the agent probes it there. Port 0 lets the kernel pick a
+    /// port, which the agent then holds for the node for as long as it runs (see [`NodePort`]).
     pub node_listen: SocketAddr,
-    /// How the controller reaches the node app (host:port), told in the hello.
-    pub node_advertise: String,
-    /// The program and arguments that start the node app.
+    /// How the controller reaches the node app (host:port), told in the hello; the node's
+    /// own address when `None`.
+    pub node_advertise: Option<String>,
+    /// The program and arguments that start the node app; the agent adds `--listen ADDR`
+    /// (and `--reuse-port` when it holds the port).
     pub node_command: Vec<String>,
     /// Which runtime started this server, told in the hello.
     pub runtime: String,
@@ -58,6 +61,14 @@ pub enum Error {
     /// The configuration is invalid; nothing was started.
     #[error("invalid agent configuration: {0}")]
     Config(String),
+    /// The node's port could not be had.
+    #[error("cannot hold a port for the node at {address}: {source}")]
+    NodePort {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why the kernel refused.
+        source: std::io::Error,
+    },
     /// The controller URL cannot be used.
     #[error("controller address {url}: {source}")]
     ControllerUrl {
@@ -68,17 +79,70 @@ pub enum Error {
     },
 }
 
-impl Config {
+/// The node's port, known before the node starts.
+///
+/// A fixed port is the node's to bind. For port 0 the agent binds a socket of its own with
+/// `SO_REUSEPORT` (bound, never listening), learns the port the kernel gave it, and keeps the
+/// socket for its lifetime. The node then binds the same port with `SO_REUSEPORT` at every
+/// start, so a restarted node comes back on the same port, and no other program (which would
+/// need `SO_REUSEPORT` and the same user) can take the port in between. Connections only
+/// ever reach the node's listening socket.
+#[derive(Debug)]
+pub struct NodePort {
+    /// Where the node listens.
+    pub address: SocketAddr,
+    /// The agent's hold on `address`, when the kernel picked it.
+    held: Option<tokio::net::TcpSocket>,
+}
+
+impl NodePort {
+    /// Holds a port for `listen` when it asks for port 0; takes `listen` as it is otherwise.
+    pub fn reserve(listen: SocketAddr) -> Result<Self, Error> {
+        if listen.port() != 0 {
+            return Ok(Self {
+                address: listen,
+                held: None,
+            });
+        }
+        let failed = |source| Error::NodePort {
+            address: listen,
+            source,
+        };
+        let socket = match listen {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(failed)?;
+        socket.set_reuseport(true).map_err(failed)?;
+        socket.bind(listen).map_err(failed)?;
+        let address = socket.local_addr().map_err(failed)?;
+        Ok(Self {
+            address,
+            held: Some(socket),
+        })
+    }
+
+    /// The arguments that tell the node where to listen.
+    pub fn node_args(&self) -> Vec<String> {
+        let mut args = vec!["--listen".to_string(), self.address.to_string()];
+        if self.held.is_some() {
+            args.push("--reuse-port".into());
+        }
+        args
+    }
+
     /// Where the agent itself reaches the node: its listen address, or loopback when the
     /// node listens on every interface (as it does in a container).
-    pub fn node_probe_address(&self) -> SocketAddr {
-        let mut address = self.node_listen;
+    pub fn probe_address(&self) -> SocketAddr {
+        let mut address = self.address;
         if address.ip().is_unspecified() {
             address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         address
     }
+}
 
+impl Config {
     /// Checks the configuration before anything starts.
     pub fn validate(&self) -> Result<(), Error> {
         if self.server_id == 0 {
@@ -113,20 +177,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true);
 
+    let node_port = NodePort::reserve(config.node_listen)?;
+    let mut command = config.node_command.clone();
+    command.extend(node_port.node_args());
+    let probe_address = node_port.probe_address().to_string();
+    let advertise = config
+        .node_advertise
+        .clone()
+        .unwrap_or_else(|| node_port.address.to_string());
+
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(64);
     let supervisor = supervisor::spawn(
         supervisor::NodeSpec {
-            command: config.node_command.clone(),
-            address: config.node_probe_address().to_string(),
+            command,
+            address: probe_address.clone(),
         },
         events_tx,
         shutdown.child_token(),
     );
     link::run(
-        link::Link::new(config, endpoint, supervisor.clone(), events_rx),
+        link::Link::new(
+            config,
+            link::NodeAddresses {
+                probe: probe_address,
+                advertise,
+            },
+            endpoint,
+            supervisor.clone(),
+            events_rx,
+        ),
         shutdown,
     )
     .await;
     supervisor.stopped().await;
+    // The node has stopped: the port may go.
+    drop(node_port);
     Ok(())
 }

@@ -37,12 +37,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The link's state, owned by its one task.
 pub(crate) struct Link {
     config: Config,
+    /// Where the node is told to the controller.
+    node_advertise: String,
     endpoint: Endpoint,
     supervisor: Supervisor,
     events: mpsc::Receiver<AgentEvent>,
     outbox: VecDeque<LinkRequest>,
     dropped: u64,
     sampler: Sampler,
+}
+
+/// Where the node answers: for the agent's own probes, and as told to the controller.
+pub(crate) struct NodeAddresses {
+    /// `host:port` the agent probes and scrapes.
+    pub(crate) probe: String,
+    /// `host:port` the controller reaches the node at.
+    pub(crate) advertise: String,
 }
 
 /// An open stream: where to send, and what the controller sends.
@@ -54,6 +64,7 @@ struct Session {
 impl Link {
     pub(crate) fn new(
         config: Config,
+        node: NodeAddresses,
         endpoint: Endpoint,
         supervisor: Supervisor,
         events: mpsc::Receiver<AgentEvent>,
@@ -67,9 +78,10 @@ impl Link {
         } else {
             None
         };
-        let sampler = Sampler::new(config.node_probe_address().to_string(), container);
+        let sampler = Sampler::new(node.probe, container);
         Self {
             config,
+            node_advertise: node.advertise,
             endpoint,
             supervisor,
             events,
@@ -114,7 +126,7 @@ impl Link {
         let hello = Hello {
             server_id: self.config.server_id,
             name: self.config.name.clone(),
-            node_address: self.config.node_advertise.clone(),
+            node_address: self.node_advertise.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             runtime: self.config.runtime.clone(),
         };

@@ -1,4 +1,4 @@
-//! `farm-backoff`: exponential backoff with full jitter, for every retry loop of the farm:
+//! `farm-backoff`: exponential backoff with jitter, for every retry loop of the farm:
 //! agent reconnects, node restarts, agent restarts by the process runtime.
 //!
 //! Jitter matters here: when the controller restarts, fifty or a thousand agents lose their

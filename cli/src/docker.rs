@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use farm_controller::Registry;
 use farm_controller::runtime::docker::{self, DockerRuntime, DockerRuntimeConfig};
+use farm_proto::limits;
 
 /// Settings of the docker runtime, shared by `farm up` and `farm compose`.
 #[derive(Debug, Clone, Args)]
@@ -22,10 +23,10 @@ pub(crate) struct DockerArgs {
     #[arg(long, default_value_t = 0.5, value_parser = parse_cpus)]
     pub(crate) cpus: f64,
     /// Memory limit per server container, in MiB (16 to 65536).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(limits::MIN_CONTAINER_MEMORY_MB..=limits::MAX_CONTAINER_MEMORY_MB))]
     pub(crate) memory_mb: u64,
     /// Containers created and started at once (1 to 64).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=i64::from(limits::MAX_DOCKER_CONCURRENCY)))]
     pub(crate) docker_concurrency: u16,
     /// The static farm binary to put in the image; this very binary by default.
     #[arg(long)]
@@ -34,7 +35,7 @@ pub(crate) struct DockerArgs {
 
 fn parse_prefix(raw: &str) -> Result<String, String> {
     let ok = !raw.is_empty()
-        && raw.len() <= 40
+        && raw.len() <= limits::MAX_NAME_PREFIX_LEN
         && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
         && raw
             .chars()
@@ -42,16 +43,24 @@ fn parse_prefix(raw: &str) -> Result<String, String> {
     if ok {
         Ok(raw.to_string())
     } else {
-        Err("must be 1 to 40 letters, digits, '-' or '_', starting with a letter or digit".into())
+        Err(format!(
+            "must be 1 to {} letters, digits, '-' or '_', starting with a letter or digit",
+            limits::MAX_NAME_PREFIX_LEN
+        ))
     }
 }
 
 fn parse_cpus(raw: &str) -> Result<f64, String> {
     let cpus: f64 = raw.parse().map_err(|e| format!("{e}"))?;
-    if cpus.is_finite() && (0.01..=64.0).contains(&cpus) {
+    let bounds = limits::MIN_CONTAINER_CPUS..=limits::MAX_CONTAINER_CPUS;
+    if cpus.is_finite() && bounds.contains(&cpus) {
         Ok(cpus)
     } else {
-        Err(format!("{raw} is not in 0.01..=64"))
+        Err(format!(
+            "{raw} is not in {}..={}",
+            bounds.start(),
+            bounds.end()
+        ))
     }
 }
 
@@ -125,7 +134,7 @@ pub(crate) struct ProbeArgs {
     /// The node to probe, host:port; its `/health` must answer 200.
     address: String,
     /// How long the probe may take, in milliseconds (1 to 60000).
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=limits::MAX_PROBE_TIMEOUT_MS))]
     timeout_ms: u64,
 }
 
@@ -148,7 +157,7 @@ pub(crate) async fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 pub(crate) struct ComposeArgs {
     /// Number of servers (1 to 1000).
     #[arg(long, short = 'n', default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(farm_proto::limits::MAX_SERVERS)))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SERVERS)))]
     servers: u32,
     /// Folder to write docker-compose.yml, its Dockerfile and the binary into.
     #[arg(long, default_value = "compose")]
@@ -199,16 +208,9 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
         "# Written by `farm compose --servers {}`; regenerate rather than edit.",
         args.servers
     )?;
-    writeln!(
-        yaml,
-        "# Start: docker-compose -f {}/docker-compose.yml up -d --build",
-        args.output.display()
-    )?;
-    writeln!(
-        yaml,
-        "# Stop:  docker-compose -f {}/docker-compose.yml down",
-        args.output.display()
-    )?;
+    // No paths here: the file reads the same wherever it was written.
+    yaml.push_str("# Start, in this folder: docker-compose up -d --build\n");
+    yaml.push_str("# Stop, in this folder:  docker-compose down\n");
     // 2.4 is the last format whose cpus and mem_limit docker-compose 1.x applies without
     // --compatibility; docker compose v2 reads it as well.
     yaml.push_str("version: \"2.4\"\nservices:\n");

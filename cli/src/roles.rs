@@ -97,7 +97,8 @@ pub(crate) struct AgentArgs {
     /// The controller's gRPC URL.
     #[arg(long, env = "FARM_CONTROLLER", default_value = DEFAULT_CONTROLLER_URL)]
     controller: String,
-    /// Where the node app listens.
+    /// Where the node app listens; port 0 lets the kernel pick one, which the agent then
+    /// holds for the node and reports to the controller.
     #[arg(long)]
     node_listen: SocketAddr,
     /// How the controller reaches the node (host:port); the listen address by default.
@@ -123,9 +124,13 @@ pub(crate) struct NodeArgs {
     /// Server name; `server-N` by default.
     #[arg(long)]
     name: Option<String>,
-    /// Address to listen on.
+    /// Address to listen on; port 0 lets the kernel pick one. The address is printed as
+    /// `farm node: listening on ADDR` once bound.
     #[arg(long)]
     listen: SocketAddr,
+    /// Bind with `SO_REUSEPORT`, to share the port with the agent that holds it for this node.
+    #[arg(long)]
+    reuse_port: bool,
     /// Exit when the parent process (the agent) dies.
     #[arg(long)]
     exit_with_parent: bool,
@@ -140,6 +145,19 @@ pub(crate) async fn bind(
     TcpListener::bind(address).await.with_context(|| {
         format!("cannot listen on {address} for the {what} (is another farm running? choose another with {flag})")
     })
+}
+
+/// Binds `address` with `SO_REUSEPORT` (and `SO_REUSEADDR`, as `TcpListener::bind` does), so
+/// that a node listens on the port its agent holds.
+fn bind_reusing_port(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
@@ -183,6 +201,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let name = args.name.unwrap_or_else(|| format!("server-{}", args.id));
     let binary = std::env::current_exe().context("cannot find the farm binary to run the node")?;
+    // The agent adds where the node listens.
     let node_command = vec![
         binary.to_string_lossy().into_owned(),
         "node".into(),
@@ -190,8 +209,6 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         args.id.to_string(),
         "--name".into(),
         name.clone(),
-        "--listen".into(),
-        args.node_listen.to_string(),
         "--exit-with-parent".into(),
     ];
     let config = farm_agent::Config {
@@ -199,9 +216,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         name,
         controller_url: args.controller,
         node_listen: args.node_listen,
-        node_advertise: args
-            .node_advertise
-            .unwrap_or_else(|| args.node_listen.to_string()),
+        node_advertise: args.node_advertise,
         node_command,
         runtime: args.runtime,
         sample_interval: Duration::from_millis(u64::from(args.sample_interval_ms)),
@@ -215,7 +230,13 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     if args.exit_with_parent {
         tokio::spawn(farm_node::exit_with_parent(shutdown.clone()));
     }
-    let listener = bind(args.listen, "node app", "--listen").await?;
+    let listener = if args.reuse_port {
+        bind_reusing_port(args.listen)
+            .with_context(|| format!("cannot listen on {} for the node app", args.listen))?
+    } else {
+        bind(args.listen, "node app", "--listen").await?
+    };
+    println!("farm node: listening on {}", listener.local_addr()?);
     let config = farm_node::Config {
         server_id: args.id,
         name: args.name.unwrap_or_else(|| format!("server-{}", args.id)),

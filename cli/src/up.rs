@@ -45,7 +45,8 @@ pub(crate) struct UpArgs {
     /// Address the node apps listen on.
     #[arg(long, env = "FARM_NODE_HOST", default_value = "127.0.0.1")]
     node_host: IpAddr,
-    /// Node N listens on this port plus N.
+    /// Node N listens on this port plus N; 0 lets the kernel pick every node's port
+    /// (process runtime only).
     #[arg(long, env = "FARM_NODE_BASE_PORT", default_value_t = 8000)]
     node_base_port: u16,
     /// Sample interval of the agents, in milliseconds (100 to 60000).
@@ -106,6 +107,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         node_host: args.node_host,
         base_port: args.node_base_port,
     };
+    if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
+        bail!(
+            "--node-base-port 0 is for the process runtime; the docker runtime publishes node N on a port of its own: choose a base port"
+        );
+    }
     if runtime_config.node_address(args.servers).is_none() {
         bail!(
             "--node-base-port {} leaves no port for server {}: ports stop at 65535",
@@ -195,10 +201,15 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
 
-    let first = runtime_config.node_address(1).expect("checked above");
-    let last = runtime_config
-        .node_address(args.servers)
-        .expect("checked above");
+    let nodes = if args.node_base_port == 0 {
+        "nodes on ports the kernel picks (`farm status` lists them)".to_string()
+    } else {
+        let first = runtime_config.node_address(1).expect("checked above");
+        let last = runtime_config
+            .node_address(args.servers)
+            .expect("checked above");
+        format!("nodes on http://{first} .. http://{last}")
+    };
     println!(
         "farm: controller  {controller_url}   (grpcurl -plaintext {} list)",
         SocketAddr::new(connect_host, controller_addr.port())
@@ -218,10 +229,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             "farm: gateway     {url}   (REST {url}/api/servers, docs {url}/docs, metrics {url}/metrics)"
         );
     }
-    println!(
-        "farm: servers     {} as {place}, nodes on http://{first} .. http://{last}",
-        args.servers
-    );
+    println!("farm: servers     {} as {place}, {nodes}", args.servers);
 
     tokio::select! {
         _ = shutdown_signal() => {

@@ -98,12 +98,28 @@ impl Drop for Cleanup {
     }
 }
 
-fn docker_farm(servers: u32, prefix: &str) -> Farm {
-    Farm::up_with(
-        servers,
-        &["--runtime", "docker", "--name-prefix", prefix],
-        Duration::from_secs(120),
-    )
+/// A docker farm and the base port it publishes node N on (base+N). The docker runtime
+/// publishes fixed ports, so the base is picked below the ephemeral range, and picked again
+/// when another test took one of its ports first.
+fn docker_farm(servers: u32, prefix: &str) -> (Farm, u16) {
+    let mut tries = 0;
+    loop {
+        let base = common::low_port_range(servers as u16);
+        let base_text = base.to_string();
+        let extra = [
+            "--runtime",
+            "docker",
+            "--name-prefix",
+            prefix,
+            "--node-base-port",
+            &base_text,
+        ];
+        match Farm::try_up(servers, &extra, Duration::from_secs(120)) {
+            Ok(farm) => return (farm, base),
+            Err(e) if e.contains("is not free") && tries < 5 => tries += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +127,7 @@ async fn up_makes_labelled_limited_containers_and_sigterm_removes_them() {
     require_engine();
     let prefix = unique_prefix("up");
     let _cleanup = Cleanup(prefix.clone());
-    let mut farm = docker_farm(3, &prefix);
+    let (mut farm, base_port) = docker_farm(3, &prefix);
 
     let names = farm_containers(&prefix);
     assert_eq!(
@@ -126,7 +142,7 @@ async fn up_makes_labelled_limited_containers_and_sigterm_removes_them() {
         "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}} {{index .Config.Labels \"io.farm.server-id\"}} {{(index (index .HostConfig.PortBindings \"8000/tcp\") 0).HostPort}} {{len .Config.Healthcheck.Test}}",
         &format!("{prefix}-server-2"),
     ]);
-    let expected_port = u32::from(farm.base_port) + 2;
+    let expected_port = u32::from(base_port) + 2;
     assert_eq!(
         inspect,
         format!("500000000 268435456 unless-stopped 2 {expected_port} 4"),
@@ -196,7 +212,7 @@ async fn every_action_works_and_docker_kill_is_seen_and_recovered() {
     require_engine();
     let prefix = unique_prefix("act");
     let _cleanup = Cleanup(prefix.clone());
-    let farm = docker_farm(2, &prefix);
+    let (farm, _) = docker_farm(2, &prefix);
     let mut client = farm.client().await;
     let name = format!("{prefix}-server-1");
     let state = |n: &str| docker_text(&["inspect", "--format", "{{.State.Status}}", n]);
@@ -265,7 +281,7 @@ async fn the_farm_scales_up_and_down() {
     require_engine();
     let prefix = unique_prefix("scale");
     let _cleanup = Cleanup(prefix.clone());
-    let farm = docker_farm(2, &prefix);
+    let (farm, _) = docker_farm(2, &prefix);
     let mut client = farm.client().await;
 
     let up = client
@@ -322,7 +338,7 @@ async fn container_metrics_agree_with_docker_stats() {
     require_engine();
     let prefix = unique_prefix("stats");
     let _cleanup = Cleanup(prefix.clone());
-    let farm = docker_farm(1, &prefix);
+    let (farm, _) = docker_farm(1, &prefix);
     let mut client = farm.client().await;
     client
         .simulate_load(SimulateLoadRequest {
@@ -366,7 +382,7 @@ fn down_after_a_crash_removes_this_farm_only() {
     require_engine();
     let prefix = unique_prefix("down");
     let _cleanup = Cleanup(prefix.clone());
-    let mut farm = docker_farm(2, &prefix);
+    let (mut farm, _) = docker_farm(2, &prefix);
     // Something on the same engine that is not this farm's, named and labelled alike.
     let bystander = format!("{prefix}-bystander");
     let image = docker_text(&[
@@ -439,9 +455,8 @@ fn errors_are_clear_and_leave_nothing_half_made() {
     require_engine();
     let prefix = unique_prefix("err");
     let _cleanup = Cleanup(prefix.clone());
-    let controller = common::free_port().to_string();
-    let listen = format!("127.0.0.1:{controller}");
-    let base = common::free_port_range(3).to_string();
+    let listen = format!("127.0.0.1:{}", common::low_port());
+    let base = common::low_port_range(3).to_string();
     let args = |extra: &[&'static str]| {
         let mut a = vec![
             "--runtime",
@@ -526,15 +541,13 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
     let prefix = unique_prefix("compose");
     let _cleanup = Cleanup(prefix.clone());
     let dir = std::env::temp_dir().join(&prefix);
-    let controller = common::free_port();
-    let gateway = common::free_port();
-    let base = common::free_port_range(3);
+    // Port 0 everywhere: the engine picks every published port, and `docker-compose port`
+    // tells which.
     let written = Command::new(farm_bin())
         .args(["compose", "--servers", "3", "--name-prefix", &prefix])
         .args(["--output", dir.to_str().unwrap()])
-        .args(["--controller-port", &controller.to_string()])
-        .args(["--gateway-port", &gateway.to_string()])
-        .args(["--node-base-port", &base.to_string()])
+        .args(["--controller-port", "0", "--gateway-port", "0"])
+        .args(["--node-base-port", "0"])
         .output()
         .unwrap();
     assert!(
@@ -566,7 +579,17 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
         String::from_utf8_lossy(&up.stderr)
     );
 
-    let url = format!("http://127.0.0.1:{controller}");
+    let published = |service: &str, port: &str| {
+        let output = compose(&["port", service, port]);
+        let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        assert!(
+            output.status.success() && address.starts_with("127.0.0.1:"),
+            "{service}'s port {port}: {address} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        address
+    };
+    let url = format!("http://{}", published("controller", "50051"));
     let mut client = common::connect(&url).await;
     eventually(
         Duration::from_secs(60),
@@ -590,18 +613,16 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
     ]);
     assert_eq!(state, "exited");
     act(&mut client, 2, ServerActionKind::Start).await;
+    let server_2 = published("server-2", "8000");
     let probe = farm_node_api::client::NodeClient::new();
     eventually(
         Duration::from_secs(30),
         "server 2 serving on its published port",
         || {
-            let probe = probe.clone();
+            let (probe, server_2) = (probe.clone(), server_2.clone());
             async move {
                 probe
-                    .health(
-                        &format!("127.0.0.1:{}", base + 2),
-                        Duration::from_millis(200),
-                    )
+                    .health(&server_2, Duration::from_millis(200))
                     .await
                     .ok()
             }

@@ -25,7 +25,13 @@ async fn every_server_registers_and_reports_samples() {
         let id = i as u32 + 1;
         assert_eq!(server.id, id);
         assert_eq!(server.name, format!("server-{id}"));
-        assert_eq!(server.node_address, farm.node_address(id));
+        // Each node listens on a port the kernel picked, and is the server it says it is.
+        let node = NodeClient::new()
+            .metrics(&server.node_address, Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", server.node_address));
+        assert_eq!(node.server_id, id, "{}", server.node_address);
+        assert!(server.node_address.starts_with("127.0.0.1:"), "{server:?}");
         assert_eq!(server.runtime, "process");
         assert!(server.connected, "{server:?}");
         assert!(is(server, ServerStatus::Healthy), "{server:?}");
@@ -91,7 +97,7 @@ async fn a_killed_node_is_reported_and_serving_again_within_a_second() {
     let mut client = farm.client().await;
     let pid = node_pid(&farm, 1).expect("server 1's node runs");
     let nodes = NodeClient::new();
-    let address = farm.node_address(1);
+    let address = farm.node_address(1).await;
 
     let killed_at = Instant::now();
     signal(pid, Signal::SIGKILL);

@@ -38,6 +38,7 @@ async fn every_read_route_answers_in_the_documented_shape() {
         assert_eq!(
             server["node_address"],
             farm.node_address(server["id"].as_u64().unwrap() as u32)
+                .await
         );
         assert_eq!(server["runtime"], "process");
         assert_eq!(server["connected"], true);
@@ -619,11 +620,9 @@ fn a_taken_gateway_port_fails_with_a_clear_message() {
     use std::process::{Command, Stdio};
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let base = common::free_port_range(1);
     let mut child = Command::new(common::farm_bin())
         .args(["up", "--servers", "1"])
-        .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
-        .args(["--node-base-port", &base.to_string()])
+        .args(["--listen", "127.0.0.1:0", "--node-base-port", "0"])
         .args(["--gateway-listen", &format!("127.0.0.1:{port}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

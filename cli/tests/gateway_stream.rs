@@ -7,9 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    Farm, HttpReply, eventually, farm_bin, free_port, free_port_range, get, post_json, signal,
-};
+use common::{Farm, HttpReply, eventually, farm_bin, get, low_port, post_json, signal};
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use farm_proto::v1::{
     GetServerRequest, ListServersRequest, ServerStatus, WatchRequest, WatchResponse,
@@ -181,11 +179,12 @@ fn spawn(args: &[&str]) -> Proc {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_rides_out_a_controller_restart() {
-    let controller_listen = format!("127.0.0.1:{}", free_port());
+    // The controller comes back on the same port, and the gateway must be reached before it
+    // can say where it listens: both on ports below the ephemeral range.
+    let controller_listen = format!("127.0.0.1:{}", low_port());
     let controller_url = format!("http://{controller_listen}");
-    let gateway_port = free_port();
+    let gateway_port = low_port();
     let base = format!("http://127.0.0.1:{gateway_port}");
-    let node_base = free_port_range(3);
 
     // The gateway starts first: with no controller, it answers 503, fast.
     let gateway = spawn(&[
@@ -221,7 +220,7 @@ async fn the_gateway_rides_out_a_controller_restart() {
                 "--controller",
                 &controller_url,
                 "--node-listen",
-                &format!("127.0.0.1:{}", u32::from(node_base) + id),
+                "127.0.0.1:0",
             ])
         })
         .collect();

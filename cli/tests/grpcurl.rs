@@ -19,7 +19,7 @@ fn grpcurl(args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_the_services_and_calls_list_and_watch() {
     let farm = Farm::up(2);
-    let address = format!("127.0.0.1:{}", farm.controller_port);
+    let address = farm.controller.clone();
 
     let list = grpcurl(&["-plaintext", &address, "list"]);
     let services = String::from_utf8_lossy(&list.stdout);

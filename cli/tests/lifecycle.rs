@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Farm, agent_pid, eventually, farm_bin, free_port, free_port_range, node_pid, servers, signal,
+    Farm, agent_pid, eventually, farm_bin, low_port, low_port_range, node_pid, servers, signal,
     wait_exit,
 };
 use nix::sys::signal::Signal;
@@ -85,9 +85,8 @@ async fn sigkill_of_farm_up_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_register_again_within_five_seconds_of_a_controller_restart() {
-    let port = free_port();
-    let base = free_port_range(3);
-    let listen = format!("127.0.0.1:{port}");
+    // The controller comes back on the same port: one below the ephemeral range.
+    let listen = format!("127.0.0.1:{}", low_port());
     let start_controller = || {
         Command::new(farm_bin())
             .args(["controller", "--listen", &listen])
@@ -103,10 +102,7 @@ async fn agents_register_again_within_five_seconds_of_a_controller_restart() {
             Command::new(farm_bin())
                 .args(["agent", "--id", &id.to_string()])
                 .args(["--controller", &format!("http://{listen}")])
-                .args([
-                    "--node-listen",
-                    &format!("127.0.0.1:{}", u32::from(base) + id),
-                ])
+                .args(["--node-listen", "127.0.0.1:0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
@@ -135,18 +131,16 @@ async fn agents_register_again_within_five_seconds_of_a_controller_restart() {
     let took = restarted_at.elapsed();
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
+    let nodes = common::children_of(&agents.iter().map(Child::id).collect::<Vec<_>>());
+    assert_eq!(nodes.len(), 3, "each agent runs its node");
     for agent in &mut agents {
         signal(agent.id(), Signal::SIGTERM);
         assert!(wait_exit(agent, Duration::from_secs(5)).success());
     }
     signal(controller.id(), Signal::SIGTERM);
     wait_exit(&mut controller, Duration::from_secs(10));
-    for id in 1..=3u32 {
-        let node = format!("127.0.0.1:{}", u32::from(base) + id);
-        assert!(
-            common::pids_with_arg(&node).is_empty(),
-            "node {id} left behind"
-        );
+    for node in nodes {
+        assert!(!common::is_alive(node), "node {node} left behind");
     }
 }
 
@@ -205,12 +199,11 @@ fn taken_ports_fail_with_a_clear_message() {
         "{stderr}"
     );
 
-    let base = free_port_range(3);
+    let base = low_port_range(3);
     let node_port = std::net::TcpListener::bind(("127.0.0.1", base + 2)).unwrap();
-    let controller = free_port();
     let output = farm_up(&[
         "--listen",
-        &format!("127.0.0.1:{controller}"),
+        "127.0.0.1:0",
         "--node-base-port",
         &base.to_string(),
         "--servers",

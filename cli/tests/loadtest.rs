@@ -121,8 +121,9 @@ async fn cancelling_stops_every_in_flight_request_within_a_second() {
     let run_id = first.run_id.clone();
     let nodes = NodeClient::new();
     let in_flight = |id: u32| {
-        let (nodes, address) = (nodes.clone(), farm.node_address(id));
+        let (nodes, farm) = (nodes.clone(), &farm);
         async move {
+            let address = farm.node_address(id).await;
             nodes
                 .metrics(&address, Duration::from_millis(500))
                 .await

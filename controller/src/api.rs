@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use farm_node_api::client::NodeClient;
 use farm_proto::limits::{
     MAX_HEALTH_TIMEOUT_MS, MAX_LOAD_CPU_PERCENT, MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB,
-    MAX_SERVERS,
+    MAX_SERVERS, MAX_WATCH_INTERVAL_MS, MIN_WATCH_INTERVAL_MS,
 };
 use farm_proto::v1::farm_service_server::FarmService;
 use farm_proto::v1::{
@@ -363,10 +363,10 @@ impl FarmService for Farm {
         let raw = request.into_inner().min_interval_ms;
         let min_interval = match raw {
             0 => Duration::from_millis(250),
-            50..=1000 => Duration::from_millis(u64::from(raw)),
+            MIN_WATCH_INTERVAL_MS..=MAX_WATCH_INTERVAL_MS => Duration::from_millis(u64::from(raw)),
             _ => {
                 return Err(Status::invalid_argument(format!(
-                    "min_interval_ms must be 50 to 1000, got {raw}"
+                    "min_interval_ms must be {MIN_WATCH_INTERVAL_MS} to {MAX_WATCH_INTERVAL_MS}, got {raw}"
                 )));
             }
         };

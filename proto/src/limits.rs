@@ -22,6 +22,11 @@ pub const MIN_SAMPLE_INTERVAL_MS: u32 = 100;
 /// Longest sample interval an agent accepts, in milliseconds.
 pub const MAX_SAMPLE_INTERVAL_MS: u32 = 60_000;
 
+/// Shortest coalescing interval a `Watch` stream may ask for, in milliseconds.
+pub const MIN_WATCH_INTERVAL_MS: u32 = 50;
+/// Longest coalescing interval a `Watch` stream may ask for, in milliseconds.
+pub const MAX_WATCH_INTERVAL_MS: u32 = 1000;
+
 // ---- Requests that name servers and node paths -------------------------------------------
 
 /// Most server ids one request may list.
@@ -85,6 +90,23 @@ pub const MAX_BROADCAST_BODY_CHARS: usize = MAX_BROADCAST_BODY_BYTES / 4;
 pub const MAX_BROADCAST_REPLY_BYTES: usize = 4 * 1024;
 /// Longest broadcast deadline, in milliseconds.
 pub const MAX_BROADCAST_TIMEOUT_MS: u32 = 30_000;
+
+// ---- The docker runtime ----------------------------------------------------------------
+
+/// Longest name prefix of a docker farm (`--name-prefix`), in bytes.
+pub const MAX_NAME_PREFIX_LEN: usize = 40;
+/// Smallest CPU limit of a server container, in cores.
+pub const MIN_CONTAINER_CPUS: f64 = 0.01;
+/// Largest CPU limit of a server container, in cores.
+pub const MAX_CONTAINER_CPUS: f64 = 64.0;
+/// Smallest memory limit of a server container, in MiB.
+pub const MIN_CONTAINER_MEMORY_MB: u64 = 16;
+/// Largest memory limit of a server container, in MiB (64 GiB).
+pub const MAX_CONTAINER_MEMORY_MB: u64 = 65_536;
+/// Most containers created and started at once.
+pub const MAX_DOCKER_CONCURRENCY: u16 = 64;
+/// Longest `farm probe` a container's health check may take, in milliseconds.
+pub const MAX_PROBE_TIMEOUT_MS: u64 = 60_000;
 
 // ---- The gateway -----------------------------------------------------------------------
 

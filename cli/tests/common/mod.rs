@@ -20,33 +20,37 @@ pub fn farm_bin() -> &'static str {
     env!("CARGO_BIN_EXE_farm")
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A base port such that base+1 ..= base+n are all free now.
-pub fn free_port_range(n: u16) -> u16 {
+/// A base port for a program that cannot report the ports it got (the docker runtime
+/// publishes node N on base+N): below the kernel's ephemeral range (32768-60999), so that no
+/// outgoing connection can take one, with base+1 ..= base+n free now. Another test may still
+/// bind one first; callers retry on "not free".
+pub fn low_port_range(n: u16) -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + (rand_u16() % 30_000);
+        let base = 10_000 + (rand_u16() % (32_000 - 10_000 - n));
         let all_free = (1..=n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
         }
     }
-    panic!("no free range of {n} ports found");
+    panic!("no free range of {n} ports found below 32768");
+}
+
+/// One port below the kernel's ephemeral range that is free now, for a program that must
+/// come back on the same port (a restarted controller) or cannot report the port it got.
+pub fn low_port() -> u16 {
+    low_port_range(1) + 1
 }
 
 fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    ((nanos ^ std::process::id().rotate_left(16)) % 65_521) as u16
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    hasher.finish() as u16
 }
 
 /// Polls `check` every 10 ms until it returns `Some`, or panics with `what` after `limit`.
@@ -68,12 +72,14 @@ where
     }
 }
 
-/// A running `farm up`, stopped with SIGTERM when dropped.
+/// A running `farm up`, stopped with SIGTERM when dropped. Every port it binds is one the
+/// kernel picked; the addresses are read from its banner, and the nodes' from the farm.
 pub struct Farm {
     pub child: Child,
-    pub controller_port: u16,
-    pub gateway_port: u16,
-    pub base_port: u16,
+    /// The controller's `host:port`.
+    pub controller: String,
+    /// The gateway's `host:port` (empty with `--no-gateway`).
+    pub gateway: String,
     pub servers: u32,
 }
 
@@ -84,83 +90,141 @@ impl Farm {
     }
 
     /// Like [`Farm::up`], with extra arguments for `farm up`, waiting up to `limit` for the
-    /// farm to turn healthy.
+    /// farm to turn healthy. The controller, the gateway and (unless `extra` names a
+    /// `--node-base-port`) every node listen on ports the kernel picks.
     pub fn up_with(servers: u32, extra: &[&str], limit: Duration) -> Farm {
-        let controller_port = free_port();
-        let gateway_port = free_port();
-        let base_port = free_port_range(servers as u16);
-        let child = Command::new(farm_bin())
+        Self::try_up(servers, extra, limit).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Farm::up_with`]; an error carries what `farm up` said when it failed to start.
+    pub fn try_up(servers: u32, extra: &[&str], limit: Duration) -> Result<Farm, String> {
+        let mut command = Command::new(farm_bin());
+        command
             .args(["up", "--servers", &servers.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{controller_port}")])
-            .args(["--gateway-listen", &format!("127.0.0.1:{gateway_port}")])
-            .args(["--node-base-port", &base_port.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--node-base-port") {
+            command.args(["--node-base-port", "0"]);
+        }
+        let child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("farm up starts");
         let mut farm = Farm {
             child,
-            controller_port,
-            gateway_port,
-            base_port,
+            controller: String::new(),
+            gateway: String::new(),
             servers,
         };
-        farm.wait_for_line("healthy in", limit);
-        farm
+        farm.read_banner(limit)?;
+        Ok(farm)
     }
 
-    /// Reads farm up's output until a line contains `needle`.
-    fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
-        use std::io::{BufRead, BufReader};
+    /// Reads farm up's output until the farm is healthy, learning the controller's and the
+    /// gateway's addresses on the way.
+    fn read_banner(&mut self, limit: Duration) -> Result<(), String> {
+        use std::io::{BufRead, BufReader, Read};
         let stdout = self.child.stdout.take().expect("stdout is piped");
+        let mut stderr = self.child.stderr.take().expect("stderr is piped");
         let (tx, rx) = std::sync::mpsc::channel();
-        let wanted = needle.to_string();
-        // The thread keeps draining farm up's output after the line, so farm up never
-        // blocks on a full pipe.
+        // The threads keep draining farm up's output after the banner, so farm up never
+        // blocks on a full pipe; stderr is passed on to the test's own.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
-                if line.contains(&wanted) {
-                    let _ = tx.send(line);
-                }
+                let _ = tx.send(line);
             }
         });
-        rx.recv_timeout(limit)
-            .unwrap_or_else(|_| panic!("farm up did not print {needle:?} within {limit:?}"))
+        let (err_tx, err_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                eprint!("{}", String::from_utf8_lossy(&chunk[..n]));
+                kept.extend_from_slice(&chunk[..n]);
+            }
+            let _ = err_tx.send(String::from_utf8_lossy(&kept).into_owned());
+        });
+        let deadline = Instant::now() + limit;
+        let url_after = |line: &str, label: &str| {
+            line.strip_prefix(label)?
+                .split_whitespace()
+                .next()?
+                .strip_prefix("http://")
+                .map(str::to_string)
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(address) = url_after(&line, "farm: controller") {
+                        self.controller = address;
+                    } else if let Some(address) = url_after(&line, "farm: gateway") {
+                        self.gateway = address;
+                    } else if line.contains("healthy in") {
+                        return Ok(());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let said = err_rx
+                        .recv_timeout(Duration::from_secs(5))
+                        .unwrap_or_default();
+                    let _ = self.child.wait();
+                    return Err(format!("farm up ended before the farm was healthy: {said}"));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!("farm up did not turn healthy within {limit:?}"));
+                }
+            }
+        }
     }
 
     pub fn controller_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.controller_port)
+        format!("http://{}", self.controller)
     }
 
     /// The gateway's base URL (REST, /docs, /metrics, grpc-web).
     pub fn gateway_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.gateway_port)
+        format!("http://{}", self.gateway)
     }
 
     /// The gateway's `host:port`.
     pub fn gateway_address(&self) -> String {
-        format!("127.0.0.1:{}", self.gateway_port)
+        self.gateway.clone()
     }
 
-    pub fn node_address(&self, id: u32) -> String {
-        format!("127.0.0.1:{}", u32::from(self.base_port) + id)
+    /// Where server `id`'s node listens now, as the farm reports it.
+    pub async fn node_address(&self, id: u32) -> String {
+        let mut client = self.client().await;
+        servers(&mut client)
+            .await
+            .into_iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("server {id} is not in the farm"))
+            .node_address
     }
 
     pub async fn client(&self) -> FarmServiceClient<Channel> {
         connect(&self.controller_url()).await
     }
 
+    /// Pids of this farm's agent processes (they name this farm's controller).
+    pub fn agents(&self) -> Vec<u32> {
+        let mut pids = pids_with_arg(&self.controller_url());
+        pids.retain(|&p| p != self.child.id());
+        pids
+    }
+
     /// Pids of this farm's agent and node processes.
     pub fn descendants(&self) -> Vec<u32> {
-        let controller = format!("127.0.0.1:{}", self.controller_port);
-        let mut pids = pids_with_arg(&controller);
-        for id in 1..=self.servers {
-            pids.extend(pids_with_arg(&self.node_address(id)));
-        }
-        pids.retain(|&p| p != self.child.id());
+        let agents = self.agents();
+        let mut pids = children_of(&agents);
+        pids.extend(agents);
         pids.sort_unstable();
         pids.dedup();
         pids
@@ -288,24 +352,58 @@ fn is_zombie(dir: &Path) -> bool {
         .unwrap_or(true)
 }
 
-/// The pid of server `id`'s node process in `farm`.
-pub fn node_pid(farm: &Farm, id: u32) -> Option<u32> {
-    let address = farm.node_address(id);
-    pids_with_arg(&address).into_iter().find(|&pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| c.split(|&b| b == 0).any(|a| a == b"node"))
-            .unwrap_or(false)
-    })
+/// Whether `pid` is a live process (not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    !is_zombie(Path::new(&format!("/proc/{pid}")))
+}
+
+/// Live processes whose parent is one of `parents`.
+pub fn children_of(parents: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| !is_zombie(Path::new(&format!("/proc/{pid}"))))
+        .filter(|pid| parent_of(*pid).is_some_and(|ppid| parents.contains(&ppid)))
+        .collect()
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The command-line arguments of `pid`.
+fn args_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The pid of server `id`'s agent process in `farm`.
 pub fn agent_pid(farm: &Farm, id: u32) -> Option<u32> {
-    let address = farm.node_address(id);
-    pids_with_arg(&address).into_iter().find(|&pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| c.split(|&b| b == 0).any(|a| a == b"agent"))
-            .unwrap_or(false)
+    let id = id.to_string();
+    farm.agents().into_iter().find(|&pid| {
+        args_of(pid)
+            .windows(2)
+            .any(|w| w[0] == "--id" && w[1] == id)
     })
+}
+
+/// The pid of server `id`'s node process in `farm`: its agent's child.
+pub fn node_pid(farm: &Farm, id: u32) -> Option<u32> {
+    let agent = agent_pid(farm, id)?;
+    children_of(&[agent])
+        .into_iter()
+        .find(|&pid| args_of(pid).get(1).is_some_and(|a| a == "node"))
 }
 
 /// An HTTP answer, read whole.

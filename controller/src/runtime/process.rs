@@ -1,5 +1,6 @@
 //! The process runtime: every server is a `farm agent` process that runs its `farm node`
-//! child. Node N listens on `node_host:(base_port + N)`.
+//! child. Node N listens on `node_host:(base_port + N)`, or, with a base port of 0, on a port
+//! the kernel picks, which its agent holds and reports in its hello.
 //!
 //! Each agent is watched by one task, which restarts it with backoff when it exits on its own
 //! (the runtime's restart policy) and, on removal or shutdown, sends it SIGTERM, waits a grace
@@ -37,19 +38,27 @@ pub struct ProcessRuntimeConfig {
     pub controller_url: String,
     /// The address nodes listen on.
     pub node_host: IpAddr,
-    /// Node N listens on `base_port + N`.
+    /// Node N listens on `base_port + N`; 0 lets the kernel pick every node's port.
     pub base_port: u16,
 }
 
 impl ProcessRuntimeConfig {
-    /// The node address of server `id`, or `None` past the last port.
+    /// The node address of server `id` (port 0 when the kernel picks it), or `None` past
+    /// the last port.
     pub fn node_address(&self, id: u32) -> Option<SocketAddr> {
+        if self.base_port == 0 {
+            return Some(SocketAddr::new(self.node_host, 0));
+        }
         let port = u16::try_from(u32::from(self.base_port) + id).ok()?;
         Some(SocketAddr::new(self.node_host, port))
     }
 
     /// Fails, naming the port and server, when a node port of `ids` is out of range or taken.
+    /// Ports the kernel picks cannot be taken.
     pub fn check_ports(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), RuntimeError> {
+        if self.base_port == 0 {
+            return Ok(());
+        }
         for id in ids {
             let address = self.node_address(id).ok_or_else(|| {
                 RuntimeError::Port(format!(
