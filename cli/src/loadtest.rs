@@ -1,6 +1,6 @@
-//! `farm load-test`: the seed's load_test.py, on the controller's engine. Targets are servers
-//! of this farm; the run streams progress (a live bar on a terminal) and ends with a table,
-//! or with JSON for machines. Ctrl-C cancels the run on the controller.
+//! `farm load-test`: a load test run by the controller's engine. Targets are servers of
+//! this farm; the run streams progress (a live bar on a terminal) and ends with a table, or
+//! with JSON for machines. Ctrl-C cancels the run on the controller.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -28,8 +28,8 @@ pub(crate) struct LoadTestArgs {
     /// Target these servers, by id (comma-separated).
     #[arg(long, value_delimiter = ',')]
     server_ids: Vec<u32>,
-    /// Requests per target server, as the seed's tool counts them; the run sends
-    /// servers × requests in all (0: run for --duration instead).
+    /// Requests per target server; the run sends servers × requests in all (0: run for
+    /// --duration instead).
     #[arg(long, default_value_t = 0)]
     requests: u64,
     /// Longest run, in seconds (1 to 3600; default 60 without --requests).
@@ -87,7 +87,7 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         }
         None => args.server_ids.clone(),
     };
-    // `--requests` counts per target server, as the seed's load_test.py does.
+    // `--requests` counts per target server; the engine takes the run's total.
     let targets = if server_ids.is_empty() {
         listed.len()
     } else {

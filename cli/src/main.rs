@@ -8,7 +8,7 @@
 //! - [`up`]: `farm up`, the controller, the gateway and a farm of local processes.
 //! - [`roles`]: `farm controller`, `farm gateway`, `farm agent`, `farm node`.
 //! - [`report`]: `farm status` and `farm health`, tables from a running controller.
-//! - [`loadtest`]: `farm load-test`, the seed's load_test.py on the controller's engine.
+//! - [`loadtest`]: `farm load-test`, a load test run by the controller's engine.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
 

@@ -1,6 +1,6 @@
 //! The farm's health check: every node's `/health` probed at once, combined with the
-//! registry's verdict from sample freshness. The seed's `health_check` tool, inside the
-//! controller.
+//! registry's verdict from sample freshness. It answers the `CheckHealth` RPC, which
+//! `farm health` calls.
 
 use std::time::{Duration, Instant};
 

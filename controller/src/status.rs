@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use farm_proto::v1 as pb;
 
-/// A server's status, the seed's three plus `Starting` and `Unreachable`.
+/// A server's status, in display order; each variant says when it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
     /// Fresh samples, node running and answering `/health`, not overloaded.

@@ -16,7 +16,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Where browsers may call the gateway from (CORS).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CorsOrigins {
-    /// Any origin (`*`), as the seed's `allow_origins=["*"]`.
+    /// Any origin (`*`).
     #[default]
     Any,
     /// Only these origins, e.g. `http://localhost:3000`.

@@ -1,14 +1,13 @@
-//! CORS as the seed has it (any origin by default, or a configured list), plus what
-//! grpc-web in a browser needs, applied to the requests it concerns.
+//! CORS (any origin by default, or a configured list), plus what grpc-web in a browser
+//! needs, applied to the requests it concerns.
 //!
 //! The headers come from tower-http's [`CorsLayer`], configured by [`layer`]. It runs only
 //! for requests that carry an `Origin` header, which browsers send with every cross-origin
 //! request and every preflight. Everything else (curl, pollers, Prometheus) skips it:
 //! tower-http builds a header map for every request it sees and adds three headers to every
-//! answer, which cost a busy poller about 6 % of the gateway's throughput at 64 clients
-//! (`GET /api/servers`, wrk, measured against the same build without CORS). Those answers
-//! carry `Vary: origin` instead, so that a cache never hands a browser an answer that was
-//! made without its origin.
+//! answer, which shows in the gateway's throughput under a busy poller of
+//! `GET /api/servers`. Those answers carry `Vary: origin` instead, so that a cache never
+//! hands a browser an answer that was made without its origin.
 
 use std::future::Future;
 use std::pin::Pin;

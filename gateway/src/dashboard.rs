@@ -2,9 +2,9 @@
 //! REST API and the grpc-web feed it reads.
 //!
 //! `GET /` answers a browser (an `Accept` that names `text/html`) with the dashboard's
-//! `index.html`, and everyone else (curl, programs asking for JSON) with the API info JSON
-//! as before. The app's files are served from their own paths (`/assets/…` with hashed
-//! names, cached for a year; everything else revalidated).
+//! `index.html`, and everyone else (curl, programs asking for JSON) with the API info JSON.
+//! The app's files are served from their own paths (`/assets/…` with hashed names, cached
+//! for a year; everything else revalidated).
 //!
 //! Where the files come from, first match wins:
 //! 1. `FARM_DASHBOARD_DIR`: a folder read on every request (for working on the dashboard

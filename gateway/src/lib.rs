@@ -21,7 +21,7 @@
 //! - [`config`]: the settings, validated before anything binds.
 //! - [`controller`]: the lazily connected channel and the one helper that bounds every call
 //!   with a deadline.
-//! - [`rest`]: the seed's REST table, one handler per route, each calling one RPC.
+//! - [`rest`]: the REST table, one handler per route, each calling one RPC.
 //! - `edge`: the layer around every route that counts requests and makes errors JSON.
 //! - `coalesce`: identical concurrent reads share one call, and the server list's JSON is
 //!   encoded again only when the farm changed.

@@ -1,5 +1,5 @@
-//! The seed's REST table, one handler per route, each a translation of one controller RPC,
-//! and the router that puts them together with the docs, metrics and grpc-web.
+//! The REST table, one handler per route, each a translation of one controller RPC, and the
+//! router that puts them together with the docs, metrics and grpc-web.
 //!
 //! | route | RPC |
 //! |---|---|

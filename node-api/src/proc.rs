@@ -157,8 +157,7 @@ fn parse_status_rss(text: &str) -> io::Result<u64> {
 /// This is what a process costs the machine. A farm's agents and nodes all run one binary
 /// and share its pages; resident sizes count those pages again in every process, while the
 /// proportional sizes of all of them add up to what the machine spends. Reading it walks the
-/// process's page tables, a few tens of microseconds for an agent or a node: fine once a
-/// sample, not on every request.
+/// process's page tables: cheap enough once a sample, too dear on every request.
 pub fn proportional_memory(pid: u32) -> io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
     parse_kib_line(&text, "Pss:", "smaps_rollup")

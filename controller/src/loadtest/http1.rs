@@ -5,9 +5,9 @@
 //! It is this small on purpose, the way wrk's is: a load generator that spends more per
 //! request than the server it measures reports its own limits. hyper's client costs several
 //! times as much per request (a dispatch channel, a header map each way, body frames), which
-//! held the engine well under wrk on the same core. The gateway's benchmark
-//! (`controller/examples/gateway_bench.rs`) loads the gateway with it for the same reason. Everything
-//! else in the farm talks to nodes through `farm_node_api::client`.
+//! would hold the engine well under wrk on the same core. The gateway's benchmark
+//! (`controller/examples/gateway_bench.rs`) loads the gateway with it for the same reason.
+//! Everything else in the farm talks to nodes through `farm_node_api::client`.
 //!
 //! What it understands of an answer: the status line and headers (httparse), a body framed
 //! by `Content-Length`, by `Transfer-Encoding: chunked` (extensions and trailers skipped), or

@@ -52,7 +52,7 @@ pub const LABEL_SERVER_ID: &str = "io.farm.server-id";
 pub const NODE_PORT: u16 = 8000;
 /// How often a server container's engine health check probes its node, in seconds. Every
 /// probe is a runc exec, costly on a small host with many servers; the controller tracks health
-/// from the samples anyway, so it probes as the seed does. `farm compose` writes the same check.
+/// from the samples anyway, so the engine probes seldom. `farm compose` writes the same check.
 pub const HEALTH_INTERVAL_SECONDS: i64 = 30;
 /// How long one probe may take, in seconds.
 pub const HEALTH_TIMEOUT_SECONDS: i64 = 2;
