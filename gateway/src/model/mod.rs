@@ -1,0 +1,155 @@
+//! The REST shapes: what the JSON looks like, converted from and to the proto messages at
+//! this edge and nowhere else.
+//!
+//! Conventions, kept everywhere: field names in snake_case; server ids are numbers; a
+//! status or kind is a lowercase string (`"healthy"`, `"node_exited"`); HTTP methods keep
+//! their canonical uppercase spelling (`"GET"`); times are `*_ms` (milliseconds since the
+//! Unix epoch, or a duration when the name says so) and rates are per second. Numbers that
+//! are not finite never appear (they become 0), so every body is valid JSON.
+//!
+//! Request bodies reject unknown fields (a typo is a 422 naming it, not a silent default),
+//! and every bound a request can carry is written once here, in the schema attribute that
+//! documents it, and checked by `validate` with the same constant before the controller is
+//! called. The controller checks again; the two agree, so anything the schema accepts the
+//! controller accepts too.
+//!
+//! # Layout
+//! One module per resource: [`servers`], [`actions`], [`health`] (with the farm's metrics),
+//! [`load_test`], [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
+//! lenient reader of whole numbers, and this module holds the validators they share.
+
+mod actions;
+mod health;
+mod info;
+mod load_test;
+mod operations;
+mod servers;
+pub mod uint;
+
+pub use actions::*;
+pub use health::*;
+pub use info::*;
+pub use load_test::*;
+pub use operations::*;
+pub use servers::*;
+
+use farm_proto::limits::{self, MAX_TARGETS};
+
+use crate::error::ApiError;
+
+fn finite(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
+fn range<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ApiError> {
+    if value < min || value > max {
+        return Err(ApiError::InvalidArgument(format!(
+            "{field} must be {min} to {max}, got {value}"
+        )));
+    }
+    Ok(())
+}
+
+fn server_ids(field: &str, ids: &[u32]) -> Result<(), ApiError> {
+    if ids.len() > MAX_TARGETS {
+        return Err(ApiError::InvalidArgument(format!(
+            "{field} lists {} servers; at most {MAX_TARGETS}",
+            ids.len()
+        )));
+    }
+    if let Some(pos) = ids.iter().position(|&id| id == 0) {
+        return Err(ApiError::InvalidArgument(format!(
+            "{field}[{pos}] must be a server id (1 or more), got 0"
+        )));
+    }
+    Ok(())
+}
+
+/// A node path as the schema's [`NODE_PATH_PATTERN`] says: unlike gRPC, REST has no empty
+/// path (its default is `/`).
+fn node_path(field: &str, path: &str) -> Result<(), ApiError> {
+    if path.is_empty() {
+        return Err(ApiError::InvalidArgument(format!(
+            "{field} must be a path on the node starting with a single \"/\", got \"\""
+        )));
+    }
+    limits::check_node_path(path, field).map_err(ApiError::InvalidArgument)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_paths_are_the_contracts_without_the_empty_one() {
+        assert!(node_path("path", "/data/4?x=1").is_ok());
+        for bad in ["", "data", "//evil/x", "/<x>"] {
+            let e = node_path("path", bad).unwrap_err();
+            assert!(e.to_string().contains("path"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn load_test_defaults_fit_the_gateway_bound() {
+        let req: LoadTestRequest = serde_json::from_str("{}").unwrap();
+        let spec = req.into_spec(300).unwrap();
+        assert_eq!(spec.duration_seconds, 60);
+        assert_eq!(spec.path, "/");
+        assert_eq!(spec.method, "GET");
+        assert_eq!(spec.concurrency, 10);
+        let req: LoadTestRequest =
+            serde_json::from_str(r#"{"total_requests": 5, "ramp_up_seconds": 9}"#).unwrap();
+        let spec = req.into_spec(2).unwrap_err();
+        assert!(spec.to_string().contains("ramp_up_seconds"), "{spec}");
+        let req: LoadTestRequest =
+            serde_json::from_str(r#"{"duration_seconds": 3, "ramp_up_seconds": 9}"#).unwrap();
+        let spec = req.into_spec(300).unwrap();
+        assert_eq!(spec.ramp_up_seconds, 3, "the ramp is cut to the run");
+        let req: LoadTestRequest = serde_json::from_str(r#"{"duration_seconds": 301}"#).unwrap();
+        let e = req.into_spec(300).unwrap_err();
+        assert!(e.to_string().contains("duration_seconds"), "{e}");
+    }
+
+    #[test]
+    fn whole_floats_count_as_integers() {
+        let r: ScaleRequest = serde_json::from_str(r#"{"servers": 4.0}"#).unwrap();
+        assert_eq!(r.servers, 4);
+        for bad in [
+            r#"{"servers": 4.5}"#,
+            r#"{"servers": -1}"#,
+            r#"{"servers": 4294967296}"#,
+        ] {
+            let e = serde_json::from_str::<ScaleRequest>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("whole number from 0 to 4294967295"),
+                "{bad}: {e}"
+            );
+        }
+        let r: LoadTestRequest =
+            serde_json::from_str(r#"{"server_ids": [1.0, 2], "duration_seconds": 3.0}"#).unwrap();
+        assert_eq!(r.server_ids, [1, 2]);
+        assert_eq!(r.duration_seconds, Some(3));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e =
+            serde_json::from_str::<ActionRequest>(r#"{"action":"stop","force":true}"#).unwrap_err();
+        assert!(e.to_string().contains("force"), "{e}");
+    }
+
+    #[test]
+    fn simulated_load_must_ask_for_something() {
+        let r: SimulateLoadRequest = serde_json::from_str(r#"{"duration_seconds": 5}"#).unwrap();
+        assert!(r.into_proto().is_err());
+        let r: SimulateLoadRequest = serde_json::from_str(r#"{"memory_mb": 1}"#).unwrap();
+        assert_eq!(r.into_proto().unwrap().load.unwrap().duration_seconds, 10);
+    }
+}
