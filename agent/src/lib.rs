@@ -53,6 +53,9 @@ pub struct Config {
     pub runtime: String,
     /// The sample interval until the controller sets one.
     pub sample_interval: Duration,
+    /// The farm's token, sent with the stream; a controller that has one refuses a stream
+    /// without it.
+    pub token: Option<farm_proto::auth::Token>,
 }
 
 /// Why an agent could not run.

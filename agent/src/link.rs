@@ -39,6 +39,8 @@ pub(crate) struct Link {
     config: Config,
     /// Where the node is told to the controller.
     node_advertise: String,
+    /// This agent's random id, the same in every hello it sends.
+    instance: String,
     endpoint: Endpoint,
     supervisor: Supervisor,
     events: mpsc::Receiver<AgentEvent>,
@@ -82,6 +84,7 @@ impl Link {
         Self {
             config,
             node_advertise: node.advertise,
+            instance: instance_id(),
             endpoint,
             supervisor,
             events,
@@ -129,14 +132,25 @@ impl Link {
             node_address: self.node_advertise.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             runtime: self.config.runtime.clone(),
+            instance: self.instance.clone(),
         };
         outbound
             .try_send(LinkRequest {
                 kind: Some(link_request::Kind::Hello(hello)),
             })
             .map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(ReceiverStream::new(requests));
+        if let Some(token) = &self.config.token {
+            let value = token
+                .bearer()
+                .parse()
+                .map_err(|_| "the farm token cannot be sent as metadata".to_string())?;
+            request
+                .metadata_mut()
+                .insert(farm_proto::auth::AUTHORIZATION, value);
+        }
         let mut inbound = client
-            .link(ReceiverStream::new(requests))
+            .link(request)
             .await
             .map_err(|s| s.message().to_string())?
             .into_inner();
@@ -236,4 +250,13 @@ async fn next_message(session: &mut Option<Session>) -> Option<LinkResponse> {
         Some(open) => open.inbound.message().await.ok().flatten(),
         None => std::future::pending().await,
     }
+}
+
+/// A random id for this agent process: 64 bits from the standard library's randomly keyed
+/// hasher, enough to tell one agent's reconnect from another agent's claim.
+fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }

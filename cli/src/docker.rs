@@ -77,6 +77,7 @@ impl DockerArgs {
         controller_port: u16,
         publish_host: IpAddr,
         base_port: u16,
+        token: Option<farm_proto::auth::Token>,
     ) -> anyhow::Result<DockerRuntimeConfig> {
         Ok(DockerRuntimeConfig {
             prefix: self.name_prefix.clone(),
@@ -87,6 +88,7 @@ impl DockerArgs {
             cpus: self.cpus,
             memory_mb: self.memory_mb,
             concurrency: usize::from(self.docker_concurrency),
+            token,
         })
     }
 }
@@ -209,7 +211,12 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
         args.servers
     )?;
     // No paths here: the file reads the same wherever it was written.
-    yaml.push_str("# Start, in this folder: docker-compose up -d --build\n");
+    yaml.push_str(
+        "# Start, in this folder: FARM_TOKEN=<the farm's token> docker-compose up -d --build\n",
+    );
+    yaml.push_str(
+        "# (any 16 to 256 visible characters; the agents present it to the controller)\n",
+    );
     yaml.push_str("# Stop, in this folder:  docker-compose down\n");
     // 2.4 is the last format whose cpus and mem_limit docker-compose 1.x applies without
     // --compatibility; docker compose v2 reads it as well.
@@ -220,6 +227,7 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
     build: .
     image: {image}
     command: ["controller", "--listen", "0.0.0.0:50051", "--docker-farm", "{prefix}"]
+    environment: ["FARM_TOKEN=${{FARM_TOKEN:?set FARM_TOKEN to the farm's token, 16 to 256 visible characters}}"]
     volumes: ["/var/run/docker.sock:/var/run/docker.sock"]
     ports: ["{controller_port}"]
     restart: unless-stopped
@@ -248,6 +256,7 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
     image: {image}
     container_name: {prefix}-server-{id}
     command: {command}
+    environment: [FARM_TOKEN]
     labels:
       {farm_label}: "{prefix}"
       {id_label}: "{id}"

@@ -11,12 +11,14 @@
 //! - [`loadtest`]: `farm load-test`, a load test run by the controller's engine.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
+//! - [`token`]: the farm's token and the data directory that keeps it.
 
 mod docker;
 mod loadtest;
 mod report;
 mod roles;
 mod signal;
+mod token;
 mod up;
 
 use std::process::ExitCode;

@@ -18,6 +18,39 @@ pub(crate) const DEFAULT_CONTROLLER_URL: &str = "http://127.0.0.1:50051";
 /// Default gateway address (REST, /docs, /metrics, grpc-web).
 pub(crate) const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8000";
 
+/// The farm's token and where the farm keeps its data, shared by `farm up`, `farm controller`
+/// and `farm agent`.
+#[derive(Debug, Args)]
+pub(crate) struct FarmData {
+    /// The farm's token (16 to 256 visible characters), which agents present to the
+    /// controller. Without one, the controller generates a token once and keeps it in the
+    /// data directory, where agents on this machine find it.
+    #[arg(long, env = "FARM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where the farm keeps its token: `$XDG_DATA_HOME/farm` or `~/.local/share/farm` by
+    /// default.
+    #[arg(long, env = "FARM_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+impl FarmData {
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(crate::token::default_data_dir)
+    }
+
+    /// The token a controller checks agents against.
+    pub(crate) fn controller_token(&self) -> anyhow::Result<farm_proto::auth::Token> {
+        crate::token::for_controller(self.token.as_deref(), &self.data_dir())
+    }
+
+    /// The token an agent presents, if it has one.
+    fn agent_token(&self) -> anyhow::Result<Option<farm_proto::auth::Token>> {
+        crate::token::for_agent(self.token.as_deref(), &self.data_dir())
+    }
+}
+
 /// `farm controller`.
 #[derive(Debug, Args)]
 pub(crate) struct ControllerArgs {
@@ -32,6 +65,12 @@ pub(crate) struct ControllerArgs {
     /// the controller of a `farm compose` farm does.
     #[arg(long, env = "FARM_DOCKER_FARM")]
     docker_farm: Option<String>,
+    /// Most servers the farm may hold (1 to 1000); agents of further servers are refused.
+    #[arg(long, env = "FARM_MAX_SERVERS", default_value_t = limits::MAX_SERVERS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SERVERS)))]
+    max_servers: u32,
+    #[command(flatten)]
+    data: FarmData,
 }
 
 /// The gateway's settings, shared by `farm gateway` and `farm up`.
@@ -51,13 +90,19 @@ pub(crate) struct GatewayOptions {
     #[arg(long, env = "FARM_GATEWAY_MAX_LOAD_TEST_SECONDS", default_value_t = limits::DEFAULT_MAX_REST_LOAD_TEST_SECONDS,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_DURATION_SECONDS)))]
     max_load_test_seconds: u32,
-    /// Most servers `POST /api/scale` may ask for (1 to 1000).
+    /// Most servers the farm may hold (1 to 1000): `POST /api/scale` asks for no more, and
+    /// in `farm up` the controller refuses agents past it.
     #[arg(long, env = "FARM_GATEWAY_MAX_SERVERS", default_value_t = limits::MAX_SERVERS,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SERVERS)))]
     max_servers: u32,
 }
 
 impl GatewayOptions {
+    /// Most servers the farm may hold.
+    pub(crate) fn max_servers(&self) -> u32 {
+        self.max_servers
+    }
+
     /// The gateway's configuration for a controller at `controller_url`, validated.
     pub(crate) fn config(&self, controller_url: String) -> anyhow::Result<farm_gateway::Config> {
         let config = farm_gateway::Config {
@@ -113,6 +158,8 @@ pub(crate) struct AgentArgs {
     /// Exit when the parent process dies (set by the process runtime).
     #[arg(long)]
     exit_with_parent: bool,
+    #[command(flatten)]
+    data: FarmData,
 }
 
 /// `farm node`.
@@ -161,9 +208,11 @@ fn bind_reusing_port(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    let token = args.data.controller_token()?;
     let listener = bind(args.listen, "controller", "--listen").await?;
     let registry =
-        farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
+        farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)))
+            .with_max_servers(args.max_servers);
     let runtime: Option<std::sync::Arc<dyn farm_controller::Runtime>> = match args.docker_farm {
         Some(prefix) => {
             let engine = farm_controller::runtime::docker::connect().await?;
@@ -175,7 +224,14 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
         None => None,
     };
     eprintln!("farm: controller listening on {}", listener.local_addr()?);
-    farm_controller::serve(vec![listener], registry, runtime.clone(), shutdown_token()).await?;
+    farm_controller::serve(
+        vec![listener],
+        registry,
+        runtime.clone(),
+        Some(token),
+        shutdown_token(),
+    )
+    .await?;
     if let Some(runtime) = runtime {
         runtime.shutdown().await;
     }
@@ -220,6 +276,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         node_command,
         runtime: args.runtime,
         sample_interval: Duration::from_millis(u64::from(args.sample_interval_ms)),
+        token: args.data.agent_token()?,
     };
     farm_agent::run(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -22,7 +22,9 @@ use farm_proto::limits::{self, MAX_SERVERS};
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::{self, DockerArgs};
-use crate::roles::{DEFAULT_CONTROLLER_LISTEN, DEFAULT_GATEWAY_LISTEN, GatewayOptions, bind};
+use crate::roles::{
+    DEFAULT_CONTROLLER_LISTEN, DEFAULT_GATEWAY_LISTEN, FarmData, GatewayOptions, bind,
+};
 use crate::signal::shutdown_signal;
 
 /// A well-formed controller URL to check the gateway's other settings with before the
@@ -66,6 +68,8 @@ pub(crate) struct UpArgs {
     no_gateway: bool,
     #[command(flatten)]
     gateway: GatewayOptions,
+    #[command(flatten)]
+    data: FarmData,
 }
 
 /// The runtimes `farm up` can start servers in.
@@ -101,11 +105,13 @@ impl Servers {
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let token = args.data.controller_token()?;
     let runtime_config = ProcessRuntimeConfig {
         binary: std::env::current_exe().context("cannot find the farm binary")?,
         controller_url: String::new(),
         node_host: args.node_host,
         base_port: args.node_base_port,
+        token: Some(token.clone()),
     };
     if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
         bail!(
@@ -135,7 +141,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         Some(bind(args.gateway_listen, "gateway", "--gateway-listen").await?)
     };
-    let registry = Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)));
+    let registry = Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)))
+        .with_max_servers(args.gateway.max_servers());
 
     let connect_host = if controller_addr.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
@@ -158,9 +165,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             )))
         }
         RuntimeKind::Docker => {
-            let config =
-                args.docker
-                    .config(controller_addr.port(), args.node_host, args.node_base_port)?;
+            let config = args.docker.config(
+                controller_addr.port(),
+                args.node_host,
+                args.node_base_port,
+                Some(token.clone()),
+            )?;
             let (runtime, network_listen) = docker::prepare(config, registry.clone()).await?;
             // Containers reach the controller on the farm network's gateway, the host's
             // address on that bridge; people keep using the loopback address.
@@ -178,6 +188,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         listeners,
         registry.clone(),
         Some(runtime.clone()),
+        Some(token),
         controller_shutdown.clone(),
     ));
     let gateway = match gateway_listener {

@@ -557,8 +557,10 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
         String::from_utf8_lossy(&written.stderr)
     );
     let file = dir.join("docker-compose.yml");
+    let token = format!("compose-test-token-{prefix}");
     let compose = |args: &[&str]| {
         Command::new("docker-compose")
+            .env("FARM_TOKEN", &token)
             .args(["-f", file.to_str().unwrap(), "-p", &prefix])
             .args(args)
             .output()

@@ -238,11 +238,12 @@ async fn the_agent_stream_refuses_bad_hellos() {
     let agents = AgentServiceClient::connect(farm.controller_url())
         .await
         .unwrap();
+    let token = farm.token();
     let open = |first: link_request::Kind| {
-        let mut agents = agents.clone();
+        let (mut agents, token) = (agents.clone(), token.clone());
         async move {
             let messages = tokio_stream::iter(vec![LinkRequest { kind: Some(first) }]);
-            match agents.link(messages).await {
+            match agents.link(common::authorized(messages, &token)).await {
                 Ok(response) => {
                     let mut inbound = response.into_inner();
                     inbound.message().await.map(|_| ())
@@ -258,6 +259,7 @@ async fn the_agent_stream_refuses_bad_hellos() {
             node_address: node_address.into(),
             version: "test".into(),
             runtime: String::new(),
+            instance: String::new(),
         })
     };
     assert_refused(

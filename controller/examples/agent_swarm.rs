@@ -14,7 +14,9 @@
 //! 10000, default 1000), `--first-id N` (default 1), `--interval-ms N` (100 to 60000,
 //! default 1000), `--duration-secs N` (1 to 86400, default 600), `--node-base-port N`
 //! (default 8000). It stops after the duration or on Ctrl-C, and prints a line every 10 s
-//! while it runs (streams linked, samples sent, stream failures).
+//! while it runs (streams linked, samples sent, stream failures). The farm's token comes from
+//! `FARM_TOKEN` (the controller refuses streams without it): `FARM_TOKEN=$(cat
+//! ~/.local/share/farm/token)` for a farm started on this machine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,11 +187,19 @@ async fn agent(
             node_address: format!("127.0.0.1:{}", options.node_base_port + id),
             version: "swarm".into(),
             runtime: String::new(),
+            instance: format!("swarm-{id}"),
         })),
     })
     .await?;
     let mut client = AgentServiceClient::new(channel);
-    let mut inbound = client.link(ReceiverStream::new(rx)).await?.into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Ok(token) = std::env::var(farm_proto::auth::TOKEN_ENV) {
+        let token = farm_proto::auth::Token::new(&token)?;
+        request
+            .metadata_mut()
+            .insert(farm_proto::auth::AUTHORIZATION, token.bearer().parse()?);
+    }
+    let mut inbound = client.link(request).await?.into_inner();
     counters.linked.fetch_add(1, Ordering::Relaxed);
     let mut server = Simulated::new(id);
     let mut tick = tokio::time::interval(options.interval);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use farm_proto::auth::Token;
 use farm_proto::limits::{MAX_HELLO_FIELD_LEN, MAX_SERVER_ID};
 use farm_proto::v1::agent_service_server::AgentService;
 use farm_proto::v1::{
@@ -23,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::registry::{Registration, Registry};
+use crate::registry::{Refusal, Registration, Registry};
 
 /// How long a new stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +58,25 @@ pub enum CommandError {
 }
 
 impl AgentLink {
+    /// A link whose messages go to the returned receiver, for the registry's unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached() -> (Self, mpsc::Receiver<Result<LinkResponse, Status>>) {
+        let (outbound, receiver) = mpsc::channel(4);
+        let link = Self {
+            session: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            outbound,
+            pending: Pending::default(),
+        };
+        (link, receiver)
+    }
+
+    /// Ends the stream with `reason`: its agent sees the stream fail and connects again.
+    pub fn close(&self, reason: &str) {
+        let _ = self
+            .outbound
+            .try_send(Err(Status::aborted(reason.to_string())));
+    }
+
     /// Sends `action` and waits up to `deadline` for its result.
     pub async fn command(
         &self,
@@ -105,13 +125,19 @@ pub async fn command(
 #[derive(Debug, Clone)]
 pub struct Agents {
     registry: Registry,
+    token: Option<Token>,
     shutdown: CancellationToken,
 }
 
 impl Agents {
-    /// Serves agent streams into `registry` until `shutdown`.
-    pub fn new(registry: Registry, shutdown: CancellationToken) -> Self {
-        Self { registry, shutdown }
+    /// Serves agent streams into `registry` until `shutdown`. With a `token`, a stream that
+    /// does not carry it as its bearer token is refused before its hello is read.
+    pub fn new(registry: Registry, token: Option<Token>, shutdown: CancellationToken) -> Self {
+        Self {
+            registry,
+            token,
+            shutdown,
+        }
     }
 }
 
@@ -123,6 +149,7 @@ fn validate(hello: Hello) -> Result<Registration, Status> {
         node_address,
         version,
         runtime,
+        instance,
     } = hello;
     if server_id == 0 || server_id > MAX_SERVER_ID {
         return Err(Status::invalid_argument(format!(
@@ -134,6 +161,7 @@ fn validate(hello: Hello) -> Result<Registration, Status> {
         ("node_address", &node_address),
         ("version", &version),
         ("runtime", &runtime),
+        ("instance", &instance),
     ] {
         if value.len() > MAX_HELLO_FIELD_LEN {
             return Err(Status::invalid_argument(format!(
@@ -159,6 +187,7 @@ fn validate(hello: Hello) -> Result<Registration, Status> {
         node_address,
         agent_version: version,
         runtime,
+        instance,
     })
 }
 
@@ -172,6 +201,18 @@ impl AgentService for Agents {
         &self,
         request: Request<Streaming<LinkRequest>>,
     ) -> Result<Response<LinkStream>, Status> {
+        if let Some(token) = &self.token {
+            let given = request
+                .metadata()
+                .get(farm_proto::auth::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if !token.admits(given) {
+                self.registry.count_refused_agent();
+                return Err(Status::unauthenticated(
+                    "the farm's token is missing or wrong: give the agent the farm's token (FARM_TOKEN)",
+                ));
+            }
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -206,7 +247,21 @@ impl AgentService for Agents {
             outbound: outbound.clone(),
             pending: pending.clone(),
         };
-        let session = self.registry.connect(registration, link);
+        let session = match self.registry.connect(registration, link) {
+            Ok(session) => session,
+            Err(refusal) => {
+                self.registry.count_refused_agent();
+                tracing::warn!(server_id = id, %refusal, "Refused an agent stream.");
+                let status = match refusal {
+                    Refusal::Held(_) => Status::already_exists(refusal.to_string()),
+                    Refusal::UnexpectedAddress { .. } => {
+                        Status::permission_denied(refusal.to_string())
+                    }
+                    Refusal::Full(..) => Status::resource_exhausted(refusal.to_string()),
+                };
+                return Err(status);
+            }
+        };
         tracing::debug!(server_id = id, session, "Agent connected.");
 
         let registry = self.registry.clone();
@@ -258,6 +313,7 @@ mod tests {
             node_address: "127.0.0.1:8003".into(),
             version: "0.1.0".into(),
             runtime: "process".into(),
+            instance: "a1".into(),
         }
     }
 

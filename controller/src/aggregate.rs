@@ -35,9 +35,11 @@ pub fn farm_metrics<'a>(
         reporting += 1;
         m.cpu_percent_total += sample.cpu_percent;
         m.memory_bytes_total = m.memory_bytes_total.saturating_add(sample.memory_bytes);
-        m.requests_total += sample.requests_total;
-        m.errors_total += sample.errors_total;
-        m.in_flight += sample.in_flight;
+        // Agents' numbers are checked on arrival, but a sum of valid numbers can still
+        // overflow: every integer sum saturates.
+        m.requests_total = m.requests_total.saturating_add(sample.requests_total);
+        m.errors_total = m.errors_total.saturating_add(sample.errors_total);
+        m.in_flight = m.in_flight.saturating_add(sample.in_flight);
         m.requests_per_second += entry.requests_per_second;
         m.errors_per_second += entry.errors_per_second;
         m.latency_p99_ms_max = m.latency_p99_ms_max.max(sample.latency_p99_ms);

@@ -68,8 +68,11 @@ impl Farm {
     }
 
     fn metrics(&self) -> pb::FarmMetrics {
-        self.registry
-            .read(|entries| aggregate::farm_metrics(entries, now_ms()))
+        let mut metrics = self
+            .registry
+            .read(|entries| aggregate::farm_metrics(entries, now_ms()));
+        metrics.agent_streams_refused = self.registry.refused_agents();
+        metrics
     }
 }
 
@@ -335,10 +338,10 @@ impl FarmService for Farm {
         request: Request<ScaleFarmRequest>,
     ) -> std::result::Result<Response<ScaleFarmResponse>, Status> {
         let servers = request.into_inner().servers;
-        if servers > MAX_SERVERS {
+        let max = self.registry.max_servers().min(MAX_SERVERS);
+        if servers > max {
             return Err(Status::invalid_argument(format!(
-                "servers must be at most {}, got {servers}",
-                MAX_SERVERS
+                "servers must be at most {max} (this farm's bound), got {servers}"
             )));
         }
         let runtime = self.runtime.as_ref().ok_or_else(|| {

@@ -83,11 +83,13 @@ fn accept_all(
 
 /// Serves the agent and farm services, reflection and health on `listeners` until
 /// `shutdown` is cancelled; every stream ends then. Without a `runtime` (a controller run
-/// alone) lifecycle actions go straight to the agents and the farm cannot be scaled.
+/// alone) lifecycle actions go straight to the agents and the farm cannot be scaled. With a
+/// `token`, only agents that carry it may open a stream.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     registry: Registry,
     runtime: Option<Arc<dyn Runtime>>,
+    token: Option<farm_proto::auth::Token>,
     shutdown: CancellationToken,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let sweeper = {
@@ -97,7 +99,15 @@ pub async fn serve(
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => registry.sweep(),
+                    _ = tick.tick() => {
+                        for id in registry.sweep() {
+                            tracing::info!(
+                                server_id = id,
+                                "Dropped a server no runtime owns: its agent left {} s ago.",
+                                registry::UNOWNED_GRACE.as_secs()
+                            );
+                        }
+                    }
                 }
             }
         })
@@ -129,7 +139,7 @@ pub async fn serve(
         loadtest::LoadTests::default(),
         shutdown.clone(),
     );
-    let agents = agents::Agents::new(registry, shutdown.clone());
+    let agents = agents::Agents::new(registry, token, shutdown.clone());
     let incoming = accept_all(listeners, shutdown.clone());
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -19,6 +19,8 @@ use crate::status::{self, Observation, RuntimeState, Status};
 pub const HISTORY_LEN: usize = 120;
 /// Events kept per server.
 pub const EVENTS_LEN: usize = 50;
+/// How long a server no runtime owns stays in the farm after its agent left.
+pub const UNOWNED_GRACE: Duration = Duration::from_secs(60);
 /// Removals remembered for watchers that catch up with deltas; older ones force a snapshot.
 const REMOVED_LEN: usize = 1024;
 
@@ -37,6 +39,19 @@ pub struct ServerEntry {
     pub agent_version: String,
     /// The open agent stream, if any.
     pub link: Option<AgentLink>,
+    /// The instance id of the agent that holds the stream.
+    agent_instance: String,
+    /// When the holding stream last said anything (its hello, a sample, an event).
+    last_heard: Option<Instant>,
+    /// The runtime has (re)started the server since the last hello: the next claim is the
+    /// runtime's own agent and replaces whatever stream holds the server.
+    vouched: bool,
+    /// Where the runtime said the node is (`host:0` when the kernel picks the port); `None`
+    /// for a server no runtime announced.
+    announced_address: Option<String>,
+    /// When the agent of a server no runtime announced left: such a server is dropped once
+    /// it has been gone for the registry's grace.
+    agent_left_at: Option<Instant>,
     /// What the runtime last said of the server, for runtimes that report states.
     pub runtime_state: Option<RuntimeState>,
     /// Whether an agent ever connected for this server.
@@ -78,6 +93,11 @@ impl ServerEntry {
             runtime,
             agent_version: String::new(),
             link: None,
+            agent_instance: String::new(),
+            last_heard: None,
+            vouched: false,
+            announced_address: None,
+            agent_left_at: None,
             runtime_state: None,
             ever_connected: false,
             last_seen: None,
@@ -151,6 +171,75 @@ pub struct Registration {
     pub agent_version: String,
     /// Runtime that started it.
     pub runtime: String,
+    /// The agent process's own random id: a stream from the same agent replaces the one
+    /// before at once (a reconnect), where another agent's claim would be refused.
+    pub instance: String,
+}
+
+/// Why the registry refused an agent's hello; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Another agent holds the server with a stream that is alive.
+    #[error(
+        "server {0} is held by another agent's live stream; a second claim is taken only when the runtime started the server again or the holder has been silent past its bound"
+    )]
+    Held(u32),
+    /// The node address is not one the farm expects for this server.
+    #[error(
+        "hello.node_address {given:?} is not where this farm runs server {id}'s node ({expected})"
+    )]
+    UnexpectedAddress {
+        /// The server.
+        id: u32,
+        /// What the agent said.
+        given: String,
+        /// What the farm allows, in words.
+        expected: String,
+    },
+    /// The farm is at its bound and the server is not one of it.
+    #[error("the farm has {0} servers, its bound; server {1} is not one of them")]
+    Full(u32, u32),
+}
+
+/// Makes every floating-point figure of `sample` finite and non-negative.
+fn sanitize(sample: &mut MetricsSample) {
+    for figure in [
+        &mut sample.cpu_percent,
+        &mut sample.node_cpu_percent,
+        &mut sample.latency_p50_ms,
+        &mut sample.latency_p99_ms,
+        &mut sample.node_uptime_seconds,
+        &mut sample.cpu_limit_cores,
+    ] {
+        if !figure.is_finite() || *figure < 0.0 {
+            *figure = 0.0;
+        }
+    }
+}
+
+/// Where the farm expects a server's node, as its runtime announced it.
+fn address_allowed(expected: &str, given: &str) -> bool {
+    let host = |address: &str| address.rsplit_once(':').map(|(h, _)| h.to_string());
+    match expected.rsplit_once(':') {
+        // The kernel picks the port: the host must match.
+        Some((_, "0")) => host(expected) == host(given),
+        Some(_) => expected == given,
+        None => false,
+    }
+}
+
+/// Where an agent no runtime announced may say its node is: on this machine's loopback, or
+/// (a compose farm) on the farm network under its service name `server-N`.
+fn unannounced_address_allowed(id: u32, given: &str) -> bool {
+    let Some((host, _)) = given.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host == format!("server-{id}")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Where a registry's versions start: the clock in microseconds. The versions of a restarted
@@ -173,6 +262,12 @@ pub struct Registry {
     inner: Arc<Mutex<Inner>>,
     changed: Arc<watch::Sender<u64>>,
     sample_interval: Duration,
+    /// Most servers the farm may hold; a hello for a new server past it is refused.
+    max_servers: u32,
+    /// How long a server no runtime owns stays after its agent left.
+    unowned_grace: Duration,
+    /// Agent streams refused since start.
+    refused_agents: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -210,7 +305,39 @@ impl Registry {
             })),
             changed: Arc::new(changed),
             sample_interval,
+            max_servers: farm_proto::limits::MAX_SERVERS,
+            unowned_grace: UNOWNED_GRACE,
+            refused_agents: Arc::default(),
         }
+    }
+
+    /// The same registry, dropping a server no runtime owns `grace` after its agent left.
+    pub fn with_unowned_grace(mut self, grace: Duration) -> Self {
+        self.unowned_grace = grace;
+        self
+    }
+
+    /// Most servers the farm may hold.
+    pub fn max_servers(&self) -> u32 {
+        self.max_servers
+    }
+
+    /// The same registry, holding at most `max_servers` servers.
+    pub fn with_max_servers(mut self, max_servers: u32) -> Self {
+        self.max_servers = max_servers;
+        self
+    }
+
+    /// Counts an agent stream the controller refused.
+    pub fn count_refused_agent(&self) {
+        self.refused_agents
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Agent streams refused since start.
+    pub fn refused_agents(&self) -> u64 {
+        self.refused_agents
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The interval agents are told to sample at.
@@ -248,19 +375,46 @@ impl Registry {
         Some(result)
     }
 
-    /// Adds a server a runtime has started (or is about to), so it shows as starting.
+    /// Adds a server a runtime has started (or is about to), so it shows as starting. The
+    /// runtime vouches for the agent it starts, whose node is at `node_address` (`host:0`
+    /// when the kernel picks the port).
     pub fn expect(&self, id: u32, name: String, node_address: String, runtime: String) {
+        self.insert(id, name, node_address, runtime, true);
+    }
+
+    fn insert(
+        &self,
+        id: u32,
+        name: String,
+        node_address: String,
+        runtime: String,
+        announced: bool,
+    ) {
         let stale_after = self.stale_after();
         let mut inner = self.lock();
         inner.version += 1;
         let version = inner.version;
+        let announced_address = announced.then(|| node_address.clone());
         let entry = inner
             .servers
             .entry(id)
             .or_insert_with(|| ServerEntry::new(id, name, node_address, runtime, stale_after));
+        if announced {
+            entry.announced_address = announced_address;
+            entry.vouched = true;
+            entry.agent_left_at = None;
+        }
         entry.version = version;
         drop(inner);
         self.changed.send_replace(version);
+    }
+
+    /// The runtime started server `id` again (its agent process, or its container): the next
+    /// claim on it is that agent's, and replaces whatever stream holds it.
+    pub fn vouch(&self, id: u32) {
+        if let Some(entry) = self.lock().servers.get_mut(&id) {
+            entry.vouched = true;
+        }
     }
 
     /// Removes a server from the farm.
@@ -282,33 +436,93 @@ impl Registry {
         true
     }
 
-    /// Records an agent's hello; a newer stream for the same server replaces the older one.
-    /// Returns the session number that later calls from this stream must carry.
-    pub fn connect(&self, registration: Registration, link: AgentLink) -> u64 {
+    /// Records an agent's hello, unless the farm refuses it (see [`Refusal`]). A server is
+    /// owned by the live stream that holds it: a new stream takes it over only from the same
+    /// agent (a reconnect), when the runtime vouched for the new agent, or when the holder has
+    /// said nothing for longer than its stale bound; the old stream is closed then. Returns
+    /// the session number that later calls from this stream must carry.
+    pub fn connect(&self, registration: Registration, link: AgentLink) -> Result<u64, Refusal> {
         let session = link.session;
-        let known = self.lock().servers.contains_key(&registration.id);
+        let id = registration.id;
+        let known = {
+            let inner = self.lock();
+            match inner.servers.get(&id) {
+                Some(entry) => {
+                    self.admit(entry, &registration)?;
+                    true
+                }
+                None => {
+                    let count = u32::try_from(inner.servers.len()).unwrap_or(u32::MAX);
+                    if count >= self.max_servers {
+                        return Err(Refusal::Full(self.max_servers, id));
+                    }
+                    if !unannounced_address_allowed(id, &registration.node_address) {
+                        return Err(Refusal::UnexpectedAddress {
+                            id,
+                            given: registration.node_address,
+                            expected: "loopback, or server-N on a compose farm's network".into(),
+                        });
+                    }
+                    false
+                }
+            }
+        };
         if !known {
             // An agent no runtime announced (started by hand): its server appears first, at a
             // version of its own like every change, and then takes the hello below.
-            self.expect(
-                registration.id,
+            self.insert(
+                id,
                 registration.name.clone(),
                 registration.node_address.clone(),
                 registration.runtime.clone(),
+                false,
             );
         }
-        self.update(registration.id, |entry| {
+        let replaced = self.update(id, |entry| {
+            let replaced = entry.link.replace(link);
             entry.name = registration.name;
             entry.node_address = registration.node_address;
             entry.agent_version = registration.agent_version;
+            entry.agent_instance = registration.instance;
             if !registration.runtime.is_empty() {
                 entry.runtime = registration.runtime;
             }
-            entry.link = Some(link);
             entry.ever_connected = true;
-            (true, ())
+            entry.vouched = false;
+            entry.last_heard = Some(Instant::now());
+            entry.agent_left_at = None;
+            (true, replaced)
         });
-        session
+        if let Some(Some(old)) = replaced {
+            old.close("another stream of this server's agent replaced this one");
+        }
+        Ok(session)
+    }
+
+    /// Whether `registration` may take `entry`, as [`Self::connect`] says.
+    fn admit(&self, entry: &ServerEntry, registration: &Registration) -> Result<(), Refusal> {
+        if let Some(expected) = &entry.announced_address
+            && !address_allowed(expected, &registration.node_address)
+        {
+            return Err(Refusal::UnexpectedAddress {
+                id: entry.id,
+                given: registration.node_address.clone(),
+                expected: expected.clone(),
+            });
+        }
+        if entry.link.is_none() || entry.vouched {
+            return Ok(());
+        }
+        let same_agent =
+            !registration.instance.is_empty() && registration.instance == entry.agent_instance;
+        let silent = entry
+            .last_heard
+            .is_none_or(|at| at.elapsed() > entry.stale_after);
+        if same_agent || silent {
+            Ok(())
+        } else {
+            Err(Refusal::Held(entry.id))
+        }
     }
 
     /// Forgets the stream `session` of server `id`, unless a newer one replaced it.
@@ -317,13 +531,19 @@ impl Registry {
             let current = entry.has_session(session);
             if current {
                 entry.link = None;
+                if entry.announced_address.is_none() {
+                    entry.agent_left_at = Some(Instant::now());
+                }
             }
             (current, ())
         });
     }
 
-    /// Records a sample from stream `session` of server `id`.
-    pub fn record_sample(&self, id: u32, session: u64, sample: MetricsSample) {
+    /// Records a sample from stream `session` of server `id`. Figures that cannot be true
+    /// (not finite, or negative) are recorded as 0, so that one agent cannot break the farm's
+    /// sums.
+    pub fn record_sample(&self, id: u32, session: u64, mut sample: MetricsSample) {
+        sanitize(&mut sample);
         self.update(id, |entry| {
             if !entry.has_session(session) {
                 return (false, ());
@@ -346,6 +566,7 @@ impl Registry {
                 }
             }
             entry.last_seen = Some(Instant::now());
+            entry.last_heard = entry.last_seen;
             entry.last_seen_ms = sample.timestamp_ms;
             if entry.history.len() >= HISTORY_LEN {
                 entry.history.pop_front();
@@ -361,6 +582,7 @@ impl Registry {
             if !entry.has_session(session) {
                 return (false, ());
             }
+            entry.last_heard = Some(Instant::now());
             if entry.events.len() >= EVENTS_LEN {
                 entry.events.pop_front();
             }
@@ -380,10 +602,26 @@ impl Registry {
 
     /// Re-evaluates every status against the clock: samples go stale without any message
     /// arriving, so something has to look.
-    pub fn sweep(&self) {
+    /// Servers no runtime owns whose agent has been gone for their grace ([`UNOWNED_GRACE`] by
+    /// default) leave the farm
+    /// here (their ids are returned), so that invented or abandoned servers do not fill it.
+    pub fn sweep(&self) -> Vec<u32> {
+        let gone: Vec<u32> = self.read(|entries| {
+            entries
+                .filter(|e| {
+                    e.agent_left_at
+                        .is_some_and(|at| at.elapsed() > self.unowned_grace)
+                })
+                .map(|e| e.id)
+                .collect()
+        });
+        for &id in &gone {
+            self.remove(id);
+        }
         for id in self.ids() {
             self.update(id, |_| (false, ()));
         }
+        gone
     }
 
     /// A copy of one entry.
@@ -490,5 +728,143 @@ mod tests {
         let (later, read) = registry.read_unless_at(version, count);
         assert!(later > version);
         assert_eq!(read, Some(1));
+    }
+
+    fn hello(id: u32, node_address: &str, instance: &str) -> Registration {
+        Registration {
+            id,
+            name: format!("server-{id}"),
+            node_address: node_address.into(),
+            agent_version: "test".into(),
+            runtime: "process".into(),
+            instance: instance.into(),
+        }
+    }
+
+    #[test]
+    fn a_live_stream_keeps_its_server_until_the_runtime_vouches_for_another() {
+        let registry = Registry::new(Duration::from_secs(1));
+        registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
+        let (first, mut first_rx) = AgentLink::detached();
+        registry
+            .connect(hello(1, "127.0.0.1:4001", "a"), first)
+            .unwrap();
+
+        let (second, _) = AgentLink::detached();
+        let refused = registry.connect(hello(1, "127.0.0.1:4001", "b"), second);
+        assert_eq!(refused, Err(Refusal::Held(1)));
+
+        // The same agent reconnecting takes its server back at once.
+        let (again, _) = AgentLink::detached();
+        registry
+            .connect(hello(1, "127.0.0.1:4001", "a"), again)
+            .unwrap();
+        assert!(matches!(first_rx.try_recv(), Ok(Err(s)) if s.code() == tonic::Code::Aborted));
+
+        // The runtime started the server again: its new agent takes over.
+        registry.vouch(1);
+        let (restarted, _) = AgentLink::detached();
+        registry
+            .connect(hello(1, "127.0.0.1:4002", "c"), restarted)
+            .unwrap();
+        assert_eq!(registry.get(1).unwrap().node_address, "127.0.0.1:4002");
+    }
+
+    #[test]
+    fn a_node_address_must_be_where_the_farm_runs_the_server() {
+        let registry = Registry::new(Duration::from_secs(1));
+        registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
+        registry.expect(
+            2,
+            "server-2".into(),
+            "127.0.0.1:8002".into(),
+            "docker".into(),
+        );
+        let claim = |id, address: &str| {
+            let (link, _) = AgentLink::detached();
+            registry.connect(hello(id, address, &format!("{id}{address}")), link)
+        };
+        assert!(matches!(
+            claim(1, "10.0.0.1:80"),
+            Err(Refusal::UnexpectedAddress { .. })
+        ));
+        assert!(matches!(
+            claim(2, "127.0.0.1:8003"),
+            Err(Refusal::UnexpectedAddress { .. })
+        ));
+        assert!(matches!(
+            claim(9, "192.168.1.1:22"),
+            Err(Refusal::UnexpectedAddress { .. })
+        ));
+        assert!(claim(1, "127.0.0.1:4567").is_ok());
+        assert!(claim(2, "127.0.0.1:8002").is_ok());
+        assert!(claim(9, "127.0.0.1:9").is_ok());
+        assert!(claim(10, "server-10:8000").is_ok());
+        assert!(claim(11, "[::1]:8000").is_ok());
+    }
+
+    #[test]
+    fn a_full_farm_refuses_new_servers_but_not_its_own() {
+        let registry = Registry::new(Duration::from_secs(1)).with_max_servers(2);
+        registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
+        registry.expect(2, "server-2".into(), "127.0.0.1:0".into(), "process".into());
+        let (link, _) = AgentLink::detached();
+        let refused = registry.connect(hello(3, "127.0.0.1:9", "x"), link);
+        assert_eq!(refused, Err(Refusal::Full(2, 3)));
+        let (link, _) = AgentLink::detached();
+        assert!(registry.connect(hello(2, "127.0.0.1:9", "y"), link).is_ok());
+        assert_eq!(registry.ids(), [1, 2]);
+    }
+
+    #[test]
+    fn servers_nobody_owns_leave_after_their_grace() {
+        let registry =
+            Registry::new(Duration::from_secs(1)).with_unowned_grace(Duration::from_millis(20));
+        registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
+        let (own, _) = AgentLink::detached();
+        let own_session = own.session;
+        registry.connect(hello(1, "127.0.0.1:9", "a"), own).unwrap();
+        let (stray, _) = AgentLink::detached();
+        let stray_session = stray.session;
+        registry
+            .connect(hello(7, "127.0.0.1:9", "b"), stray)
+            .unwrap();
+        registry.disconnect(1, own_session);
+        registry.disconnect(7, stray_session);
+        assert!(registry.sweep().is_empty(), "not before the grace");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(registry.sweep(), [7]);
+        assert_eq!(registry.ids(), [1], "a runtime's server stays");
+    }
+
+    #[test]
+    fn impossible_figures_are_recorded_as_zero() {
+        let registry = Registry::new(Duration::from_secs(1));
+        let (link, _) = AgentLink::detached();
+        let session = registry
+            .connect(hello(4, "127.0.0.1:9", "a"), link)
+            .unwrap();
+        registry.record_sample(
+            4,
+            session,
+            MetricsSample {
+                cpu_percent: f64::NAN,
+                latency_p99_ms: f64::INFINITY,
+                latency_p50_ms: -3.0,
+                memory_bytes: u64::MAX,
+                ..MetricsSample::default()
+            },
+        );
+        let entry = registry.get(4).unwrap();
+        let sample = entry.latest().unwrap();
+        assert_eq!(
+            (
+                sample.cpu_percent,
+                sample.latency_p99_ms,
+                sample.latency_p50_ms
+            ),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(sample.memory_bytes, u64::MAX);
     }
 }

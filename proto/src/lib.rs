@@ -4,6 +4,7 @@
 //! - [`v1`]: the `farm.v1` package: the agent stream (`AgentService`) and the public farm API
 //!   (`FarmService`), with tonic clients and servers for both.
 //! - [`limits`]: every bound a client can hit, defined once and used by every crate.
+//! - [`auth`]: the farm's token and how it travels (a bearer token).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection so that
 //!   `grpcurl` works without the proto files.
 //!
@@ -19,4 +20,5 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every farm proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("farm_descriptor");
 
+pub mod auth;
 pub mod limits;

@@ -17,6 +17,10 @@ pub const MAX_SERVER_ID: u32 = 1_000_000;
 pub const MAX_SERVER_NAME_LEN: usize = 64;
 /// Longest name or address an agent may send in its hello, in bytes.
 pub const MAX_HELLO_FIELD_LEN: usize = 256;
+/// Shortest farm token, in characters.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Longest farm token, in characters.
+pub const MAX_TOKEN_LEN: usize = 256;
 /// Shortest sample interval an agent accepts, in milliseconds.
 pub const MIN_SAMPLE_INTERVAL_MS: u32 = 100;
 /// Longest sample interval an agent accepts, in milliseconds.

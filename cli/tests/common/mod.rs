@@ -81,6 +81,8 @@ pub struct Farm {
     /// The gateway's `host:port` (empty with `--no-gateway`).
     pub gateway: String,
     pub servers: u32,
+    /// The farm's own data directory (its token), removed with the farm.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Farm {
@@ -98,8 +100,11 @@ impl Farm {
 
     /// Like [`Farm::up_with`]; an error carries what `farm up` said when it failed to start.
     pub fn try_up(servers: u32, extra: &[&str], limit: Duration) -> Result<Farm, String> {
+        let data_dir = unique_dir("farm-data");
         let mut command = Command::new(farm_bin());
         command
+            .env("FARM_DATA_DIR", &data_dir)
+            .env_remove("FARM_TOKEN")
             .args(["up", "--servers", &servers.to_string()])
             .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"]);
         if !extra.contains(&"--node-base-port") {
@@ -117,6 +122,7 @@ impl Farm {
             controller: String::new(),
             gateway: String::new(),
             servers,
+            data_dir,
         };
         farm.read_banner(limit)?;
         Ok(farm)
@@ -188,6 +194,17 @@ impl Farm {
         format!("http://{}", self.controller)
     }
 
+    /// The farm's token, as `farm up` made and kept it.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("token"))
+            .expect("farm up keeps its token in its data directory")
+    }
+
+    /// `message` as a gRPC request that carries the farm's token.
+    pub fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        authorized(message, &self.token())
+    }
+
     /// The gateway's base URL (REST, /docs, /metrics, grpc-web).
     pub fn gateway_url(&self) -> String {
         format!("http://{}", self.gateway)
@@ -239,6 +256,7 @@ impl Farm {
 
 impl Drop for Farm {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
         if self.child.try_wait().ok().flatten().is_none() {
             signal(self.child.id(), Signal::SIGTERM);
             let _ = wait_exit_opt(&mut self.child, Duration::from_secs(15));
@@ -246,6 +264,24 @@ impl Drop for Farm {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A new, empty directory under the system's temporary one.
+pub fn unique_dir(what: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("{what}-{}-{:04x}", std::process::id(), rand_u16()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `message` as a gRPC request that carries `token` as its bearer token.
+pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    request
 }
 
 /// Sends `sig` to `pid`, ignoring a process that is already gone.

@@ -40,6 +40,9 @@ pub struct ProcessRuntimeConfig {
     pub node_host: IpAddr,
     /// Node N listens on `base_port + N`; 0 lets the kernel pick every node's port.
     pub base_port: u16,
+    /// The farm's token, handed to every agent in its environment (never on its command
+    /// line, where any user could read it).
+    pub token: Option<farm_proto::auth::Token>,
 }
 
 impl ProcessRuntimeConfig {
@@ -128,13 +131,14 @@ impl ProcessRuntime {
                 stop: self.shutdown.child_token(),
                 stopped: CancellationToken::new(),
             };
-            let (config, stop, stopped) = (
+            let (config, registry, stop, stopped) = (
                 self.config.clone(),
+                self.registry.clone(),
                 server.stop.clone(),
                 server.stopped.clone(),
             );
             self.tracker.spawn(async move {
-                keep_running(config, id, address, stop).await;
+                keep_running(config, registry, id, address, stop).await;
                 stopped.cancel();
             });
             self.servers().insert(id, server);
@@ -202,6 +206,9 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
         exit_with_parent: true,
     };
     let mut command = Command::new(&config.binary);
+    if let Some(token) = &config.token {
+        command.env(farm_proto::auth::TOKEN_ENV, token.as_str());
+    }
     command
         .args(agent.args())
         .stdin(std::process::Stdio::null())
@@ -214,6 +221,7 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
 /// Keeps agent `id` running until `stop`, then stops it.
 async fn keep_running(
     config: ProcessRuntimeConfig,
+    registry: Registry,
     id: u32,
     address: SocketAddr,
     stop: CancellationToken,
@@ -225,7 +233,11 @@ async fn keep_running(
     );
     loop {
         let mut child = match agent_command(&config, id, address).spawn() {
-            Ok(child) => child,
+            Ok(child) => {
+                // This agent is the server's: its hello replaces whatever stream holds it.
+                registry.vouch(id);
+                child
+            }
             Err(e) => {
                 tracing::error!(server_id = id, error = %e, "Cannot start the agent.");
                 if wait_or_cancel(backoff.next_delay(), &stop).await {

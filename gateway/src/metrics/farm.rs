@@ -164,7 +164,7 @@ pub(super) fn write_farm(out: &mut String, m: &pb::FarmMetrics) {
     ] {
         let _ = writeln!(out, "farm_servers{{status=\"{status}\"}} {count}");
     }
-    let scalars: [(&str, &str, &str, f64); 8] = [
+    let scalars: [(&str, &str, &str, f64); 9] = [
         (
             "farm_cpu_cores",
             "gauge",
@@ -212,6 +212,12 @@ pub(super) fn write_farm(out: &mut String, m: &pb::FarmMetrics) {
             "gauge",
             "Requests in flight across the farm.",
             f64::from(m.in_flight),
+        ),
+        (
+            "farm_agent_streams_refused_total",
+            "counter",
+            "Agent streams the controller refused: no or a wrong farm token, a server another live stream holds, an unexpected node address, or a full farm.",
+            m.agent_streams_refused as f64,
         ),
     ];
     for (name, kind, help, value) in scalars {

@@ -119,6 +119,9 @@ pub struct FarmMetrics {
     pub latency_p50_ms_mean: f64,
     /// Requests in flight across the farm.
     pub in_flight: u32,
+    /// Agent streams the controller refused since it started: no or a wrong farm token, a
+    /// server another live stream holds, an unexpected node address, or a full farm.
+    pub agent_streams_refused: u64,
 }
 
 impl From<pb::FarmMetrics> for FarmMetrics {
@@ -141,6 +144,7 @@ impl From<pb::FarmMetrics> for FarmMetrics {
             latency_p99_ms_max: finite(m.latency_p99_ms_max),
             latency_p50_ms_mean: finite(m.latency_p50_ms_mean),
             in_flight: m.in_flight,
+            agent_streams_refused: m.agent_streams_refused,
         }
     }
 }

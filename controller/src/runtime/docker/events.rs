@@ -94,8 +94,10 @@ fn on_event(
     lock(servers).insert(id);
     let state = match action {
         "start" => {
-            // Started by anyone: a later death is a crash again.
+            // Started by anyone: a later death is a crash again. The agent in the container
+            // that just started is the server's, whatever stream still holds it.
             lock(stopping).remove(&id);
+            registry.vouch(id);
             RuntimeState::Running
         }
         "unpause" | "restart" => RuntimeState::Running,

@@ -156,6 +156,8 @@ pub struct DockerRuntimeConfig {
     pub memory_mb: u64,
     /// Containers created and started at the same time.
     pub concurrency: usize,
+    /// The farm's token, handed to every container in its environment.
+    pub token: Option<farm_proto::auth::Token>,
 }
 
 impl DockerRuntimeConfig {
@@ -253,6 +255,7 @@ impl DockerRuntime {
             cpus: 0.0,
             memory_mb: 0,
             concurrency: 1,
+            token: None,
         };
         let existing = docker
             .list_containers(Some(

@@ -39,6 +39,13 @@ pub(super) fn container_spec(
             }
             .args(),
         ),
+        env: config.token.as_ref().map(|token| {
+            vec![format!(
+                "{}={}",
+                farm_proto::auth::TOKEN_ENV,
+                token.as_str()
+            )]
+        }),
         labels: Some(HashMap::from([
             (LABEL_FARM.to_string(), config.prefix.clone()),
             (LABEL_SERVER_ID.to_string(), id.to_string()),

@@ -1,0 +1,245 @@
+//! Attacks on a real farm, each of which must now fail to do harm: an agent stream without the
+//! farm's token, a second agent claiming a running server, an agent pointing the farm at an
+//! address of its own, registrations past the farm's bound, and samples built to overflow the
+//! farm's sums.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Farm, act, eventually, get, is, servers};
+use farm_node_api::client::NodeClient;
+use farm_proto::v1::agent_service_client::AgentServiceClient;
+use farm_proto::v1::{
+    GetMetricsRequest, Hello, LinkRequest, LinkResponse, MetricsSample, ServerActionKind,
+    ServerStatus, link_request,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+
+/// An agent stream opened by hand: what it sends, and what the controller answers.
+struct Stream {
+    outbound: mpsc::Sender<LinkRequest>,
+    _inbound: Streaming<LinkResponse>,
+}
+
+fn hello(server_id: u32, node_address: &str, instance: &str) -> link_request::Kind {
+    link_request::Kind::Hello(Hello {
+        server_id,
+        name: String::new(),
+        node_address: node_address.into(),
+        version: "attacker".into(),
+        runtime: String::new(),
+        instance: instance.into(),
+    })
+}
+
+/// Opens a Link stream to `farm`'s controller with `token` (none when `None`), says `first`
+/// and waits for the welcome.
+async fn open(
+    farm: &Farm,
+    token: Option<&str>,
+    first: link_request::Kind,
+) -> Result<Stream, Status> {
+    let mut agents = AgentServiceClient::connect(farm.controller_url())
+        .await
+        .unwrap();
+    let (outbound, requests) = mpsc::channel(16);
+    outbound
+        .send(LinkRequest { kind: Some(first) })
+        .await
+        .unwrap();
+    let stream = ReceiverStream::new(requests);
+    let request = match token {
+        Some(token) => common::authorized(stream, token),
+        None => tonic::Request::new(stream),
+    };
+    let mut inbound = agents.link(request).await?.into_inner();
+    match inbound.message().await? {
+        Some(_) => Ok(Stream {
+            outbound,
+            _inbound: inbound,
+        }),
+        None => Err(Status::unavailable("the stream ended before the welcome")),
+    }
+}
+
+fn assert_refused<T>(result: Result<T, Status>, code: Code, needle: &str) {
+    let Err(status) = result else {
+        panic!("the stream must be refused ({needle})")
+    };
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(needle),
+        "{:?} should mention {needle:?}",
+        status.message()
+    );
+}
+
+async fn refused_streams(farm: &Farm) -> u64 {
+    farm.client()
+        .await
+        .get_metrics(GetMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics
+        .unwrap()
+        .agent_streams_refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_the_farms_token_is_refused_and_counted() {
+    let farm = Farm::up(1);
+    assert_refused(
+        open(&farm, None, hello(40, "127.0.0.1:9", "x")).await,
+        Code::Unauthenticated,
+        "token",
+    );
+    assert_refused(
+        open(
+            &farm,
+            Some("not-the-farms-token-at-all"),
+            hello(40, "127.0.0.1:9", "x"),
+        )
+        .await,
+        Code::Unauthenticated,
+        "token",
+    );
+    assert_eq!(refused_streams(&farm).await, 2);
+    assert_eq!(servers(&mut farm.client().await).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_cannot_be_taken_over() {
+    let farm = Farm::up(2);
+    let token = farm.token();
+    let address = farm.node_address(1).await;
+    // Even with the farm's token and the server's own node address, the claim is refused
+    // while the real agent's stream is alive.
+    assert_refused(
+        open(&farm, Some(&token), hello(1, &address, "hijacker")).await,
+        Code::AlreadyExists,
+        "held by another agent",
+    );
+    let mut client = farm.client().await;
+    let list = servers(&mut client).await;
+    assert!(
+        list[0].connected && is(&list[0], ServerStatus::Healthy),
+        "{:?}",
+        list[0]
+    );
+
+    // Commands still reach the real agent: a stop stops the real node.
+    act(&mut client, 1, ServerActionKind::Stop).await;
+    let probe = NodeClient::new();
+    eventually(Duration::from_secs(10), "the real node to stop", || {
+        let (probe, address) = (probe.clone(), address.clone());
+        async move {
+            probe
+                .health(&address, Duration::from_millis(200))
+                .await
+                .is_err()
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cannot_aim_the_farm_at_another_address() {
+    let farm = Farm::up(1);
+    let token = farm.token();
+    // A server the runtime runs: its node is on loopback, where its agent put it.
+    assert_refused(
+        open(&farm, Some(&token), hello(1, "10.11.12.13:80", "a")).await,
+        Code::PermissionDenied,
+        "node_address",
+    );
+    // A server nobody announced may only be on this machine.
+    assert_refused(
+        open(&farm, Some(&token), hello(41, "192.168.7.7:22", "b")).await,
+        Code::PermissionDenied,
+        "node_address",
+    );
+    let list = servers(&mut farm.client().await).await;
+    assert_eq!(list.len(), 1);
+    assert!(
+        list[0].node_address.starts_with("127.0.0.1:"),
+        "{:?}",
+        list[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_stop_at_the_farms_bound() {
+    let farm = Farm::up_with(2, &["--max-servers", "3"], Duration::from_secs(30));
+    let token = farm.token();
+    let _third = open(&farm, Some(&token), hello(50, "127.0.0.1:9", "c"))
+        .await
+        .expect("a third server fits");
+    for id in 51..=60 {
+        assert_refused(
+            open(&farm, Some(&token), hello(id, "127.0.0.1:9", "d")).await,
+            Code::ResourceExhausted,
+            "bound",
+        );
+    }
+    assert_eq!(servers(&mut farm.client().await).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_built_to_overflow_leave_the_farms_sums_whole() {
+    let farm = Farm::up(1);
+    let token = farm.token();
+    let mut streams = Vec::new();
+    for id in [70, 71] {
+        let stream = open(
+            &farm,
+            Some(&token),
+            hello(id, "127.0.0.1:9", &format!("o{id}")),
+        )
+        .await
+        .unwrap();
+        stream
+            .outbound
+            .send(LinkRequest {
+                kind: Some(link_request::Kind::Sample(MetricsSample {
+                    timestamp_ms: 1,
+                    memory_bytes: u64::MAX,
+                    requests_total: u64::MAX,
+                    errors_total: u64::MAX,
+                    in_flight: u32::MAX,
+                    cpu_percent: f64::MAX,
+                    latency_p99_ms: f64::NAN,
+                    ..MetricsSample::default()
+                })),
+            })
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    let url = format!("{}/api/metrics", farm.gateway_url());
+    let metrics = eventually(Duration::from_secs(10), "both samples counted", || {
+        let url = url.clone();
+        async move {
+            let reply = get(&url).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let body = reply.json();
+            (body["memory_bytes_total"].as_u64() == Some(u64::MAX)).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(
+        metrics["requests_total"].as_u64(),
+        Some(u64::MAX),
+        "{metrics}"
+    );
+    assert!(
+        metrics["latency_p99_ms_max"]
+            .as_f64()
+            .is_some_and(f64::is_finite),
+        "{metrics}"
+    );
+}
