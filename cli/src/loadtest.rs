@@ -22,6 +22,9 @@ pub(crate) struct LoadTestArgs {
     /// The controller's gRPC URL.
     #[arg(long, env = "FARM_CONTROLLER", default_value = DEFAULT_CONTROLLER_URL)]
     controller: String,
+    /// The farm's token, which a controller beyond loopback asks of a load test.
+    #[command(flatten)]
+    data: crate::roles::FarmData,
     /// Target the first N servers of the farm (all when neither this nor --server-ids is given).
     #[arg(long, conflicts_with = "server_ids")]
     servers: Option<u32>,
@@ -105,7 +108,10 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         ramp_up_seconds: args.ramp,
     };
     let mut stream = client
-        .run_load_test(RunLoadTestRequest { spec: Some(spec) })
+        .run_load_test(crate::roles::with_token(
+            RunLoadTestRequest { spec: Some(spec) },
+            args.data.agent_token()?.as_ref(),
+        )?)
         .await
         .map_err(|s| anyhow::anyhow!("the controller refused the load test: {}", s.message()))?
         .into_inner();

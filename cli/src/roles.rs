@@ -45,8 +45,8 @@ impl FarmData {
         crate::token::for_controller(self.token.as_deref(), &self.data_dir())
     }
 
-    /// The token an agent presents, if it has one.
-    fn agent_token(&self) -> anyhow::Result<Option<farm_proto::auth::Token>> {
+    /// The token a client presents, if it has one: the one given, or the farm's kept one.
+    pub(crate) fn agent_token(&self) -> anyhow::Result<Option<farm_proto::auth::Token>> {
         crate::token::for_agent(self.token.as_deref(), &self.data_dir())
     }
 }
@@ -76,10 +76,15 @@ pub(crate) struct ControllerArgs {
 /// The gateway's settings, shared by `farm gateway` and `farm up`.
 #[derive(Debug, Args)]
 pub(crate) struct GatewayOptions {
-    /// Where browsers may call the gateway from: `*` (any origin) or a comma-separated
-    /// list of origins such as `http://localhost:3000`.
-    #[arg(long, env = "FARM_CORS_ORIGINS", default_value = "*")]
+    /// Web pages that may call the gateway besides its own dashboard and the dev server
+    /// (http://localhost:3000): a comma-separated list of origins such as
+    /// `https://farm.example`, or `*` for any page at all.
+    #[arg(long, env = "FARM_CORS_ORIGINS", default_value = "")]
     cors_origins: farm_gateway::CorsOrigins,
+    /// Host names requests may name besides IP addresses and localhost (comma-separated): a
+    /// name that leads to the gateway; any other `Host` is refused (DNS rebinding).
+    #[arg(long, env = "FARM_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Deadline of an ordinary REST request, in milliseconds (100 to 300000); past it the
     /// client gets a 504.
     #[arg(long, env = "FARM_GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
@@ -103,14 +108,24 @@ impl GatewayOptions {
         self.max_servers
     }
 
-    /// The gateway's configuration for a controller at `controller_url`, validated.
-    pub(crate) fn config(&self, controller_url: String) -> anyhow::Result<farm_gateway::Config> {
+    /// The gateway's configuration for a controller at `controller_url`, listening on
+    /// `listen`, with the farm's `token`, validated. Changes need the token when `listen` is
+    /// beyond loopback.
+    pub(crate) fn config(
+        &self,
+        controller_url: String,
+        listen: SocketAddr,
+        token: Option<farm_proto::auth::Token>,
+    ) -> anyhow::Result<farm_gateway::Config> {
         let config = farm_gateway::Config {
             controller_url,
             cors_origins: self.cors_origins.clone(),
             request_timeout: Duration::from_millis(u64::from(self.request_timeout_ms)),
             max_load_test_seconds: self.max_load_test_seconds,
             max_servers: self.max_servers,
+            token,
+            require_token: !listen.ip().is_loopback(),
+            allowed_hosts: self.allowed_hosts.clone(),
         };
         config.validate()?;
         Ok(config)
@@ -128,6 +143,8 @@ pub(crate) struct GatewayArgs {
     controller: String,
     #[command(flatten)]
     options: GatewayOptions,
+    #[command(flatten)]
+    data: FarmData,
 }
 
 /// `farm agent`.
@@ -194,6 +211,40 @@ pub(crate) async fn bind(
     })
 }
 
+/// `message` as a request that carries `token`, when there is one.
+pub(crate) fn with_token<T>(
+    message: T,
+    token: Option<&farm_proto::auth::Token>,
+) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            farm_proto::auth::AUTHORIZATION,
+            token
+                .bearer()
+                .parse()
+                .context("the farm's token cannot be sent as metadata")?,
+        );
+    }
+    Ok(request)
+}
+
+/// Says so when `what` listens beyond loopback, with the address it really has: anyone who
+/// reaches it may read the farm, and changes need the farm's token.
+pub(crate) fn warn_beyond_loopback(what: &str, address: SocketAddr) {
+    if address.ip().is_loopback() {
+        return;
+    }
+    let reach = if address.ip().is_unspecified() {
+        "every interface of this machine"
+    } else {
+        "a network address"
+    };
+    eprintln!(
+        "farm: warning: the {what} listens on {address} ({reach}): anyone who reaches it can read the farm, and changes need the farm's token"
+    );
+}
+
 /// Binds `address` with `SO_REUSEPORT` (and `SO_REUSEADDR`, as `TcpListener::bind` does), so
 /// that a node listens on the port its agent holds.
 fn bind_reusing_port(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -210,6 +261,7 @@ fn bind_reusing_port(address: SocketAddr) -> std::io::Result<TcpListener> {
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let token = args.data.controller_token()?;
     let listener = bind(args.listen, "controller", "--listen").await?;
+    warn_beyond_loopback("controller", listener.local_addr()?);
     let registry =
         farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)))
             .with_max_servers(args.max_servers);
@@ -228,7 +280,10 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
         vec![listener],
         registry,
         runtime.clone(),
-        Some(token),
+        farm_controller::Access {
+            token: Some(token),
+            guard_changes: !args.listen.ip().is_loopback(),
+        },
         shutdown_token(),
     )
     .await?;
@@ -239,8 +294,11 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
 }
 
 pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let config = args.options.config(args.controller)?;
+    let config = args
+        .options
+        .config(args.controller, args.listen, args.data.agent_token()?)?;
     let listener = bind(args.listen, "gateway", "--listen").await?;
+    warn_beyond_loopback("gateway", listener.local_addr()?);
     let url = format!("http://{}", listener.local_addr()?);
     eprintln!(
         "farm: gateway listening on {url} (REST {url}/api/servers, docs {url}/docs, metrics {url}/metrics; controller {})",

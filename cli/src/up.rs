@@ -127,8 +127,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     // The gateway's settings are checked before anything binds; its URL to the controller
     // is known once the controller's port is.
-    args.gateway
-        .config(DEFAULT_CONTROLLER_URL_PLACEHOLDER.into())?;
+    args.gateway.config(
+        DEFAULT_CONTROLLER_URL_PLACEHOLDER.into(),
+        args.gateway_listen,
+        Some(token.clone()),
+    )?;
     let listener = bind(args.listen, "controller", "--listen").await?;
     let controller_addr = listener.local_addr()?;
     let mut listeners = vec![listener];
@@ -188,13 +191,18 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         listeners,
         registry.clone(),
         Some(runtime.clone()),
-        Some(token),
+        farm_controller::Access {
+            token: Some(token.clone()),
+            guard_changes: !args.listen.ip().is_loopback(),
+        },
         controller_shutdown.clone(),
     ));
     let gateway = match gateway_listener {
         Some(gateway_listener) => {
             let gateway_addr = gateway_listener.local_addr()?;
-            let config = args.gateway.config(controller_url.clone())?;
+            let config =
+                args.gateway
+                    .config(controller_url.clone(), gateway_addr, Some(token.clone()))?;
             let task = tokio::spawn(farm_gateway::serve(
                 gateway_listener,
                 config,
@@ -225,6 +233,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "farm: controller  {controller_url}   (grpcurl -plaintext {} list)",
         SocketAddr::new(connect_host, controller_addr.port())
     );
+    crate::roles::warn_beyond_loopback("controller", controller_addr);
     let place = match args.runtime {
         RuntimeKind::Process => "local processes".to_string(),
         RuntimeKind::Docker => format!("Docker containers {}-server-N", args.docker.name_prefix),
@@ -239,6 +248,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!(
             "farm: gateway     {url}   (REST {url}/api/servers, docs {url}/docs, metrics {url}/metrics)"
         );
+        crate::roles::warn_beyond_loopback("gateway", *addr);
     }
     println!("farm: servers     {} as {place}, {nodes}", args.servers);
 

@@ -243,3 +243,160 @@ async fn samples_built_to_overflow_leave_the_farms_sums_whole() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_of_another_origin_cannot_change_the_farm() {
+    let farm = Farm::up(1);
+    let url = format!("{}/api/servers/1/action", farm.gateway_url());
+    let body = br#"{"action":"stop"}"#;
+    // A "simple" cross-origin POST, which browsers send without asking CORS first.
+    let reply = common::http(
+        "POST",
+        &url,
+        &[
+            ("origin", "http://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+        body,
+    )
+    .await;
+    assert!(
+        reply
+            .expect_error(403, "forbidden")
+            .contains("http://evil.example")
+    );
+    let reply = common::http(
+        "POST",
+        &url,
+        &[
+            ("origin", "http://evil.example"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    reply.expect_error(403, "forbidden");
+    // CORS tells a browser on another origin nothing either, preflight included.
+    let preflight = common::http(
+        "OPTIONS",
+        &format!("{}/api/scale", farm.gateway_url()),
+        &[
+            ("origin", "http://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.header("access-control-allow-origin"), "");
+    let list = servers(&mut farm.client().await).await;
+    assert!(
+        is(&list[0], ServerStatus::Healthy),
+        "nothing changed: {:?}",
+        list[0]
+    );
+
+    // The dashboard's own origin may.
+    let own = format!("http://{}", farm.gateway_address());
+    let reply = common::http(
+        "POST",
+        &url,
+        &[
+            ("origin", own.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_host_name_reaches_nothing() {
+    let farm = Farm::up(1);
+    for path in [
+        "/api/servers",
+        "/api/metrics",
+        "/metrics",
+        "/farm.v1.FarmService/ListServers",
+    ] {
+        let reply = common::http(
+            "GET",
+            &format!("{}{path}", farm.gateway_url()),
+            &[("host", "attacker.example:8000")],
+            b"",
+        )
+        .await;
+        assert!(
+            reply
+                .expect_error(403, "forbidden")
+                .contains("attacker.example"),
+            "{path}"
+        );
+    }
+    let reply = common::http(
+        "GET",
+        &format!("{}/api/servers", farm.gateway_url()),
+        &[(
+            "host",
+            &format!(
+                "localhost:{}",
+                farm.gateway_address().rsplit(':').next().unwrap()
+            ),
+        )],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_changes_need_the_farms_token() {
+    // Listening on every interface; the test still only talks to 127.0.0.1.
+    let farm = Farm::up_with(
+        1,
+        &["--listen", "0.0.0.0:0", "--gateway-listen", "0.0.0.0:0"],
+        Duration::from_secs(30),
+    );
+    let token = farm.token();
+    let url = format!("{}/api/servers/1/action", farm.gateway_url());
+    let json = [("content-type", "application/json")];
+    let reply = common::http("POST", &url, &json, br#"{"action":"pause"}"#).await;
+    assert!(reply.expect_error(401, "unauthenticated").contains("token"));
+    let wrong = [
+        ("content-type", "application/json"),
+        ("authorization", "Bearer not-the-farms-token-at-all"),
+    ];
+    common::http("POST", &url, &wrong, br#"{"action":"pause"}"#)
+        .await
+        .expect_error(401, "unauthenticated");
+    // Reads stay open.
+    assert_eq!(
+        get(&format!("{}/api/servers", farm.gateway_url()))
+            .await
+            .status,
+        200
+    );
+    let bearer = format!("Bearer {}", token.trim());
+    let right = [
+        ("content-type", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    let reply = common::http("POST", &url, &right, br#"{"action":"pause"}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // The controller's own port asks the same of gRPC changes.
+    let mut client = farm.client().await;
+    let change = || farm_proto::v1::ServerActionRequest {
+        server_ids: vec![1],
+        action: ServerActionKind::Unpause as i32,
+    };
+    let refused = client.server_action(change()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let answer = client
+        .server_action(farm.authorized(change()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.outcomes[0].ok, "{answer:?}");
+    assert_eq!(servers(&mut client).await.len(), 1, "reads need no token");
+}

@@ -47,6 +47,7 @@ pub struct Farm {
     runtime: Option<Arc<dyn Runtime>>,
     client: NodeClient,
     load_tests: LoadTests,
+    access: crate::Access,
     shutdown: CancellationToken,
 }
 
@@ -56,6 +57,7 @@ impl Farm {
         registry: Registry,
         runtime: Option<Arc<dyn Runtime>>,
         load_tests: LoadTests,
+        access: crate::Access,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -63,8 +65,26 @@ impl Farm {
             runtime,
             client: NodeClient::new(),
             load_tests,
+            access,
             shutdown,
         }
+    }
+
+    /// Refuses a change without the farm's token where the access rules ask for it.
+    fn check_change<T>(&self, request: &Request<T>) -> std::result::Result<(), Status> {
+        if !self.access.guard_changes {
+            return Ok(());
+        }
+        let given = request
+            .metadata()
+            .get(farm_proto::auth::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if self.access.token.as_ref().is_some_and(|t| t.admits(given)) {
+            return Ok(());
+        }
+        Err(Status::unauthenticated(
+            "this controller listens beyond loopback: a change needs the farm's token, as `authorization: Bearer <token>` metadata",
+        ))
     }
 
     fn metrics(&self) -> pb::FarmMetrics {
@@ -200,6 +220,7 @@ impl FarmService for Farm {
         &self,
         request: Request<ServerActionRequest>,
     ) -> std::result::Result<Response<ServerActionResponse>, Status> {
+        self.check_change(&request)?;
         let ServerActionRequest { server_ids, action } = request.into_inner();
         let action = match ServerActionKind::try_from(action) {
             Ok(ServerActionKind::Unspecified) | Err(_) => {
@@ -261,6 +282,7 @@ impl FarmService for Farm {
         &self,
         request: Request<RunLoadTestRequest>,
     ) -> std::result::Result<Response<Self::RunLoadTestStream>, Status> {
+        self.check_change(&request)?;
         let spec = request
             .into_inner()
             .spec
@@ -275,6 +297,7 @@ impl FarmService for Farm {
         &self,
         request: Request<SimulateLoadRequest>,
     ) -> std::result::Result<Response<SimulateLoadResponse>, Status> {
+        self.check_change(&request)?;
         let SimulateLoadRequest { server_ids, load } = request.into_inner();
         let load = load_spec(load)?;
         let ids: Vec<u32> = targets::resolve(&self.registry, &server_ids, "server_ids")?
@@ -306,6 +329,7 @@ impl FarmService for Farm {
         &self,
         request: Request<BroadcastRequest>,
     ) -> std::result::Result<Response<BroadcastResponse>, Status> {
+        self.check_change(&request)?;
         let plan = broadcast::Plan::new(request.get_ref(), &self.registry)?;
         Ok(Response::new(broadcast::run(plan, &self.client).await))
     }
@@ -337,6 +361,7 @@ impl FarmService for Farm {
         &self,
         request: Request<ScaleFarmRequest>,
     ) -> std::result::Result<Response<ScaleFarmResponse>, Status> {
+        self.check_change(&request)?;
         let servers = request.into_inner().servers;
         let max = self.registry.max_servers().min(MAX_SERVERS);
         if servers > max {

@@ -36,6 +36,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+
+/// Who may do what through the controller.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The farm's token: every agent stream must carry it; without one, any agent may link.
+    pub token: Option<farm_proto::auth::Token>,
+    /// Whether the calls that change the farm ([`farm_proto::auth::CHANGING_CALLS`]) need the
+    /// token too: whenever the controller listens beyond loopback. Reads stay open.
+    pub guard_changes: bool,
+}
 pub use registry::Registry;
 pub use runtime::Runtime;
 
@@ -83,13 +93,13 @@ fn accept_all(
 
 /// Serves the agent and farm services, reflection and health on `listeners` until
 /// `shutdown` is cancelled; every stream ends then. Without a `runtime` (a controller run
-/// alone) lifecycle actions go straight to the agents and the farm cannot be scaled. With a
-/// `token`, only agents that carry it may open a stream.
+/// alone) lifecycle actions go straight to the agents and the farm cannot be scaled. `access`
+/// says which callers must carry the farm's token.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     registry: Registry,
     runtime: Option<Arc<dyn Runtime>>,
-    token: Option<farm_proto::auth::Token>,
+    access: Access,
     shutdown: CancellationToken,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let sweeper = {
@@ -137,9 +147,10 @@ pub async fn serve(
         registry.clone(),
         runtime,
         loadtest::LoadTests::default(),
+        access.clone(),
         shutdown.clone(),
     );
-    let agents = agents::Agents::new(registry, token, shutdown.clone());
+    let agents = agents::Agents::new(registry, access.token, shutdown.clone());
     let incoming = accept_all(listeners, shutdown.clone());
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -13,24 +13,57 @@ use http::HeaderValue;
 /// hear "unavailable" quickly rather than wait.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Where browsers may call the gateway from (CORS).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Where browsers may call the gateway from (CORS), and which web pages may change the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorsOrigins {
-    /// Any origin (`*`).
-    #[default]
+    /// The gateway's own origin (the dashboard it serves), the dashboard's dev server
+    /// (`http://localhost:3000`), and these origins besides: the default, with none.
+    Farm(Vec<HeaderValue>),
+    /// Any origin (`*`), only when asked for: any web page the farm's user opens can then
+    /// read the farm and, with the token when one is needed, change it.
     Any,
-    /// Only these origins, e.g. `http://localhost:3000`.
-    List(Vec<HeaderValue>),
+}
+
+impl Default for CorsOrigins {
+    fn default() -> Self {
+        Self::Farm(Vec::new())
+    }
+}
+
+/// The origins of the dashboard's dev server (`npm run dev`), allowed by default.
+const DEV_SERVER_ORIGINS: [&str; 3] = [
+    "http://localhost:3000",
+    "http://127.0.0.1:3000",
+    "http://[::1]:3000",
+];
+
+impl CorsOrigins {
+    /// Whether a page of `origin` may call a gateway reached as `host` (the request's `Host`).
+    pub fn allows(&self, origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+        let Self::Farm(listed) = self else {
+            return true;
+        };
+        let origin_text = origin.to_str().unwrap_or_default();
+        let own = host.and_then(|h| h.to_str().ok()).is_some_and(|host| {
+            origin_text.strip_prefix("http://") == Some(host)
+                || origin_text.strip_prefix("https://") == Some(host)
+        });
+        own || DEV_SERVER_ORIGINS.contains(&origin_text) || listed.contains(origin)
+    }
 }
 
 impl std::str::FromStr for CorsOrigins {
     type Err = ConfigError;
 
-    /// `*` for any origin, or a comma-separated list of origins (`scheme://host[:port]`).
+    /// `*` for any origin, or a comma-separated list of origins (`scheme://host[:port]`)
+    /// allowed besides the farm's own and the dev server; empty for none besides them.
     fn from_str(raw: &str) -> Result<Self, ConfigError> {
         let raw = raw.trim();
         if raw == "*" {
             return Ok(Self::Any);
+        }
+        if raw.is_empty() {
+            return Ok(Self::Farm(Vec::new()));
         }
         let mut origins = Vec::new();
         for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -52,7 +85,7 @@ impl std::str::FromStr for CorsOrigins {
         if origins.is_empty() {
             return Err(ConfigError::CorsOrigin(raw.to_string()));
         }
-        Ok(Self::List(origins))
+        Ok(Self::Farm(origins))
     }
 }
 
@@ -70,6 +103,16 @@ pub struct Config {
     pub max_load_test_seconds: u32,
     /// Most servers `POST /api/scale` may ask for (1 to the controller's bound, 1000).
     pub max_servers: u32,
+    /// The farm's token: sent with every call to the controller, and, with
+    /// [`Config::require_token`], asked of every change through the gateway.
+    pub token: Option<farm_proto::auth::Token>,
+    /// Whether changes through the gateway need the farm's token: whenever it listens beyond
+    /// loopback. Reads stay open.
+    pub require_token: bool,
+    /// Host names a request may name in its `Host` header besides IP addresses and
+    /// `localhost`: a name that resolves to the gateway for its users. Any other name is
+    /// refused, so that a web page cannot reach the farm through DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Config {
@@ -77,11 +120,41 @@ impl Config {
     pub fn new(controller_url: impl Into<String>) -> Self {
         Self {
             controller_url: controller_url.into(),
-            cors_origins: CorsOrigins::Any,
+            cors_origins: CorsOrigins::default(),
             request_timeout: Duration::from_secs(10),
             max_load_test_seconds: DEFAULT_MAX_REST_LOAD_TEST_SECONDS,
             max_servers: MAX_SERVERS,
+            token: None,
+            require_token: false,
+            allowed_hosts: Vec::new(),
         }
+    }
+
+    /// Whether a request may name `host` (its `Host` header, port included): an IP address,
+    /// `localhost`, or one of [`Config::allowed_hosts`].
+    pub fn allows_host(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            // [v6]:port
+            Some(rest) => {
+                return rest
+                    .split(']')
+                    .next()
+                    .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            }
+            None => host.rsplit_once(':').map_or(host, |(name, port)| {
+                if port.parse::<u16>().is_ok() {
+                    name
+                } else {
+                    host
+                }
+            }),
+        };
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(name))
     }
 
     /// Checks every setting; the error names the one that is wrong.
@@ -106,6 +179,9 @@ impl Config {
         if !(1..=MAX_SERVERS).contains(&self.max_servers) {
             return Err(ConfigError::MaxServers(self.max_servers));
         }
+        if self.require_token && self.token.is_none() {
+            return Err(ConfigError::TokenRequired);
+        }
         Ok(())
     }
 }
@@ -127,6 +203,11 @@ pub enum ConfigError {
     /// The load-test bound is out of bounds.
     #[error("max load-test seconds must be 1 to {MAX_DURATION_SECONDS}, got {0}")]
     MaxLoadTestSeconds(u32),
+    /// Changes need a token, and the gateway has none.
+    #[error(
+        "the gateway listens beyond loopback, so changes need the farm's token: give it with --token or FARM_TOKEN"
+    )]
+    TokenRequired,
     /// The scale bound is out of bounds.
     #[error("max servers must be 1 to {MAX_SERVERS}, got {0}")]
     MaxServers(u32),
@@ -139,7 +220,7 @@ mod tests {
     #[test]
     fn origins_parse_or_are_named() {
         assert_eq!("*".parse::<CorsOrigins>().unwrap(), CorsOrigins::Any);
-        let CorsOrigins::List(list) = "http://localhost:3000, https://farm.example"
+        let CorsOrigins::Farm(list) = "http://localhost:3000, https://farm.example"
             .parse::<CorsOrigins>()
             .unwrap()
         else {

@@ -9,6 +9,9 @@
 use std::time::Duration;
 
 use farm_proto::v1::farm_service_client::FarmServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{CONNECT_TIMEOUT, Config, ConfigError};
@@ -22,7 +25,27 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Controller {
     channel: Channel,
-    client: FarmServiceClient<Channel>,
+    client: FarmServiceClient<InterceptedService<Channel, Authorize>>,
+    authorization: Option<http::HeaderValue>,
+}
+
+/// Puts the farm's token on every call to the controller, which needs it for changes when it
+/// listens beyond loopback: the gateway has already admitted the request by its own rules.
+#[derive(Debug, Clone)]
+pub struct Authorize(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Authorize {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(farm_proto::auth::AUTHORIZATION, value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl Controller {
@@ -38,9 +61,21 @@ impl Controller {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect_lazy();
-        let client =
-            FarmServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Self { channel, client })
+        let bearer = config.token.as_ref().map(farm_proto::auth::Token::bearer);
+        let metadata = bearer.as_ref().and_then(|b| b.parse().ok());
+        let authorization = bearer.and_then(|b| http::HeaderValue::from_str(&b).ok());
+        let client = FarmServiceClient::with_interceptor(channel.clone(), Authorize(metadata))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            channel,
+            client,
+            authorization,
+        })
+    }
+
+    /// The `authorization` value the gateway's own calls carry, for the grpc-web proxy.
+    pub fn authorization(&self) -> Option<&http::HeaderValue> {
+        self.authorization.as_ref()
     }
 
     /// The raw channel, for the grpc-web proxy.
@@ -49,7 +84,7 @@ impl Controller {
     }
 
     /// A client on the shared channel (cheap: clones share the connection).
-    pub fn client(&self) -> FarmServiceClient<Channel> {
+    pub fn client(&self) -> FarmServiceClient<InterceptedService<Channel, Authorize>> {
         self.client.clone()
     }
 }

@@ -1,5 +1,6 @@
-//! CORS (any origin by default, or a configured list), plus what grpc-web in a browser
-//! needs, applied to the requests it concerns.
+//! CORS (the gateway's own origin and the dashboard's dev server by default, a configured
+//! list besides, or any origin when asked for), plus what grpc-web in a browser needs,
+//! applied to the requests it concerns.
 //!
 //! The headers come from tower-http's [`CorsLayer`], configured by [`layer`]. It runs only
 //! for requests that carry an `Origin` header, which browsers send with every cross-origin
@@ -49,7 +50,12 @@ pub fn layer<S>(origins: &CorsOrigins) -> impl Layer<S, Service = BrowserCors<S>
         .max_age(Duration::from_secs(3600));
     let layer = match origins {
         CorsOrigins::Any => layer.allow_origin(AllowOrigin::any()),
-        CorsOrigins::List(list) => layer.allow_origin(AllowOrigin::list(list.iter().cloned())),
+        CorsOrigins::Farm(_) => {
+            let origins = origins.clone();
+            layer.allow_origin(AllowOrigin::predicate(move |origin, parts| {
+                origins.allows(origin, parts.headers.get(header::HOST))
+            }))
+        }
     };
     tower::layer::layer_fn(move |inner| BrowserCors {
         cors: layer.layer(inner),
@@ -179,7 +185,7 @@ mod tests {
         assert_eq!(header(&preflight, "access-control-allow-origin"), "*");
         assert!(header(&preflight, "access-control-allow-methods").contains("POST"));
 
-        let listed = CorsOrigins::List(vec![HeaderValue::from_static("http://a.example")]);
+        let listed = CorsOrigins::Farm(vec![HeaderValue::from_static("http://a.example")]);
         let allowed = answer(
             &listed,
             Request::get("/").header("origin", "http://a.example"),
@@ -195,5 +201,36 @@ mod tests {
         )
         .await;
         assert_eq!(header(&refused, "access-control-allow-origin"), "");
+
+        // By default: the gateway's own origin and the dev server, nobody else.
+        let farm = CorsOrigins::default();
+        let own = answer(
+            &farm,
+            Request::get("/")
+                .header("host", "127.0.0.1:8000")
+                .header("origin", "http://127.0.0.1:8000"),
+        )
+        .await;
+        assert_eq!(
+            header(&own, "access-control-allow-origin"),
+            "http://127.0.0.1:8000"
+        );
+        let dev = answer(
+            &farm,
+            Request::get("/").header("origin", "http://localhost:3000"),
+        )
+        .await;
+        assert_eq!(
+            header(&dev, "access-control-allow-origin"),
+            "http://localhost:3000"
+        );
+        let stranger = answer(
+            &farm,
+            Request::get("/")
+                .header("host", "127.0.0.1:8000")
+                .header("origin", "http://evil.example"),
+        )
+        .await;
+        assert_eq!(header(&stranger, "access-control-allow-origin"), "");
     }
 }

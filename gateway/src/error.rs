@@ -31,6 +31,12 @@ pub enum ErrorCode {
     BadRequest,
     /// 400: a field is missing or out of bounds; the message names it.
     InvalidArgument,
+    /// 401: a change needs the farm's token (the gateway listens beyond loopback), and the
+    /// request carries none or a wrong one: send `Authorization: Bearer <token>`.
+    Unauthenticated,
+    /// 403: the request names a host that is not the farm's (`Host`), or comes from a web
+    /// page of another origin.
+    Forbidden,
     /// 404: no such server, load test or route.
     NotFound,
     /// 405: the route exists, the method does not (see the `Allow` header).
@@ -79,6 +85,12 @@ pub enum ApiError {
     /// The request does not parse.
     #[error("{0}")]
     BadRequest(String),
+    /// The request needs the farm's token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The request is not allowed from where it comes.
+    #[error("{0}")]
+    Forbidden(String),
     /// A field is missing or out of bounds.
     #[error("{0}")]
     InvalidArgument(String),
@@ -144,6 +156,8 @@ impl ApiError {
                 Self::Conflict(message)
             }
             Code::ResourceExhausted => Self::TooManyRequests(message),
+            Code::Unauthenticated => Self::Unauthenticated(message),
+            Code::PermissionDenied => Self::Forbidden(message),
             Code::Unavailable => Self::Unavailable(if message.is_empty() {
                 "the controller is unavailable; try again shortly".into()
             } else {
@@ -161,12 +175,7 @@ impl ApiError {
                 tracing::warn!(%status, "Controller does not implement a call.");
                 Self::BadGateway("the controller does not implement this call".into())
             }
-            Code::Ok
-            | Code::Unknown
-            | Code::Internal
-            | Code::DataLoss
-            | Code::Unauthenticated
-            | Code::PermissionDenied => {
+            Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
                 tracing::warn!(%status, "Controller call failed.");
                 Self::BadGateway("the controller failed to answer; see its log".into())
             }
@@ -177,6 +186,8 @@ impl ApiError {
     pub fn status(&self) -> (StatusCode, ErrorCode) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
             Self::InvalidArgument(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Self::MethodNotAllowed(_) => {
@@ -204,6 +215,8 @@ impl ApiError {
     /// as axum's 405), with `message`.
     pub fn from_http(status: StatusCode, message: String) -> Self {
         match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthenticated(message),
+            StatusCode::FORBIDDEN => Self::Forbidden(message),
             StatusCode::NOT_FOUND => Self::NotFound(message),
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(message),
             StatusCode::CONFLICT => Self::Conflict(message),

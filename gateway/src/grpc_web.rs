@@ -59,6 +59,12 @@ pub async fn proxy(state: &AppState, request: Request) -> Response {
     if request.method() != Method::POST {
         return trailers_only(Code::InvalidArgument, "grpc-web calls are POSTs", text);
     }
+    let mut request = request;
+    if let Some(authorization) = state.controller().authorization() {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, authorization.clone());
+    }
     let service = GrpcWebLayer::new().layer(state.channel());
     match service.oneshot(request).await {
         Ok(response) => response.map(|body| Body::new(EndWithStatus::new(body, text))),

@@ -22,6 +22,7 @@
 //! - [`controller`]: the lazily connected channel and the one helper that bounds every call
 //!   with a deadline.
 //! - [`rest`]: the REST table, one handler per route, each calling one RPC.
+//! - `guard`: who may reach the farm: the `Host` it names, the origin of a change, the token.
 //! - `edge`: the layer around every route that counts requests and makes errors JSON.
 //! - `coalesce`: identical concurrent reads share one call, and the server list's JSON is
 //!   encoded again only when the farm changed.
@@ -48,6 +49,7 @@ mod edge;
 pub mod error;
 pub mod extract;
 pub mod grpc_web;
+mod guard;
 pub mod metrics;
 pub mod model;
 pub mod rest;
@@ -156,6 +158,9 @@ pub fn router(state: AppState) -> Router {
             .layer(DefaultBodyLimit::max(
                 farm_proto::limits::MAX_REST_BODY_BYTES,
             ))
+            // After the dashboard: its static files are public; what the farm knows and does
+            // is behind the guard.
+            .layer(guard::layer(state.clone()))
             .layer(edge::layer(state)),
     )
 }

@@ -15,6 +15,19 @@ pub const AUTHORIZATION: &str = "authorization";
 /// The environment variable that gives the farm's token to every role.
 pub const TOKEN_ENV: &str = "FARM_TOKEN";
 
+/// The `FarmService` calls that change the farm or put load on it, by their gRPC paths: the
+/// calls that need the farm's token where the controller (or the gateway in front of it)
+/// listens beyond loopback. Every other call only reads.
+pub const CHANGING_CALLS: [&str; 7] = [
+    "/farm.v1.FarmService/ServerAction",
+    "/farm.v1.FarmService/SimulateLoad",
+    "/farm.v1.FarmService/ScaleFarm",
+    "/farm.v1.FarmService/Broadcast",
+    "/farm.v1.FarmService/RunLoadTest",
+    "/farm.v1.FarmService/StartLoadTest",
+    "/farm.v1.FarmService/StopLoadTest",
+];
+
 /// A farm's token, checked to be usable on the wire.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);

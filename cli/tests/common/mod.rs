@@ -92,8 +92,8 @@ impl Farm {
     }
 
     /// Like [`Farm::up`], with extra arguments for `farm up`, waiting up to `limit` for the
-    /// farm to turn healthy. The controller, the gateway and (unless `extra` names a
-    /// `--node-base-port`) every node listen on ports the kernel picks.
+    /// farm to turn healthy. The controller, the gateway and every node listen on loopback
+    /// on ports the kernel picks, unless `extra` says otherwise.
     pub fn up_with(servers: u32, extra: &[&str], limit: Duration) -> Farm {
         Self::try_up(servers, extra, limit).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -105,10 +105,15 @@ impl Farm {
         command
             .env("FARM_DATA_DIR", &data_dir)
             .env_remove("FARM_TOKEN")
-            .args(["up", "--servers", &servers.to_string()])
-            .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"]);
-        if !extra.contains(&"--node-base-port") {
-            command.args(["--node-base-port", "0"]);
+            .args(["up", "--servers", &servers.to_string()]);
+        for (flag, default) in [
+            ("--listen", "127.0.0.1:0"),
+            ("--gateway-listen", "127.0.0.1:0"),
+            ("--node-base-port", "0"),
+        ] {
+            if !extra.contains(&flag) {
+                command.args([flag, default]);
+            }
         }
         let child = command
             .args(extra)
