@@ -123,6 +123,8 @@ impl Sampler {
                 .await
         {
             sample.requests_total = m.requests_total;
+            sample.connections_open = m.connections_open;
+            sample.connections_refused_total = m.connections_refused_total;
             sample.errors_total = m.errors_total;
             sample.in_flight = m.in_flight;
             sample.latency_p50_ms = m.latency_p50_ms;

@@ -195,6 +195,17 @@ pub(crate) struct NodeArgs {
     /// Bind with `SO_REUSEPORT`, to share the port with the agent that holds it for this node.
     #[arg(long)]
     reuse_port: bool,
+    /// Most connections the node holds at once (1 to 65536); past it a new connection is
+    /// closed at once and counted as refused, and the farm shows the server degraded. Set
+    /// it in `farm up`'s environment to reach every node.
+    #[arg(long, env = "FARM_NODE_MAX_CONNECTIONS", default_value_t = limits::DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_max_connections)]
+    max_connections: usize,
+    /// How long a connection may sit without a request in flight or arriving, in
+    /// milliseconds (100 to 3600000); a request sent too slowly to complete counts as idle.
+    #[arg(long, env = "FARM_NODE_IDLE_TIMEOUT_MS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(limits::MIN_IDLE_TIMEOUT_MS..=limits::MAX_IDLE_TIMEOUT_MS))]
+    idle_timeout_ms: u64,
     /// Exit when the parent process (the agent) dies.
     #[arg(long)]
     exit_with_parent: bool,
@@ -227,6 +238,14 @@ pub(crate) fn with_token<T>(
         );
     }
     Ok(request)
+}
+
+/// A connection bound from 1 to [`limits::MAX_MAX_CONNECTIONS`].
+fn parse_max_connections(raw: &str) -> Result<usize, String> {
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=limits::MAX_MAX_CONNECTIONS).contains(n))
+        .ok_or_else(|| format!("{raw} is not in 1..={}", limits::MAX_MAX_CONNECTIONS))
 }
 
 /// Says so when `what` listens beyond loopback, with the address it really has: anyone who
@@ -353,6 +372,10 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     };
     println!("farm node: listening on {}", listener.local_addr()?);
     let config = farm_node::Config {
+        connections: farm_node::connections::ConnectionLimits {
+            max_connections: args.max_connections,
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        },
         server_id: args.id,
         name: args.name.unwrap_or_else(|| format!("server-{}", args.id)),
     };

@@ -400,3 +400,58 @@ async fn beyond_loopback_changes_need_the_farms_token() {
     assert!(answer.outcomes[0].ok, "{answer:?}");
     assert_eq!(servers(&mut client).await.len(), 1, "reads need no token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_shows_the_node_degraded_and_idle_connections_are_cut() {
+    let farm = Farm::start(
+        1,
+        &[],
+        &[
+            ("FARM_NODE_MAX_CONNECTIONS", "8"),
+            ("FARM_NODE_IDLE_TIMEOUT_MS", "1500"),
+        ],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let address = farm.node_address(1).await;
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(&address).await {
+            flood.push(stream);
+        }
+    }
+    let mut client = farm.client().await;
+    let reason = eventually(
+        Duration::from_secs(15),
+        "server 1 to show it refuses",
+        || {
+            let mut client = client.clone();
+            async move {
+                let server = servers(&mut client).await.remove(0);
+                (is(&server, ServerStatus::Degraded) && server.status_reason.contains("refusing"))
+                    .then_some(server.status_reason)
+            }
+        },
+    )
+    .await;
+    assert!(reason.contains("refused"), "{reason}");
+    // The flood sends nothing: the node cuts every connection it took after its idle
+    // timeout, and serves again.
+    for stream in &mut flood {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            use tokio::io::AsyncReadExt;
+            stream.read(&mut byte).await
+        })
+        .await
+        .expect("the node cuts an idle connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    eventually(Duration::from_secs(20), "server 1 healthy again", || {
+        let mut client = client.clone();
+        async move { is(&servers(&mut client).await[0], ServerStatus::Healthy).then_some(()) }
+    })
+    .await;
+    let metrics = servers(&mut client).await.remove(0).metrics.unwrap();
+    assert!(metrics.connections_open <= 8, "{metrics:?}");
+}

@@ -68,6 +68,8 @@ pub struct ServerEntry {
     pub requests_per_second: f64,
     /// 5xx answers per second from the last two samples.
     pub errors_per_second: f64,
+    /// Connections the node refused at its bound between the last two samples.
+    pub connections_refused: u64,
     /// How old a sample may get before the server is silent.
     pub stale_after: Duration,
     /// The current verdict.
@@ -106,6 +108,7 @@ impl ServerEntry {
             events: VecDeque::new(),
             requests_per_second: 0.0,
             errors_per_second: 0.0,
+            connections_refused: 0,
             stale_after,
             status: Status::Starting,
             status_reason: "waiting for the agent".into(),
@@ -136,6 +139,8 @@ impl ServerEntry {
             cpu_limit_cores: latest.map_or(0.0, |s| s.cpu_limit_cores),
             requests_per_second: self.requests_per_second,
             errors_per_second: self.errors_per_second,
+            connections_refused: self.connections_refused,
+            connections_open: latest.map_or(0, |s| s.connections_open),
         }
     }
 
@@ -548,6 +553,12 @@ impl Registry {
             if !entry.has_session(session) {
                 return (false, ());
             }
+            entry.connections_refused = entry.latest().map_or(0, |previous| {
+                // A node restart resets its counter; a lower count is a new start.
+                sample
+                    .connections_refused_total
+                    .saturating_sub(previous.connections_refused_total)
+            });
             if let Some(previous) = entry.latest() {
                 let seconds =
                     sample.timestamp_ms.saturating_sub(previous.timestamp_ms) as f64 / 1000.0;

@@ -111,6 +111,10 @@ pub struct Observation {
     pub requests_per_second: f64,
     /// 5xx answers per second from the last two samples.
     pub errors_per_second: f64,
+    /// Connections the node refused at its bound between the last two samples.
+    pub connections_refused: u64,
+    /// Connections the node holds, in the latest sample.
+    pub connections_open: u32,
 }
 
 /// The status a server has given `o`, and why, in a few words.
@@ -179,6 +183,15 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
                     ),
                 );
             }
+            if o.connections_refused > 0 {
+                return (
+                    Status::Degraded,
+                    format!(
+                        "refusing connections: {} refused, {} open at its bound",
+                        o.connections_refused, o.connections_open
+                    ),
+                );
+            }
             (Status::Healthy, "ok".into())
         }
     }
@@ -187,6 +200,19 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_that_refuses_connections_is_degraded() {
+        let refusing = Observation {
+            connections_refused: 12,
+            connections_open: 64,
+            ..running()
+        };
+        let (status, reason) = evaluate(&refusing);
+        assert_eq!(status, Status::Degraded);
+        assert!(reason.contains("refusing connections"), "{reason}");
+        assert_eq!(evaluate(&running()).0, Status::Healthy);
+    }
 
     fn running() -> Observation {
         Observation {

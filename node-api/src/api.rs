@@ -110,6 +110,10 @@ pub struct NodeMetrics {
     pub cpu_percent: f64,
     /// Resident memory of the node process, in bytes.
     pub memory_rss_bytes: u64,
+    /// Connections open now.
+    pub connections_open: u32,
+    /// Connections refused because the node was at its bound, since it started.
+    pub connections_refused_total: u64,
     /// Bytes the node process read from storage (`/proc/self/io` `read_bytes`; 0 if
     /// unreadable).
     pub disk_read_bytes: u64,

@@ -25,10 +25,12 @@
 //! - `load` (private): the simulated load: validation of a request, the CPU burner
 //!   threads and the resident memory they hold.
 //! - `metrics` (private): the latency window behind the percentiles of `/metrics`.
+//! - [`connections`]: how many connections a node holds, and for how long they may idle.
 //!
 //! [`run`] ties them together: it serves the routes of [`app`] on a listener until a
 //! cancellation token fires. [`exit_with_parent`] is the watch that ends an orphaned node.
 
+pub mod connections;
 mod load;
 mod metrics;
 pub mod routes;
@@ -51,6 +53,8 @@ pub struct Config {
     pub server_id: u32,
     /// The server's name, conventionally `server-N`.
     pub name: String,
+    /// How many connections the node holds, and for how long they may sit idle.
+    pub connections: connections::ConnectionLimits,
 }
 
 impl Config {

@@ -15,9 +15,10 @@
 //!
 //! - shutdown is checked with one atomic load per wake-up (the connection task's waker is
 //!   registered with the token once);
+//! - connections are bounded in number and in idle time by [`crate::connections`], with a
+//!   counter per request and one sweeper for the whole node instead of a timer per request;
 //! - once shutdown starts, every connection gets [`DRAIN_TIMEOUT`] to finish its request,
-//!   so that a client that stalls mid-request cannot hold the node up. Before that, a
-//!   stalled connection only costs its buffers: the node serves the farm's own traffic.
+//!   so that a client that stalls mid-request cannot hold the node up.
 //!
 //! Shutdown: the token stops the accept loop; the state is closed (long sleeps end, the
 //! load stops); every connection is told to finish its in-flight request and close (idle
@@ -41,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::AppState;
+use crate::connections::{Admitted, Tracked};
 use crate::routes::{self, health_response};
 use crate::state::{Arrival, counted};
 
@@ -64,6 +66,12 @@ pub(crate) async fn serve(listener: TcpListener, state: AppState, shutdown: Canc
         state,
     });
     let connections = TaskTracker::new();
+    let sweeper = tokio::spawn(
+        node.state
+            .connections()
+            .clone()
+            .sweep(shutdown.child_token()),
+    );
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -71,10 +79,17 @@ pub(crate) async fn serve(listener: TcpListener, state: AppState, shutdown: Canc
         };
         match accepted {
             Ok((stream, _peer)) => {
+                // At the bound, the connection is closed at once: the client hears "no"
+                // instead of waiting in the backlog, and the refusal is counted.
+                let Some(admitted) = node.state.connections().admit(&shutdown) else {
+                    drop(stream);
+                    continue;
+                };
                 connections.spawn(serve_connection(
                     stream,
                     Arc::clone(&node),
                     shutdown.clone(),
+                    admitted,
                 ));
             }
             Err(err) if is_per_connection(&err) => {}
@@ -92,6 +107,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AppState, shutdown: Canc
     node.state.close();
     connections.close();
     connections.wait().await;
+    let _ = sweeper.await;
 }
 
 /// Accept errors that concern only the connection being accepted.
@@ -106,11 +122,20 @@ fn is_per_connection(err: &io::Error) -> bool {
     )
 }
 
-async fn serve_connection(stream: TcpStream, node: Arc<Node>, shutdown: CancellationToken) {
+async fn serve_connection(
+    stream: TcpStream,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    admitted: Admitted,
+) {
     // Answers are one small write each: do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
+    let activity = admitted.activity.clone();
     let service = service_fn(move |request: http::Request<Incoming>| {
         let node = Arc::clone(&node);
+        // In flight from here until the response's body has been written.
+        activity.begin();
+        let activity = Arc::clone(&activity);
         let arrival = Arrival::of(&request);
         // `/health` needs nothing from its request: drop it now (see `Arrival`), and
         // keep the future small. Other requests are boxed for the same reason.
@@ -119,13 +144,17 @@ async fn serve_connection(stream: TcpStream, node: Arc<Node>, shutdown: Cancella
         } else {
             Some(Box::new(request))
         };
-        async move { Ok::<_, Infallible>(node.answer(arrival, request).await) }
+        async move {
+            let response = node.answer(arrival, request).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, activity)))
+        }
     });
     let connection =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
 
-    let mut shutting_down = std::pin::pin!(shutdown.cancelled());
+    // Cancelled by shutdown, or by the sweeper when the connection has sat idle too long.
+    let mut shutting_down = std::pin::pin!(admitted.close.cancelled());
     let mut registered = false;
     let finished = std::future::poll_fn(|cx| {
         if connection.as_mut().poll(cx).is_ready() {
@@ -136,7 +165,7 @@ async fn serve_connection(stream: TcpStream, node: Arc<Node>, shutdown: Cancella
         // The first poll registers this task's waker with the token; a task's waker does
         // not change, so afterwards a flag check is enough.
         let cancelled = if registered {
-            shutdown.is_cancelled()
+            admitted.close.is_cancelled()
         } else {
             registered = true;
             shutting_down.as_mut().poll(cx).is_ready()
@@ -148,7 +177,8 @@ async fn serve_connection(stream: TcpStream, node: Arc<Node>, shutdown: Cancella
         }
     })
     .await;
-    if finished {
+    if finished || !shutdown.is_cancelled() {
+        // Done, or cut by the sweeper: an idle connection has nothing in flight to finish.
         return;
     }
     connection.as_mut().graceful_shutdown();

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::connections::Connections;
 use crate::load::Loads;
 use crate::metrics::{self, LatencyWindow};
 use farm_node_api::PROBE_HEADER;
@@ -59,6 +60,8 @@ struct Shared {
     rng: Mutex<SmallRng>,
     /// Cancelled when the node shuts down, to cut long sleeps short.
     closing: CancellationToken,
+    /// The open connections and their bounds.
+    connections: Arc<Connections>,
 }
 
 impl AppState {
@@ -91,8 +94,14 @@ impl AppState {
                 loads: Loads::default(),
                 rng: Mutex::new(SmallRng::from_os_rng()),
                 closing: CancellationToken::new(),
+                connections: Arc::new(Connections::new(config.connections)),
             }),
         }
+    }
+
+    /// The node's open connections.
+    pub(crate) fn connections(&self) -> &Arc<Connections> {
+        &self.inner.connections
     }
 
     /// Starts shutting down: stops the simulated load and wakes every `/slow-endpoint`
@@ -124,6 +133,8 @@ impl AppState {
             latency_max_ms: latency.max_ms,
             cpu_percent: self.cpu_percent(),
             memory_rss_bytes: process.rss_bytes,
+            connections_open: u32::try_from(s.connections.open()).unwrap_or(u32::MAX),
+            connections_refused_total: s.connections.refused(),
             disk_read_bytes: process.read_bytes,
             disk_write_bytes: process.write_bytes,
             http_rx_bytes: s.rx_bytes.load(Ordering::Relaxed),

@@ -470,6 +470,7 @@ async fn run_rejects_an_invalid_config() {
     let config = farm_node::Config {
         server_id: 0,
         name: "server-0".into(),
+        connections: Default::default(),
     };
     let err = farm_node::run(config, listener, CancellationToken::new())
         .await
@@ -486,6 +487,7 @@ async fn app_router_counts_requests_but_not_probes() {
     let config = farm_node::Config {
         server_id: 9,
         name: "server-9".into(),
+        connections: Default::default(),
     };
     let state = farm_node::AppState::new(&config);
     let stop = CancellationToken::new();

@@ -65,6 +65,21 @@ pub const MAX_DATA_KB: u32 = 10 * 1024;
 /// it is a few dozen bytes.
 pub const MAX_NODE_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
+// ---- Connections to a node or the gateway ----------------------------------------------
+
+/// Most connections a node or the gateway holds at once by default; past it a new
+/// connection is closed at once (and counted as refused).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Highest `--max-connections`.
+pub const MAX_MAX_CONNECTIONS: usize = 65_536;
+/// How long a connection may sit without a request in flight or arriving by default, in
+/// milliseconds; a request sent so slowly that it never completes counts as idle.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Shortest `--idle-timeout-ms`.
+pub const MIN_IDLE_TIMEOUT_MS: u64 = 100;
+/// Longest `--idle-timeout-ms` (one hour).
+pub const MAX_IDLE_TIMEOUT_MS: u64 = 3_600_000;
+
 // ---- Load tests ------------------------------------------------------------------------
 
 /// Most concurrent load-test workers.

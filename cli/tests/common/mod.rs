@@ -100,9 +100,20 @@ impl Farm {
 
     /// Like [`Farm::up_with`]; an error carries what `farm up` said when it failed to start.
     pub fn try_up(servers: u32, extra: &[&str], limit: Duration) -> Result<Farm, String> {
+        Self::start(servers, extra, &[], limit)
+    }
+
+    /// Like [`Farm::try_up`], with `env` set for `farm up` and every process it starts.
+    pub fn start(
+        servers: u32,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Result<Farm, String> {
         let data_dir = unique_dir("farm-data");
         let mut command = Command::new(farm_bin());
         command
+            .envs(env.iter().copied())
             .env("FARM_DATA_DIR", &data_dir)
             .env_remove("FARM_TOKEN")
             .args(["up", "--servers", &servers.to_string()]);

@@ -180,6 +180,10 @@ pub struct Sample {
     pub pids: u32,
     /// Cores the server may use; 0 when unlimited.
     pub cpu_limit_cores: f64,
+    /// Connections the node holds now.
+    pub connections_open: u32,
+    /// Connections the node refused at its bound since it started.
+    pub connections_refused_total: u64,
 }
 
 impl From<pb::MetricsSample> for Sample {
@@ -207,6 +211,8 @@ impl From<pb::MetricsSample> for Sample {
             simulating_load: s.simulating_load,
             pids: s.pids,
             cpu_limit_cores: finite(s.cpu_limit_cores),
+            connections_open: s.connections_open,
+            connections_refused_total: s.connections_refused_total,
         }
     }
 }

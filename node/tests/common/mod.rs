@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use farm_node::connections::ConnectionLimits;
 use farm_node::{Config, Error};
 use farm_node_api::client::{NodeClient, Reply};
 use http::Method;
@@ -29,12 +30,18 @@ pub(crate) struct TestNode {
 
 impl TestNode {
     pub(crate) async fn start(server_id: u32) -> Self {
+        Self::start_with(server_id, ConnectionLimits::default()).await
+    }
+
+    /// A node with these connection bounds.
+    pub(crate) async fn start_with(server_id: u32, connections: ConnectionLimits) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let shutdown = CancellationToken::new();
         let config = Config {
             server_id,
             name: format!("server-{server_id}"),
+            connections,
         };
         let task = tokio::spawn(farm_node::run(config, listener, shutdown.clone()));
         Self {
