@@ -27,24 +27,25 @@ fi
 source scripts/lib/farm.sh
 FARM_BIN=$(pick_binary target/x86_64-unknown-linux-gnu/release/farm target/release/farm)
 BENCH_BIN=$(pick_binary target/x86_64-unknown-linux-gnu/release/examples/gateway_bench target/release/examples/gateway_bench)
-read -r CONTROLLER GATEWAY NODE_BASE < <(free_ports "$SERVERS")
+# The controller, the gateway and every node on a port the kernel chooses; start_farm reads
+# the controller's and the gateway's from farm up's output.
 RUST_LOG=warn start_farm "$FARM_BIN" --servers "$SERVERS" \
-  --listen "127.0.0.1:$CONTROLLER" \
-  --gateway-listen "127.0.0.1:$GATEWAY" \
-  --node-base-port "$NODE_BASE"
+  --listen 127.0.0.1:0 \
+  --gateway-listen 127.0.0.1:0 \
+  --node-base-port 0
 grep "healthy in" "$FARM_LOG"
 
 STATIC=()
 if command -v nginx >/dev/null; then
   source scripts/lib/nginx.sh
-  read -r NGINX_PORT _ < <(free_ports 1)
   mkdir -p "$FARM_WORK/nginx/www"
-  curl -fsS "http://127.0.0.1:$GATEWAY/api/servers" >"$FARM_WORK/nginx/www/servers.json"
-  write_nginx_conf "$FARM_WORK/nginx" "$NGINX_PORT" "root $FARM_WORK/nginx/www;"
+  curl -fsS "$FARM_GATEWAY_URL/api/servers" >"$FARM_WORK/nginx/www/servers.json"
   # nginx's workers drop root's rights: they must be able to read the file.
   chmod a+x "$FARM_WORK" && chmod -R a+rX "$FARM_WORK/nginx/www"
-  start_nginx "$FARM_WORK/nginx"
+  NGINX_PID=
   trap 'kill "$NGINX_PID" 2>/dev/null || true; stop_farm' EXIT
+  # On a random port below the ephemeral range, another if it is taken (nginx cannot say).
+  start_nginx "$FARM_WORK/nginx" "" "root $FARM_WORK/nginx/www;"
   STATIC=(--static-url "http://127.0.0.1:$NGINX_PORT/servers.json")
   for _ in $(seq 50); do curl -fsS -o /dev/null "${STATIC[1]}" 2>/dev/null && break; sleep 0.1; done
   curl -fsS -o /dev/null "${STATIC[1]}" || { cat "$FARM_WORK/nginx/error.log" >&2; exit 1; }
@@ -53,5 +54,5 @@ else
 fi
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-"$BENCH_BIN" --gateway "http://127.0.0.1:$GATEWAY" --controller "http://127.0.0.1:$CONTROLLER" \
+"$BENCH_BIN" --gateway "$FARM_GATEWAY_URL" --controller "$FARM_CONTROLLER_URL" \
   --clients "$CLIENTS" --rounds "$ROUNDS" --seconds "$SECONDS_PER_PHASE" "${STATIC[@]}"

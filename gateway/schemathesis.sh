@@ -4,7 +4,8 @@
 # content type, schema-valid requests accepted, schema-invalid ones refused with a 4xx,
 # undocumented methods answered 405 with `Allow`.
 #
-# It starts a small farm of its own (`farm up`, 3 servers, on free ports), runs schemathesis
+# It starts a small farm of its own (`farm up`, 3 servers; the controller, the gateway and
+# every node on a port the kernel chooses, read back from farm up's output), runs schemathesis
 # against it, and stops the farm, whatever happens. Exit status: schemathesis's.
 #
 #   gateway/schemathesis.sh                    # needs: cargo build -p farm; pip install schemathesis
@@ -34,21 +35,19 @@ if ! command -v schemathesis >/dev/null; then
   exit 2
 fi
 
-# Free ports: one for the controller, one for the gateway, and a range for the nodes
-# (servers 1..MAX_SERVERS, since the run may scale up).
-read -r CONTROLLER GATEWAY NODE_BASE < <(free_ports "$MAX_SERVERS")
+# Port 0 everywhere: servers added by `POST /api/scale` get a port of the kernel's choice too.
 start_farm "$FARM_BIN" --servers "$SERVERS" \
-  --listen "127.0.0.1:$CONTROLLER" \
-  --gateway-listen "127.0.0.1:$GATEWAY" \
-  --node-base-port "$NODE_BASE" \
+  --listen 127.0.0.1:0 \
+  --gateway-listen 127.0.0.1:0 \
+  --node-base-port 0 \
   --max-load-test-seconds 2 \
   --max-servers "$MAX_SERVERS"
-echo "schemathesis.sh: farm of $SERVERS servers up, gateway on 127.0.0.1:$GATEWAY"
+echo "schemathesis.sh: farm of $SERVERS servers up, gateway on $FARM_GATEWAY_URL"
 
 # The slowest answer the API documents is a broadcast with its longest deadline (30 s) to a
 # server that does not answer (schemathesis pauses servers too); allow that and a margin.
 status=0
-schemathesis run "http://127.0.0.1:$GATEWAY/openapi.json" \
+schemathesis run "$FARM_GATEWAY_URL/openapi.json" \
   --checks all \
   --max-examples "$MAX_EXAMPLES" \
   --workers 1 \

@@ -85,6 +85,16 @@ pub(crate) struct GatewayOptions {
     /// name that leads to the gateway; any other `Host` is refused (DNS rebinding).
     #[arg(long, env = "FARM_ALLOWED_HOSTS", value_delimiter = ',')]
     allowed_hosts: Vec<String>,
+    /// Most connections the gateway holds at once (1 to 65536); past it a new connection is
+    /// closed at once.
+    #[arg(long, env = "FARM_GATEWAY_MAX_CONNECTIONS", default_value_t = limits::DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_max_connections)]
+    gateway_max_connections: usize,
+    /// How long a gateway connection may take to send a request's head or sit idle between
+    /// requests, in milliseconds (100 to 3600000).
+    #[arg(long, env = "FARM_GATEWAY_IDLE_TIMEOUT_MS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(limits::MIN_IDLE_TIMEOUT_MS..=limits::MAX_IDLE_TIMEOUT_MS))]
+    gateway_idle_timeout_ms: u64,
     /// Deadline of an ordinary REST request, in milliseconds (100 to 300000); past it the
     /// client gets a 504.
     #[arg(long, env = "FARM_GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
@@ -126,6 +136,8 @@ impl GatewayOptions {
             token,
             require_token: !listen.ip().is_loopback(),
             allowed_hosts: self.allowed_hosts.clone(),
+            max_connections: self.gateway_max_connections,
+            idle_timeout: Duration::from_millis(self.gateway_idle_timeout_ms),
         };
         config.validate()?;
         Ok(config)

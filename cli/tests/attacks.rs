@@ -455,3 +455,59 @@ async fn a_connection_flood_shows_the_node_degraded_and_idle_connections_are_cut
     let metrics = servers(&mut client).await.remove(0).metrics.unwrap();
     assert!(metrics.connections_open <= 8, "{metrics:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_outlasts_slow_and_idle_clients() {
+    let farm = Farm::up_with(
+        1,
+        &[
+            "--gateway-max-connections",
+            "16",
+            "--gateway-idle-timeout-ms",
+            "1000",
+        ],
+        Duration::from_secs(30),
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Slowloris: a head dripped a byte at a time is cut.
+    let mut slow = tokio::net::TcpStream::connect(farm.gateway_address())
+        .await
+        .unwrap();
+    let dripped = tokio::time::timeout(Duration::from_secs(15), async {
+        for byte in b"GET /api/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 0123456789abcdef" {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(dripped, "a head that never ends is cut");
+
+    // An idle flood past the bound: the extra connections are closed at once, the others
+    // when their idle time is up, and the gateway answers again.
+    let mut flood = Vec::new();
+    for _ in 0..48 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(farm.gateway_address()).await {
+            flood.push(stream);
+        }
+    }
+    for stream in &mut flood {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("every flooding connection is closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let reply = get(&format!("{}/api/servers", farm.gateway_url())).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        farm.client()
+            .await
+            .get_metrics(GetMetricsRequest {})
+            .await
+            .is_ok()
+    );
+}

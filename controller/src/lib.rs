@@ -28,6 +28,7 @@ pub mod status;
 pub mod targets;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use farm_proto::v1::agent_service_server::AgentServiceServer;
@@ -55,15 +56,73 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Largest message the controller accepts or sends (a watch snapshot of a large farm).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// A connection the controller holds, counted while it is open.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
 /// Accepts connections on every listener into one stream: the docker runtime needs the
 /// controller on loopback for people and on the farm network's gateway for containers.
+/// At most `max_connections` are open at once; a connection past it is closed at once, so
+/// that a flood cannot take the file descriptors and memory the farm's agents need.
 fn accept_all(
     listeners: Vec<TcpListener>,
+    max_connections: usize,
     shutdown: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Counted>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let open = Arc::new(AtomicUsize::new(0));
     for listener in listeners {
-        let (tx, shutdown) = (tx.clone(), shutdown.clone());
+        let (tx, shutdown, open) = (tx.clone(), shutdown.clone(), open.clone());
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -71,18 +130,30 @@ fn accept_all(
                     _ = tx.closed() => return,
                     accepted = listener.accept() => accepted,
                 };
-                let connection = accepted.map(|(stream, _)| {
-                    // gRPC messages are small and latency matters more than batching.
-                    let _ = stream.set_nodelay(true);
-                    stream
-                });
-                if let Err(e) = &connection {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "Accept failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tracing::warn!(error = %e, "Accept failed.");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if open.fetch_add(1, Ordering::Relaxed) >= max_connections {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        max_connections,
+                        "Refused a connection at the controller's bound."
+                    );
                     continue;
                 }
-                if tx.send(connection).await.is_err() {
+                // gRPC messages are small and latency matters more than batching.
+                let _ = stream.set_nodelay(true);
+                let connection = Counted {
+                    stream,
+                    open: open.clone(),
+                };
+                if tx.send(Ok(connection)).await.is_err() {
                     return;
                 }
             }
@@ -150,8 +221,11 @@ pub async fn serve(
         access.clone(),
         shutdown.clone(),
     );
+    // Every agent's stream, plus as many clients as a gateway may hold.
+    let max_connections =
+        registry.max_servers() as usize + farm_proto::limits::DEFAULT_MAX_CONNECTIONS;
     let agents = agents::Agents::new(registry, access.token, shutdown.clone());
-    let incoming = accept_all(listeners, shutdown.clone());
+    let incoming = accept_all(listeners, max_connections, shutdown.clone());
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))

@@ -109,6 +109,13 @@ pub struct Config {
     /// Whether changes through the gateway need the farm's token: whenever it listens beyond
     /// loopback. Reads stay open.
     pub require_token: bool,
+    /// Most connections the gateway holds at once; past it a new connection is closed at
+    /// once, so that a flood cannot exhaust the file descriptors it shares with the
+    /// controller, nor its memory.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's head, and sit idle between
+    /// requests; a streaming answer (a watch) is not cut.
+    pub idle_timeout: Duration,
     /// Host names a request may name in its `Host` header besides IP addresses and
     /// `localhost`: a name that resolves to the gateway for its users. Any other name is
     /// refused, so that a web page cannot reach the farm through DNS rebinding.
@@ -126,6 +133,8 @@ impl Config {
             max_servers: MAX_SERVERS,
             token: None,
             require_token: false,
+            max_connections: farm_proto::limits::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Duration::from_millis(farm_proto::limits::DEFAULT_IDLE_TIMEOUT_MS),
             allowed_hosts: Vec::new(),
         }
     }

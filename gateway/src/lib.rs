@@ -60,7 +60,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -174,25 +173,61 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let state = AppState::new(config)?;
-    let app = router(state);
-    let graceful = shutdown.clone();
-    // Answers are written in one go; Nagle's algorithm would only hold their tails back.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+    let (max_connections, idle_timeout) =
+        (state.config().max_connections, state.config().idle_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(router(state));
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(error = %e, "Accept failed.");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        if open.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= max_connections {
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                max_connections,
+                "Refused a connection at the gateway's bound."
+            );
+            continue;
         }
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { graceful.cancelled().await })
-        .into_future();
-    tokio::select! {
-        served = server => served?,
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!("Gateway requests still open {SHUTDOWN_GRACE:?} after shutdown; dropping them.");
-        }
+        // Answers are written in one go; Nagle's algorithm would only hold their tails back.
+        let _ = stream.set_nodelay(true);
+        let (service, open, shutdown) = (service.clone(), open.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                // Starts when the connection waits for a request's head: it bounds both a
+                // head sent too slowly and an idle keep-alive connection.
+                .header_read_timeout(idle_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    if tokio::time::timeout(SHUTDOWN_GRACE, connection).await.is_err() {
+                        tracing::warn!("A gateway request still open {SHUTDOWN_GRACE:?} after shutdown; dropping it.");
+                    }
+                }
+            }
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
     }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
+
+/// Pause after an accept error that is not about one connection.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

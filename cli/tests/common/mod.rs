@@ -350,11 +350,26 @@ pub async fn servers(client: &mut FarmServiceClient<Channel>) -> Vec<Server> {
 
 /// Asks for `action` on server `id` and checks that it was carried out.
 pub async fn act(client: &mut FarmServiceClient<Channel>, id: u32, action: ServerActionKind) {
+    act_with(client, id, action, None).await;
+}
+
+/// Like [`act`], with the farm's `token` for a controller that listens beyond loopback.
+pub async fn act_with(
+    client: &mut FarmServiceClient<Channel>,
+    id: u32,
+    action: ServerActionKind,
+    token: Option<&str>,
+) {
+    let message = ServerActionRequest {
+        server_ids: vec![id],
+        action: action as i32,
+    };
+    let request = match token {
+        Some(token) => authorized(message, token),
+        None => tonic::Request::new(message),
+    };
     let outcomes = client
-        .server_action(ServerActionRequest {
-            server_ids: vec![id],
-            action: action as i32,
-        })
+        .server_action(request)
         .await
         .unwrap()
         .into_inner()
