@@ -533,7 +533,7 @@ async fn docs_work_offline_and_the_schema_covers_every_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cors_is_open_by_default_and_exposes_grpc_status() {
+async fn cors_admits_the_dashboard_and_its_dev_server_and_exposes_grpc_status() {
     let farm = Farm::up(1);
     let base = farm.gateway_url();
     let preflight = http(
@@ -551,7 +551,10 @@ async fn cors_is_open_by_default_and_exposes_grpc_status() {
     )
     .await;
     assert!(preflight.status < 300, "{preflight:?}");
-    assert_eq!(preflight.header("access-control-allow-origin"), "*");
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        "http://localhost:3000"
+    );
     let allowed = preflight
         .header("access-control-allow-headers")
         .to_ascii_lowercase();
@@ -561,15 +564,25 @@ async fn cors_is_open_by_default_and_exposes_grpc_status() {
         "conditional reads: {allowed}"
     );
 
+    let own = format!("http://{}", farm.gateway_address());
     let simple = http(
+        "GET",
+        &format!("{base}/api/servers"),
+        &[("origin", own.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(simple.status, 200);
+    assert_eq!(simple.header("access-control-allow-origin"), own);
+    // Another site's page gets no CORS headers: its script cannot read the answer.
+    let elsewhere = http(
         "GET",
         &format!("{base}/api/servers"),
         &[("origin", "http://elsewhere.example")],
         b"",
     )
     .await;
-    assert_eq!(simple.status, 200);
-    assert_eq!(simple.header("access-control-allow-origin"), "*");
+    assert_eq!(elsewhere.header("access-control-allow-origin"), "");
     let exposed = simple
         .header("access-control-expose-headers")
         .to_ascii_lowercase();

@@ -236,11 +236,12 @@ mod tests {
             panic!("a list")
         };
         assert_eq!(list.len(), 2);
+        assert_eq!("".parse::<CorsOrigins>().unwrap(), CorsOrigins::default());
         for bad in [
             "localhost:3000",
             "ftp://x",
             "http://x/path",
-            "",
+            ",",
             "http://x/",
         ] {
             assert!(bad.parse::<CorsOrigins>().is_err(), "{bad}");

@@ -306,7 +306,8 @@ mod tests {
             (Code::Unimplemented, 502),
             (Code::Internal, 502),
             (Code::Unknown, 502),
-            (Code::PermissionDenied, 502),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
         ];
         for (code, http) in cases {
             let e = ApiError::from_grpc(&tonic::Status::new(code, "field x is bad"));
