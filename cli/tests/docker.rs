@@ -278,6 +278,66 @@ async fn every_action_works_and_docker_kill_is_seen_and_recovered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_removed_from_outside_is_created_again() {
+    require_engine();
+    let prefix = unique_prefix("gone");
+    let _cleanup = Cleanup(prefix.clone());
+    let (farm, _) = docker_farm(2, &prefix);
+    let mut client = farm.client().await;
+    let name = format!("{prefix}-server-2");
+    let container_id = |n: &str| docker_text(&["inspect", "--format", "{{.Id}}", n]);
+    let state = |n: &str| docker_text(&["inspect", "--format", "{{.State.Status}}", n]);
+    let removed = container_id(&name);
+    assert!(!removed.is_empty(), "server 2 has a container");
+
+    let removed_at = Instant::now();
+    let rm = docker(&["rm", "-f", &name]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+
+    // The farm makes a new container under the same name, with the same labels, and runs it.
+    eventually(
+        Duration::from_secs(60),
+        "server 2's container to be created again and running",
+        || {
+            let (name, removed) = (name.clone(), removed.clone());
+            async move {
+                let id = container_id(&name);
+                (!id.is_empty() && id != removed && state(&name) == "running").then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        farm_containers(&prefix),
+        [format!("{prefix}-server-1"), name.clone()],
+        "the new container is labelled as this farm's"
+    );
+    wait_status(&farm, 2, ServerStatus::Healthy, Duration::from_secs(60)).await;
+    eprintln!(
+        "server 2 healthy again {:?} after docker rm -f",
+        removed_at.elapsed()
+    );
+
+    // Actions reach the new container.
+    act(&mut client, 2, ServerActionKind::Stop).await;
+    assert_eq!(state(&name), "exited");
+    wait_status(&farm, 2, ServerStatus::Stopped, Duration::from_secs(5)).await;
+    act(&mut client, 2, ServerActionKind::Start).await;
+    assert_eq!(state(&name), "running");
+    wait_status(&farm, 2, ServerStatus::Healthy, Duration::from_secs(30)).await;
+    let list = servers(&mut client).await;
+    assert!(
+        is(&list[0], ServerStatus::Healthy),
+        "server 1 untouched: {:?}",
+        list[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_farm_scales_up_and_down() {
     require_engine();
     let prefix = unique_prefix("scale");
@@ -468,6 +528,8 @@ fn errors_are_clear_and_leave_nothing_half_made() {
             prefix.as_str(),
             "--listen",
             listen.as_str(),
+            "--gateway-listen",
+            "127.0.0.1:0",
             "--node-base-port",
             base.as_str(),
         ];
@@ -607,7 +669,8 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
     )
     .await;
     // The controller drives the containers through the mounted socket.
-    act(&mut client, 2, ServerActionKind::Stop).await;
+    // The controller listens on every interface of its container: changes need the token.
+    common::act_with(&mut client, 2, ServerActionKind::Stop, Some(&token)).await;
     let state = docker_text(&[
         "inspect",
         "--format",
@@ -615,7 +678,7 @@ async fn the_compose_file_brings_up_a_farm_that_turns_healthy() {
         &format!("{prefix}-server-2"),
     ]);
     assert_eq!(state, "exited");
-    act(&mut client, 2, ServerActionKind::Start).await;
+    common::act_with(&mut client, 2, ServerActionKind::Start, Some(&token)).await;
     let server_2 = published("server-2", "8000");
     let probe = farm_node_api::client::NodeClient::new();
     eventually(

@@ -150,6 +150,8 @@ async fn agents_register_again_after_a_controller_restart() {
 fn farm_up(args: &[&str]) -> std::process::Output {
     let mut child = Command::new(farm_bin())
         .arg("up")
+        // Never the default port, should a case get as far as the gateway.
+        .args(["--gateway-listen", "127.0.0.1:0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -9,18 +9,19 @@
 //!
 //! # Layout
 //! - this module: the runtime ([`DockerRuntime`]): creating servers, acting on them, scaling,
-//!   and its errors ([`DockerError`]).
+//!   making a server's container again when it vanished, and its errors ([`DockerError`]).
 //! - `image`: the `FROM scratch` image around the static binary.
 //! - `network`: the farm's network, and `farm down`.
 //! - `spec`: what one server's container is.
-//! - `events`: container states from the engine's event stream, and the farm's restarts.
+//! - `events`: container states from the engine's event stream, the farm's restarts, and
+//!   noticing a container that was removed from outside.
 
 mod events;
 mod image;
 mod network;
 mod spec;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
+use farm_backoff::Backoff;
 use farm_proto::v1::ServerActionKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +44,7 @@ pub use network::{Removed, down, ensure_network};
 
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeError, Scaled};
+use crate::status::RuntimeState;
 use network::farm_filter;
 
 /// Label that names the farm a container or network belongs to.
@@ -64,6 +67,11 @@ const STOP_TIMEOUT_SECONDS: i32 = 2;
 const RESTART_DELAY: Duration = Duration::from_millis(250);
 /// How long connecting to the engine may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts at making a vanished container again in the background, with backoff between
+/// them (about 20 s in all), before the farm gives up on it and says so.
+const RECREATE_ATTEMPTS: u32 = 8;
+/// Attempts when an action finds the container gone: the caller waits for the answer.
+const ACT_RECREATE_ATTEMPTS: u32 = 3;
 
 /// Why the docker runtime could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +117,16 @@ pub enum DockerError {
         "this farm's containers were made by docker-compose; change the number of servers with `farm compose --servers N` and `docker-compose up -d`"
     )]
     Adopted,
+    /// A server's container is gone, and docker-compose made it: only it can make it again.
+    #[error(
+        "server {0}'s container is gone; docker-compose made it, so `docker-compose up -d` makes it again"
+    )]
+    Vanished(u32),
+    /// The farm's network is gone (`farm down`), so its servers' containers cannot be made again.
+    #[error(
+        "the farm's network {0} is gone (was `farm down` run?); its servers' containers are not made again"
+    )]
+    NetworkGone(String),
     /// The engine refused or failed an operation.
     #[error("docker {what}: {source}")]
     Api {
@@ -181,16 +199,30 @@ impl DockerRuntimeConfig {
 /// Runs servers as containers.
 #[derive(Debug)]
 pub struct DockerRuntime {
+    shared: Arc<Shared>,
+    scaling: tokio::sync::Mutex<()>,
+}
+
+/// What the runtime shares with its background tasks: the event follower, the farm's
+/// restarts and the making again of vanished containers.
+#[derive(Debug)]
+struct Shared {
     docker: Docker,
     config: DockerRuntimeConfig,
     registry: Registry,
     /// How new containers are made; `None` for a farm whose containers someone else made
     /// (docker-compose), which this runtime adopts and drives but does not create.
     making: Option<Making>,
-    servers: Arc<Mutex<BTreeSet<u32>>>,
+    /// The servers this runtime owns. `start` adds them and scaling down drops them before
+    /// their containers go; an adopting runtime adds each as its container shows up. Only an
+    /// owned server's container is made again when it vanishes.
+    servers: Mutex<BTreeSet<u32>>,
     /// Servers stopped on request: their `die` is expected and not restarted.
-    stopping: Arc<Mutex<HashSet<u32>>>,
-    scaling: tokio::sync::Mutex<()>,
+    stopping: Mutex<HashSet<u32>>,
+    /// Servers whose vanished container is being made again, or was given up on (adopting:
+    /// was reported gone), so that the `die` and the `destroy` of one removal lead to one
+    /// recreation. A `start` event clears it.
+    vanished: Mutex<HashSet<u32>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -220,7 +252,7 @@ impl DockerRuntime {
             "http://{}",
             SocketAddr::new(controller_host, config.controller_port)
         );
-        let runtime = Self {
+        Self::with(Shared {
             docker,
             config,
             registry,
@@ -228,14 +260,12 @@ impl DockerRuntime {
                 image,
                 controller_url,
             }),
-            servers: Arc::default(),
-            stopping: Arc::default(),
-            scaling: tokio::sync::Mutex::new(()),
+            servers: Mutex::default(),
+            stopping: Mutex::default(),
+            vanished: Mutex::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-        };
-        runtime.follow_events();
-        runtime
+        })
     }
 
     /// A runtime for containers made by someone else (docker-compose) and labelled as farm
@@ -270,35 +300,44 @@ impl DockerRuntime {
             .iter()
             .filter_map(|c| c.labels.as_ref()?.get(LABEL_SERVER_ID)?.parse().ok())
             .collect();
-        let runtime = Self {
+        Ok(Self::with(Shared {
             docker,
             config,
             registry,
             making: None,
-            servers: Arc::new(Mutex::new(ids)),
-            stopping: Arc::default(),
-            scaling: tokio::sync::Mutex::new(()),
+            servers: Mutex::new(ids),
+            stopping: Mutex::default(),
+            vanished: Mutex::default(),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-        };
-        runtime.follow_events();
-        Ok(runtime)
+        }))
+    }
+
+    /// A runtime around `shared`, following the engine's events from now on.
+    fn with(shared: Shared) -> Self {
+        let shared = Arc::new(shared);
+        events::follow(&shared);
+        Self {
+            shared,
+            scaling: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The runtime's settings.
     pub fn config(&self) -> &DockerRuntimeConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Creates and starts servers `ids`, a few at a time. Checks every name and port first,
     /// so that a conflict fails before anything is made.
     pub async fn start(&self, ids: &[u32]) -> Result<(), DockerError> {
-        let Some(making) = self.making.clone() else {
+        let shared = &self.shared;
+        let Some(making) = shared.making.clone() else {
             return Err(DockerError::Adopted);
         };
         let mut addresses = Vec::with_capacity(ids.len());
         for &id in ids {
-            let address = self
+            let address = shared
                 .config
                 .node_address(id)
                 .ok_or(DockerError::PortInUse { id, port: 0 })?;
@@ -312,33 +351,22 @@ impl DockerRuntime {
         }
         self.clear_names(ids).await?;
 
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            shared.config.concurrency.max(1),
+        ));
         let mut creations = JoinSet::new();
         for (id, address) in addresses {
-            self.registry.expect(
+            shared.registry.expect(
                 id,
                 super::server_name(id),
                 address.to_string(),
                 "docker".into(),
             );
-            lock(&self.servers).insert(id);
-            let (docker, name, body, slots) = (
-                self.docker.clone(),
-                self.config.container_name(id),
-                spec::container_spec(&self.config, &making, id, address),
-                slots.clone(),
-            );
+            lock(&shared.servers).insert(id);
+            let (shared, making, slots) = (shared.clone(), making.clone(), slots.clone());
             creations.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("never closed");
-                let options = CreateContainerOptionsBuilder::default().name(&name).build();
-                docker
-                    .create_container(Some(options), body)
-                    .await
-                    .map_err(api(format!("create container {name}")))?;
-                docker
-                    .start_container(&name, None)
-                    .await
-                    .map_err(api(format!("start container {name}")))
+                shared.make_container(&making, id, true).await
             });
         }
         let mut first_error = None;
@@ -353,12 +381,9 @@ impl DockerRuntime {
     /// Removes containers of this farm left with names the new servers need (a previous run
     /// that crashed); refuses when a name belongs to something else.
     async fn clear_names(&self, ids: &[u32]) -> Result<(), DockerError> {
-        let wanted: HashSet<String> = ids
-            .iter()
-            .map(|&id| self.config.container_name(id))
-            .collect();
-        let all = self
-            .docker
+        let (docker, config) = (&self.shared.docker, &self.shared.config);
+        let wanted: HashSet<String> = ids.iter().map(|&id| config.container_name(id)).collect();
+        let all = docker
             .list_containers(Some(
                 ListContainersOptionsBuilder::default().all(true).build(),
             ))
@@ -377,18 +402,13 @@ impl DockerRuntime {
             else {
                 continue;
             };
-            let ours = container
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_FARM))
-                .is_some_and(|v| *v == self.config.prefix);
-            if !ours {
+            if !config.is_ours(container.labels.as_ref()) {
                 return Err(DockerError::NameTaken {
                     kind: "container",
                     name,
                 });
             }
-            self.docker
+            docker
                 .remove_container(
                     &name,
                     Some(RemoveContainerOptionsBuilder::default().force(true).build()),
@@ -397,6 +417,251 @@ impl DockerRuntime {
                 .map_err(api(format!("remove stale container {name}")))?;
         }
         Ok(())
+    }
+
+    /// Carries out `action` on server `id`'s container: what the engine said, and what to
+    /// answer when it did it or found it done already.
+    async fn act_on_container(
+        &self,
+        id: u32,
+        action: ServerActionKind,
+    ) -> (Result<(), ApiError>, &'static str, &'static str) {
+        let shared = &self.shared;
+        let name = shared.config.container_name(id);
+        let docker = &shared.docker;
+        match action {
+            ServerActionKind::Start => {
+                lock(&shared.stopping).remove(&id);
+                (
+                    docker.start_container(&name, None).await,
+                    "container started",
+                    "container already running",
+                )
+            }
+            ServerActionKind::Stop => {
+                lock(&shared.stopping).insert(id);
+                let options = StopContainerOptionsBuilder::default()
+                    .t(STOP_TIMEOUT_SECONDS)
+                    .build();
+                (
+                    docker.stop_container(&name, Some(options)).await,
+                    "container stopped",
+                    "container already stopped",
+                )
+            }
+            ServerActionKind::Restart => {
+                lock(&shared.stopping).insert(id);
+                let options = RestartContainerOptionsBuilder::default()
+                    .t(STOP_TIMEOUT_SECONDS)
+                    .build();
+                let result = docker.restart_container(&name, Some(options)).await;
+                lock(&shared.stopping).remove(&id);
+                (result, "container restarted", "container restarted")
+            }
+            ServerActionKind::Kill => {
+                lock(&shared.stopping).remove(&id);
+                let options = KillContainerOptionsBuilder::default()
+                    .signal("SIGKILL")
+                    .build();
+                (
+                    docker.kill_container(&name, Some(options)).await,
+                    "container killed; the farm restarts it",
+                    "container was not running",
+                )
+            }
+            ServerActionKind::Pause => (
+                docker.pause_container(&name).await,
+                "container paused",
+                "container already paused",
+            ),
+            ServerActionKind::Unpause => (
+                docker.unpause_container(&name).await,
+                "container unpaused",
+                "container was not paused",
+            ),
+            ServerActionKind::Unspecified => unreachable!("refused by `act`"),
+        }
+    }
+}
+
+impl DockerRuntimeConfig {
+    /// Whether `labels` mark a container or network as this farm's.
+    fn is_ours(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        labels
+            .and_then(|l| l.get(LABEL_FARM))
+            .is_some_and(|v| *v == self.prefix)
+    }
+}
+
+impl Shared {
+    /// Whether server `id` is this farm's and the runtime is not shutting down: only then is
+    /// a vanished container made again.
+    fn owns(&self, id: u32) -> bool {
+        !self.shutdown.is_cancelled() && lock(&self.servers).contains(&id)
+    }
+
+    /// Creates server `id`'s container from its spec and, when `start`, starts it. A
+    /// container of this farm that already holds the name (one made at the same time by
+    /// another path, or the old one whose removal is still under way) is taken as it is:
+    /// starting it tells which, and a failed start is retried by the caller.
+    async fn make_container(
+        &self,
+        making: &Making,
+        id: u32,
+        start: bool,
+    ) -> Result<(), DockerError> {
+        let name = self.config.container_name(id);
+        let address = self
+            .config
+            .node_address(id)
+            .ok_or(DockerError::PortInUse { id, port: 0 })?;
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let body = spec::container_spec(&self.config, making, id, address);
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => {}
+            Err(ApiError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                let existing = self
+                    .docker
+                    .inspect_container(&name, None)
+                    .await
+                    .map_err(api(format!("inspect container {name}")))?;
+                if !self
+                    .config
+                    .is_ours(existing.config.as_ref().and_then(|c| c.labels.as_ref()))
+                {
+                    return Err(DockerError::NameTaken {
+                        kind: "container",
+                        name,
+                    });
+                }
+            }
+            Err(e) => return Err(api(format!("create container {name}"))(e)),
+        }
+        if !start {
+            return Ok(());
+        }
+        match self.docker.start_container(&name, None).await {
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(api(format!("start container {name}"))(e)),
+        }
+    }
+
+    /// Server `id`'s container is gone (its `destroy` event, or the engine answering 404)
+    /// while the server may still be this farm's: makes it again in the background, one
+    /// recreation per server at a time. An adopted farm cannot: it says so and marks the
+    /// server stopped.
+    fn vanished(self: &Arc<Self>, id: u32, why: &'static str) {
+        if !self.owns(id) || !lock(&self.vanished).insert(id) {
+            return;
+        }
+        if self.making.is_none() {
+            tracing::warn!(server_id = id, why, "{}", DockerError::Vanished(id));
+            lock(&self.stopping).insert(id);
+            self.registry.set_runtime_state(id, RuntimeState::Stopped);
+            return;
+        }
+        let shared = self.clone();
+        self.tracker.spawn(async move {
+            match shared.recreate(id, why, RECREATE_ATTEMPTS).await {
+                Ok(_) => {
+                    lock(&shared.vanished).remove(&id);
+                }
+                // Left in `vanished`, so that the other event of the same removal does not
+                // try and fail again; a start action still tries, and the container's next
+                // `start` clears it.
+                Err(e) => tracing::error!(
+                    server_id = id,
+                    error = %e,
+                    "Gave up making the server's container again; a start action tries again."
+                ),
+            }
+        });
+    }
+
+    /// Makes server `id`'s vanished container again, from the same spec on the same network,
+    /// and starts it unless the server was stopped on request; the event stream then reports
+    /// its state. Up to `attempts` tries with backoff; gives up at once when the farm's
+    /// network is gone (`farm down`) or a foreign container holds the name. False when
+    /// nothing was made because the server left the farm or the runtime shuts down.
+    async fn recreate(&self, id: u32, why: &str, attempts: u32) -> Result<bool, DockerError> {
+        let Some(making) = &self.making else {
+            return Err(DockerError::Vanished(id));
+        };
+        tracing::warn!(
+            server_id = id,
+            why,
+            "The server's container is gone; making it again."
+        );
+        let mut backoff = Backoff::new(
+            RESTART_DELAY,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        );
+        let mut attempt = 1;
+        loop {
+            if !self.owns(id) {
+                return Ok(false);
+            }
+            match self.recreate_once(making, id).await {
+                Ok(made) => {
+                    if made {
+                        tracing::info!(
+                            server_id = id,
+                            attempt,
+                            "Made the server's container again."
+                        );
+                    }
+                    return Ok(made);
+                }
+                Err(e @ (DockerError::NetworkGone(_) | DockerError::NameTaken { .. })) => {
+                    return Err(e);
+                }
+                Err(e) if attempt >= attempts => return Err(e),
+                Err(e) => tracing::warn!(
+                    server_id = id,
+                    attempt,
+                    error = %e,
+                    "Making the server's container again failed; trying again."
+                ),
+            }
+            attempt += 1;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(false),
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    async fn recreate_once(&self, making: &Making, id: u32) -> Result<bool, DockerError> {
+        // The engine accepts a container on a missing network and only fails its start.
+        let network = self.config.network_name();
+        match self.docker.inspect_network(&network, None).await {
+            Ok(_) => {}
+            Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Err(DockerError::NetworkGone(network)),
+            Err(e) => return Err(api(format!("inspect network {network}"))(e)),
+        }
+        let start = !lock(&self.stopping).contains(&id);
+        self.make_container(making, id, start).await?;
+        if !self.owns(id) {
+            // Scaled down or shutting down while it was being made: leave nothing behind.
+            let name = self.config.container_name(id);
+            let _ = self
+                .docker
+                .remove_container(
+                    &name,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await;
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 
@@ -419,6 +684,17 @@ fn done_or_already(
     }
 }
 
+/// Whether the engine answered 404: no such container (or, on start, no such network).
+fn is_missing(result: &Result<(), ApiError>) -> bool {
+    matches!(
+        result,
+        Err(ApiError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        })
+    )
+}
+
 #[tonic::async_trait]
 impl Runtime for DockerRuntime {
     fn name(&self) -> &'static str {
@@ -426,73 +702,48 @@ impl Runtime for DockerRuntime {
     }
 
     async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, RuntimeError> {
-        if !lock(&self.servers).contains(&id) {
+        if !lock(&self.shared.servers).contains(&id) {
             return Err(RuntimeError::UnknownServer(id));
         }
-        let name = self.config.container_name(id);
-        let docker = &self.docker;
-        match action {
-            ServerActionKind::Start => {
-                lock(&self.stopping).remove(&id);
-                done_or_already(
-                    docker.start_container(&name, None).await,
-                    "container started",
-                    "container already running",
-                )
-            }
-            ServerActionKind::Stop => {
-                lock(&self.stopping).insert(id);
-                let options = StopContainerOptionsBuilder::default()
-                    .t(STOP_TIMEOUT_SECONDS)
-                    .build();
-                done_or_already(
-                    docker.stop_container(&name, Some(options)).await,
-                    "container stopped",
-                    "container already stopped",
-                )
-            }
-            ServerActionKind::Restart => {
-                lock(&self.stopping).insert(id);
-                let options = RestartContainerOptionsBuilder::default()
-                    .t(STOP_TIMEOUT_SECONDS)
-                    .build();
-                let result = docker.restart_container(&name, Some(options)).await;
-                lock(&self.stopping).remove(&id);
-                done_or_already(result, "container restarted", "container restarted")
-            }
-            ServerActionKind::Kill => {
-                lock(&self.stopping).remove(&id);
-                let options = KillContainerOptionsBuilder::default()
-                    .signal("SIGKILL")
-                    .build();
-                done_or_already(
-                    docker.kill_container(&name, Some(options)).await,
-                    "container killed; the farm restarts it",
-                    "container was not running",
-                )
-            }
-            ServerActionKind::Pause => done_or_already(
-                docker.pause_container(&name).await,
-                "container paused",
-                "container already paused",
-            ),
-            ServerActionKind::Unpause => done_or_already(
-                docker.unpause_container(&name).await,
-                "container unpaused",
-                "container was not paused",
-            ),
-            ServerActionKind::Unspecified => {
-                Err(RuntimeError::InvalidArgument("no action given".into()))
-            }
+        if action == ServerActionKind::Unspecified {
+            return Err(RuntimeError::InvalidArgument("no action given".into()));
         }
+        let (result, done, already) = self.act_on_container(id, action).await;
+        let wants_running = matches!(
+            action,
+            ServerActionKind::Start
+                | ServerActionKind::Restart
+                | ServerActionKind::Kill
+                | ServerActionKind::Pause
+        );
+        if !(wants_running && is_missing(&result)) {
+            return done_or_already(result, done, already);
+        }
+        // The container was removed from outside while the server is still the farm's:
+        // make it again, running, and carry the action out on the new one.
+        lock(&self.shared.stopping).remove(&id);
+        let made = self
+            .shared
+            .recreate(id, "an action found no container", ACT_RECREATE_ATTEMPTS)
+            .await?;
+        if !made {
+            return Err(RuntimeError::UnknownServer(id));
+        }
+        if matches!(action, ServerActionKind::Start | ServerActionKind::Restart) {
+            return Ok("container was gone; made it again and started it".into());
+        }
+        let (result, done, already) = self.act_on_container(id, action).await;
+        done_or_already(result, done, already)
+            .map(|message| format!("container was gone; made it again, then {message}"))
     }
 
     async fn scale(&self, servers: u32) -> Result<Scaled, RuntimeError> {
-        if self.making.is_none() {
+        let shared = &self.shared;
+        if shared.making.is_none() {
             return Err(DockerError::Adopted.into());
         }
         let _one_at_a_time = self.scaling.lock().await;
-        let current: Vec<u32> = lock(&self.servers).iter().copied().collect();
+        let current: Vec<u32> = lock(&shared.servers).iter().copied().collect();
         // A plan either adds or removes, never both.
         let scaled = Scaled::plan(&current, servers)?;
         if !scaled.added.is_empty() {
@@ -501,39 +752,58 @@ impl Runtime for DockerRuntime {
         }
         let mut removals = JoinSet::new();
         for &id in &scaled.removed {
-            lock(&self.stopping).insert(id);
-            let (docker, name) = (self.docker.clone(), self.config.container_name(id));
+            // Dropped before its container goes, so that its `destroy` does not bring it back.
+            lock(&shared.servers).remove(&id);
+            lock(&shared.stopping).insert(id);
+            let (docker, name) = (shared.docker.clone(), shared.config.container_name(id));
             removals.spawn(async move {
-                docker
+                let result = match docker
                     .remove_container(
                         &name,
                         Some(RemoveContainerOptionsBuilder::default().force(true).build()),
                     )
                     .await
-                    .map_err(api(format!("remove container {name}")))
+                {
+                    Ok(())
+                    | Err(ApiError::DockerResponseServerError {
+                        status_code: 404, ..
+                    }) => Ok(()),
+                    Err(e) => Err(api(format!("remove container {name}"))(e)),
+                };
+                (id, result)
             });
         }
+        let mut first_error = None;
         while let Some(joined) = removals.join_next().await {
-            if let Ok(Err(e)) = joined {
-                return Err(e.into());
+            match joined {
+                Ok((id, Ok(()))) => {
+                    shared.registry.remove(id);
+                }
+                Ok((id, Err(e))) => {
+                    // Its container is still there: the server stays in the farm.
+                    lock(&shared.servers).insert(id);
+                    lock(&shared.stopping).remove(&id);
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {}
             }
         }
-        for &id in &scaled.removed {
-            lock(&self.servers).remove(&id);
-            self.registry.remove(id);
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(scaled),
         }
-        Ok(scaled)
     }
 
     async fn shutdown(&self) {
-        self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-        if self.making.is_none() {
+        let shared = &self.shared;
+        shared.shutdown.cancel();
+        shared.tracker.close();
+        shared.tracker.wait().await;
+        if shared.making.is_none() {
             // docker-compose made these containers; `docker-compose down` removes them.
             return;
         }
-        match down(&self.docker, &self.config.prefix).await {
+        match down(&shared.docker, &shared.config.prefix).await {
             Ok(removed) => tracing::info!(
                 containers = removed.containers.len(),
                 networks = removed.networks.len(),
@@ -543,6 +813,6 @@ impl Runtime for DockerRuntime {
                 tracing::error!(error = %e, "Could not remove every container; run `farm down`.")
             }
         }
-        lock(&self.servers).clear();
+        lock(&shared.servers).clear();
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::NetworkCreateRequest;
+use bollard::models::{NetworkCreateRequest, NetworkDisconnectRequest};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
 };
@@ -86,8 +86,32 @@ pub struct Removed {
 }
 
 /// Removes every container and network labelled as farm `prefix`'s, and nothing else.
+///
+/// The network goes first, its containers disconnected: a farm that still runs makes a
+/// vanished server's container again only while its network is there, so it does not fight
+/// `farm down`. A network that cannot go yet (a container joined it meanwhile) is removed
+/// again once the containers are gone.
 pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError> {
     let filters = farm_filter(prefix);
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(api("list networks"))?;
+    let mut removed = Removed::default();
+    let mut left = Vec::new();
+    for network in networks {
+        let Some(name) = network.name else { continue };
+        if remove_network_now(docker, &name).await {
+            removed.networks.push(name);
+        } else {
+            left.push(name);
+        }
+    }
+
     let containers = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -97,7 +121,6 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError>
         ))
         .await
         .map_err(api("list containers"))?;
-    let mut removed = Removed::default();
     let mut removals = JoinSet::new();
     for container in containers {
         let Some(id) = container.id else { continue };
@@ -127,16 +150,7 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError>
             Err(e) => return Err(api(format!("remove container {name}"))(e)),
         }
     }
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(api("list networks"))?;
-    for network in networks {
-        let Some(name) = network.name else { continue };
+    for name in left {
         match docker.remove_network(&name).await {
             Ok(())
             | Err(ApiError::DockerResponseServerError {
@@ -148,5 +162,43 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, DockerError>
         }
     }
     removed.containers.sort();
+    removed.networks.sort();
     Ok(removed)
+}
+
+/// Disconnects every container from network `name` and removes it; false when it is still
+/// there.
+async fn remove_network_now(docker: &Docker, name: &str) -> bool {
+    let attached = match docker.inspect_network(name, None).await {
+        Ok(network) => network.containers.unwrap_or_default(),
+        Err(ApiError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return true,
+        Err(_) => return false,
+    };
+    let mut disconnects = JoinSet::new();
+    for container in attached.into_keys() {
+        let (docker, name) = (docker.clone(), name.to_string());
+        disconnects.spawn(async move {
+            // A container that is gone, or left already, needs nothing more.
+            let _ = docker
+                .disconnect_network(
+                    &name,
+                    NetworkDisconnectRequest {
+                        container,
+                        force: Some(true),
+                    },
+                )
+                .await;
+        });
+    }
+    disconnects.join_all().await;
+    matches!(
+        docker.remove_network(name).await,
+        Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+    )
 }
