@@ -667,3 +667,51 @@ fn a_taken_gateway_port_fails_with_a_clear_message() {
     }
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_load_test_is_started_then_followed_by_its_id() {
+    let farm = Farm::up(1);
+    let base = farm.gateway_url();
+    let spec = r#"{"path":"/health","concurrency":2,"duration_seconds":60,"rate_per_second":50}"#;
+    let started = post_json(&format!("{base}/api/load-tests"), spec).await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    let id = started.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(started.json()["done"], false);
+
+    // Progress while it runs, fetched by id.
+    let url = format!("{base}/api/load-tests/{id}");
+    let running = eventually(Duration::from_secs(10), "progress of the run", || {
+        let url = url.clone();
+        async move {
+            let body = get(&url).await.json();
+            (body["done"] == false && body["result"]["requests"].as_u64() > Some(0)).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(running["id"], id.as_str());
+
+    // At most 4 run this way at once.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let reply = post_json(&format!("{base}/api/load-tests"), spec).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        others.push(reply.json()["id"].as_str().unwrap().to_string());
+    }
+    post_json(&format!("{base}/api/load-tests"), spec)
+        .await
+        .expect_error(429, "too_many_requests");
+
+    // Stopping answers the final report, kept for later.
+    let stopped = post_json(&format!("{url}/stop"), "").await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(stopped.json()["done"], true);
+    assert_eq!(stopped.json()["stopped_reason"], "cancelled");
+    assert_eq!(get(&url).await.json()["done"], true);
+    post_json(&format!("{url}/stop"), "")
+        .await
+        .expect_error(404, "not_found");
+    for other in others {
+        let reply = post_json(&format!("{base}/api/load-tests/{other}/stop"), "").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+}

@@ -18,8 +18,8 @@ use farm_proto::v1::{
     GetServerRequest, GetServerResponse, ListLoadTestsRequest, ListLoadTestsResponse,
     ListServersRequest, ListServersResponse, LoadSpec, RunLoadTestRequest, RunLoadTestResponse,
     ScaleFarmRequest, ScaleFarmResponse, ServerActionKind, ServerActionRequest,
-    ServerActionResponse, SimulateLoadRequest, SimulateLoadResponse, WatchRequest, WatchResponse,
-    command,
+    ServerActionResponse, SimulateLoadRequest, SimulateLoadResponse, StartLoadTestRequest,
+    StartLoadTestResponse, StopLoadTestRequest, WatchRequest, WatchResponse, command,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -288,7 +288,7 @@ impl FarmService for Farm {
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is required"))?;
         let plan = loadtest::Plan::new(&spec, &self.registry)?;
-        let progress = self.load_tests.start(plan, &self.shutdown);
+        let (_, progress) = self.load_tests.start(plan, &self.shutdown);
         let stream = tokio_stream::StreamExt::map(ReceiverStream::new(progress), Ok);
         Ok(Response::new(Box::pin(stream)))
     }
@@ -341,11 +341,52 @@ impl FarmService for Farm {
         let run_id = request.into_inner().run_id;
         let run = self.load_tests.get(&run_id).ok_or_else(|| {
             Status::not_found(format!(
-                "no finished load test {run_id:?} (the last {} are kept)",
+                "no load test {run_id:?} is running, nor among the last {} finished",
                 loadtest::KEPT_RUNS
             ))
         })?;
         Ok(Response::new(GetLoadTestResponse { run: Some(run) }))
+    }
+
+    async fn start_load_test(
+        &self,
+        request: Request<StartLoadTestRequest>,
+    ) -> std::result::Result<Response<StartLoadTestResponse>, Status> {
+        self.check_change(&request)?;
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        let plan = loadtest::Plan::new(&spec, &self.registry)?;
+        let run_id = self
+            .load_tests
+            .start_detached(plan, &self.shutdown)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        Ok(Response::new(StartLoadTestResponse { run_id }))
+    }
+
+    async fn stop_load_test(
+        &self,
+        request: Request<StopLoadTestRequest>,
+    ) -> std::result::Result<Response<GetLoadTestResponse>, Status> {
+        self.check_change(&request)?;
+        let run_id = request.into_inner().run_id;
+        self.load_tests
+            .stop(&run_id)
+            .map_err(|e| Status::not_found(e.to_string()))?;
+        // The run ends within its request timeout; its final report is then kept.
+        let deadline = tokio::time::Instant::now() + loadtest::STOP_WAIT;
+        loop {
+            if let Some(run) = self.load_tests.get(&run_id).filter(|r| r.done) {
+                return Ok(Response::new(GetLoadTestResponse { run: Some(run) }));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "load test {run_id:?} is stopping; fetch it with GetLoadTest"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn list_load_tests(

@@ -154,6 +154,11 @@ fn api_routes() -> ApiRouter<AppState> {
                 op.id("listLoadTests")
                     .tag("load")
                     .summary("The finished load tests that are kept (the last 20)")
+            })
+            .post_with(start_load_test, |op| {
+                op.id("startLoadTest").tag("load").summary(
+                    "Start a load test that runs on its own; answers at once with its id (at most 4 at once)",
+                )
             }),
         )
         .api_route(
@@ -161,7 +166,15 @@ fn api_routes() -> ApiRouter<AppState> {
             get_with(get_load_test, |op| {
                 op.id("getLoadTest")
                     .tag("load")
-                    .summary("One finished load test")
+                    .summary("One load test: its progress while it runs, its result once done")
+            }),
+        )
+        .api_route(
+            "/api/load-tests/{id}/stop",
+            post_with(stop_load_test, |op| {
+                op.id("stopLoadTest")
+                    .tag("load")
+                    .summary("Stop a load test started with POST /api/load-tests; answers its final report")
             }),
         )
         .api_route(
@@ -374,6 +387,45 @@ async fn list_load_tests(State(state): State<AppState>) -> ApiResult<LoadTestLis
     }))
 }
 
+async fn start_load_test(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoadTestRequest>,
+) -> ApiResult<LoadTestRun> {
+    let spec = body.into_spec(state.config().max_load_test_seconds)?;
+    let mut client = state.controller().client();
+    let started = within(
+        state.config().request_timeout,
+        client.start_load_test(pb::StartLoadTestRequest { spec: Some(spec) }),
+    )
+    .await?;
+    Ok(axum::Json(LoadTestRun {
+        id: started.into_inner().run_id,
+        done: false,
+        stopped_reason: None,
+        result: None,
+    }))
+}
+
+async fn stop_load_test(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<LoadTestPath>,
+) -> ApiResult<LoadTestRun> {
+    path.validate()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.stop_load_test(pb::StopLoadTestRequest {
+            run_id: path.id.clone(),
+        }),
+    )
+    .await?;
+    let run = response
+        .into_inner()
+        .run
+        .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
+    Ok(axum::Json(run.into()))
+}
+
 async fn get_load_test(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<LoadTestPath>,
@@ -390,7 +442,7 @@ async fn get_load_test(
     let run = response
         .into_inner()
         .run
-        .ok_or_else(|| ApiError::NotFound(format!("no finished load test {:?}", path.id)))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
     Ok(axum::Json(run.into()))
 }
 

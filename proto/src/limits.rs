@@ -92,6 +92,8 @@ pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
 pub const MAX_DURATION_SECONDS: u32 = 3600;
 /// Longest per-request timeout of a load test, in milliseconds.
 pub const MAX_TIMEOUT_MS: u32 = 60_000;
+/// Most load tests started with `StartLoadTest` (`POST /api/load-tests`) running at once.
+pub const MAX_DETACHED_LOAD_TESTS: usize = 4;
 /// Longest load-test id the API looks up, in bytes.
 pub const MAX_RUN_ID_LEN: usize = 64;
 /// Longest load test `POST /api/load-test` holds its HTTP request open for by default, in

@@ -20,7 +20,7 @@ pub mod http1;
 mod tally;
 mod worker;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,13 +34,17 @@ use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::targets;
 use farm_proto::limits::{
-    MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS, MAX_TOTAL_REQUESTS,
+    MAX_CONCURRENCY, MAX_DETACHED_LOAD_TESTS, MAX_DURATION_SECONDS, MAX_RATE_PER_SECOND,
+    MAX_TIMEOUT_MS, MAX_TOTAL_REQUESTS,
 };
 use tally::Tally;
 use worker::{Endpoint, Run, Share, Worker};
 
 /// Finished runs kept for fetching by id.
 pub const KEPT_RUNS: usize = 20;
+/// How long `StopLoadTest` waits for a stopped run's final report: a cancelled run's
+/// in-flight requests are dropped at once, so it ends well within this.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -188,10 +192,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A run that goes on by itself (started by [`LoadTests::start_detached`]): its latest
+/// report, and how to stop it.
+#[derive(Debug)]
+struct Detached {
+    latest: RunLoadTestResponse,
+    stop: CancellationToken,
+}
+
+/// Why a detached run could not start or stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetachedError {
+    /// As many detached runs as allowed are running.
+    #[error("{0} load tests started this way are running, the most at once; stop one or wait")]
+    TooMany(usize),
+    /// No running detached run has that id.
+    #[error("no load test {0:?} is running (a finished one is fetched with GetLoadTest)")]
+    NotRunning(String),
+}
+
 /// Runs load tests and keeps the finished ones.
 #[derive(Debug, Clone)]
 pub struct LoadTests {
     finished: Arc<Mutex<VecDeque<RunLoadTestResponse>>>,
+    detached: Arc<Mutex<HashMap<String, Detached>>>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -199,18 +223,77 @@ impl Default for LoadTests {
     fn default() -> Self {
         Self {
             finished: Arc::default(),
+            detached: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
         }
     }
 }
 
 impl LoadTests {
-    /// A finished run by id.
+    /// A run by id: a detached run's latest report while it runs, else a finished run.
     pub fn get(&self, run_id: &str) -> Option<RunLoadTestResponse> {
+        if let Some(running) = lock(&self.detached).get(run_id) {
+            return Some(running.latest.clone());
+        }
         lock(&self.finished)
             .iter()
             .find(|r| r.run_id == run_id)
             .cloned()
+    }
+
+    /// Starts `plan` on its own: its reports are kept for [`Self::get`], and it stops at its
+    /// end, on [`Self::stop`] or on `shutdown`. At most [`MAX_DETACHED_LOAD_TESTS`] at once.
+    pub fn start_detached(
+        &self,
+        plan: Plan,
+        shutdown: &CancellationToken,
+    ) -> Result<String, DetachedError> {
+        let stop = shutdown.child_token();
+        let (run_id, mut progress) = {
+            let mut detached = lock(&self.detached);
+            if detached.len() >= MAX_DETACHED_LOAD_TESTS {
+                return Err(DetachedError::TooMany(MAX_DETACHED_LOAD_TESTS));
+            }
+            let (run_id, progress) = self.start(plan, &stop);
+            // The first report comes after a second; until then the run is known as started.
+            detached.insert(
+                run_id.clone(),
+                Detached {
+                    latest: RunLoadTestResponse {
+                        run_id: run_id.clone(),
+                        ..RunLoadTestResponse::default()
+                    },
+                    stop: stop.clone(),
+                },
+            );
+            (run_id, progress)
+        };
+        let (id, detached) = (run_id.clone(), self.detached.clone());
+        tokio::spawn(async move {
+            while let Some(report) = progress.recv().await {
+                let done = report.done;
+                let mut running = lock(&detached);
+                if done {
+                    running.remove(&report.run_id);
+                    return;
+                }
+                if let Some(run) = running.get_mut(&report.run_id) {
+                    run.latest = report;
+                }
+            }
+            lock(&detached).remove(&id);
+        });
+        Ok(run_id)
+    }
+
+    /// Stops a detached run; it finishes as cancelled, and its final report is kept.
+    pub fn stop(&self, run_id: &str) -> Result<(), DetachedError> {
+        let running = lock(&self.detached);
+        let run = running
+            .get(run_id)
+            .ok_or_else(|| DetachedError::NotRunning(run_id.to_string()))?;
+        run.stop.cancel();
+        Ok(())
     }
 
     /// Every kept run, oldest first.
@@ -218,14 +301,15 @@ impl LoadTests {
         lock(&self.finished).iter().cloned().collect()
     }
 
-    /// Starts `plan`; progress and then the final result arrive on the returned channel.
-    /// Dropping the receiver cancels the run; so does `shutdown`.
+    /// Starts `plan`; returns its id, and the channel on which progress and then the final
+    /// result arrive. Dropping the receiver cancels the run; so does `shutdown`.
     pub fn start(
         &self,
         plan: Plan,
         shutdown: &CancellationToken,
-    ) -> mpsc::Receiver<RunLoadTestResponse> {
+    ) -> (String, mpsc::Receiver<RunLoadTestResponse>) {
         let run_id = format!("lt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = run_id.clone();
         let (progress_tx, progress_rx) = mpsc::channel(4);
         let started = tokio::time::Instant::now();
         let run = Arc::new(Run {
@@ -315,7 +399,7 @@ impl LoadTests {
             }
             let _ = progress_tx.send(last).await;
         });
-        progress_rx
+        (id, progress_rx)
     }
 }
 

@@ -21,13 +21,15 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// The methods of `farm.v1.FarmService`, the only grpc-web routes counted by name.
-const GRPC_METHODS: [&str; 12] = [
+const GRPC_METHODS: [&str; 14] = [
     "ListServers",
     "GetServer",
     "ServerAction",
     "CheckHealth",
     "GetMetrics",
     "RunLoadTest",
+    "StartLoadTest",
+    "StopLoadTest",
     "GetLoadTest",
     "ListLoadTests",
     "ScaleFarm",

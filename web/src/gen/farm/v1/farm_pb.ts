@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file farm/v1/farm.proto.
  */
 export const file_farm_v1_farm: GenFile = /*@__PURE__*/
-  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEiqAIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoASJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyLNAQoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0icgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSKoAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiOQoSUnVuTG9hZFRlc3RSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYyJ0ChNSdW5Mb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIMCgRkb25lGAIgASgIEicKBnJlc3VsdBgDIAEoCzIXLmZhcm0udjEuTG9hZFRlc3RSZXN1bHQSFgoOc3RvcHBlZF9yZWFzb24YBCABKAkiJAoSR2V0TG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJAChNHZXRMb2FkVGVzdFJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSIWChRMaXN0TG9hZFRlc3RzUmVxdWVzdCJDChVMaXN0TG9hZFRlc3RzUmVzcG9uc2USKgoEcnVucxgBIAMoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSIjChBTY2FsZUZhcm1SZXF1ZXN0Eg8KB3NlcnZlcnMYASABKA0iRAoRU2NhbGVGYXJtUmVzcG9uc2USDQoFYWRkZWQYASADKA0SDwoHcmVtb3ZlZBgCIAMoDRIPCgdzZXJ2ZXJzGAMgASgNIkoKE1NpbXVsYXRlTG9hZFJlcXVlc3QSEgoKc2VydmVyX2lkcxgBIAMoDRIfCgRsb2FkGAIgASgLMhEuZmFybS52MS5Mb2FkU3BlYyJBChRTaW11bGF0ZUxvYWRSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiZgoQQnJvYWRjYXN0UmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEg4KBm1ldGhvZBgCIAEoCRIMCgRwYXRoGAMgASgJEgwKBGJvZHkYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoDSKNAQoOQnJvYWRjYXN0UmVwbHkSEQoJc2VydmVyX2lkGAEgASgNEgoKAm9rGAIgASgIEhMKC3N0YXR1c19jb2RlGAMgASgNEhIKCmxhdGVuY3lfbXMYBCABKAESDAoEYm9keRgFIAEoCRIWCg5ib2R5X3RydW5jYXRlZBgGIAEoCBINCgVlcnJvchgHIAEoCSI9ChFCcm9hZGNhc3RSZXNwb25zZRIoCgdyZXBsaWVzGAEgAygLMhcuZmFybS52MS5Ccm9hZGNhc3RSZXBseSInCgxXYXRjaFJlcXVlc3QSFwoPbWluX2ludGVydmFsX21zGAEgASgNIpMBCg1XYXRjaFJlc3BvbnNlEgwKBGZ1bGwYASABKAgSIAoHc2VydmVycxgCIAMoCzIPLmZhcm0udjEuU2VydmVyEhoKEnJlbW92ZWRfc2VydmVyX2lkcxgDIAMoDRIlCgdtZXRyaWNzGAQgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcxIPCgd2ZXJzaW9uGAUgASgEKroBCgxTZXJ2ZXJTdGF0dXMSHQoZU0VSVkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFUlZFUl9TVEFUVVNfSEVBTFRIWRABEhoKFlNFUlZFUl9TVEFUVVNfREVHUkFERUQQAhIZChVTRVJWRVJfU1RBVFVTX1NUT1BQRUQQAxIaChZTRVJWRVJfU1RBVFVTX1NUQVJUSU5HEAQSHQoZU0VSVkVSX1NUQVRVU19VTlJFQUNIQUJMRRAFKuwBChBTZXJ2ZXJBY3Rpb25LaW5kEiIKHlNFUlZFUl9BQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9TVEFSVBABEhsKF1NFUlZFUl9BQ1RJT05fS0lORF9TVE9QEAISHgoaU0VSVkVSX0FDVElPTl9LSU5EX1JFU1RBUlQQAxIbChdTRVJWRVJfQUNUSU9OX0tJTkRfS0lMTBAEEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9QQVVTRRAFEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9VTlBBVVNFEAYy7gYKC0Zhcm1TZXJ2aWNlEkgKC0xpc3RTZXJ2ZXJzEhsuZmFybS52MS5MaXN0U2VydmVyc1JlcXVlc3QaHC5mYXJtLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQgoJR2V0U2VydmVyEhkuZmFybS52MS5HZXRTZXJ2ZXJSZXF1ZXN0GhouZmFybS52MS5HZXRTZXJ2ZXJSZXNwb25zZRJLCgxTZXJ2ZXJBY3Rpb24SHC5mYXJtLnYxLlNlcnZlckFjdGlvblJlcXVlc3QaHS5mYXJtLnYxLlNlcnZlckFjdGlvblJlc3BvbnNlEkgKC0NoZWNrSGVhbHRoEhsuZmFybS52MS5DaGVja0hlYWx0aFJlcXVlc3QaHC5mYXJtLnYxLkNoZWNrSGVhbHRoUmVzcG9uc2USRQoKR2V0TWV0cmljcxIaLmZhcm0udjEuR2V0TWV0cmljc1JlcXVlc3QaGy5mYXJtLnYxLkdldE1ldHJpY3NSZXNwb25zZRJKCgtSdW5Mb2FkVGVzdBIbLmZhcm0udjEuUnVuTG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlMAESSAoLR2V0TG9hZFRlc3QSGy5mYXJtLnYxLkdldExvYWRUZXN0UmVxdWVzdBocLmZhcm0udjEuR2V0TG9hZFRlc3RSZXNwb25zZRJOCg1MaXN0TG9hZFRlc3RzEh0uZmFybS52MS5MaXN0TG9hZFRlc3RzUmVxdWVzdBoeLmZhcm0udjEuTGlzdExvYWRUZXN0c1Jlc3BvbnNlEkIKCVNjYWxlRmFybRIZLmZhcm0udjEuU2NhbGVGYXJtUmVxdWVzdBoaLmZhcm0udjEuU2NhbGVGYXJtUmVzcG9uc2USSwoMU2ltdWxhdGVMb2FkEhwuZmFybS52MS5TaW11bGF0ZUxvYWRSZXF1ZXN0Gh0uZmFybS52MS5TaW11bGF0ZUxvYWRSZXNwb25zZRJCCglCcm9hZGNhc3QSGS5mYXJtLnYxLkJyb2FkY2FzdFJlcXVlc3QaGi5mYXJtLnYxLkJyb2FkY2FzdFJlc3BvbnNlEjgKBVdhdGNoEhUuZmFybS52MS5XYXRjaFJlcXVlc3QaFi5mYXJtLnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_farm_v1_agent]);
+  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEiqAIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoASJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyLNAQoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0icgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSKoAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiOQoSUnVuTG9hZFRlc3RSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYyJ0ChNSdW5Mb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIMCgRkb25lGAIgASgIEicKBnJlc3VsdBgDIAEoCzIXLmZhcm0udjEuTG9hZFRlc3RSZXN1bHQSFgoOc3RvcHBlZF9yZWFzb24YBCABKAkiJAoSR2V0TG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJAChNHZXRMb2FkVGVzdFJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSI7ChRTdGFydExvYWRUZXN0UmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiJwoVU3RhcnRMb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIlChNTdG9wTG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSIWChRMaXN0TG9hZFRlc3RzUmVxdWVzdCJDChVMaXN0TG9hZFRlc3RzUmVzcG9uc2USKgoEcnVucxgBIAMoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSIjChBTY2FsZUZhcm1SZXF1ZXN0Eg8KB3NlcnZlcnMYASABKA0iRAoRU2NhbGVGYXJtUmVzcG9uc2USDQoFYWRkZWQYASADKA0SDwoHcmVtb3ZlZBgCIAMoDRIPCgdzZXJ2ZXJzGAMgASgNIkoKE1NpbXVsYXRlTG9hZFJlcXVlc3QSEgoKc2VydmVyX2lkcxgBIAMoDRIfCgRsb2FkGAIgASgLMhEuZmFybS52MS5Mb2FkU3BlYyJBChRTaW11bGF0ZUxvYWRSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiZgoQQnJvYWRjYXN0UmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEg4KBm1ldGhvZBgCIAEoCRIMCgRwYXRoGAMgASgJEgwKBGJvZHkYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoDSKNAQoOQnJvYWRjYXN0UmVwbHkSEQoJc2VydmVyX2lkGAEgASgNEgoKAm9rGAIgASgIEhMKC3N0YXR1c19jb2RlGAMgASgNEhIKCmxhdGVuY3lfbXMYBCABKAESDAoEYm9keRgFIAEoCRIWCg5ib2R5X3RydW5jYXRlZBgGIAEoCBINCgVlcnJvchgHIAEoCSI9ChFCcm9hZGNhc3RSZXNwb25zZRIoCgdyZXBsaWVzGAEgAygLMhcuZmFybS52MS5Ccm9hZGNhc3RSZXBseSInCgxXYXRjaFJlcXVlc3QSFwoPbWluX2ludGVydmFsX21zGAEgASgNIpMBCg1XYXRjaFJlc3BvbnNlEgwKBGZ1bGwYASABKAgSIAoHc2VydmVycxgCIAMoCzIPLmZhcm0udjEuU2VydmVyEhoKEnJlbW92ZWRfc2VydmVyX2lkcxgDIAMoDRIlCgdtZXRyaWNzGAQgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcxIPCgd2ZXJzaW9uGAUgASgEKroBCgxTZXJ2ZXJTdGF0dXMSHQoZU0VSVkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFUlZFUl9TVEFUVVNfSEVBTFRIWRABEhoKFlNFUlZFUl9TVEFUVVNfREVHUkFERUQQAhIZChVTRVJWRVJfU1RBVFVTX1NUT1BQRUQQAxIaChZTRVJWRVJfU1RBVFVTX1NUQVJUSU5HEAQSHQoZU0VSVkVSX1NUQVRVU19VTlJFQUNIQUJMRRAFKuwBChBTZXJ2ZXJBY3Rpb25LaW5kEiIKHlNFUlZFUl9BQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9TVEFSVBABEhsKF1NFUlZFUl9BQ1RJT05fS0lORF9TVE9QEAISHgoaU0VSVkVSX0FDVElPTl9LSU5EX1JFU1RBUlQQAxIbChdTRVJWRVJfQUNUSU9OX0tJTkRfS0lMTBAEEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9QQVVTRRAFEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9VTlBBVVNFEAYyiggKC0Zhcm1TZXJ2aWNlEkgKC0xpc3RTZXJ2ZXJzEhsuZmFybS52MS5MaXN0U2VydmVyc1JlcXVlc3QaHC5mYXJtLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQgoJR2V0U2VydmVyEhkuZmFybS52MS5HZXRTZXJ2ZXJSZXF1ZXN0GhouZmFybS52MS5HZXRTZXJ2ZXJSZXNwb25zZRJLCgxTZXJ2ZXJBY3Rpb24SHC5mYXJtLnYxLlNlcnZlckFjdGlvblJlcXVlc3QaHS5mYXJtLnYxLlNlcnZlckFjdGlvblJlc3BvbnNlEkgKC0NoZWNrSGVhbHRoEhsuZmFybS52MS5DaGVja0hlYWx0aFJlcXVlc3QaHC5mYXJtLnYxLkNoZWNrSGVhbHRoUmVzcG9uc2USRQoKR2V0TWV0cmljcxIaLmZhcm0udjEuR2V0TWV0cmljc1JlcXVlc3QaGy5mYXJtLnYxLkdldE1ldHJpY3NSZXNwb25zZRJKCgtSdW5Mb2FkVGVzdBIbLmZhcm0udjEuUnVuTG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlMAESTgoNU3RhcnRMb2FkVGVzdBIdLmZhcm0udjEuU3RhcnRMb2FkVGVzdFJlcXVlc3QaHi5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXNwb25zZRJKCgxTdG9wTG9hZFRlc3QSHC5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlcXVlc3QaHC5mYXJtLnYxLkdldExvYWRUZXN0UmVzcG9uc2USSAoLR2V0TG9hZFRlc3QSGy5mYXJtLnYxLkdldExvYWRUZXN0UmVxdWVzdBocLmZhcm0udjEuR2V0TG9hZFRlc3RSZXNwb25zZRJOCg1MaXN0TG9hZFRlc3RzEh0uZmFybS52MS5MaXN0TG9hZFRlc3RzUmVxdWVzdBoeLmZhcm0udjEuTGlzdExvYWRUZXN0c1Jlc3BvbnNlEkIKCVNjYWxlRmFybRIZLmZhcm0udjEuU2NhbGVGYXJtUmVxdWVzdBoaLmZhcm0udjEuU2NhbGVGYXJtUmVzcG9uc2USSwoMU2ltdWxhdGVMb2FkEhwuZmFybS52MS5TaW11bGF0ZUxvYWRSZXF1ZXN0Gh0uZmFybS52MS5TaW11bGF0ZUxvYWRSZXNwb25zZRJCCglCcm9hZGNhc3QSGS5mYXJtLnYxLkJyb2FkY2FzdFJlcXVlc3QaGi5mYXJtLnYxLkJyb2FkY2FzdFJlc3BvbnNlEjgKBVdhdGNoEhUuZmFybS52MS5XYXRjaFJlcXVlc3QaFi5mYXJtLnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_farm_v1_agent]);
 
 /**
  * Server is one server of the farm as the controller knows it.
@@ -1035,13 +1035,13 @@ export const RunLoadTestResponseSchema: GenMessage<RunLoadTestResponse> = /*@__P
   messageDesc(file_farm_v1_farm, 21);
 
 /**
- * GetLoadTestRequest names a finished load test.
+ * GetLoadTestRequest names a load test.
  *
  * @generated from message farm.v1.GetLoadTestRequest
  */
 export type GetLoadTestRequest = Message<"farm.v1.GetLoadTestRequest"> & {
   /**
-   * The run's id, as RunLoadTest returned it.
+   * The run's id, as RunLoadTest or StartLoadTest returned it (at most 64 bytes).
    *
    * @generated from field: string run_id = 1;
    */
@@ -1056,13 +1056,13 @@ export const GetLoadTestRequestSchema: GenMessage<GetLoadTestRequest> = /*@__PUR
   messageDesc(file_farm_v1_farm, 22);
 
 /**
- * GetLoadTestResponse is a finished load test.
+ * GetLoadTestResponse is a load test: its latest progress, or its final report.
  *
  * @generated from message farm.v1.GetLoadTestResponse
  */
 export type GetLoadTestResponse = Message<"farm.v1.GetLoadTestResponse"> & {
   /**
-   * The run's final report.
+   * The run's latest report; done says whether it is the final one.
    *
    * @generated from field: farm.v1.RunLoadTestResponse run = 1;
    */
@@ -1077,6 +1077,69 @@ export const GetLoadTestResponseSchema: GenMessage<GetLoadTestResponse> = /*@__P
   messageDesc(file_farm_v1_farm, 23);
 
 /**
+ * StartLoadTestRequest describes a load test to run on its own.
+ *
+ * @generated from message farm.v1.StartLoadTestRequest
+ */
+export type StartLoadTestRequest = Message<"farm.v1.StartLoadTestRequest"> & {
+  /**
+   * What to run; the same bounds as RunLoadTest.
+   *
+   * @generated from field: farm.v1.LoadTestSpec spec = 1;
+   */
+  spec?: LoadTestSpec | undefined;
+};
+
+/**
+ * Describes the message farm.v1.StartLoadTestRequest.
+ * Use `create(StartLoadTestRequestSchema)` to create a new message.
+ */
+export const StartLoadTestRequestSchema: GenMessage<StartLoadTestRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 24);
+
+/**
+ * StartLoadTestResponse names the load test that started.
+ *
+ * @generated from message farm.v1.StartLoadTestResponse
+ */
+export type StartLoadTestResponse = Message<"farm.v1.StartLoadTestResponse"> & {
+  /**
+   * The run's id, for GetLoadTest and StopLoadTest.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message farm.v1.StartLoadTestResponse.
+ * Use `create(StartLoadTestResponseSchema)` to create a new message.
+ */
+export const StartLoadTestResponseSchema: GenMessage<StartLoadTestResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 25);
+
+/**
+ * StopLoadTestRequest names a running load test to stop.
+ *
+ * @generated from message farm.v1.StopLoadTestRequest
+ */
+export type StopLoadTestRequest = Message<"farm.v1.StopLoadTestRequest"> & {
+  /**
+   * The run's id, as StartLoadTest returned it (at most 64 bytes).
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message farm.v1.StopLoadTestRequest.
+ * Use `create(StopLoadTestRequestSchema)` to create a new message.
+ */
+export const StopLoadTestRequestSchema: GenMessage<StopLoadTestRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 26);
+
+/**
  * ListLoadTestsRequest asks for the kept load tests.
  *
  * @generated from message farm.v1.ListLoadTestsRequest
@@ -1089,7 +1152,7 @@ export type ListLoadTestsRequest = Message<"farm.v1.ListLoadTestsRequest"> & {
  * Use `create(ListLoadTestsRequestSchema)` to create a new message.
  */
 export const ListLoadTestsRequestSchema: GenMessage<ListLoadTestsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 24);
+  messageDesc(file_farm_v1_farm, 27);
 
 /**
  * ListLoadTestsResponse holds the kept load tests, oldest first.
@@ -1110,7 +1173,7 @@ export type ListLoadTestsResponse = Message<"farm.v1.ListLoadTestsResponse"> & {
  * Use `create(ListLoadTestsResponseSchema)` to create a new message.
  */
 export const ListLoadTestsResponseSchema: GenMessage<ListLoadTestsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 25);
+  messageDesc(file_farm_v1_farm, 28);
 
 /**
  * ScaleFarmRequest sets the number of servers.
@@ -1132,7 +1195,7 @@ export type ScaleFarmRequest = Message<"farm.v1.ScaleFarmRequest"> & {
  * Use `create(ScaleFarmRequestSchema)` to create a new message.
  */
 export const ScaleFarmRequestSchema: GenMessage<ScaleFarmRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 26);
+  messageDesc(file_farm_v1_farm, 29);
 
 /**
  * ScaleFarmResponse says what scaling did.
@@ -1167,7 +1230,7 @@ export type ScaleFarmResponse = Message<"farm.v1.ScaleFarmResponse"> & {
  * Use `create(ScaleFarmResponseSchema)` to create a new message.
  */
 export const ScaleFarmResponseSchema: GenMessage<ScaleFarmResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 27);
+  messageDesc(file_farm_v1_farm, 30);
 
 /**
  * SimulateLoadRequest applies a simulated load on chosen servers.
@@ -1195,7 +1258,7 @@ export type SimulateLoadRequest = Message<"farm.v1.SimulateLoadRequest"> & {
  * Use `create(SimulateLoadRequestSchema)` to create a new message.
  */
 export const SimulateLoadRequestSchema: GenMessage<SimulateLoadRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 28);
+  messageDesc(file_farm_v1_farm, 31);
 
 /**
  * SimulateLoadResponse has one outcome per target server.
@@ -1216,7 +1279,7 @@ export type SimulateLoadResponse = Message<"farm.v1.SimulateLoadResponse"> & {
  * Use `create(SimulateLoadResponseSchema)` to create a new message.
  */
 export const SimulateLoadResponseSchema: GenMessage<SimulateLoadResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 29);
+  messageDesc(file_farm_v1_farm, 32);
 
 /**
  * BroadcastRequest is one HTTP request to send to many servers at once.
@@ -1265,7 +1328,7 @@ export type BroadcastRequest = Message<"farm.v1.BroadcastRequest"> & {
  * Use `create(BroadcastRequestSchema)` to create a new message.
  */
 export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 30);
+  messageDesc(file_farm_v1_farm, 33);
 
 /**
  * BroadcastReply is one server's answer to a broadcast.
@@ -1328,7 +1391,7 @@ export type BroadcastReply = Message<"farm.v1.BroadcastReply"> & {
  * Use `create(BroadcastReplySchema)` to create a new message.
  */
 export const BroadcastReplySchema: GenMessage<BroadcastReply> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 31);
+  messageDesc(file_farm_v1_farm, 34);
 
 /**
  * BroadcastResponse has one reply per target server, ordered by id.
@@ -1349,7 +1412,7 @@ export type BroadcastResponse = Message<"farm.v1.BroadcastResponse"> & {
  * Use `create(BroadcastResponseSchema)` to create a new message.
  */
 export const BroadcastResponseSchema: GenMessage<BroadcastResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 32);
+  messageDesc(file_farm_v1_farm, 35);
 
 /**
  * WatchRequest opens a watch of the farm.
@@ -1370,7 +1433,7 @@ export type WatchRequest = Message<"farm.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 33);
+  messageDesc(file_farm_v1_farm, 36);
 
 /**
  * WatchResponse is a snapshot (full) or the changes since the previous message.
@@ -1419,7 +1482,7 @@ export type WatchResponse = Message<"farm.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 34);
+  messageDesc(file_farm_v1_farm, 37);
 
 /**
  * ServerStatus is the controller's verdict on a server.
@@ -1606,7 +1669,29 @@ export const FarmService: GenService<{
     output: typeof RunLoadTestResponseSchema;
   },
   /**
-   * GetLoadTest returns a finished load test by id (the last 20 are kept).
+   * StartLoadTest starts a load test that runs on its own, and answers at once with its id:
+   * follow it with GetLoadTest, stop it with StopLoadTest. At most 4 run this way at once.
+   *
+   * @generated from rpc farm.v1.FarmService.StartLoadTest
+   */
+  startLoadTest: {
+    methodKind: "unary";
+    input: typeof StartLoadTestRequestSchema;
+    output: typeof StartLoadTestResponseSchema;
+  },
+  /**
+   * StopLoadTest stops a load test that StartLoadTest started, and returns its final report.
+   *
+   * @generated from rpc farm.v1.FarmService.StopLoadTest
+   */
+  stopLoadTest: {
+    methodKind: "unary";
+    input: typeof StopLoadTestRequestSchema;
+    output: typeof GetLoadTestResponseSchema;
+  },
+  /**
+   * GetLoadTest returns a load test by id: its latest progress while it runs (done is false),
+   * its final report once it has finished (the last 20 are kept).
    *
    * @generated from rpc farm.v1.FarmService.GetLoadTest
    */
