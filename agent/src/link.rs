@@ -170,9 +170,11 @@ impl Link {
 
 /// Runs the link until `shutdown`.
 pub(crate) async fn run(mut link: Link, shutdown: CancellationToken) {
+    // Up to 10 s between tries, drawn at random: a thousand agents that lost the controller
+    // together come back spread over seconds, not all at once.
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
-        Duration::from_secs(2),
+        Duration::from_secs(10),
         Duration::from_secs(30),
     );
     let (results_tx, mut results_rx) = mpsc::channel::<CommandResult>(64);

@@ -121,11 +121,17 @@ pub async fn command(
     link.command(action, deadline).await
 }
 
+/// Hellos handled at once. Past it, a new stream is refused at once (RESOURCE_EXHAUSTED),
+/// and its agent comes back after its backoff: a thousand agents reconnecting together are
+/// admitted in waves, and the controller's own API keeps answering.
+pub const ADMITTING: usize = 64;
+
 /// `AgentService`: accepts agent streams.
 #[derive(Debug, Clone)]
 pub struct Agents {
     registry: Registry,
     token: Option<Token>,
+    admitting: Arc<tokio::sync::Semaphore>,
     shutdown: CancellationToken,
 }
 
@@ -136,6 +142,7 @@ impl Agents {
         Self {
             registry,
             token,
+            admitting: Arc::new(tokio::sync::Semaphore::new(ADMITTING)),
             shutdown,
         }
     }
@@ -213,6 +220,11 @@ impl AgentService for Agents {
                 ));
             }
         }
+        let Ok(_admitting) = self.admitting.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(
+                "the controller is admitting many agents at once; try again shortly",
+            ));
+        };
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use farm_backoff::Backoff;
@@ -28,6 +28,14 @@ use crate::runtime::{AgentCommand, Runtime, RuntimeError, Scaled, act_through_ag
 
 /// How long an agent gets to stop its node and exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Servers being started at once: a new agent holds a slot until its server is connected
+/// (or [`START_SLOT_HOLD`] passed), so that a farm scaled far past what the machine can start
+/// at once comes up in waves instead of a thousand processes fighting for two cores, and the
+/// controller keeps answering meanwhile.
+pub const START_SLOTS: usize = 32;
+/// Longest a starting server holds its slot.
+const START_SLOT_HOLD: Duration = Duration::from_secs(10);
 
 /// Where and how the process runtime starts servers.
 #[derive(Debug, Clone)]
@@ -95,6 +103,8 @@ pub struct ProcessRuntime {
     servers: Mutex<BTreeMap<u32, Server>>,
     /// Serialises scaling: two concurrent scale requests must not pick the same new ids.
     scaling: tokio::sync::Mutex<()>,
+    /// The start slots (see [`START_SLOTS`]).
+    starting: Arc<tokio::sync::Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -107,6 +117,7 @@ impl ProcessRuntime {
             registry,
             servers: Mutex::default(),
             scaling: tokio::sync::Mutex::new(()),
+            starting: Arc::new(tokio::sync::Semaphore::new(START_SLOTS)),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         }
@@ -131,14 +142,15 @@ impl ProcessRuntime {
                 stop: self.shutdown.child_token(),
                 stopped: CancellationToken::new(),
             };
-            let (config, registry, stop, stopped) = (
+            let (config, registry, starting, stop, stopped) = (
                 self.config.clone(),
                 self.registry.clone(),
+                self.starting.clone(),
                 server.stop.clone(),
                 server.stopped.clone(),
             );
             self.tracker.spawn(async move {
-                keep_running(config, registry, id, address, stop).await;
+                keep_running(config, registry, starting, id, address, stop).await;
                 stopped.cancel();
             });
             self.servers().insert(id, server);
@@ -222,6 +234,7 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
 async fn keep_running(
     config: ProcessRuntimeConfig,
     registry: Registry,
+    starting: Arc<tokio::sync::Semaphore>,
     id: u32,
     address: SocketAddr,
     stop: CancellationToken,
@@ -232,10 +245,17 @@ async fn keep_running(
         Duration::from_secs(30),
     );
     loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => return,
+            slot = starting.clone().acquire_owned() => slot,
+        };
         let mut child = match agent_command(&config, id, address).spawn() {
             Ok(child) => {
                 // This agent is the server's: its hello replaces whatever stream holds it.
                 registry.vouch(id);
+                if let Ok(slot) = slot {
+                    tokio::spawn(hold_until_connected(registry.clone(), id, slot));
+                }
                 child
             }
             Err(e) => {
@@ -260,6 +280,26 @@ async fn keep_running(
             }
         }
     }
+}
+
+/// Keeps a start slot until server `id`'s agent is connected, or [`START_SLOT_HOLD`] passed.
+async fn hold_until_connected(
+    registry: Registry,
+    id: u32,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut changes = registry.subscribe();
+    let connected = async {
+        loop {
+            if registry.link(id).is_some() {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(START_SLOT_HOLD, connected).await;
 }
 
 /// Sleeps `delay`; true when cancelled meanwhile.
