@@ -9,12 +9,19 @@
 #      farm: MemAvailable before `farm up` and after the farm is healthy, so the engine's
 #      shims and port proxies count.
 # Traffic: none beyond the engine's socket and the farm's own containers.
+# Ports: the controller and the gateway listen on ports the kernel chooses (port 0). Docker
+# publishes node N on BASE_PORT+N, and cannot say which port it got: the base is chosen at
+# random below the kernel's ephemeral range (32768-60999), and another is tried when farm up
+# finds one of those ports taken. Settings (environment): BIN, FLOOR, SERVERS, ROUNDS,
+# CONTROLLER_PORT (0), GATEWAY_PORT (0), BASE_PORT (unset: chosen as above), FLOOR_BASE_PORT
+# (18400; engine_floor publishes its containers on FLOOR_BASE_PORT+N).
 #
 # Build first:
 #   cargo build --release -p farm && cargo build --release -p farm-controller --example engine_floor
 # Run:  bench/docker.sh            (SERVERS=50 ROUNDS=3 by default)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/ports.sh
 
 BIN=${BIN:-target/x86_64-unknown-linux-gnu/release/farm}
 FLOOR=${FLOOR:-target/x86_64-unknown-linux-gnu/release/examples/engine_floor}
@@ -22,9 +29,9 @@ SERVERS=${SERVERS:-50}
 ROUNDS=${ROUNDS:-3}
 CONCURRENCY=8
 PREFIX="bench$$"
-CONTROLLER_PORT=${CONTROLLER_PORT:-55251}
-GATEWAY_PORT=${GATEWAY_PORT:-18251}
-BASE_PORT=${BASE_PORT:-18300}
+CONTROLLER_PORT=${CONTROLLER_PORT:-0}
+GATEWAY_PORT=${GATEWAY_PORT:-0}
+BASE_PORT=${BASE_PORT:-}
 FLOOR_BASE_PORT=${FLOOR_BASE_PORT:-18400}
 
 for f in "$BIN" "$FLOOR"; do
@@ -41,23 +48,42 @@ trap cleanup EXIT
 
 available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 
-# Starts the farm and waits for its "healthy in X s" line; sets HEALTHY_IN to X. (Not run in
-# a subshell: FARM_PID must stay set for farm_down.)
+# Starts the farm and waits for its "healthy in X s" line; sets HEALTHY_IN to X. Node N is
+# published on BASE_PORT+N if BASE_PORT is set, else on BASE+N for a BASE chosen at random
+# below 32768, and another (5 attempts) when farm up fails because a port is taken. (Not run
+# in a subshell: FARM_PID must stay set for farm_down.)
 farm_up() {
-    local log=$1
-    "$BIN" up --runtime docker --servers "$SERVERS" --name-prefix "$PREFIX" \
-        --listen "127.0.0.1:$CONTROLLER_PORT" --gateway-listen "127.0.0.1:$GATEWAY_PORT" \
-        --node-base-port "$BASE_PORT" --docker-concurrency "$CONCURRENCY" >"$log" 2>&1 &
-    FARM_PID=$!
-    for _ in $(seq 1 1200); do
-        if grep -q "healthy in" "$log"; then
-            HEALTHY_IN=$(sed -n 's/.*healthy in \([0-9.]*\) s.*/\1/p' "$log")
-            return 0
+    local log=$1 attempt attempts=5 base
+    [[ -z $BASE_PORT ]] || attempts=1
+    for ((attempt = 1; attempt <= attempts; attempt++)); do
+        base=${BASE_PORT:-$(low_port "$SERVERS")}
+        "$BIN" up --runtime docker --servers "$SERVERS" --name-prefix "$PREFIX" \
+            --listen "127.0.0.1:$CONTROLLER_PORT" --gateway-listen "127.0.0.1:$GATEWAY_PORT" \
+            --node-base-port "$base" --docker-concurrency "$CONCURRENCY" >"$log" 2>&1 &
+        FARM_PID=$!
+        for _ in $(seq 1 1200); do
+            if grep -q "healthy in" "$log"; then
+                HEALTHY_IN=$(sed -n 's/.*healthy in \([0-9.]*\) s.*/\1/p' "$log")
+                return 0
+            fi
+            kill -0 "$FARM_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$FARM_PID" 2>/dev/null; then
+            echo "farm did not turn healthy within 120 s" >&2
+            cat "$log" >&2
+            return 1
         fi
-        kill -0 "$FARM_PID" 2>/dev/null || { cat "$log" >&2; return 1; }
-        sleep 0.1
+        wait "$FARM_PID" 2>/dev/null || true
+        FARM_PID=
+        if ! grep -qiE "is not free|already allocated|address already in use" "$log"; then
+            cat "$log" >&2
+            return 1
+        fi
+        echo "a node port in $((base + 1))-$((base + SERVERS)) is taken" >&2
+        "$BIN" down --name-prefix "$PREFIX" >/dev/null 2>&1 || true
     done
-    echo "farm did not turn healthy within 120 s" >&2
+    echo "farm up found no free node ports in $attempts attempt(s):" >&2
     cat "$log" >&2
     return 1
 }

@@ -4,23 +4,26 @@
 #   cargo build --release -p farm          # this script builds nothing
 #   bench/farm.sh
 #
-# 1. Starts `farm up --servers SERVERS` on CONTROLLER_PORT and BASE_PORT+N and measures the wall
-#    time until `farm health` first exits 0 (polled every POLL_S seconds), next to farm up's own
-#    "all N servers healthy in X s" line.
+# 1. Starts `farm up --servers SERVERS`, reads the controller's URL from its "farm: controller"
+#    line and measures the wall time until `farm health` first exits 0 (polled every POLL_S
+#    seconds), next to farm up's own "all N servers healthy in X s" line.
 # 2. After SETTLE_S seconds, sums RSS (/proc/PID/status VmRSS) and PSS (/proc/PID/smaps_rollup;
 #    fairer, since the copies of one binary share its pages) over every `farm agent` and
-#    `farm node` process of the farm, and divides by SERVERS. The farm up process (controller,
-#    and gateway where there is one) is shown apart.
+#    `farm node` process of the farm, and divides by SERVERS. The farm's agents are those whose
+#    command line names its controller URL, its nodes the agents' `farm node` children. The
+#    farm up process (controller, and gateway where there is one) is shown apart.
 # 3. Runs `farm health --json` HEALTH_RUNS times: the controller-side duration_ms (min, median,
 #    max) and the client's wall time, which includes starting the process and connecting.
 # 4. Sends SIGTERM to farm up, times its exit, and counts the farm's processes left (should be 0).
-# Traffic goes to 127.0.0.1 only; whatever is left is killed on exit. The default ports lie below
-# the kernel's ephemeral range (32768-60999), so that client sockets of other programs cannot hold them.
+# Traffic goes to 127.0.0.1 only; whatever is left is killed on exit. By default the controller,
+# the gateway and every node listen on a port the kernel chooses (port 0), so no port is guessed.
 #
 # Settings (environment): FARM_BIN (target/x86_64-unknown-linux-gnu/release/farm, else
-# target/release/farm), SERVERS (50), BASE_PORT (18000), CONTROLLER_PORT (25051), GATEWAY_PORT
-# (25080; used where farm up has a gateway), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2),
-# HEALTH_RUNS (20).
+# target/release/farm), SERVERS (50), BASE_PORT (0: every node on a port of the kernel's choice;
+# else node N on BASE_PORT+N), CONTROLLER_PORT (0), GATEWAY_PORT (0; used where farm up has a
+# gateway), POLL_S (0.02), START_TIMEOUT_S (120), SETTLE_S (2), HEALTH_RUNS (20). Ports given
+# other than 0 are best kept below the kernel's ephemeral range (32768-60999), where client
+# sockets of other programs cannot hold them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,30 +34,35 @@ if [[ -z ${FARM_BIN:-} ]]; then
     done
 fi
 SERVERS=${SERVERS:-50}
-BASE_PORT=${BASE_PORT:-18000}
-CONTROLLER_PORT=${CONTROLLER_PORT:-25051}
-GATEWAY_PORT=${GATEWAY_PORT:-25080}
+BASE_PORT=${BASE_PORT:-0}
+CONTROLLER_PORT=${CONTROLLER_PORT:-0}
+GATEWAY_PORT=${GATEWAY_PORT:-0}
 POLL_S=${POLL_S:-0.02}
 START_TIMEOUT_S=${START_TIMEOUT_S:-120}
 SETTLE_S=${SETTLE_S:-2}
 HEALTH_RUNS=${HEALTH_RUNS:-20}
 
-CONTROLLER="http://127.0.0.1:$CONTROLLER_PORT"
+# The controller's URL, from farm up's output once it is running.
+CONTROLLER=
 
 die() { echo "farm-bench: $*" >&2; exit 1; }
+source "$ROOT/scripts/lib/ports.sh"
 
 [[ -x $FARM_BIN ]] || die "$FARM_BIN not found; build it first: cargo build --release -p farm"
 command -v python3 >/dev/null || die "python3 is needed to read the JSON"
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_busy PORT: whether something listens on PORT; port 0 (the kernel's choice) never is.
+port_busy() { (($1 != 0)) && (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_busy "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is in use; set CONTROLLER_PORT"
 UP_ARGS=(--servers "$SERVERS" --listen "127.0.0.1:$CONTROLLER_PORT" --node-base-port "$BASE_PORT")
 if "$FARM_BIN" up --help | grep -q -- --gateway-listen; then
     port_busy "$GATEWAY_PORT" && die "port $GATEWAY_PORT is in use; set GATEWAY_PORT"
     UP_ARGS+=(--gateway-listen "127.0.0.1:$GATEWAY_PORT")
 fi
-for ((n = 1; n <= SERVERS; n++)); do
-    port_busy $((BASE_PORT + n)) && die "port $((BASE_PORT + n)) is in use; set BASE_PORT"
-done
+if ((BASE_PORT != 0)); then
+    for ((n = 1; n <= SERVERS; n++)); do
+        port_busy $((BASE_PORT + n)) && die "port $((BASE_PORT + n)) is in use; set BASE_PORT"
+    done
+fi
 
 WORK=$(mktemp -d -t farm-bench.XXXXXX)
 UP_PID=
@@ -64,7 +72,7 @@ cleanup() {
         for _ in $(seq 100); do kill -0 "$UP_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$UP_PID" 2>/dev/null || true
     fi
-    # Anything of this farm still alive (it is named by our controller URL or node ports).
+    # Anything of this farm still alive (agents name our controller URL; nodes as in farm_pids).
     local pid
     for pid in $(farm_pids); do kill -KILL "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
@@ -74,32 +82,59 @@ trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.3f", b - a}'; }
+# timed_out: whether START_TIMEOUT_S have passed since t0 (the launch of farm up).
+timed_out() { awk -v a="$t0" -v b="$(now)" -v m="$START_TIMEOUT_S" 'BEGIN {exit !(b - a > m)}'; }
+
+# argv PID: sets ARGV to the arguments of process PID; fails when it is gone.
+argv() { [[ -r /proc/$1/cmdline ]] && mapfile -d '' -t ARGV 2>/dev/null <"/proc/$1/cmdline"; }
+
+# started PID: when process PID started (/proc/PID/stat field 22), to tell it from a later
+# process that got the same pid.
+started() {
+    local stat fields
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    read -ra fields <<<"${stat##*) }"
+    echo "${fields[19]}"
+}
 
 # farm_pids [agent|node]: pids of this farm's agent and node processes, found by their command
-# lines (agents name our controller URL, nodes listen on BASE_PORT+N), whoever their parent is.
+# lines and parents, not by ports: the agents are `farm agent` processes that name our
+# controller URL (`--controller $CONTROLLER`), the nodes are `farm node` children of those
+# agents. Every node seen is remembered in $WORK/nodes (pid and start time) and counted as long
+# as it lives, so that a node its agent left behind (and that is re-parented) is still found.
 farm_pids() {
-    local want=${1:-} pid cmd role
-    for pid in $(pgrep -f -- "$FARM_BIN (agent|node) " || true); do
-        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-        read -r _ role _ <<<"$cmd"
-        [[ -z $want || $role == "$want" ]] || continue
-        case $role in
-        agent) [[ $cmd == *"--controller $CONTROLLER "* ]] || continue ;;
-        node)
-            [[ $cmd =~ --listen\ 127\.0\.0\.1:([0-9]+) ]] || continue
-            local port=${BASH_REMATCH[1]}
-            ((port > BASE_PORT && port <= BASE_PORT + SERVERS)) || continue
-            ;;
-        *) continue ;;
-        esac
-        echo "$pid"
+    local want=${1:-} pid i agents=() nodes=() start
+    [[ -n $CONTROLLER ]] || return 0
+    for pid in $(pgrep -f -- "--controller[ =]$CONTROLLER" || true); do
+        argv "$pid" || continue
+        [[ ${ARGV[1]:-} == agent ]] || continue
+        for ((i = 2; i < ${#ARGV[@]}; i++)); do
+            if [[ ${ARGV[i]} == --controller && ${ARGV[i + 1]:-} == "$CONTROLLER" || ${ARGV[i]} == "--controller=$CONTROLLER" ]]; then
+                agents+=("$pid")
+                break
+            fi
+        done
     done
+    if ((${#agents[@]} > 0)); then
+        for pid in $(pgrep -P "$(IFS=,; echo "${agents[*]}")" || true); do
+            argv "$pid" && [[ ${ARGV[1]:-} == node ]] || continue
+            start=$(started "$pid") && echo "$pid $start" >>"$WORK/nodes"
+        done
+    fi
+    if [[ -s $WORK/nodes ]]; then
+        while read -r pid start; do
+            [[ $(started "$pid" 2>/dev/null) == "$start" ]] && nodes+=("$pid")
+        done < <(sort -u "$WORK/nodes")
+    fi
+    if [[ $want != node ]] && ((${#agents[@]} > 0)); then printf '%s\n' "${agents[@]}"; fi
+    if [[ $want != agent ]] && ((${#nodes[@]} > 0)); then printf '%s\n' "${nodes[@]}"; fi
+    return 0
 }
 
 # kb FIELD FILE: the value in kB of a "Field:   N kB" line.
 kb() { awk -v f="$1:" '$1 == f {print $2; found = 1} END {if (!found) print 0}' "$2" 2>/dev/null || echo 0; }
 
-echo "farm-bench: $FARM_BIN (built $(date -r "$FARM_BIN" "+%F %T")), $SERVERS servers, controller $CONTROLLER, nodes on $((BASE_PORT + 1))..$((BASE_PORT + SERVERS))"
+echo "farm-bench: $FARM_BIN (built $(date -r "$FARM_BIN" "+%F %T")), $SERVERS servers"
 echo "            farm up ${UP_ARGS[*]}"
 echo "            $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
 
@@ -107,13 +142,18 @@ echo "            $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
 t0=$(now)
 "$FARM_BIN" up "${UP_ARGS[@]}" >"$WORK/up.log" 2>&1 &
 UP_PID=$!
+# farm up says where its controller listens before the servers are healthy.
+until line=$(first_line "$WORK/up.log" '^farm: controller[[:space:]]') &&
+    CONTROLLER=$(first_url "${line#"farm: controller"}"); do
+    kill -0 "$UP_PID" 2>/dev/null || { cat "$WORK/up.log" >&2; die "farm up exited early"; }
+    timed_out && { cat "$WORK/up.log" >&2; die "farm up named no controller URL within $START_TIMEOUT_S s"; }
+    sleep "$POLL_S"
+done
 polls=0
 until "$FARM_BIN" health --controller "$CONTROLLER" >/dev/null 2>&1; do
     polls=$((polls + 1))
     kill -0 "$UP_PID" 2>/dev/null || { cat "$WORK/up.log" >&2; die "farm up exited early"; }
-    if awk -v a="$t0" -v b="$(now)" -v m="$START_TIMEOUT_S" 'BEGIN {exit !(b - a > m)}'; then
-        die "not all healthy after $START_TIMEOUT_S s"
-    fi
+    timed_out && die "not all healthy after $START_TIMEOUT_S s"
     sleep "$POLL_S"
 done
 startup=$(elapsed "$t0")
@@ -127,6 +167,7 @@ echo
 echo "start-up:"
 echo "  farm health first exited 0 after $startup s (wall, from launching farm up; $polls failed polls)"
 echo "  farm up says: ${own_line:-<no 'healthy in' line seen>}"
+echo "  controller $CONTROLLER"
 
 # --- 2. memory
 sleep "$SETTLE_S"

@@ -6,7 +6,8 @@
 #      within 1 %).
 # The node (with its agent) is pinned to core 0; the load generators to core 1: wrk, or the
 # controller, whose engine sends the load (`farm load-test` only starts it and prints).
-# Alternating, ROUNDS times each. Traffic goes to 127.0.0.1 only.
+# Alternating, ROUNDS times each. Traffic goes to 127.0.0.1 only. The controller and the node
+# listen on ports the kernel chooses: the controller says its own, and knows the node's.
 #
 #   apt-get install -y wrk                 # once
 #   cargo build --release -p farm          # this script builds nothing
@@ -22,23 +23,33 @@ CONNECTIONS=${CONNECTIONS:-64}
 RATES=${RATES:-"1000 5000 20000"}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 2; }
 
-read -r CONTROLLER _ NODE_BASE < <(free_ports 1)
-NODE="127.0.0.1:$((NODE_BASE + 1))"
 PIDS=()
 cleanup_all() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; stop_farm; }
 trap cleanup_all EXIT
 
-RUST_LOG=warn taskset -c 1 "$BIN" controller --listen "127.0.0.1:$CONTROLLER" >/dev/null 2>&1 &
+RUST_LOG=warn taskset -c 1 "$BIN" controller --listen 127.0.0.1:0 >"$FARM_WORK/controller.log" 2>&1 &
 PIDS+=($!)
-RUST_LOG=warn taskset -c 0 "$BIN" agent --id 1 --controller "http://127.0.0.1:$CONTROLLER" --node-listen "$NODE" >/dev/null 2>&1 &
+line=$(wait_line "$FARM_WORK/controller.log" '^farm: controller listening on ' "${PIDS[0]}" 20 "farm controller")
+CONTROLLER="http://$(address_after "$line" "listening on ")"
+RUST_LOG=warn taskset -c 0 "$BIN" agent --id 1 --controller "$CONTROLLER" --node-listen 127.0.0.1:0 >"$FARM_WORK/agent.log" 2>&1 &
 PIDS+=($!)
+NODE=
 for _ in $(seq 1 100); do
-    curl -fsS "http://$NODE/health" >/dev/null 2>&1 && "$BIN" health --controller "http://127.0.0.1:$CONTROLLER" >/dev/null 2>&1 && break
+    if "$BIN" health --controller "$CONTROLLER" >/dev/null 2>&1 && NODE=$(node_address "$BIN" "$CONTROLLER" 1) &&
+        curl -fsS "http://$NODE/health" >/dev/null 2>&1; then
+        break
+    fi
+    NODE=
     sleep 0.1
 done
+if [[ -z $NODE ]]; then
+    echo "server 1 did not turn healthy within 10 s:" >&2
+    cat "$FARM_WORK/controller.log" "$FARM_WORK/agent.log" >&2
+    exit 1
+fi
 
 ours() {
-    "$BIN" load-test --controller "http://127.0.0.1:$CONTROLLER" --server-ids 1 --path /health --json "$@" |
+    "$BIN" load-test --controller "$CONTROLLER" --server-ids 1 --path /health --json "$@" |
         python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests_per_second"], r["requests"], r["elapsed_seconds"], r["latency"]["p50_ms"], r["latency"]["p99_ms"], r["failures"])'
 }
 

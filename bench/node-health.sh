@@ -10,10 +10,13 @@
 # measured alternately, ROUNDS times each; the script prints requests/s per round, the median of
 # each, and the ratio ours/nginx. nginx's keepalive_requests is raised so that neither side closes
 # connections during a run. Traffic goes to 127.0.0.1 only; everything started is killed on exit.
+# The node listens on a port the kernel chooses and says which ("farm node: listening on ...");
+# nginx, which cannot say, on a random port below the kernel's ephemeral range (32768-60999),
+# and on another when that one is taken.
 #
 # Settings (environment): FARM_BIN (target/x86_64-unknown-linux-gnu/release/farm, else
-# target/release/farm), NODE_PORT (18901), NGINX_PORT (18902), ROUNDS (3), DURATION (10s),
-# CONNECTIONS (64), SERVER_CORE (0), CLIENT_CORE (1).
+# target/release/farm), NODE_PORT (0: the kernel's choice), NGINX_PORT (unset: a random free port
+# below 32768), ROUNDS (3), DURATION (10s), CONNECTIONS (64), SERVER_CORE (0), CLIENT_CORE (1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,8 +26,8 @@ if [[ -z ${FARM_BIN:-} ]]; then
         [[ -x $FARM_BIN ]] && break
     done
 fi
-NODE_PORT=${NODE_PORT:-18901}
-NGINX_PORT=${NGINX_PORT:-18902}
+NODE_PORT=${NODE_PORT:-0}
+NGINX_PORT=${NGINX_PORT:-}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -38,8 +41,9 @@ source "$ROOT/scripts/lib/nginx.sh"
 for tool in wrk nginx taskset curl; do
     command -v "$tool" >/dev/null || die "$tool is missing; install it: apt-get install -y wrk nginx-light util-linux curl"
 done
+# Ports asked for by name must be free; the others are chosen where nothing can hold them.
 for port in "$NODE_PORT" "$NGINX_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if [[ -n $port && $port != 0 ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port is already in use; set NODE_PORT / NGINX_PORT"
     fi
 done
@@ -71,16 +75,19 @@ wait_up() {
     die "$1 did not answer within 10 s"
 }
 
-# --- the node app
+# --- the node app, which says where it listens
 taskset -c "$SERVER_CORE" "$FARM_BIN" node --id 1 --listen "127.0.0.1:$NODE_PORT" \
     >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
+line=$(wait_line "$WORK/node.log" '^farm node: listening on ' "$NODE_PID" 10 "farm node") ||
+    die "the node did not start"
+NODE_ADDRESS=$(address_after "$line" "listening on ") || die "no address in: $line"
 
-# --- nginx, answering the same JSON
-write_nginx_conf "$WORK/nginx" "$NGINX_PORT" "return 200 '{\"status\":\"healthy\",\"server_id\":1}';"
-start_nginx "$WORK/nginx" taskset -c "$SERVER_CORE"
+# --- nginx, answering the same JSON; sets NGINX_PORT
+start_nginx "$WORK/nginx" "$NGINX_PORT" "return 200 '{\"status\":\"healthy\",\"server_id\":1}';" \
+    taskset -c "$SERVER_CORE" || die "nginx did not start"
 
-NODE_URL="http://127.0.0.1:$NODE_PORT/health"
+NODE_URL="http://$NODE_ADDRESS/health"
 NGINX_URL="http://127.0.0.1:$NGINX_PORT/health"
 wait_up "$NODE_URL"
 wait_up "$NGINX_URL"

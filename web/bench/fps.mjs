@@ -4,7 +4,8 @@
 //
 // By default it starts what it measures: `farm controller`, `farm gateway` and the
 // agent_swarm example (1,000 pretend agents, one sample a second each), from the release
-// builds, on free ports. With --url it measures a dashboard that is already running.
+// builds, on ports the kernel chooses (read back from what they print). With --url it
+// measures a dashboard that is already running.
 //
 //   cargo build --release -p farm && cargo build --release -p farm-controller --example agent_swarm
 //   npm --prefix web run build          # the binary embeds web/dist: build it before cargo
@@ -20,7 +21,7 @@ import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { launch } from "../e2e/browser.mjs";
-import { freePort, Proc } from "../e2e/farm.mjs";
+import { startRole } from "../e2e/farm.mjs";
 import { spawn } from "node:child_process";
 
 const { values } = parseArgs({
@@ -51,26 +52,22 @@ async function startFarm() {
   for (const bin of [process.env.FARM_BIN, swarmBin]) {
     if (!existsSync(bin)) throw new Error(`${bin} is missing: build it first (see the top of this file)`);
   }
-  const cport = await freePort();
-  const gport = await freePort();
-  const controller = new Proc("controller", ["controller", "--listen", `127.0.0.1:${cport}`]);
-  stops.push(() => controller.stop());
-  await controller.waitFor("listening");
+  const controller = await startRole("controller", "127.0.0.1:0");
+  stops.push(() => controller.proc.stop());
   // Serve this checkout's web/dist, whatever the binary embeds.
   const dist = fileURLToPath(new URL("../dist", import.meta.url));
-  const gateway = new Proc("gateway", ["gateway", "--listen", `127.0.0.1:${gport}`, "--controller", `http://127.0.0.1:${cport}`], { FARM_DASHBOARD_DIR: dist });
-  stops.push(() => gateway.stop());
-  await gateway.waitFor("listening");
+  const gateway = await startRole("gateway", "127.0.0.1:0", ["--controller", controller.url], { FARM_DASHBOARD_DIR: dist });
+  stops.push(() => gateway.proc.stop());
   const swarm = spawn(
     swarmBin,
-    ["--controller", `http://127.0.0.1:${cport}`, "--servers", String(servers), "--duration-secs", String(Math.ceil(minutes * 60 + 120))],
+    ["--controller", controller.url, "--servers", String(servers), "--duration-secs", String(Math.ceil(minutes * 60 + 120))],
     { stdio: ["ignore", "inherit", "inherit"] },
   );
   stops.push(async () => {
     swarm.kill("SIGTERM");
     await new Promise((r) => (swarm.exitCode !== null ? r() : swarm.once("exit", r)));
   });
-  const url = `http://127.0.0.1:${gport}`;
+  const { url } = gateway;
   // Wait until the controller knows every server.
   const deadline = Date.now() + 60_000;
   for (;;) {

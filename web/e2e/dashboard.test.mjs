@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { launch } from "./browser.mjs";
-import { eventually, farmUp, freePort, freeRange, Proc } from "./farm.mjs";
+import { eventually, farmUp, onLowPort, Proc, startRole } from "./farm.mjs";
 
 const SERVERS = 5;
 
@@ -185,27 +185,27 @@ describe("dashboard across restarts (controller, gateway and agents as separate 
 
   it("recovers without a reload after the gateway restarts, and after the controller restarts", async () => {
     browser = await launch();
-    const controllerPort = await freePort();
-    const gatewayPort = await freePort();
-    const base = await freeRange(3);
-    const controllerUrl = `http://127.0.0.1:${controllerPort}`;
-    const url = `http://127.0.0.1:${gatewayPort}`;
-    const startController = async () => {
-      const p = new Proc("controller", ["controller", "--listen", `127.0.0.1:${controllerPort}`]);
-      procs.push(p);
-      await p.waitFor("listening", 20_000);
-      return p;
+    // The controller and the gateway come back on the ports they had, so these are chosen
+    // below the ephemeral range: while one is down, no outgoing connection (the page's and the
+    // agents' reconnects among them) can take its port. The nodes bind port 0.
+    const startController = async (port) => {
+      const started = await startRole("controller", `127.0.0.1:${port}`);
+      procs.push(started.proc);
+      return started;
     };
-    const startGateway = async () => {
-      const p = new Proc("gateway", ["gateway", "--listen", `127.0.0.1:${gatewayPort}`, "--controller", controllerUrl]);
-      procs.push(p);
-      await p.waitFor("listening", 20_000);
-      return p;
+    const firstController = await onLowPort(startController);
+    const { port: controllerPort, url: controllerUrl } = firstController;
+    let controller = firstController.proc;
+    const startGateway = async (port) => {
+      const started = await startRole("gateway", `127.0.0.1:${port}`, ["--controller", controllerUrl]);
+      procs.push(started.proc);
+      return started;
     };
-    let controller = await startController();
-    let gateway = await startGateway();
+    const firstGateway = await onLowPort(startGateway);
+    const { port: gatewayPort, url } = firstGateway;
+    let gateway = firstGateway.proc;
     for (let id = 1; id <= 3; id++) {
-      procs.push(new Proc(`agent ${id}`, ["agent", "--id", String(id), "--controller", controllerUrl, "--node-listen", `127.0.0.1:${base + id}`]));
+      procs.push(new Proc(`agent ${id}`, ["agent", "--id", String(id), "--controller", controllerUrl, "--node-listen", "127.0.0.1:0"]));
     }
     const { page, errors } = await openDashboard(browser.context, url);
     await page.waitForFunction(() => document.querySelectorAll('[data-status="healthy"][data-testid^="server-card-"]').length === 3, null, { timeout: 30_000 });
@@ -220,7 +220,7 @@ describe("dashboard across restarts (controller, gateway and agents as separate 
     await eventually("the page to notice the gateway is gone", 10_000, async () => (await connection()) === "reconnecting");
     assert.equal(await page.locator('[data-testid^="server-card-"]').count(), 3);
     await page.waitForTimeout(1500); // a few failed attempts while the port is closed
-    gateway = await startGateway();
+    gateway = (await startGateway(gatewayPort)).proc;
     const back = Date.now();
     await eventually("the page to be live again", 15_000, async () => (await connection()) === "live");
     const recovered = await updatedAt();
@@ -230,7 +230,7 @@ describe("dashboard across restarts (controller, gateway and agents as separate 
     // The controller goes away: the gateway answers UNAVAILABLE; agents reconnect to the new one.
     await controller.stop();
     await eventually("the page to notice the controller is gone", 10_000, async () => (await connection()) === "reconnecting");
-    controller = await startController();
+    controller = (await startController(controllerPort)).proc;
     const cBack = Date.now();
     await eventually("the page to be live again", 20_000, async () => (await connection()) === "live");
     await page.waitForFunction(() => document.querySelectorAll('[data-status="healthy"][data-testid^="server-card-"]').length === 3, null, { timeout: 30_000 });

@@ -1,8 +1,8 @@
-// Real farms for the browser tests: `farm up` (or its roles as separate processes) on free
-// ports, with the debug binary (FARM_BIN overrides). Every wait is bounded.
+// Real farms for the browser tests: `farm up` (or its roles as separate processes), with the
+// debug binary (FARM_BIN overrides). No port is guessed: every program binds port 0 and says
+// which port it got, and these helpers read it from its output. Every wait is bounded.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
@@ -20,56 +20,70 @@ export function farmBin() {
   return found;
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
+/**
+ * A random port below the kernel's ephemeral range (32768-60999), which no outgoing
+ * connection takes: for a program that must come back on the same port after a restart.
+ */
+function lowPort() {
+  return 10_000 + Math.floor(Math.random() * 22_000);
 }
 
-async function portFree(port) {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-/** A base port such that base+1 ..= base+n are free now. */
-export async function freeRange(n) {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
-    let ok = true;
-    for (let i = 1; i <= n && ok; i++) ok = await portFree(base + i);
-    if (ok) return base;
+/**
+ * `start(port)` on random ports below 32768 (see lowPort) until one is not taken, 5 attempts;
+ * resolves to what `start` resolved to, with the port.
+ */
+export async function onLowPort(start, attempts = 5) {
+  for (let attempt = 1; ; attempt++) {
+    const port = lowPort();
+    try {
+      return { ...(await start(port)), port };
+    } catch (e) {
+      if (attempt >= attempts || !/Address already in use|cannot listen on/i.test(e.message)) throw e;
+    }
   }
-  throw new Error(`no free range of ${n} ports`);
 }
 
-/** A child process whose output is kept (for error messages) and watched for lines. */
+/**
+ * A child process whose output is kept (for error messages) and watched for lines. Only whole
+ * lines are kept, stdout's and stderr's each in one piece, so a line read is never cut short.
+ */
 export class Proc {
   constructor(name, args, env = {}) {
     this.name = name;
     this.output = "";
     this.child = spawn(farmBin(), args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: false });
     this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));
-    const keep = (chunk) => {
-      this.output += chunk.toString();
+    // Set once the process has exited and all its output has been read.
+    this.closed = false;
+    this.child.once("close", () => {
+      this.closed = true;
+    });
+    const keep = (text) => {
+      this.output += text;
       if (this.output.length > 200_000) this.output = this.output.slice(-100_000);
     };
-    this.child.stdout.on("data", keep);
-    this.child.stderr.on("data", keep);
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      let partial = "";
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk) => {
+        const text = partial + chunk;
+        const end = text.lastIndexOf("\n") + 1;
+        partial = text.slice(end);
+        keep(text.slice(0, end));
+      });
+      stream.on("end", () => partial && keep(`${partial}\n`));
+    }
   }
 
-  async waitFor(text, ms = 30_000) {
+  /** Waits for a line that matches `pattern` (a RegExp without the g flag) and returns its match. */
+  async waitForLine(pattern, ms = 30_000) {
+    const multiline = new RegExp(pattern.source, pattern.flags.includes("m") ? pattern.flags : `${pattern.flags}m`);
     const deadline = Date.now() + ms;
-    while (!this.output.includes(text)) {
-      if (this.child.exitCode !== null) throw new Error(`${this.name} exited before printing ${JSON.stringify(text)}:\n${this.output}`);
-      if (Date.now() > deadline) throw new Error(`${this.name} did not print ${JSON.stringify(text)} within ${ms} ms:\n${this.output}`);
+    for (;;) {
+      const match = multiline.exec(this.output);
+      if (match) return match;
+      if (this.closed) throw new Error(`${this.name} exited before printing a line matching ${pattern}:\n${this.output}`);
+      if (Date.now() > deadline) throw new Error(`${this.name} did not print a line matching ${pattern} within ${ms} ms:\n${this.output}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -84,20 +98,54 @@ export class Proc {
   }
 }
 
-/** `farm up --servers n` on free ports; resolves once every server is healthy. */
+/**
+ * `farm up --servers n`, with the controller, the gateway and every node on a port the kernel
+ * chooses; resolves once every server is healthy, with the URLs farm up printed.
+ */
 export async function farmUp(n, env = {}) {
-  const controller = await freePort();
-  const gateway = await freePort();
-  const base = await freeRange(n);
   const proc = new Proc("farm up", [
     "up",
     "--servers", String(n),
-    "--listen", `127.0.0.1:${controller}`,
-    "--gateway-listen", `127.0.0.1:${gateway}`,
-    "--node-base-port", String(base),
+    "--listen", "127.0.0.1:0",
+    "--gateway-listen", "127.0.0.1:0",
+    "--node-base-port", "0",
   ], env);
-  await proc.waitFor("healthy in", 60_000);
-  return { proc, url: `http://127.0.0.1:${gateway}`, controllerUrl: `http://127.0.0.1:${controller}`, base, stop: () => proc.stop() };
+  try {
+    // "farm: all N servers healthy in X s" (or "not every server turned healthy") comes after
+    // the lines that name the controller and the gateway.
+    const [verdict] = await proc.waitForLine(/^farm: (all \d+ servers healthy in|not every server turned healthy).*$/, 60_000);
+    if (!verdict.includes("healthy in")) throw new Error(`farm up: ${verdict}\n${proc.output}`);
+    const controllerUrl = announcedUrl(proc, "controller");
+    const url = announcedUrl(proc, "gateway");
+    return { proc, url, controllerUrl, stop: () => proc.stop() };
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+}
+
+/** The first word starting with http after "farm: <what>" in farm up's output. */
+function announcedUrl(proc, what) {
+  const line = new RegExp(`^farm: ${what}\\s(.*)$`, "m").exec(proc.output);
+  const url = line?.[1].split(/\s+/).find((word) => word.startsWith("http"));
+  if (!url) throw new Error(`farm up named no ${what} URL:\n${proc.output}`);
+  return url;
+}
+
+/**
+ * `farm controller` or `farm gateway` listening on `listen` (port 0: the kernel's choice), with
+ * more `args`; resolves once it says where it listens, with its URL. Stops it if it fails.
+ */
+export async function startRole(role, listen, args = [], env = {}, ms = 20_000) {
+  const proc = new Proc(role, [role, "--listen", listen, ...args], env);
+  try {
+    // "farm: controller listening on ADDR", "farm: gateway listening on http://ADDR (...)"
+    const [, address] = await proc.waitForLine(new RegExp(`^farm: ${role} listening on (?:http://)?(\\S+)`), ms);
+    return { proc, url: `http://${address}` };
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
 }
 
 /** Polls `check` until it returns a truthy value, or throws `what` after `ms`. */
