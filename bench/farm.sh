@@ -139,6 +139,10 @@ echo "            farm up ${UP_ARGS[*]}"
 echo "            $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
 
 # --- 1. start-up
+# The machine's available memory before the farm: its drop once the farm runs is what the
+# farm costs the machine, controller, gateway and kernel overhead included.
+mem_available() { awk '$1 == "MemAvailable:" {print $2}' /proc/meminfo; }
+available_before=$(mem_available)
 t0=$(now)
 "$FARM_BIN" up "${UP_ARGS[@]}" >"$WORK/up.log" 2>&1 &
 UP_PID=$!
@@ -185,14 +189,21 @@ a_pss=$(sum_kb Pss smaps_rollup "${agents[@]}")
 n_pss=$(sum_kb Pss smaps_rollup "${nodes[@]}")
 c_rss=$(kb VmRSS "/proc/$UP_PID/status")
 c_pss=$(kb Pss "/proc/$UP_PID/smaps_rollup")
+available_after=$(mem_available)
+# What the farm itself reports for its servers (the sum of their proportional sizes).
+reported=$("$FARM_BIN" status --controller "$CONTROLLER" --json 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(s["memory_bytes"] for s in json.load(sys.stdin)) // 1024)' 2>/dev/null || echo 0)
 echo
 echo "memory ($SETTLE_S s after healthy; ${#agents[@]} agents, ${#nodes[@]} nodes):"
 awk -v n="$SERVERS" -v ar="$a_rss" -v nr="$n_rss" -v ap="$a_pss" -v np="$n_pss" \
-    -v cr="$c_rss" -v cp="$c_pss" 'BEGIN {
+    -v cr="$c_rss" -v cp="$c_pss" -v drop="$((available_before - available_after))" \
+    -v reported="$reported" 'BEGIN {
     printf "  per server (agent + node): RSS %.2f MiB, PSS %.2f MiB\n", (ar + nr) / n / 1024, (ap + np) / n / 1024
     printf "    agent: RSS %.2f MiB, PSS %.2f MiB;  node: RSS %.2f MiB, PSS %.2f MiB\n", ar / n / 1024, ap / n / 1024, nr / n / 1024, np / n / 1024
     printf "  all %d servers: RSS %.1f MiB, PSS %.1f MiB\n", n, (ar + nr) / 1024, (ap + np) / 1024
     printf "  controller and gateway (the farm up process): RSS %.1f MiB, PSS %.1f MiB\n", cr / 1024, cp / 1024
+    printf "  host: the machine'"'"'s available memory dropped %.1f MiB (servers, controller, gateway, kernel)\n", drop / 1024
+    printf "  the farm reports its servers at %.1f MiB (sum of memory_bytes): %.0f %% of the servers'"'"' PSS, %.0f %% of the host'"'"'s drop\n", reported / 1024, reported / (ap + np) * 100, reported / drop * 100
 }'
 
 # --- 3. health checks

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,10 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// at once comes up in waves instead of a thousand processes fighting for two cores, and the
 /// controller keeps answering meanwhile.
 pub const START_SLOTS: usize = 32;
+/// `nice(1)`, which starts the agents at [`SERVER_NICENESS`] where the system has it.
+const NICE: &str = "/usr/bin/nice";
+/// The niceness of agents and nodes (the controller's is 0).
+const SERVER_NICENESS: &str = "10";
 /// Longest a starting server holds its slot.
 const START_SLOT_HOLD: Duration = Duration::from_secs(10);
 
@@ -217,7 +221,16 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
         runtime: "process",
         exit_with_parent: true,
     };
-    let mut command = Command::new(&config.binary);
+    // Servers run at a lower scheduling priority than the controller and the gateway, so
+    // that a farm too big for its machine leaves them the CPU to keep answering. `nice`
+    // executes the binary in its own place: the agent is still farm up's child.
+    let mut command = if Path::new(NICE).exists() {
+        let mut nice = Command::new(NICE);
+        nice.args(["-n", SERVER_NICENESS]).arg(&config.binary);
+        nice
+    } else {
+        Command::new(&config.binary)
+    };
     if let Some(token) = &config.token {
         command.env(farm_proto::auth::TOKEN_ENV, token.as_str());
     }
