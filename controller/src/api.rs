@@ -150,7 +150,7 @@ fn load_spec(load: Option<LoadSpec>) -> Result<LoadSpec> {
         )));
     }
     if load.duration_seconds == 0 {
-        load.duration_seconds = 10;
+        load.duration_seconds = farm_proto::limits::DEFAULT_LOAD_DURATION_SECONDS;
     }
     if load.duration_seconds > MAX_LOAD_DURATION_SECONDS {
         return Err(Error::InvalidArgument(format!(
@@ -258,7 +258,7 @@ impl FarmService for Farm {
     ) -> std::result::Result<Response<CheckHealthResponse>, Status> {
         let timeout = targets::millis(
             request.into_inner().timeout_ms,
-            1000,
+            farm_proto::limits::DEFAULT_HEALTH_TIMEOUT_MS,
             MAX_HEALTH_TIMEOUT_MS,
             "timeout_ms",
         )?;

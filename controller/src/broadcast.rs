@@ -47,7 +47,12 @@ impl Plan {
             method: targets::method(method, "method")?,
             path: targets::path(path, "path")?,
             body: (!body.is_empty()).then(|| body.clone()),
-            timeout: targets::millis(*timeout_ms, 5000, MAX_BROADCAST_TIMEOUT_MS, "timeout_ms")?,
+            timeout: targets::millis(
+                *timeout_ms,
+                farm_proto::limits::DEFAULT_BROADCAST_TIMEOUT_MS,
+                MAX_BROADCAST_TIMEOUT_MS,
+                "timeout_ms",
+            )?,
         })
     }
 }

@@ -7,6 +7,19 @@
 //!
 //! A value past a bound is refused with a message naming the field, and nothing changes.
 
+// ---- Defaults of fields left at 0 (proto) or out (REST) ---------------------------------
+
+/// A load test's per-request timeout, in milliseconds.
+pub const DEFAULT_LOAD_TIMEOUT_MS: u32 = 10_000;
+/// A load test's concurrency.
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+/// A broadcast's deadline, in milliseconds.
+pub const DEFAULT_BROADCAST_TIMEOUT_MS: u32 = 5_000;
+/// A health check's probe timeout, in milliseconds.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u32 = 1_000;
+/// A simulated load's duration, in seconds.
+pub const DEFAULT_LOAD_DURATION_SECONDS: u32 = 10;
+
 // ---- The farm --------------------------------------------------------------------------
 
 /// Most servers a farm may have (`farm up --servers`, `Scale`, `POST /api/scale`).

@@ -89,7 +89,7 @@ impl Plan {
             ramp_up_seconds,
         } = spec;
         let concurrency = match *concurrency {
-            0 => 10,
+            0 => farm_proto::limits::DEFAULT_CONCURRENCY,
             c if c > MAX_CONCURRENCY => {
                 return Err(Error::InvalidArgument(format!(
                     "spec.concurrency must be at most {MAX_CONCURRENCY}, got {c}"
@@ -130,7 +130,12 @@ impl Plan {
         }
         let method = targets::method(method, "spec.method")?;
         let path = targets::path(path, "spec.path")?;
-        let timeout = targets::millis(*timeout_ms, 10_000, MAX_TIMEOUT_MS, "spec.timeout_ms")?;
+        let timeout = targets::millis(
+            *timeout_ms,
+            farm_proto::limits::DEFAULT_LOAD_TIMEOUT_MS,
+            MAX_TIMEOUT_MS,
+            "spec.timeout_ms",
+        )?;
         let targets = targets::resolve(registry, server_ids, "spec.server_ids")?
             .iter()
             .map(|target| Endpoint::new(target, &method, &path))

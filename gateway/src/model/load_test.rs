@@ -45,10 +45,10 @@ pub(super) fn default_path() -> String {
     "/".into()
 }
 fn default_concurrency() -> u32 {
-    10
+    farm_proto::limits::DEFAULT_CONCURRENCY
 }
 fn default_load_timeout_ms() -> u32 {
-    10_000
+    farm_proto::limits::DEFAULT_LOAD_TIMEOUT_MS
 }
 
 /// `POST /api/load-test` body: a load test against servers of this farm (never a URL:

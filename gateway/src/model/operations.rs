@@ -12,7 +12,7 @@ use farm_proto::limits::{
 };
 
 fn default_load_seconds() -> u32 {
-    10
+    farm_proto::limits::DEFAULT_LOAD_DURATION_SECONDS
 }
 
 /// `POST /api/simulate-load` body: make servers of this farm burn CPU and hold memory.
@@ -93,7 +93,7 @@ pub struct Outcomes {
 }
 
 fn default_broadcast_timeout_ms() -> u32 {
-    5000
+    farm_proto::limits::DEFAULT_BROADCAST_TIMEOUT_MS
 }
 
 /// `POST /api/broadcast` body: one HTTP request sent to servers of this farm at once (a
