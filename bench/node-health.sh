@@ -16,7 +16,8 @@
 #
 # Settings (environment): FARM_BIN (target/x86_64-unknown-linux-gnu/release/farm, else
 # target/release/farm), NODE_PORT (0: the kernel's choice), NGINX_PORT (unset: a random free port
-# below 32768), ROUNDS (3), DURATION (10s), CONNECTIONS (64), SERVER_CORE (0), CLIENT_CORE (1).
+# below 32768), ROUNDS (3), DURATION (10s), CONNECTIONS (64), SERVER_CORE (0), CLIENT_CORE (1),
+# ROUTES (unset; e.g. "/ /metrics" also measures those routes of the node against its /health).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -128,3 +129,22 @@ echo
 awk -v a="$node_med" -v b="$nginx_med" 'BEGIN {
     printf "median requests/s: farm node %.0f, nginx %.0f; ours/nginx = %.2f\n", a, b, a / b
 }'
+
+# --- the node's other routes against its own /health (ROUTES="/ /metrics" to measure them)
+if [[ -n ${ROUTES:-} ]]; then
+    echo
+    echo "the node's routes against its own /health (same settings, alternating):"
+    for round in $(seq "$ROUNDS"); do
+        run_wrk health "$NODE_URL"
+        for route in $ROUTES; do
+            run_wrk "route$(tr '/' '_' <<<"$route")" "http://$NODE_ADDRESS$route"
+        done
+    done
+    health_med=$(median "$WORK/health.rps")
+    for route in $ROUTES; do
+        route_med=$(median "$WORK/route$(tr '/' '_' <<<"$route").rps")
+        awk -v r="$route" -v a="$route_med" -v b="$health_med" 'BEGIN {
+            printf "  %-9s median %.0f req/s = %.2fx of /health (%.0f)\n", r, a, a / b, b
+        }'
+    done
+fi

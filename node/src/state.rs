@@ -54,6 +54,12 @@ struct Shared {
     latencies: LatencyWindow,
     /// The last CPU measurement, an `f64` stored as its bits.
     cpu_percent_bits: AtomicU64,
+    /// The process's last `/proc` reading, refreshed with the CPU measurement: `GET /` and
+    /// `GET /metrics` report it rather than read `/proc` for every request (a second-old
+    /// reading is as good as a fresh one, and reading costs more than the rest of the answer).
+    rss_bytes: AtomicU64,
+    read_bytes: AtomicU64,
+    write_bytes: AtomicU64,
     loads: Loads,
     /// Picks `/slow-endpoint` delays; seeded once from the OS (the `rand` features in use
     /// have no thread-local generator).
@@ -67,6 +73,7 @@ struct Shared {
 impl AppState {
     /// Fresh state for the server described by `config`; uptime counts from now.
     pub fn new(config: &Config) -> Self {
+        let process = proc::sample_self().unwrap_or_default();
         let health = HealthReply {
             status: "healthy".into(),
             server_id: config.server_id,
@@ -91,6 +98,9 @@ impl AppState {
                 tx_bytes: AtomicU64::new(0),
                 latencies: LatencyWindow::default(),
                 cpu_percent_bits: AtomicU64::new(0.0f64.to_bits()),
+                rss_bytes: AtomicU64::new(process.rss_bytes),
+                read_bytes: AtomicU64::new(process.read_bytes),
+                write_bytes: AtomicU64::new(process.write_bytes),
                 loads: Loads::default(),
                 rng: Mutex::new(SmallRng::from_os_rng()),
                 closing: CancellationToken::new(),
@@ -117,9 +127,6 @@ impl AppState {
         let s = &self.inner;
         let (mut micros, len) = s.latencies.snapshot();
         let latency = metrics::percentiles(&mut micros, len);
-        // An unreadable /proc (it should not happen) reports zeros rather than failing
-        // the scrape: the request counters are still worth having.
-        let process = proc::sample_self().unwrap_or_default();
         NodeMetrics {
             server_id: s.server_id,
             name: s.name.clone(),
@@ -132,11 +139,11 @@ impl AppState {
             latency_p99_ms: latency.p99_ms,
             latency_max_ms: latency.max_ms,
             cpu_percent: self.cpu_percent(),
-            memory_rss_bytes: process.rss_bytes,
+            memory_rss_bytes: s.rss_bytes.load(Ordering::Relaxed),
             connections_open: u32::try_from(s.connections.open()).unwrap_or(u32::MAX),
             connections_refused_total: s.connections.refused(),
-            disk_read_bytes: process.read_bytes,
-            disk_write_bytes: process.write_bytes,
+            disk_read_bytes: s.read_bytes.load(Ordering::Relaxed),
+            disk_write_bytes: s.write_bytes.load(Ordering::Relaxed),
             http_rx_bytes: s.rx_bytes.load(Ordering::Relaxed),
             http_tx_bytes: s.tx_bytes.load(Ordering::Relaxed),
             simulated_load: s.loads.current(),
@@ -152,7 +159,7 @@ impl AppState {
             uptime_seconds: self.uptime().as_secs_f64(),
             requests_total: s.requests_total.load(Ordering::Relaxed),
             cpu_percent: self.cpu_percent(),
-            memory_rss_bytes: proc::sample_self().map_or(0, |p| p.rss_bytes),
+            memory_rss_bytes: s.rss_bytes.load(Ordering::Relaxed),
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -292,7 +299,8 @@ pub(crate) async fn counted(
     response
 }
 
-/// Measures the node's CPU use every second until `stop` fires, for `cpu_percent`.
+/// Measures the node's CPU use every second until `stop` fires, for `cpu_percent`, and keeps
+/// the memory and I/O figures of the same reading.
 ///
 /// A window of one second is what "CPU now" means on a dashboard refreshed every second,
 /// and reading `/proc/self/stat` once a second costs nothing.
@@ -305,9 +313,18 @@ pub(crate) async fn sample_cpu(state: AppState, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // An unreadable /proc (it should not happen) keeps the last figures.
         let Ok(sample) = proc::sample_self() else {
             continue;
         };
+        let figures = &state.inner;
+        figures.rss_bytes.store(sample.rss_bytes, Ordering::Relaxed);
+        figures
+            .read_bytes
+            .store(sample.read_bytes, Ordering::Relaxed);
+        figures
+            .write_bytes
+            .store(sample.write_bytes, Ordering::Relaxed);
         if let Some(percent) = meter.update(&sample, Instant::now()) {
             state
                 .inner
