@@ -70,6 +70,15 @@ impl Farm {
         }
     }
 
+    /// The plan of a load test's `spec`, checked against the farm.
+    fn load_test_plan(
+        &self,
+        spec: Option<pb::LoadTestSpec>,
+    ) -> std::result::Result<loadtest::Plan, Status> {
+        let spec = spec.ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        Ok(loadtest::Plan::new(&spec, &self.registry)?)
+    }
+
     /// Refuses a change without the farm's token where the access rules ask for it.
     fn check_change<T>(&self, request: &Request<T>) -> std::result::Result<(), Status> {
         if !self.access.guard_changes {
@@ -283,11 +292,7 @@ impl FarmService for Farm {
         request: Request<RunLoadTestRequest>,
     ) -> std::result::Result<Response<Self::RunLoadTestStream>, Status> {
         self.check_change(&request)?;
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| Status::invalid_argument("spec is required"))?;
-        let plan = loadtest::Plan::new(&spec, &self.registry)?;
+        let plan = self.load_test_plan(request.into_inner().spec)?;
         let (_, progress) = self.load_tests.start(plan, &self.shutdown);
         let stream = tokio_stream::StreamExt::map(ReceiverStream::new(progress), Ok);
         Ok(Response::new(Box::pin(stream)))
@@ -353,11 +358,7 @@ impl FarmService for Farm {
         request: Request<StartLoadTestRequest>,
     ) -> std::result::Result<Response<StartLoadTestResponse>, Status> {
         self.check_change(&request)?;
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| Status::invalid_argument("spec is required"))?;
-        let plan = loadtest::Plan::new(&spec, &self.registry)?;
+        let plan = self.load_test_plan(request.into_inner().spec)?;
         let run_id = self
             .load_tests
             .start_detached(plan, &self.shutdown)

@@ -412,18 +412,10 @@ async fn stop_load_test(
 ) -> ApiResult<LoadTestRun> {
     path.validate()?;
     let mut client = state.controller().client();
-    let response = within(
-        state.config().request_timeout,
-        client.stop_load_test(pb::StopLoadTestRequest {
-            run_id: path.id.clone(),
-        }),
-    )
-    .await?;
-    let run = response
-        .into_inner()
-        .run
-        .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
-    Ok(axum::Json(run.into()))
+    let call = client.stop_load_test(pb::StopLoadTestRequest {
+        run_id: path.id.clone(),
+    });
+    load_test_run(&state, &path, call).await
 }
 
 async fn get_load_test(
@@ -432,14 +424,20 @@ async fn get_load_test(
 ) -> ApiResult<LoadTestRun> {
     path.validate()?;
     let mut client = state.controller().client();
-    let response = within(
-        state.config().request_timeout,
-        client.get_load_test(pb::GetLoadTestRequest {
-            run_id: path.id.clone(),
-        }),
-    )
-    .await?;
-    let run = response
+    let call = client.get_load_test(pb::GetLoadTestRequest {
+        run_id: path.id.clone(),
+    });
+    load_test_run(&state, &path, call).await
+}
+
+/// The run a `GetLoadTest`-shaped `call` answers, within the request's deadline.
+async fn load_test_run(
+    state: &AppState,
+    path: &LoadTestPath,
+    call: impl Future<Output = Result<tonic::Response<pb::GetLoadTestResponse>, tonic::Status>>,
+) -> ApiResult<LoadTestRun> {
+    let run = within(state.config().request_timeout, call)
+        .await?
         .into_inner()
         .run
         .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
