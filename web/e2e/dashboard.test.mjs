@@ -4,7 +4,9 @@
 // (the binary embeds web/dist). Fails, never skips, when Chromium is missing.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launch } from "./browser.mjs";
 import { eventually, farmUp, onLowPort, Proc, startRole } from "./farm.mjs";
@@ -170,6 +172,66 @@ describe("dashboard against farm up", () => {
     await page.getByText("Stopped: cancelled").waitFor({ timeout: 5000 });
     await form.getByRole("button", { name: "Start load test" }).waitFor({ state: "visible" });
     assert.ok(await form.getByRole("button", { name: "Start load test" }).isEnabled());
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe("dashboard against a gateway beyond loopback", () => {
+  let farm;
+  let browser;
+  let dataDir;
+
+  after(async () => {
+    await browser?.close();
+    await farm?.stop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("asks for the farm's token when a change is refused, then stops the server", async () => {
+    // The farm keeps the token it generates in its data directory.
+    dataDir = mkdtempSync(join(tmpdir(), "farm-data-"));
+    farm = await farmUp(2, { FARM_DATA_DIR: dataDir }, { gatewayListen: "0.0.0.0:0" });
+    const token = process.env.FARM_TOKEN?.trim() || readFileSync(join(dataDir, "token"), "utf8").trim();
+    assert.match(farm.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    await assertCurrentBuild(farm.url);
+    browser = await launch();
+    const { page, errors } = await openDashboard(browser.context, farm.url);
+    const id = 2;
+    await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "healthy", id, { timeout: 15_000 });
+    await page.getByRole("button", { name: `server-${id}: open details` }).click();
+    const detail = page.getByTestId("server-detail");
+    const ask = page.getByRole("dialog", { name: "The farm's token" });
+    const field = ask.getByLabel("Farm token");
+
+    // Cancel: the action fails, saying why, and nothing changed.
+    await detail.getByRole("button", { name: "Stop", exact: true }).click();
+    await ask.waitFor({ timeout: 10_000 });
+    assert.equal(await field.getAttribute("type"), "password");
+    assert.match(await ask.textContent(), /~\/\.local\/share\/farm\/token/);
+    await ask.getByRole("button", { name: "Cancel" }).click();
+    await ask.waitFor({ state: "detached" });
+    await page.getByText(/Stop failed: no token given/).waitFor({ timeout: 5000 });
+    assert.equal(await cardStatus(page, id), "healthy");
+
+    // A wrong token: the gateway's message, and the question again.
+    await detail.getByRole("button", { name: "Stop", exact: true }).click();
+    await field.fill("not-this-farms-token-0123456789");
+    await ask.getByRole("button", { name: "Use token" }).click();
+    await ask.getByRole("alert").getByText(/refused this token: .*needs the farm's token/).waitFor({ timeout: 10_000 });
+    assert.equal(await field.inputValue(), "");
+
+    // The right one: the call is sent again with it, and the server stops.
+    await field.fill(token);
+    await ask.getByRole("button", { name: "Use token" }).click();
+    await ask.waitFor({ state: "detached" });
+    await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "stopped", id, { timeout: 15_000, polling: 50 });
+    await page.getByText(`Stop: server-${id} done`).waitFor({ timeout: 5000 });
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("farm.token")), token);
+
+    // Later changes carry the kept token: no question.
+    await detail.getByRole("button", { name: "Start", exact: true }).click();
+    await page.waitForFunction((id) => document.querySelector(`[data-testid="server-card-${id}"]`)?.getAttribute("data-status") === "healthy", id, { timeout: 15_000, polling: 50 });
+    assert.equal(await ask.count(), 0);
     assert.deepEqual(errors, []);
   });
 });

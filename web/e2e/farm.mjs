@@ -100,15 +100,18 @@ export class Proc {
 
 /**
  * `farm up --servers n`, with the controller, the gateway and every node on a port the kernel
- * chooses; resolves once every server is healthy, with the URLs farm up printed.
+ * chooses; resolves once every server is healthy, with the URLs farm up printed. `gatewayListen`
+ * puts the gateway elsewhere (`0.0.0.0:0`: beyond loopback, where changes need the token);
+ * `args` go at the end of the command line.
  */
-export async function farmUp(n, env = {}) {
+export async function farmUp(n, env = {}, { gatewayListen = "127.0.0.1:0", args = [] } = {}) {
   const proc = new Proc("farm up", [
     "up",
     "--servers", String(n),
     "--listen", "127.0.0.1:0",
-    "--gateway-listen", "127.0.0.1:0",
+    "--gateway-listen", gatewayListen,
     "--node-base-port", "0",
+    ...args,
   ], env);
   try {
     // "farm: all N servers healthy in X s" (or "not every server turned healthy") comes after

@@ -1,10 +1,12 @@
 import { useCallback, useMemo, useState } from "react";
+import { tokenPrompt } from "./api/client";
 import { Controls } from "./components/Controls";
 import { Header } from "./components/Header";
 import { LoadTest } from "./components/LoadTest";
 import { Overview } from "./components/Overview";
 import { ServerDetail } from "./components/ServerDetail";
 import { ServerGrid } from "./components/ServerGrid";
+import { TokenDialog } from "./components/TokenDialog";
 import { Toolbar } from "./components/Toolbar";
 import { navigate, useHashRoute, useSnapshot, useTheme } from "./components/context";
 import type { Status } from "./state/model";
@@ -78,6 +80,7 @@ export function App() {
       <footer className="footer">
         farm dashboard · pushed over grpc-web · <a href="/docs">API docs</a> · <a href="/metrics">Prometheus metrics</a>
       </footer>
+      <TokenDialog prompt={tokenPrompt} />
     </>
   );
 }

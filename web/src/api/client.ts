@@ -1,14 +1,29 @@
 // The grpc-web client of farm.v1.FarmService, generated from proto/ (src/gen) and spoken
 // in the binary format, which is what the gateway's tonic-web accepts. The gateway serves
-// the page and the API on one origin; `npm run dev` proxies the API to the gateway.
+// the page and the API on one origin; `npm run dev` proxies the API to the gateway. Where
+// the gateway listens beyond loopback, changes carry the farm's token (see auth.ts).
 import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { FarmService } from "../gen/farm/v1/farm_pb";
 import { toWatchUpdate, type WatchUpdate } from "../state/model";
+import { tokenInterceptor, TokenPrompt, TokenStore, withGatewayErrors } from "./auth";
+
+function sessionStore(): Storage | undefined {
+  try {
+    return typeof window === "undefined" ? undefined : window.sessionStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Asks the user for the farm's token; components/TokenDialog shows the question. */
+export const tokenPrompt = new TokenPrompt();
 
 const transport = createGrpcWebTransport({
   baseUrl: typeof window === "undefined" ? "http://127.0.0.1:8000" : window.location.origin,
   useBinaryFormat: true,
+  interceptors: [tokenInterceptor(new TokenStore(sessionStore()), tokenPrompt.ask)],
+  fetch: withGatewayErrors((input, init) => globalThis.fetch(input, init)),
 });
 
 export const farmClient = createClient(FarmService, transport);
