@@ -59,7 +59,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::load::{self, StartError};
 use crate::state::{Arrival, counted};
-use farm_node_api::api::{DelayReply, ErrorReply, LoadRequest, LoadStatus, NodeInfo, NodeMetrics};
+use farm_node_api::api::{DelayReply, ErrorReply, LoadRequest, LoadStatus};
 use farm_proto::limits;
 
 /// Builds the node's complete router over `state`: every route, and the counting of
@@ -97,8 +97,8 @@ async fn count(State(state): State<AppState>, request: Request, next: Next) -> R
     counted(&state, arrival, next.run(request)).await
 }
 
-async fn root(State(state): State<AppState>) -> Json<NodeInfo> {
-    Json(state.info())
+async fn root(State(state): State<AppState>) -> Response {
+    info_response(&state)
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -114,8 +114,28 @@ pub(crate) fn health_response(state: &AppState) -> Response {
     response
 }
 
-async fn metrics(State(state): State<AppState>) -> Json<NodeMetrics> {
-    Json(state.metrics())
+async fn metrics(State(state): State<AppState>) -> Response {
+    metrics_response(&state)
+}
+
+/// The `GET /` answer.
+pub(crate) fn info_response(state: &AppState) -> Response {
+    json_response(&state.info())
+}
+
+/// The `GET /metrics` answer.
+pub(crate) fn metrics_response(state: &AppState) -> Response {
+    json_response(&state.metrics())
+}
+
+/// `value` as a JSON answer, serialised straight into its body.
+fn json_response(value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The query of `/slow-endpoint`. Unknown parameters are rejected: a misspelt `delay_ms`

@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::AppState;
 use crate::connections::{Admitted, Tracked};
-use crate::routes::{self, health_response};
+use crate::routes::{self, health_response, info_response, metrics_response};
 use crate::state::{Arrival, counted};
 
 /// How long a connection may take to finish once shutdown starts.
@@ -137,12 +137,12 @@ async fn serve_connection(
         activity.begin();
         let activity = Arc::clone(&activity);
         let arrival = Arrival::of(&request);
-        // `/health` needs nothing from its request: drop it now (see `Arrival`), and
-        // keep the future small. Other requests are boxed for the same reason.
-        let request = if request.method() == Method::GET && request.uri().path() == "/health" {
-            None
-        } else {
-            Some(Box::new(request))
+        // The probes' and scrapers' routes need nothing from their request: drop it now
+        // (see `Arrival`), and keep the future small. Other requests are boxed for the same
+        // reason.
+        let request = match Direct::of(&request) {
+            Some(direct) => Err(direct),
+            None => Ok(Box::new(request)),
         };
         async move {
             let response = node.answer(arrival, request).await;
@@ -185,16 +185,43 @@ async fn serve_connection(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
 }
 
+/// The routes answered without the router: `GET /health` (every probe), `GET /metrics`
+/// (every agent's scrape) and `GET /`. Their answers need nothing from the request, and the
+/// router's matching, boxing and extraction would cost more than the answer itself.
+#[derive(Debug, Clone, Copy)]
+enum Direct {
+    Health,
+    Metrics,
+    Info,
+}
+
+impl Direct {
+    fn of<B>(request: &http::Request<B>) -> Option<Self> {
+        if request.method() != Method::GET {
+            return None;
+        }
+        match request.uri().path() {
+            "/health" => Some(Self::Health),
+            "/metrics" => Some(Self::Metrics),
+            "/" => Some(Self::Info),
+            _ => None,
+        }
+    }
+}
+
 impl Node {
-    /// Answers one request: `/health` (no `request`) here, anything else by the router.
+    /// Answers one request: a [`Direct`] route here, anything else by the router.
     async fn answer(
         &self,
         arrival: Option<Arrival>,
-        request: Option<Box<http::Request<Incoming>>>,
+        request: Result<Box<http::Request<Incoming>>, Direct>,
     ) -> Response {
         counted(&self.state, arrival, async {
-            let Some(request) = request else {
-                return health_response(&self.state);
+            let request = match request {
+                Ok(request) => request,
+                Err(Direct::Health) => return health_response(&self.state),
+                Err(Direct::Metrics) => return metrics_response(&self.state),
+                Err(Direct::Info) => return info_response(&self.state),
             };
             match Box::pin(self.router.call(*request)).await {
                 Ok(response) => response,
