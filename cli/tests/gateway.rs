@@ -707,7 +707,11 @@ async fn a_long_load_test_is_started_then_followed_by_its_id() {
     assert_eq!(stopped.json()["done"], true);
     assert_eq!(stopped.json()["stopped_reason"], "cancelled");
     assert_eq!(get(&url).await.json()["done"], true);
-    post_json(&format!("{url}/stop"), "")
+    // Stopping an ended run answers its report again; an unknown one is not found.
+    let again = post_json(&format!("{url}/stop"), "").await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["stopped_reason"], "cancelled");
+    post_json(&format!("{base}/api/load-tests/lt-999999/stop"), "")
         .await
         .expect_error(404, "not_found");
     for other in others {

@@ -372,9 +372,13 @@ impl FarmService for Farm {
     ) -> std::result::Result<Response<GetLoadTestResponse>, Status> {
         self.check_change(&request)?;
         let run_id = request.into_inner().run_id;
-        self.load_tests
-            .stop(&run_id)
-            .map_err(|e| Status::not_found(e.to_string()))?;
+        if let Err(not_running) = self.load_tests.stop(&run_id) {
+            // A run that has already ended is stopped: its final report is the answer.
+            return match self.load_tests.get(&run_id) {
+                Some(run) => Ok(Response::new(GetLoadTestResponse { run: Some(run) })),
+                None => Err(Status::not_found(not_running.to_string())),
+            };
+        }
         // The run ends within its request timeout; its final report is then kept.
         let deadline = tokio::time::Instant::now() + loadtest::STOP_WAIT;
         loop {

@@ -174,7 +174,7 @@ fn api_routes() -> ApiRouter<AppState> {
             post_with(stop_load_test, |op| {
                 op.id("stopLoadTest")
                     .tag("load")
-                    .summary("Stop a load test started with POST /api/load-tests; answers its final report")
+                    .summary("Stop a load test started with POST /api/load-tests; answers its final report (also for a run that has ended)")
             }),
         )
         .api_route(

@@ -212,7 +212,7 @@ pub enum DetachedError {
     #[error("{0} load tests started this way are running, the most at once; stop one or wait")]
     TooMany(usize),
     /// No running detached run has that id.
-    #[error("no load test {0:?} is running (a finished one is fetched with GetLoadTest)")]
+    #[error("no load test {0:?} is running, nor among the kept finished ones")]
     NotRunning(String),
 }
 

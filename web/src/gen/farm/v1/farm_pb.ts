@@ -1680,7 +1680,8 @@ export const FarmService: GenService<{
     output: typeof StartLoadTestResponseSchema;
   },
   /**
-   * StopLoadTest stops a load test that StartLoadTest started, and returns its final report.
+   * StopLoadTest stops a load test that StartLoadTest started, and returns its final report;
+   * for a run that has already ended, it returns that run's final report.
    *
    * @generated from rpc farm.v1.FarmService.StopLoadTest
    */
