@@ -63,7 +63,7 @@ async fn simulate_load_raises_the_cpu_of_that_server_only() {
 
     let probe = client.clone();
     let list = eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "server 2 to report high CPU",
         || {
             let mut c = probe.clone();
@@ -124,7 +124,7 @@ async fn a_killed_node_is_reported_and_serving_again() {
     eprintln!("a killed node served again after {back_after:?} (target: 1 s)");
     assert!(back_after < Duration::from_secs(5), "took {back_after:?}");
 
-    let detail = eventually(Duration::from_secs(2), "the exit to be reported", || {
+    let detail = eventually(Duration::from_secs(10), "the exit to be reported", || {
         let mut c = client.clone();
         async move {
             let d = c

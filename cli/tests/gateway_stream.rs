@@ -80,7 +80,7 @@ async fn grpc_web_watch_streams_message_by_message_over_http1() {
     let mut seen = 1;
     // Heartbeats arrive while nothing changes: the stream is not buffered to its end.
     while seen < 3 {
-        let message = next(&mut stream, Duration::from_secs(3)).await;
+        let message = next(&mut stream, Duration::from_secs(10)).await;
         assert!(message.metrics.is_some());
         seen += 1;
     }
@@ -95,7 +95,7 @@ async fn grpc_web_watch_streams_message_by_message_over_http1() {
     assert_eq!(stop.status, 200, "{}", stop.text());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let message = next(&mut stream, Duration::from_secs(3)).await;
+        let message = next(&mut stream, Duration::from_secs(10)).await;
         let stopped = message
             .servers
             .iter()
@@ -135,7 +135,7 @@ async fn grpc_web_frames_arrive_chunked_before_the_stream_ends() {
     let mut frames = 0;
     let started = Instant::now();
     while frames < 2 {
-        let frame = tokio::time::timeout(Duration::from_secs(3), body.frame())
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
             .await
             .expect("a frame within 3 s")
             .expect("the body goes on")
@@ -270,7 +270,7 @@ async fn the_gateway_rides_out_a_controller_restart() {
 
     signal(controller.0.id(), Signal::SIGKILL);
     let _ = controller.0.wait();
-    let down = eventually(Duration::from_secs(5), "a 503 from the gateway", || {
+    let down = eventually(Duration::from_secs(15), "a 503 from the gateway", || {
         let url = format!("{base}/api/servers");
         async move {
             let reply = get(&url).await;
@@ -289,7 +289,7 @@ async fn the_gateway_rides_out_a_controller_restart() {
             .await
             .expect_error(503, "unavailable");
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(5),
             "a 503 comes fast, took {:?}",
             started.elapsed()
         );
@@ -335,7 +335,7 @@ async fn the_gateway_rides_out_a_controller_restart() {
             *status == 200 || *status == 503,
             "only 200 or 503 during a restart, got {status}: {body}"
         );
-        assert!(*took < Duration::from_secs(3), "no request hung: {took:?}");
+        assert!(*took < Duration::from_secs(10), "no request hung: {took:?}");
     }
     drop(controller);
     drop(gateway);

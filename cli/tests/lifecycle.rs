@@ -23,7 +23,7 @@ async fn sigterm_leaves_nothing_behind_even_after_kills_by_hand() {
     let node = node_pid(&farm, 1).unwrap();
     signal(agent, Signal::SIGKILL);
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "server 1 to have a new agent and node",
         || {
             let farm = &farm;
@@ -35,7 +35,7 @@ async fn sigterm_leaves_nothing_behind_even_after_kills_by_hand() {
     )
     .await;
     eventually(
-        Duration::from_secs(1),
+        Duration::from_secs(10),
         "the orphaned node to exit",
         || async move { (!is_live(node)).then_some(()) },
     )
@@ -73,7 +73,7 @@ async fn sigkill_of_farm_up_leaves_nothing_behind() {
     signal(farm.child.id(), Signal::SIGKILL);
     wait_exit(&mut farm.child, Duration::from_secs(5));
     eventually(
-        Duration::from_secs(3),
+        Duration::from_secs(15),
         "orphaned agents and nodes to exit",
         || {
             let live: Vec<u32> = pids.iter().copied().filter(|&p| is_live(p)).collect();

@@ -139,7 +139,7 @@ async fn cancelling_stops_every_in_flight_request() {
 
     let cancelled_at = Instant::now();
     drop(stream);
-    let finished = eventually(Duration::from_secs(5), "the run to end", || {
+    let finished = eventually(Duration::from_secs(15), "the run to end", || {
         let (mut c, run_id) = (client.clone(), run_id.clone());
         async move { c.get_load_test(GetLoadTestRequest { run_id }).await.ok() }
     })
