@@ -62,30 +62,23 @@ impl LatencyWindow {
     }
 }
 
-/// Nearest-rank percentiles of the first `len` entries of `micros` (reordered in place).
-///
-/// Each rank is found by selection rather than a full sort: every agent scrapes `/metrics`
-/// once a second, and three selections over the window cost a fraction of sorting it. The
-/// highest rank is selected first; the lower ones then search only the part below it.
+/// Nearest-rank percentiles of the first `len` entries of `micros` (sorted in place).
 pub(crate) fn percentiles(micros: &mut [u32; LATENCY_WINDOW], len: usize) -> Percentiles {
     let values = &mut micros[..len];
     if values.is_empty() {
         return Percentiles::default();
     }
-    // Nearest rank: the smallest value with at least p of the values at or below it.
-    let index = |p: f64| ((p * len as f64).ceil() as usize).clamp(1, len) - 1;
-    let max = values.iter().copied().max().unwrap_or(0);
-    let mut select = |below: usize, at: usize| *values[..below].select_nth_unstable(at).1;
-    let (i99, i90, i50) = (index(0.99), index(0.90), index(0.50));
-    let p99 = select(len, i99);
-    let p90 = select(i99 + 1, i90);
-    let p50 = select(i90 + 1, i50);
-    let ms = |micros: u32| f64::from(micros) / 1000.0;
+    values.sort_unstable();
+    let rank = |p: f64| {
+        // Nearest rank: the smallest value with at least p of the values at or below it.
+        let index = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+        f64::from(values[index]) / 1000.0
+    };
     Percentiles {
-        p50_ms: ms(p50),
-        p90_ms: ms(p90),
-        p99_ms: ms(p99),
-        max_ms: ms(max),
+        p50_ms: rank(0.50),
+        p90_ms: rank(0.90),
+        p99_ms: rank(0.99),
+        max_ms: f64::from(values[values.len() - 1]) / 1000.0,
     }
 }
 
@@ -139,36 +132,5 @@ mod tests {
         let window = LatencyWindow::default();
         window.record(Duration::from_secs(u64::MAX / 4));
         assert_eq!(percentiles_of(&window).max_ms, f64::from(u32::MAX) / 1000.0);
-    }
-
-    #[test]
-    fn selected_ranks_equal_the_sorted_ranks() {
-        for len in [1, 2, 7, 100, 999, LATENCY_WINDOW] {
-            let mut micros = [0u32; LATENCY_WINDOW];
-            let mut x = 0x9e37_79b9_u32;
-            for slot in micros.iter_mut().take(len) {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                *slot = x % 50_000;
-            }
-            let mut sorted = micros[..len].to_vec();
-            sorted.sort_unstable();
-            let rank = |p: f64| {
-                let i = ((p * len as f64).ceil() as usize).clamp(1, len) - 1;
-                f64::from(sorted[i]) / 1000.0
-            };
-            let p = percentiles(&mut micros, len);
-            assert_eq!(
-                (p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms),
-                (
-                    rank(0.5),
-                    rank(0.9),
-                    rank(0.99),
-                    f64::from(sorted[len - 1]) / 1000.0
-                ),
-                "len {len}"
-            );
-        }
     }
 }
