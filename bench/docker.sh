@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of the docker runtime (issue 3), side by side in one run:
+# Benchmarks of the docker runtime, side by side in one run:
 #   1. `farm up --runtime docker` with N servers, image present, until all are healthy,
 #      against the engine's own floor: the same API calls (create, then start) at the same
 #      concurrency, with the same network, limits and published ports, for N containers of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The load-test engine against wrk, in one run, same target, same connections (issue 6):
+# The load-test engine against wrk, in one run, same target, same connections:
 #   1. closed model, 64 connections, 10 s, GET /health on one node: our requests/s against
 #      wrk's (target: at least 0.8x);
 #   2. open model at constant rates: the achieved rate against the rate asked for (target:
