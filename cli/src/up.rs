@@ -51,7 +51,9 @@ pub(crate) struct UpArgs {
     /// (process runtime only).
     #[arg(long, env = "FARM_NODE_BASE_PORT", default_value_t = 8000)]
     node_base_port: u16,
-    /// Sample interval of the agents, in milliseconds (100 to 60000).
+    /// Sample interval of the agents, in milliseconds (100 to 60000). A farm of more than
+    /// 250 servers per second of it samples less often: the interval doubles until the farm
+    /// sends at most 250 samples a second.
     #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(i64::from(limits::MIN_SAMPLE_INTERVAL_MS)..=i64::from(limits::MAX_SAMPLE_INTERVAL_MS)))]
     sample_interval_ms: u32,

@@ -121,6 +121,33 @@ pub async fn command(
     link.command(action, deadline).await
 }
 
+/// Milliseconds of a sample interval, as the protocol carries them.
+fn millis(interval: Duration) -> u32 {
+    u32::try_from(interval.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// How long an agent may take to take a new sample interval.
+const RETUNE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Tells every connected agent whose pace no longer fits the farm's size its new sample
+/// interval (see [`crate::registry::cadence`]); each is told in a task of its own.
+pub fn retune(registry: &Registry) {
+    for (id, link, interval) in registry.retune() {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let action = command::Action::SetSampleIntervalMs(millis(interval));
+            match link.command(action, RETUNE_DEADLINE).await {
+                Ok(result) if result.ok => registry.retuned(id, link.session, interval),
+                Ok(result) => {
+                    tracing::warn!(server_id = id, message = %result.message, "An agent refused a sample interval.");
+                }
+                // Its stream is gone; the next hello tells it the pace again.
+                Err(_) => {}
+            }
+        });
+    }
+}
+
 /// Hellos handled at once. Past it, a new stream is refused at once (RESOURCE_EXHAUSTED),
 /// and its agent comes back after its backoff: a thousand agents reconnecting together are
 /// admitted in waves, and the controller's own API keeps answering.
@@ -243,12 +270,11 @@ impl AgentService for Agents {
         let id = registration.id;
 
         let (outbound, responses) = mpsc::channel(32);
-        let interval_ms =
-            u32::try_from(self.registry.sample_interval().as_millis()).unwrap_or(u32::MAX);
+        let sample_interval = self.registry.sample_interval();
         outbound
             .send(Ok(LinkResponse {
                 kind: Some(link_response::Kind::Welcome(Welcome {
-                    sample_interval_ms: interval_ms,
+                    sample_interval_ms: millis(sample_interval),
                 })),
             }))
             .await
@@ -259,7 +285,7 @@ impl AgentService for Agents {
             outbound: outbound.clone(),
             pending: pending.clone(),
         };
-        let session = match self.registry.connect(registration, link) {
+        let session = match self.registry.connect(registration, link, sample_interval) {
             Ok(session) => session,
             Err(refusal) => {
                 self.registry.count_refused_agent();

@@ -181,6 +181,7 @@ pub async fn serve(
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {
+                        agents::retune(&registry);
                         for id in registry.sweep() {
                             tracing::info!(
                                 server_id = id,

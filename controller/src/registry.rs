@@ -23,6 +23,31 @@ pub const EVENTS_LEN: usize = 50;
 pub const UNOWNED_GRACE: Duration = Duration::from_secs(60);
 /// Removals remembered for watchers that catch up with deltas; older ones force a snapshot.
 const REMOVED_LEN: usize = 1024;
+/// Samples a second the whole farm sends at most. Past it the agents sample less often (see
+/// [`cadence`]): on a small machine a thousand agents sampling every second would keep it
+/// busy with sampling alone, and the controller's own API would stop answering.
+pub const FARM_SAMPLES_PER_SECOND: u32 = 250;
+
+/// The interval at which each of `servers` agents samples: `base`, doubled until the farm
+/// sends at most [`FARM_SAMPLES_PER_SECOND`] samples a second (and never past the bound of
+/// an interval). Doubling, rather than a smooth curve, changes the interval at a few sizes
+/// only, so that a farm that scales retunes its agents a few times, not at every server.
+pub fn cadence(base: Duration, servers: usize) -> Duration {
+    let longest = Duration::from_millis(u64::from(farm_proto::limits::MAX_SAMPLE_INTERVAL_MS));
+    let mut interval = base;
+    while interval < longest
+        && servers as f64 > f64::from(FARM_SAMPLES_PER_SECOND) * interval.as_secs_f64()
+    {
+        interval = (interval * 2).min(longest);
+    }
+    interval
+}
+
+/// How old a sample of an agent that samples every `interval` may get: three missed samples,
+/// and never under two seconds.
+fn stale_bound(interval: Duration) -> Duration {
+    (interval * 3).max(Duration::from_secs(2))
+}
 
 /// One server as the controller knows it.
 #[derive(Debug, Clone)]
@@ -70,6 +95,8 @@ pub struct ServerEntry {
     pub errors_per_second: f64,
     /// Connections the node refused at its bound between the last two samples.
     pub connections_refused: u64,
+    /// The interval its agent was told to sample at.
+    sample_interval: Duration,
     /// How old a sample may get before the server is silent.
     pub stale_after: Duration,
     /// The current verdict.
@@ -86,7 +113,7 @@ impl ServerEntry {
         name: String,
         node_address: String,
         runtime: String,
-        stale_after: Duration,
+        sample_interval: Duration,
     ) -> Self {
         Self {
             id,
@@ -109,7 +136,8 @@ impl ServerEntry {
             requests_per_second: 0.0,
             errors_per_second: 0.0,
             connections_refused: 0,
-            stale_after,
+            sample_interval,
+            stale_after: stale_bound(sample_interval),
             status: Status::Starting,
             status_reason: "waiting for the agent".into(),
             version: 0,
@@ -266,7 +294,8 @@ fn first_version() -> u64 {
 pub struct Registry {
     inner: Arc<Mutex<Inner>>,
     changed: Arc<watch::Sender<u64>>,
-    sample_interval: Duration,
+    /// The interval agents sample at in a small farm; see [`cadence`].
+    base_sample_interval: Duration,
     /// Most servers the farm may hold; a hello for a new server past it is refused.
     max_servers: u32,
     /// How long a server no runtime owns stays after its agent left.
@@ -299,8 +328,9 @@ pub struct Changes {
 }
 
 impl Registry {
-    /// An empty registry for agents that sample every `sample_interval`.
-    pub fn new(sample_interval: Duration) -> Self {
+    /// An empty registry for agents that sample every `base_sample_interval` while the farm
+    /// is small enough (see [`cadence`]).
+    pub fn new(base_sample_interval: Duration) -> Self {
         let version = first_version();
         let (changed, _) = watch::channel(version);
         Self {
@@ -309,7 +339,7 @@ impl Registry {
                 ..Inner::default()
             })),
             changed: Arc::new(changed),
-            sample_interval,
+            base_sample_interval,
             max_servers: farm_proto::limits::MAX_SERVERS,
             unowned_grace: UNOWNED_GRACE,
             refused_agents: Arc::default(),
@@ -345,14 +375,39 @@ impl Registry {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The interval agents are told to sample at.
+    /// The interval an agent that connects now is told to sample at: see [`cadence`].
     pub fn sample_interval(&self) -> Duration {
-        self.sample_interval
+        cadence(self.base_sample_interval, self.lock().servers.len())
     }
 
-    /// How old a sample may get: three missed samples, and never under two seconds.
-    fn stale_after(&self) -> Duration {
-        (self.sample_interval * 3).max(Duration::from_secs(2))
+    /// Connected servers whose agent samples at another interval than the farm's size now
+    /// calls for, each with that interval: the caller tells each agent, and calls
+    /// [`Self::retuned`] once the agent took it. Until then a server's silence bound covers
+    /// both intervals, so that no server looks silent while its agent changes pace.
+    pub fn retune(&self) -> Vec<(u32, AgentLink, Duration)> {
+        let mut inner = self.lock();
+        let wanted = cadence(self.base_sample_interval, inner.servers.len());
+        inner
+            .servers
+            .values_mut()
+            .filter(|entry| entry.sample_interval != wanted)
+            .filter_map(|entry| {
+                let link = entry.link.clone()?;
+                entry.stale_after = stale_bound(entry.sample_interval.max(wanted));
+                entry.sample_interval = wanted;
+                Some((entry.id, link, wanted))
+            })
+            .collect()
+    }
+
+    /// The agent of server `id`, on stream `session`, now samples every `interval`.
+    pub fn retuned(&self, id: u32, session: u64, interval: Duration) {
+        if let Some(entry) = self.lock().servers.get_mut(&id)
+            && entry.has_session(session)
+            && entry.sample_interval == interval
+        {
+            entry.stale_after = stale_bound(interval);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -364,6 +419,22 @@ impl Registry {
     /// says something changed or the status did, stamps a new version and wakes watchers.
     fn update<R>(&self, id: u32, update: impl FnOnce(&mut ServerEntry) -> (bool, R)) -> Option<R> {
         let mut inner = self.lock();
+        let before = inner.version;
+        let result = Self::update_locked(&mut inner, id, update);
+        let after = inner.version;
+        drop(inner);
+        if after != before {
+            self.changed.send_replace(after);
+        }
+        result
+    }
+
+    /// [`Self::update`] under a lock the caller holds; the caller wakes the watchers.
+    fn update_locked<R>(
+        inner: &mut Inner,
+        id: u32,
+        update: impl FnOnce(&mut ServerEntry) -> (bool, R),
+    ) -> Option<R> {
         let next = inner.version + 1;
         let entry = inner.servers.get_mut(&id)?;
         let (changed, result) = update(entry);
@@ -374,8 +445,6 @@ impl Registry {
         if changed || status_changed {
             entry.version = next;
             inner.version = next;
-            drop(inner);
-            self.changed.send_replace(next);
         }
         Some(result)
     }
@@ -384,31 +453,18 @@ impl Registry {
     /// runtime vouches for the agent it starts, whose node is at `node_address` (`host:0`
     /// when the kernel picks the port).
     pub fn expect(&self, id: u32, name: String, node_address: String, runtime: String) {
-        self.insert(id, name, node_address, runtime, true);
-    }
-
-    fn insert(
-        &self,
-        id: u32,
-        name: String,
-        node_address: String,
-        runtime: String,
-        announced: bool,
-    ) {
-        let stale_after = self.stale_after();
         let mut inner = self.lock();
+        let interval = cadence(self.base_sample_interval, inner.servers.len() + 1);
         inner.version += 1;
         let version = inner.version;
-        let announced_address = announced.then(|| node_address.clone());
+        let announced_address = Some(node_address.clone());
         let entry = inner
             .servers
             .entry(id)
-            .or_insert_with(|| ServerEntry::new(id, name, node_address, runtime, stale_after));
-        if announced {
-            entry.announced_address = announced_address;
-            entry.vouched = true;
-            entry.agent_left_at = None;
-        }
+            .or_insert_with(|| ServerEntry::new(id, name, node_address, runtime, interval));
+        entry.announced_address = announced_address;
+        entry.vouched = true;
+        entry.agent_left_at = None;
         entry.version = version;
         drop(inner);
         self.changed.send_replace(version);
@@ -444,46 +500,45 @@ impl Registry {
     /// Records an agent's hello, unless the farm refuses it (see [`Refusal`]). A server is
     /// owned by the live stream that holds it: a new stream takes it over only from the same
     /// agent (a reconnect), when the runtime vouched for the new agent, or when the holder has
-    /// said nothing for longer than its stale bound; the old stream is closed then. Returns
-    /// the session number that later calls from this stream must carry.
-    pub fn connect(&self, registration: Registration, link: AgentLink) -> Result<u64, Refusal> {
+    /// said nothing for longer than its stale bound; the old stream is closed then. The agent
+    /// was told to sample every `sample_interval`. Returns the session number that later
+    /// calls from this stream must carry. The claim is judged and recorded under one lock, so
+    /// that of two hellos for one server at once only one can win.
+    pub fn connect(
+        &self,
+        registration: Registration,
+        link: AgentLink,
+        sample_interval: Duration,
+    ) -> Result<u64, Refusal> {
         let session = link.session;
         let id = registration.id;
-        let known = {
-            let inner = self.lock();
-            match inner.servers.get(&id) {
-                Some(entry) => {
-                    self.admit(entry, &registration)?;
-                    true
+        let mut inner = self.lock();
+        match inner.servers.get(&id) {
+            Some(entry) => self.admit(entry, &registration)?,
+            None => {
+                let count = u32::try_from(inner.servers.len()).unwrap_or(u32::MAX);
+                if count >= self.max_servers {
+                    return Err(Refusal::Full(self.max_servers, id));
                 }
-                None => {
-                    let count = u32::try_from(inner.servers.len()).unwrap_or(u32::MAX);
-                    if count >= self.max_servers {
-                        return Err(Refusal::Full(self.max_servers, id));
-                    }
-                    if !unannounced_address_allowed(id, &registration.node_address) {
-                        return Err(Refusal::UnexpectedAddress {
-                            id,
-                            given: registration.node_address,
-                            expected: "loopback, or server-N on a compose farm's network".into(),
-                        });
-                    }
-                    false
+                if !unannounced_address_allowed(id, &registration.node_address) {
+                    return Err(Refusal::UnexpectedAddress {
+                        id,
+                        given: registration.node_address,
+                        expected: "loopback, or server-N on a compose farm's network".into(),
+                    });
                 }
+                // An agent no runtime announced (started by hand): its server joins the farm.
+                let entry = ServerEntry::new(
+                    id,
+                    registration.name.clone(),
+                    registration.node_address.clone(),
+                    registration.runtime.clone(),
+                    sample_interval,
+                );
+                inner.servers.insert(id, entry);
             }
-        };
-        if !known {
-            // An agent no runtime announced (started by hand): its server appears first, at a
-            // version of its own like every change, and then takes the hello below.
-            self.insert(
-                id,
-                registration.name.clone(),
-                registration.node_address.clone(),
-                registration.runtime.clone(),
-                false,
-            );
         }
-        let replaced = self.update(id, |entry| {
+        let replaced = Self::update_locked(&mut inner, id, |entry| {
             let replaced = entry.link.replace(link);
             entry.name = registration.name;
             entry.node_address = registration.node_address;
@@ -496,8 +551,13 @@ impl Registry {
             entry.vouched = false;
             entry.last_heard = Some(Instant::now());
             entry.agent_left_at = None;
+            entry.sample_interval = sample_interval;
+            entry.stale_after = stale_bound(sample_interval);
             (true, replaced)
         });
+        let version = inner.version;
+        drop(inner);
+        self.changed.send_replace(version);
         if let Some(Some(old)) = replaced {
             old.close("another stream of this server's agent replaced this one");
         }
@@ -711,6 +771,8 @@ impl Registry {
 mod tests {
     use super::*;
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[test]
     fn a_later_registry_starts_above_every_version_of_an_earlier_one() {
         let earlier = Registry::new(Duration::from_secs(1));
@@ -758,17 +820,17 @@ mod tests {
         registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
         let (first, mut first_rx) = AgentLink::detached();
         registry
-            .connect(hello(1, "127.0.0.1:4001", "a"), first)
+            .connect(hello(1, "127.0.0.1:4001", "a"), first, SECOND)
             .unwrap();
 
         let (second, _) = AgentLink::detached();
-        let refused = registry.connect(hello(1, "127.0.0.1:4001", "b"), second);
+        let refused = registry.connect(hello(1, "127.0.0.1:4001", "b"), second, SECOND);
         assert_eq!(refused, Err(Refusal::Held(1)));
 
         // The same agent reconnecting takes its server back at once.
         let (again, _) = AgentLink::detached();
         registry
-            .connect(hello(1, "127.0.0.1:4001", "a"), again)
+            .connect(hello(1, "127.0.0.1:4001", "a"), again, SECOND)
             .unwrap();
         assert!(matches!(first_rx.try_recv(), Ok(Err(s)) if s.code() == tonic::Code::Aborted));
 
@@ -776,7 +838,7 @@ mod tests {
         registry.vouch(1);
         let (restarted, _) = AgentLink::detached();
         registry
-            .connect(hello(1, "127.0.0.1:4002", "c"), restarted)
+            .connect(hello(1, "127.0.0.1:4002", "c"), restarted, SECOND)
             .unwrap();
         assert_eq!(registry.get(1).unwrap().node_address, "127.0.0.1:4002");
     }
@@ -793,7 +855,7 @@ mod tests {
         );
         let claim = |id, address: &str| {
             let (link, _) = AgentLink::detached();
-            registry.connect(hello(id, address, &format!("{id}{address}")), link)
+            registry.connect(hello(id, address, &format!("{id}{address}")), link, SECOND)
         };
         assert!(matches!(
             claim(1, "10.0.0.1:80"),
@@ -820,10 +882,14 @@ mod tests {
         registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
         registry.expect(2, "server-2".into(), "127.0.0.1:0".into(), "process".into());
         let (link, _) = AgentLink::detached();
-        let refused = registry.connect(hello(3, "127.0.0.1:9", "x"), link);
+        let refused = registry.connect(hello(3, "127.0.0.1:9", "x"), link, SECOND);
         assert_eq!(refused, Err(Refusal::Full(2, 3)));
         let (link, _) = AgentLink::detached();
-        assert!(registry.connect(hello(2, "127.0.0.1:9", "y"), link).is_ok());
+        assert!(
+            registry
+                .connect(hello(2, "127.0.0.1:9", "y"), link, SECOND)
+                .is_ok()
+        );
         assert_eq!(registry.ids(), [1, 2]);
     }
 
@@ -834,11 +900,13 @@ mod tests {
         registry.expect(1, "server-1".into(), "127.0.0.1:0".into(), "process".into());
         let (own, _) = AgentLink::detached();
         let own_session = own.session;
-        registry.connect(hello(1, "127.0.0.1:9", "a"), own).unwrap();
+        registry
+            .connect(hello(1, "127.0.0.1:9", "a"), own, SECOND)
+            .unwrap();
         let (stray, _) = AgentLink::detached();
         let stray_session = stray.session;
         registry
-            .connect(hello(7, "127.0.0.1:9", "b"), stray)
+            .connect(hello(7, "127.0.0.1:9", "b"), stray, SECOND)
             .unwrap();
         registry.disconnect(1, own_session);
         registry.disconnect(7, stray_session);
@@ -849,11 +917,66 @@ mod tests {
     }
 
     #[test]
+    fn a_growing_farm_samples_less_often_in_few_steps() {
+        assert_eq!(cadence(SECOND, 50), SECOND);
+        assert_eq!(cadence(SECOND, 250), SECOND);
+        assert_eq!(cadence(SECOND, 251), 2 * SECOND);
+        assert_eq!(cadence(SECOND, 1000), 4 * SECOND);
+        assert_eq!(
+            cadence(Duration::from_millis(100), 1000),
+            Duration::from_millis(6400)
+        );
+        assert_eq!(
+            cadence(Duration::from_secs(60), 1_000_000),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn retuned_agents_keep_the_longer_silence_bound_until_they_take_the_new_pace() {
+        let registry = Registry::new(SECOND);
+        let (link, _rx) = AgentLink::detached();
+        let session = registry
+            .connect(hello(1, "127.0.0.1:9", "a"), link, SECOND)
+            .unwrap();
+        assert!(
+            registry.retune().is_empty(),
+            "one server samples at the base"
+        );
+        for id in 2..=300 {
+            registry.expect(
+                id,
+                format!("server-{id}"),
+                "127.0.0.1:0".into(),
+                "process".into(),
+            );
+        }
+        let retuned = registry.retune();
+        assert_eq!(retuned.len(), 1, "only connected agents are told");
+        assert_eq!((retuned[0].0, retuned[0].2), (1, 2 * SECOND));
+        assert_eq!(registry.sample_interval(), 2 * SECOND);
+        assert!(registry.retune().is_empty(), "told once");
+        assert_eq!(registry.get(1).unwrap().stale_after, 6 * SECOND);
+
+        for id in 2..=300 {
+            registry.remove(id);
+        }
+        assert_eq!(registry.retune().len(), 1);
+        assert_eq!(
+            registry.get(1).unwrap().stale_after,
+            6 * SECOND,
+            "the agent may still sample every 2 s"
+        );
+        registry.retuned(1, session, SECOND);
+        assert_eq!(registry.get(1).unwrap().stale_after, 3 * SECOND);
+    }
+
+    #[test]
     fn impossible_figures_are_recorded_as_zero() {
         let registry = Registry::new(Duration::from_secs(1));
         let (link, _) = AgentLink::detached();
         let session = registry
-            .connect(hello(4, "127.0.0.1:9", "a"), link)
+            .connect(hello(4, "127.0.0.1:9", "a"), link, SECOND)
             .unwrap();
         registry.record_sample(
             4,
