@@ -141,13 +141,7 @@ impl Link {
             .map_err(|e| e.to_string())?;
         let mut request = tonic::Request::new(ReceiverStream::new(requests));
         if let Some(token) = &self.config.token {
-            let value = token
-                .bearer()
-                .parse()
-                .map_err(|_| "the farm token cannot be sent as metadata".to_string())?;
-            request
-                .metadata_mut()
-                .insert(farm_proto::auth::AUTHORIZATION, value);
+            token.authorize(&mut request);
         }
         let mut inbound = client
             .link(request)

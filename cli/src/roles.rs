@@ -57,7 +57,9 @@ pub(crate) struct ControllerArgs {
     /// Address the controller's gRPC server listens on.
     #[arg(long, env = "FARM_CONTROLLER_LISTEN", default_value = DEFAULT_CONTROLLER_LISTEN)]
     listen: SocketAddr,
-    /// Sample interval agents are told to use, in milliseconds (100 to 60000).
+    /// Sample interval of the agents, in milliseconds (100 to 60000). A farm of more than
+    /// 250 servers per second of it samples less often: the interval doubles until the farm
+    /// sends at most 250 samples a second.
     #[arg(long, env = "FARM_SAMPLE_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(i64::from(limits::MIN_SAMPLE_INTERVAL_MS)..=i64::from(limits::MAX_SAMPLE_INTERVAL_MS)))]
     sample_interval_ms: u32,
@@ -238,18 +240,12 @@ pub(crate) async fn bind(
 pub(crate) fn with_token<T>(
     message: T,
     token: Option<&farm_proto::auth::Token>,
-) -> anyhow::Result<tonic::Request<T>> {
+) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = token {
-        request.metadata_mut().insert(
-            farm_proto::auth::AUTHORIZATION,
-            token
-                .bearer()
-                .parse()
-                .context("the farm's token cannot be sent as metadata")?,
-        );
+        token.authorize(&mut request);
     }
-    Ok(request)
+    request
 }
 
 /// A connection bound from 1 to [`limits::MAX_MAX_CONNECTIONS`].

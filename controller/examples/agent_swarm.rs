@@ -194,10 +194,7 @@ async fn agent(
     let mut client = AgentServiceClient::new(channel);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Ok(token) = std::env::var(farm_proto::auth::TOKEN_ENV) {
-        let token = farm_proto::auth::Token::new(&token)?;
-        request
-            .metadata_mut()
-            .insert(farm_proto::auth::AUTHORIZATION, token.bearer().parse()?);
+        farm_proto::auth::Token::new(&token)?.authorize(&mut request);
     }
     let mut inbound = client.link(request).await?.into_inner();
     counters.linked.fetch_add(1, Ordering::Relaxed);

@@ -61,9 +61,11 @@ impl Controller {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect_lazy();
-        let bearer = config.token.as_ref().map(farm_proto::auth::Token::bearer);
-        let metadata = bearer.as_ref().and_then(|b| b.parse().ok());
-        let authorization = bearer.and_then(|b| http::HeaderValue::from_str(&b).ok());
+        let metadata = config.token.as_ref().map(farm_proto::auth::Token::metadata);
+        let authorization = config
+            .token
+            .as_ref()
+            .and_then(|token| http::HeaderValue::from_str(&token.bearer()).ok());
         let client = FarmServiceClient::with_interceptor(channel.clone(), Authorize(metadata))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {

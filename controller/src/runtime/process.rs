@@ -40,6 +40,8 @@ const NICE: &str = "/usr/bin/nice";
 const SERVER_NICENESS: &str = "10";
 /// Longest a starting server holds its slot.
 const START_SLOT_HOLD: Duration = Duration::from_secs(10);
+/// How often a starting server's slot looks whether its agent connected.
+const CONNECTED_POLL: Duration = Duration::from_millis(50);
 
 /// Where and how the process runtime starts servers.
 #[derive(Debug, Clone)]
@@ -224,7 +226,9 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
     // Servers run at a lower scheduling priority than the controller and the gateway, so
     // that a farm too big for its machine leaves them the CPU to keep answering. `nice`
     // executes the binary in its own place: the agent is still farm up's child.
-    let mut command = if Path::new(NICE).exists() {
+    static HAS_NICE: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| Path::new(NICE).exists());
+    let mut command = if *HAS_NICE {
         let mut nice = Command::new(NICE);
         nice.args(["-n", SERVER_NICENESS]).arg(&config.binary);
         nice
@@ -301,15 +305,11 @@ async fn hold_until_connected(
     id: u32,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let mut changes = registry.subscribe();
+    // A look every 50 ms, not a wake-up at every change of the farm: a farm that scales by a
+    // thousand changes hundreds of times a second, and every slot would look each time.
     let connected = async {
-        loop {
-            if registry.link(id).is_some() {
-                return;
-            }
-            if changes.changed().await.is_err() {
-                return;
-            }
+        while registry.link(id).is_none() {
+            tokio::time::sleep(CONNECTED_POLL).await;
         }
     };
     let _ = tokio::time::timeout(START_SLOT_HOLD, connected).await;
