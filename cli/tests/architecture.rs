@@ -12,7 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The contract and the small shared crates depend on no farm crate.
     ("farm-proto", &[]),
     ("farm-backoff", &[]),
-    ("farm-node-api", &[]),
+    ("farm-node-api", &["farm-proto"]),
     // The node server: the contract's bounds and its own API types.
     ("farm-node", &["farm-proto", "farm-node-api"]),
     // The agent and the controller meet only on the wire: neither depends on the other.

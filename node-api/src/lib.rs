@@ -8,6 +8,7 @@
 //!   shared by the server and its clients so both sides agree on the wire format.
 //! - [`client`]: [`NodeClient`](client::NodeClient), the typed HTTP client for a node: probes
 //!   that leave the node's counters alone, and ordinary requests that count.
+//! - [`faults`]: the fault profile an agent hands its node over the node's standard input.
 //! - [`proc`]: reading a process's CPU time, memory and I/O from `/proc`, the same way in the
 //!   node (its own figures) and in the agent (the processes it runs).
 //!
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod client;
+pub mod faults;
 pub mod proc;
 
 /// Requests carrying this header (any value) are probes: the agent scraping `/metrics`

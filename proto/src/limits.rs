@@ -78,6 +78,33 @@ pub const MAX_DATA_KB: u32 = 10 * 1024;
 /// it is a few dozen bytes.
 pub const MAX_NODE_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
+// ---- Fault profiles --------------------------------------------------------------------
+
+/// Longest delay, jitter or latency percentile of a latency fault, in milliseconds (60 s).
+pub const MAX_FAULT_DELAY_MS: u32 = 60_000;
+/// Longest a hang fault holds a request, in milliseconds (10 minutes).
+pub const MAX_HANG_MS: u32 = 600_000;
+/// How long a hang fault holds a request when its `max_ms` is left at 0, in milliseconds.
+pub const DEFAULT_HANG_MS: u32 = 60_000;
+/// Fastest drip of a throughput fault, in bytes per second (1 GiB/s).
+pub const MAX_THROUGHPUT_BYTES_PER_SECOND: u32 = 1 << 30;
+/// Highest rate a rate-limit fault lets through, in requests per second.
+pub const MAX_FAULT_RATE_PER_SECOND: u32 = 1_000_000;
+/// Longest `Retry-After` a rate-limit fault sends, in seconds.
+pub const MAX_RETRY_AFTER_SECONDS: u32 = 3600;
+/// Most status codes in an abort fault's mix.
+pub const MAX_ABORT_STATUSES: usize = 16;
+/// Highest weight of one status code in an abort fault's mix.
+pub const MAX_ABORT_WEIGHT: u32 = 1000;
+/// Lowest status code a fault may answer (abort, rate limit, health).
+pub const MIN_FAULT_STATUS: u16 = 400;
+/// Highest status code a fault may answer.
+pub const MAX_FAULT_STATUS: u16 = 599;
+/// Longest a fault may last before it clears itself, in seconds (one day); 0 is until cleared.
+pub const MAX_FAULT_DURATION_SECONDS: u32 = 86_400;
+/// Longest path prefix that scopes a fault, in bytes.
+pub const MAX_FAULT_PATH_PREFIX_LEN: usize = MAX_PATH_LEN;
+
 // ---- Connections to a node or the gateway ----------------------------------------------
 
 /// Most connections a node or the gateway holds at once by default; past it a new
