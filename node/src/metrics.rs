@@ -3,6 +3,8 @@
 //! Latency percentiles are computed over the most recent [`LATENCY_WINDOW`] requests
 //! rather than since start: the farm wants to see a node get slow *now*, and a fixed ring
 //! buffer keeps both memory and the cost of recording a request constant.
+//! Computing them copies and sorts the window, so `/metrics` reuses them for a moment (see
+//! `AppState::metrics`).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
