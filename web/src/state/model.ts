@@ -3,6 +3,7 @@
 // the components and the tests never touch generated code.
 import { NodeState, type MetricsSample } from "../gen/farm/v1/agent_pb";
 import { ServerStatus, type FarmMetrics, type Server, type WatchResponse } from "../gen/farm/v1/farm_pb";
+import { describeFaults, type ActiveFault } from "./faults";
 
 export const STATUSES = ["healthy", "degraded", "starting", "unreachable", "stopped"] as const;
 export type Status = (typeof STATUSES)[number] | "unknown";
@@ -36,6 +37,8 @@ export interface ServerView {
   restarts: number;
   simulating: boolean;
   requestsTotal: number;
+  /** What the server does wrong on command, in the proto's order of kinds; empty when nothing. */
+  faults: readonly ActiveFault[];
 }
 
 /** The farm's aggregate, as FarmMetrics carries it. */
@@ -123,6 +126,7 @@ export function toServerView(s: Server): ServerView {
     restarts: m?.nodeRestarts ?? 0,
     simulating: m?.simulatingLoad ?? false,
     requestsTotal: num(m?.requestsTotal),
+    faults: describeFaults(s.faults),
   };
 }
 

@@ -3,7 +3,7 @@ import { applyQuery, countByStatus, DEFAULT_QUERY } from "./query";
 import { server } from "./testdata";
 
 const farm = [
-  server(1, { cpu: 50, memory: 3, rps: 1 }),
+  server(1, { cpu: 50, memory: 3, rps: 1, faults: [{ kind: "latency", text: "latency 200±50 ms", expiresAtMs: 0 }] }),
   server(2, { status: "degraded", reason: "CPU at 95%", cpu: 95, memory: 1, rps: 9 }),
   server(10, { status: "stopped", reason: "stopped on request", cpu: 0, memory: 2, rps: 0 }),
   server(3, { status: "unreachable", cpu: 5, memory: 5, rps: 3, address: "10.0.0.3:8000" }),
@@ -28,6 +28,12 @@ describe("applyQuery", () => {
     expect(ids({ text: "10" })).toEqual([3, 10]); // id 10, and 3 by its address
     expect(ids({ text: "stopped request" })).toEqual([10]);
     expect(ids({ text: "nothing-like-this" })).toEqual([]);
+  });
+
+  it("finds servers by their faults", () => {
+    expect(ids({ text: "faults" })).toEqual([1]);
+    expect(ids({ text: "latency" })).toEqual([1]);
+    expect(ids({ text: "abort" })).toEqual([]);
   });
 
   it("does not reorder its input", () => {

@@ -5,7 +5,10 @@ export const SORT_KEYS = ["id", "name", "status", "cpu", "memory", "rps"] as con
 export type SortKey = (typeof SORT_KEYS)[number];
 
 export interface GridQuery {
-  /** Words that must all match (name, id, address, status, reason); case-insensitive. */
+  /**
+   * Words that must all match (name, id, address, status, reason, the faults' texts, and
+   * "faults" for any fault); case-insensitive.
+   */
   text: string;
   /** Statuses to show; empty means all. */
   statuses: ReadonlySet<Status>;
@@ -27,7 +30,8 @@ const SEVERITY: Record<Status, number> = {
 
 export function matchesText(s: ServerView, words: readonly string[]): boolean {
   if (words.length === 0) return true;
-  const haystack = `${s.name} ${s.address} ${s.status} ${s.reason} ${s.runtime}`.toLowerCase();
+  const faults = s.faults.length ? ` faults ${s.faults.map((f) => f.text).join(" ")}` : "";
+  const haystack = `${s.name} ${s.address} ${s.status} ${s.reason} ${s.runtime}${faults}`.toLowerCase();
   return words.every((w) => haystack.includes(w) || String(s.id) === w || `#${s.id}` === w);
 }
 

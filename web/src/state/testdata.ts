@@ -28,6 +28,7 @@ export function server(id: number, over: Partial<ServerView> = {}): ServerView {
     restarts: 0,
     simulating: false,
     requestsTotal: 0,
+    faults: [],
     ...over,
   };
 }
