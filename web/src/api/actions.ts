@@ -1,5 +1,5 @@
 // The farm's verbs as the UI uses them: each returns a short sentence for a toast.
-import { ServerActionKind } from "../gen/farm/v1/farm_pb";
+import { ServerActionKind, type CommandOutcome } from "../gen/farm/v1/farm_pb";
 import { farmClient } from "./client";
 
 export type ActionName = "start" | "stop" | "restart" | "kill" | "pause" | "unpause";
@@ -18,17 +18,27 @@ export interface ActionSummary {
   failed: { id: number; message: string }[];
 }
 
+/** How many servers did it, and which did not, with why. */
+export function summarize(outcomes: readonly CommandOutcome[]): ActionSummary {
+  const failed = outcomes.filter((o) => !o.ok).map((o) => ({ id: o.serverId, message: o.message }));
+  return { ok: outcomes.length - failed.length, failed };
+}
+
 export async function serverAction(ids: number[], action: ActionName): Promise<ActionSummary> {
   const response = await farmClient.serverAction({ serverIds: ids, action: KINDS[action] });
-  const failed = response.outcomes.filter((o) => !o.ok).map((o) => ({ id: o.serverId, message: o.message }));
-  return { ok: response.outcomes.length - failed.length, failed };
+  return summarize(response.outcomes);
 }
 
 export function describeAction(action: ActionName, ids: number[], s: ActionSummary): string {
-  const what = ids.length === 1 ? `server-${ids[0]}` : `${ids.length} servers`;
-  if (s.failed.length === 0) return `${capital(action)}: ${what} done`;
+  return describeOutcome(capital(action), ids, s);
+}
+
+/** "Stop: server-3 done", or "Stop on 2 servers: 1 failed (server-2: why)". */
+export function describeOutcome(what: string, ids: number[], s: ActionSummary): string {
+  const target = ids.length === 1 ? `server-${ids[0]}` : `${ids.length} servers`;
+  if (s.failed.length === 0) return `${what}: ${target} done`;
   const first = s.failed[0];
-  return `${capital(action)} on ${what}: ${s.failed.length} failed (server-${first.id}: ${first.message})`;
+  return `${what} on ${target}: ${s.failed.length} failed (server-${first.id}: ${first.message})`;
 }
 
 export function capital(s: string): string {

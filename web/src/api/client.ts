@@ -41,10 +41,11 @@ export async function* openWatch(signal: AbortSignal): AsyncIterable<WatchUpdate
   }
 }
 
-/** A short, human message for a failed call. */
+/** A short, human message for a failed call; the code ("[unimplemented]") when it has none. */
 export function errorText(e: unknown): string {
   if (e && typeof e === "object" && "rawMessage" in e && typeof (e as { rawMessage: unknown }).rawMessage === "string") {
-    return (e as { rawMessage: string }).rawMessage;
+    const raw = (e as { rawMessage: string }).rawMessage;
+    if (raw) return raw;
   }
   return e instanceof Error ? e.message : String(e);
 }
