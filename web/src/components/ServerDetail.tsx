@@ -1,13 +1,15 @@
 // One server: live numbers from the Watch stream, its history (GetServer, refreshed while
-// open, with the live samples appended in between), its events, its actions, and a form
-// to simulate load on it.
+// open, with the live samples appended in between), its events, its actions, its faults,
+// and a form to simulate load on it.
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Chart } from "./Chart";
 import { useNow, useSnapshot, useToast } from "./context";
 import { ago, bytes, duration, ms, pct, rate } from "./format";
 import { ActionButtons } from "./ActionButtons";
+import { FaultPanel } from "./Faults";
 import { IconClose } from "./icons";
 import { errorText, farmClient } from "../api/client";
+import { faultLabel } from "../api/faults";
 import { AgentEventKind, type AgentEvent, type MetricsSample } from "../gen/farm/v1/agent_pb";
 
 interface Point {
@@ -180,6 +182,8 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
               <Fact k="Runtime" v={server.runtime || "by hand"} />
               <Fact k="Last sample" v={ago(server.sampleMs, now)} />
             </dl>
+
+            <FaultPanel ids={[id]} subject={server.name} chips={server.faults.map((f) => ({ kind: f.kind, label: faultLabel(f, now) }))} />
           </>
         )}
 

@@ -4,7 +4,7 @@ import { memo, useEffect, useLayoutEffect, useRef, useState } from "react";
 import { Sparkline } from "./Chart";
 import { useStore } from "./context";
 import { bytes, ms, pct, rate } from "./format";
-import { IconBolt } from "./icons";
+import { IconBolt, IconFault } from "./icons";
 import type { ServerView } from "../state/model";
 
 const MIN_CARD = 236;
@@ -117,6 +117,7 @@ const ServerCard = memo(function ServerCard({ server: s, x, y, w, selected, togg
   const cpu = series?.cpu.toArray() ?? [];
   const mem = series?.memory.toArray() ?? [];
   const cpuMax = Math.max(100, (s.cpuLimitCores || 1) * 100);
+  const faults = s.faults.map((f) => f.text).join("; ");
   return (
     <article
       role="listitem"
@@ -124,7 +125,8 @@ const ServerCard = memo(function ServerCard({ server: s, x, y, w, selected, togg
       style={{ transform: `translate(${x}px, ${y}px)`, width: w, height: CARD_H }}
       data-testid={`server-card-${s.id}`}
       data-status={s.status}
-      aria-label={`${s.name}, ${s.status}`}
+      data-faults={s.faults.map((f) => f.kind).join(",")}
+      aria-label={`${s.name}, ${s.status}${faults ? `, faults: ${faults}` : ""}`}
     >
       <div className="card-head">
         <input
@@ -140,6 +142,13 @@ const ServerCard = memo(function ServerCard({ server: s, x, y, w, selected, togg
         {s.simulating && (
           <span className="load-tag" title="Simulating load">
             <IconBolt />
+          </span>
+        )}
+        {faults && (
+          <span className="fault-tag" title={`Faults: ${faults}`} data-testid={`faults-${s.id}`}>
+            <IconFault />
+            {s.faults.length}
+            <span className="sr-only">{s.faults.length === 1 ? " fault" : " faults"}</span>
           </span>
         )}
         <span className="badge" data-testid={`status-${s.id}`} title={s.reason}>

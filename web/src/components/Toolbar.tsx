@@ -1,6 +1,9 @@
-// Above the grid: search, sort, and the bulk actions on the selection.
+// Above the grid: search, sort, and the bulk actions on the selection, its faults among them.
+import { useId, useState } from "react";
 import { ActionButtons } from "./ActionButtons";
-import { IconSearch } from "./icons";
+import { useSnapshot } from "./context";
+import { FaultPanel, selectionChips } from "./Faults";
+import { IconFault, IconSearch } from "./icons";
 import { SORT_KEYS, type GridQuery, type SortKey } from "../state/query";
 
 const SORT_LABELS: Record<SortKey, string> = { id: "Id", name: "Name", status: "Status (worst first)", cpu: "CPU", memory: "Memory", rps: "Requests/s" };
@@ -56,19 +59,42 @@ export function Toolbar({ query, setQuery, shown, total, selected, selectShown, 
           {shown === total ? `${total} servers` : `${shown} of ${total} servers`}
         </span>
       </div>
-      {selected.size > 0 && (
-        <div className="toolbar-row selection-row" role="group" aria-label="Selection">
-          <button type="button" className="btn btn-ghost" onClick={clearSelection}>
-            Clear
-          </button>
-          <span className="sel-count" data-testid="selection-count">
-            {selected.size} selected
-          </span>
-          <div className="bulk">
-            <ActionButtons ids={ids} subject="the selection" />
-          </div>
-        </div>
-      )}
+      {selected.size > 0 && <Selection ids={ids} clearSelection={clearSelection} />}
     </div>
   );
+}
+
+/** The selection's row: its actions, and its faults in a panel that opens below. */
+function Selection({ ids, clearSelection }: { ids: number[]; clearSelection: () => void }) {
+  const [faultsOpen, setFaultsOpen] = useState(false);
+  const panelId = useId();
+  return (
+    <>
+      <div className="toolbar-row selection-row" role="group" aria-label="Selection">
+        <button type="button" className="btn btn-ghost" onClick={clearSelection}>
+          Clear
+        </button>
+        <span className="sel-count" data-testid="selection-count">
+          {ids.length} selected
+        </span>
+        <div className="bulk">
+          <ActionButtons ids={ids} subject="the selection" />
+          <button type="button" className="btn" aria-expanded={faultsOpen} aria-controls={panelId} onClick={() => setFaultsOpen((o) => !o)}>
+            <IconFault /> Faults
+          </button>
+        </div>
+      </div>
+      {faultsOpen && (
+        <div id={panelId} className="selection-faults" data-testid="selection-faults">
+          <SelectionFaults ids={ids} />
+        </div>
+      )}
+    </>
+  );
+}
+
+function SelectionFaults({ ids }: { ids: number[] }) {
+  const { farm } = useSnapshot();
+  const servers = ids.flatMap((id) => farm.servers.get(id) ?? []);
+  return <FaultPanel ids={ids} subject="the selection" chips={selectionChips(servers)} />;
 }

@@ -44,6 +44,12 @@ export const IconBolt = () => (
     <path d="M13 2 3 14h9l-1 8 10-12h-9l1-8z" />
   </svg>
 );
+export const IconFault = () => (
+  <svg {...base}>
+    <path d="M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z" />
+    <path d="M12 9v4M12 17h.01" />
+  </svg>
+);
 export const IconLogo = () => (
   <svg width="22" height="22" viewBox="0 0 24 24" aria-hidden="true">
     <rect x="3" y="3" width="18" height="5" rx="1.5" fill="currentColor" opacity="0.95" />
