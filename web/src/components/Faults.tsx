@@ -125,6 +125,7 @@ function FaultForm({
   onInvalid: (text: string) => void;
 }) {
   const [v, setV] = useState<FaultFormValues>(DEFAULT_FAULT_FORM);
+  const kindId = useId();
   const set = (k: keyof FaultFormValues) => (e: { target: { value: string } }) => setV((old) => ({ ...old, [k]: e.target.value }));
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -144,16 +145,17 @@ function FaultForm({
   return (
     <form className="fault-form" onSubmit={submit} noValidate aria-label={`Set a fault on ${subject}`}>
       <div className="row">
-        <label className="field kind">
-          <span>Fault</span>
-          <select name="kind" value={v.kind} onChange={set("kind")}>
+        {/* Not wrapped in its label: the label's name would take in the chosen option's. */}
+        <div className="field kind">
+          <label htmlFor={kindId}>Fault</label>
+          <select id={kindId} name="kind" value={v.kind} onChange={set("kind")}>
             {FAULT_KINDS.map((k) => (
               <option key={k} value={k}>
                 {KIND_LABELS[k]}
               </option>
             ))}
           </select>
-        </label>
+        </div>
         {v.kind === "latency" && (
           <>
             {number("delayMs", "Delay ms", { min: 0, max: 60_000, step: 10 })}
