@@ -220,6 +220,17 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "FARM_NODE_IDLE_TIMEOUT_MS", default_value_t = limits::DEFAULT_IDLE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(limits::MIN_IDLE_TIMEOUT_MS..=limits::MAX_IDLE_TIMEOUT_MS))]
     idle_timeout_ms: u64,
+    /// Read fault profiles from this channel; the only one is `stdin`: one JSON profile per
+    /// line, each replacing the whole profile (`{}` clears it), from the agent's pipe. Without
+    /// it the node never reads its standard input.
+    #[arg(long, value_name = "CHANNEL", value_parser = ["stdin"])]
+    fault_channel: Option<String>,
+    /// Let requests ask for faults with the x-farm-fault-delay-ms, x-farm-fault-abort,
+    /// x-farm-fault-throughput and x-farm-fault-percent headers; without it they are ignored.
+    /// Set it in `farm up`'s environment to reach every node.
+    #[arg(long, env = "FARM_NODE_ALLOW_FAULT_HEADERS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    allow_fault_headers: bool,
     /// Exit when the parent process (the agent) dies.
     #[arg(long)]
     exit_with_parent: bool,
@@ -386,6 +397,9 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         },
         server_id: args.id,
         name: args.name.unwrap_or_else(|| format!("server-{}", args.id)),
+        // The parser admits only "stdin".
+        fault_channel: args.fault_channel.map(|_| farm_node::FaultChannel::Stdin),
+        allow_fault_headers: args.allow_fault_headers,
     };
     farm_node::run(config, listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,16 @@
-//! The JSON bodies of the node's routes, shared by the server and its clients.
+//! The JSON bodies of the node's routes, shared by the server and its clients, and the
+//! request headers that ask a node for a fault.
 //!
 //! Field names are snake_case on the wire, as in Rust.
+//!
+//! # Header faults
+//!
+//! A node started with `--allow-fault-headers` lets a request ask it to misbehave for that
+//! request alone, with [`FAULT_DELAY_HEADER`], [`FAULT_ABORT_HEADER`],
+//! [`FAULT_THROUGHPUT_HEADER`] and [`FAULT_PERCENT_HEADER`]; without the flag the node ignores
+//! them. They apply to the request that carries them, whatever its route, on top of the node's
+//! fault profile ([`crate::faults`]). A value out of its bounds gets a 400 [`ErrorReply`] that
+//! names the header.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +33,24 @@ pub struct NodeInfo {
     pub version: String,
 }
 
-/// `GET /health`: always `{"status":"healthy","server_id":N}` while the node serves.
+/// `GET /health`: `{"status":"healthy","server_id":N}` while the node serves, with status
+/// 200; `{"status":"unhealthy","server_id":N}`, with the fault's status, for the requests a
+/// health fault hits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReply {
-    /// Always `"healthy"`: a node that can answer is healthy.
+    /// `"healthy"`, or `"unhealthy"` under a health fault.
     pub status: String,
+    /// The server's id.
+    pub server_id: u32,
+}
+
+/// `GET /ready`: `{"ready":true,"server_id":N}` with status 200 while the node takes traffic;
+/// `{"ready":false,"server_id":N}` with 503 for the requests a readiness fault hits (the node
+/// is drained: a load balancer should send it nothing new, though it still serves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyReply {
+    /// Whether the node takes traffic.
+    pub ready: bool,
     /// The server's id.
     pub server_id: u32,
 }
@@ -61,15 +84,17 @@ impl Default for LoadRequest {
     }
 }
 
-/// The body of every error answer (every 4xx, and the deliberate ones of `/error/{code}`).
+/// The body of every error answer (every 4xx, the deliberate ones of `/error/{code}`, and
+/// those of faults).
 ///
-/// `error` is a human-readable message that names the offending field or parameter.
-/// The optional fields appear only where they apply.
+/// `error` is a human-readable message that names the offending field or parameter; a fault's
+/// answer says `fault: ...` (`fault: aborted`, `fault: rate limited`). The optional fields
+/// appear only where they apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReply {
     /// What went wrong.
     pub error: String,
-    /// The simulated status code, on `/error/{code}` answers only.
+    /// The simulated status code, on the answers of `/error/{code}` and of faults only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
     /// The load already running, on a `409 Conflict` from `POST /simulate-load` only.
@@ -126,6 +151,10 @@ pub struct NodeMetrics {
     pub http_tx_bytes: u64,
     /// The simulated load running now, if any.
     pub simulated_load: Option<LoadStatus>,
+    /// The kinds of fault set on the node and not expired, named as the fields of
+    /// [`FaultProfile`](crate::faults::FaultProfile) (`latency`, `abort`, `hang`, `throughput`,
+    /// `connection`, `rate_limit`, `health`, `readiness`), in that order; empty when none is.
+    pub faults_active: Vec<String>,
 }
 
 /// A simulated load, as accepted by `POST /simulate-load` and reported while it runs.
@@ -141,6 +170,20 @@ pub struct LoadStatus {
     pub remaining_seconds: f64,
 }
 
+/// A header fault (see the module's documentation): delays the answer by this many
+/// milliseconds, 0 to [`MAX_FAULT_DELAY_MS`](farm_proto::limits::MAX_FAULT_DELAY_MS).
+pub const FAULT_DELAY_HEADER: &str = "x-farm-fault-delay-ms";
+/// A header fault: answers this status (400 to 599) with `{"error":"fault: aborted","code":N}`
+/// instead of serving the request.
+pub const FAULT_ABORT_HEADER: &str = "x-farm-fault-abort";
+/// A header fault: sends the answer's body at no more than this many bytes per second, 1 to
+/// [`MAX_THROUGHPUT_BYTES_PER_SECOND`](farm_proto::limits::MAX_THROUGHPUT_BYTES_PER_SECOND).
+pub const FAULT_THROUGHPUT_HEADER: &str = "x-farm-fault-throughput";
+/// The share of the requests carrying header faults that they apply to, 0 to 100 (default 100;
+/// a decimal fraction is allowed), drawn from one sequence per node (seed 0) in the order the
+/// requests arrive.
+pub const FAULT_PERCENT_HEADER: &str = "x-farm-fault-percent";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +193,6 @@ mod tests {
         let m: NodeMetrics = serde_json::from_str(r#"{"server_id":3,"extra":1}"#).unwrap();
         assert_eq!(m.server_id, 3);
         assert_eq!(m.simulated_load, None);
+        assert!(m.faults_active.is_empty());
     }
 }

@@ -10,9 +10,9 @@
 //! The node is meant to run on a `current_thread` tokio runtime next to its agent, with
 //! a memory budget of a few MiB for the pair: request handling does not spawn threads,
 //! hot paths avoid allocating, and large payloads are slices of one never-written zeroed
-//! buffer that is not resident. The
-//! only OS threads are the ones `POST /simulate-load` starts on purpose to burn CPU and
-//! hold memory, and they end with the load.
+//! buffer that is not resident. The only other OS threads are the ones `POST /simulate-load`
+//! starts on purpose to burn CPU and hold memory, which end with the load, and, with
+//! `--fault-channel stdin`, the one that waits for fault profiles on standard input.
 //!
 //! # Layout
 //!
@@ -26,11 +26,15 @@
 //!   threads and the resident memory they hold.
 //! - `metrics` (private): the latency window behind the percentiles of `/metrics`.
 //! - [`connections`]: how many connections a node holds, and for how long they may idle.
+//! - `faults` (private): the fault engine: the profile its agent sets over a private
+//!   channel ([`FaultChannel`]), the header faults a request may ask for, and what they do to
+//!   each request, applied by `server` around the answer.
 //!
 //! [`run`] ties them together: it serves the routes of [`app`] on a listener until a
 //! cancellation token fires. [`exit_with_parent`] is the watch that ends an orphaned node.
 
 pub mod connections;
+mod faults;
 mod load;
 mod metrics;
 pub mod routes;
@@ -55,6 +59,24 @@ pub struct Config {
     pub name: String,
     /// How many connections the node holds, and for how long they may sit idle.
     pub connections: connections::ConnectionLimits,
+    /// Where the node's fault profiles come from; `None`: nowhere, the node does nothing wrong
+    /// but what its routes are asked for.
+    pub fault_channel: Option<FaultChannel>,
+    /// Whether a request may ask for faults with the `x-farm-fault-*` headers
+    /// ([`farm_node_api::api::FAULT_DELAY_HEADER`] and its neighbours); otherwise they are
+    /// ignored.
+    pub allow_fault_headers: bool,
+}
+
+/// Where a node reads its fault profiles: one JSON
+/// [`FaultProfile`](farm_node_api::faults::FaultProfile) per line, each replacing the whole
+/// profile (`{}` clears it). A line that does not parse or is out of bounds is logged and
+/// changes nothing; at end of input the profile in force stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultChannel {
+    /// The process's standard input, a pipe from the agent that nothing else can write to:
+    /// a client that reaches the node's port cannot change its faults.
+    Stdin,
 }
 
 impl Config {
@@ -80,6 +102,9 @@ pub enum Error {
     /// The [`Config`] was rejected by [`Config::validate`].
     #[error("invalid node config: {0}")]
     InvalidConfig(String),
+    /// The thread that reads the fault channel could not be started.
+    #[error("cannot read the fault channel: {0}")]
+    FaultChannel(#[source] std::io::Error),
 }
 
 /// Serves the node app for `config` on `listener` until `shutdown` is cancelled.
@@ -90,14 +115,45 @@ pub enum Error {
 /// hold shutdown up. The background CPU sampler that feeds `cpu_percent` runs for as long
 /// as this function does.
 ///
+/// With [`FaultChannel::Stdin`] it reads fault profiles from standard input while it runs.
+///
 /// It does not watch the parent process: spawn [`exit_with_parent`] for that.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    match config.fault_channel {
+        Some(FaultChannel::Stdin) => {
+            run_with_fault_channel(config, listener, shutdown, std::io::stdin()).await
+        }
+        None => serve(config, listener, shutdown, None::<std::io::Empty>).await,
+    }
+}
+
+/// Like [`run`], reading fault profiles from `channel` (lines as [`FaultChannel`] describes)
+/// whatever `config.fault_channel` says: the same reader that serves standard input, for a
+/// caller that holds the other end of a pipe (tests, an embedding program).
+pub async fn run_with_fault_channel(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    channel: impl std::io::Read + Send + 'static,
+) -> Result<(), Error> {
+    serve(config, listener, shutdown, Some(channel)).await
+}
+
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    channel: Option<impl std::io::Read + Send + 'static>,
+) -> Result<(), Error> {
     config.validate()?;
     let state = AppState::new(&config);
+    if let Some(channel) = channel {
+        faults::spawn_channel(channel, state.clone()).map_err(Error::FaultChannel)?;
+    }
     let sampler = tokio::spawn(state::sample_cpu(state.clone(), shutdown.child_token()));
 
     server::serve(listener, state, shutdown.clone()).await;

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `GET /` | 200 [`NodeInfo`] |
 //! | `GET /health` | 200 `{"status":"healthy","server_id":N}` (a prebuilt body: the cheapest route) |
+//! | `GET /ready` | 200 [`ReadyReply`] `{"ready":true,"server_id":N}` (prebuilt too): whether a load balancer should send the node traffic |
 //! | `GET /metrics` | 200 [`NodeMetrics`] |
 //! | `GET /slow-endpoint?min_ms=&max_ms=` | sleeps uniformly in `min_ms..=max_ms` (default `1000..=5000`, each at most 30 000, `min_ms <= max_ms`), then 200 [`DelayReply`] |
 //! | `GET /slow-endpoint?delay_ms=N` | sleeps exactly `N` ms (`0..=30000`; not combinable with `min_ms`/`max_ms`), then 200 [`DelayReply`] |
@@ -35,12 +36,20 @@
 //! Requests carrying [`PROBE_HEADER`](farm_node_api::PROBE_HEADER) are served normally but not
 //! counted.
 //!
+//! Faults change these answers, in the node [`crate::run`] serves (not in the bare [`app`]):
+//! a health fault makes `GET /health` answer `{"status":"unhealthy","server_id":N}` with its
+//! status, a readiness fault makes `GET /ready` answer 503 `{"ready":false,"server_id":N}`, and
+//! the other faults (delays, `{"error":"fault: aborted","code":N}` answers, refusals with
+//! `Retry-After`, hangs, dropped connections, slow bodies) touch every route but `/health`,
+//! `/ready` and `/metrics`. See `crate::faults`.
+//!
 //! [`NodeInfo`]: farm_node_api::api::NodeInfo
 //! [`NodeMetrics`]: farm_node_api::api::NodeMetrics
 //! [`LoadStatus`]: farm_node_api::api::LoadStatus
 //! [`DelayReply`]: farm_node_api::api::DelayReply
 //! [`LoadRequest`]: farm_node_api::api::LoadRequest
 //! [`ErrorReply`]: farm_node_api::api::ErrorReply
+//! [`ReadyReply`]: farm_node_api::api::ReadyReply
 
 use std::time::Duration;
 
@@ -59,7 +68,9 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::load::{self, StartError};
 use crate::state::{Arrival, counted};
-use farm_node_api::api::{DelayReply, ErrorReply, LoadRequest, LoadStatus};
+use farm_node_api::api::{
+    DelayReply, ErrorReply, HealthReply, LoadRequest, LoadStatus, ReadyReply,
+};
 use farm_proto::limits;
 
 /// Builds the node's complete router over `state`: every route, and the counting of
@@ -77,6 +88,7 @@ pub(crate) fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/slow-endpoint", get(slow))
         .route(
@@ -111,6 +123,39 @@ pub(crate) fn health_response(state: &AppState) -> Response {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `GET /health` under a health fault: `{"status":"unhealthy"}` with the fault's status.
+pub(crate) fn unhealthy_response(state: &AppState, status: StatusCode) -> Response {
+    let mut response = json_response(&HealthReply {
+        status: "unhealthy".into(),
+        server_id: state.server_id(),
+    });
+    *response.status_mut() = status;
+    response
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    ready_response(&state)
+}
+
+/// The `/ready` answer of a node that takes traffic: a prebuilt body, like `/health`'s.
+pub(crate) fn ready_response(state: &AppState) -> Response {
+    let mut response = Response::new(Body::from(state.ready_body()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `GET /ready` under a readiness fault: 503 `{"ready":false}`.
+pub(crate) fn unready_response(state: &AppState) -> Response {
+    let mut response = json_response(&ReadyReply {
+        ready: false,
+        server_id: state.server_id(),
+    });
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     response
 }
 
@@ -314,6 +359,10 @@ pub(crate) enum ApiError {
     Unavailable(String),
     /// 503: the node is shutting down.
     ShuttingDown,
+    /// A fault's answer, with its status: `fault: aborted`, `fault: rate limited`.
+    Fault(StatusCode, &'static str),
+    /// 400: a header fault's value is out of bounds; the message names the header.
+    BadFaultHeader(String),
 }
 
 impl IntoResponse for ApiError {
@@ -351,6 +400,8 @@ impl IntoResponse for ApiError {
                 None,
                 None,
             ),
+            Self::Fault(status, what) => (status, what.into(), Some(status.as_u16()), None),
+            Self::BadFaultHeader(message) => (StatusCode::BAD_REQUEST, message, None, None),
         };
         let body = ErrorReply {
             error,

@@ -23,16 +23,26 @@
 //! Shutdown: the token stops the accept loop; the state is closed (long sleeps end, the
 //! load stops); every connection is told to finish its in-flight request and close (idle
 //! keep-alive connections close at once); `serve` returns when they all have.
+//!
+//! Faults ([`crate::faults`]) are applied here, around the answer. When none can touch a
+//! request (the usual case) the service pays one atomic load for them and answers as above;
+//! otherwise it asks the engine for the request's plan and carries it out. A fault that drops
+//! the connection makes the service fail: hyper then ends the connection without writing an
+//! answer (a service error is not turned into a 500 on HTTP/1), and the socket, whose reset
+//! switch the service may have set, closes or resets it.
 
-use std::convert::Infallible;
+use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
-use axum::response::Response;
-use http::Method;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use farm_node_api::faults::ConnectionFaultMode;
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Method};
 use hyper::body::Incoming;
 use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::TokioIo;
@@ -43,7 +53,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::AppState;
 use crate::connections::{Admitted, Tracked};
-use crate::routes::{self, health_response, info_response, metrics_response};
+use crate::faults::{Answer, Plan, ResetSwitch, Socket, Stop, Throttled, View};
+use crate::routes::{
+    self, ApiError, health_response, info_response, metrics_response, ready_response,
+    unhealthy_response, unready_response,
+};
 use crate::state::{Arrival, counted};
 
 /// How long a connection may take to finish once shutdown starts.
@@ -131,12 +145,25 @@ async fn serve_connection(
     // Answers are one small write each: do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     let activity = admitted.activity.clone();
+    let reset = ResetSwitch::default();
+    let socket = Socket::new(stream, reset.clone());
+    // This connection's reference to the fault profile; the service is called for one
+    // request at a time, so the borrow never overlaps.
+    let view = RefCell::new(View::default());
     let service = service_fn(move |request: http::Request<Incoming>| {
         let node = Arc::clone(&node);
         // In flight from here until the response's body has been written.
         activity.begin();
         let activity = Arc::clone(&activity);
         let arrival = Arrival::of(&request);
+        let faults = node.state.faults();
+        let plan = if faults.idle() {
+            None
+        } else {
+            faults
+                .plan(&mut view.borrow_mut(), &request)
+                .map(|plan| Box::new((plan, reset.clone())))
+        };
         // The probes' and scrapers' routes need nothing from their request: drop it now
         // (see `Arrival`), and keep the future small. Other requests are boxed for the same
         // reason.
@@ -145,12 +172,18 @@ async fn serve_connection(
             None => Ok(Box::new(request)),
         };
         async move {
-            let response = node.answer(arrival, request).await;
-            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, activity)))
+            let response = match plan {
+                None => node.answer(arrival, request).await,
+                Some(faulted) => {
+                    let (plan, reset) = *faulted;
+                    Box::pin(node.answer_faulted(plan, &reset, arrival, request)).await?
+                }
+            };
+            Ok::<_, Dropped>(response.map(|body| Tracked::new(body, activity)))
         }
     });
     let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(socket), service);
     let mut connection = std::pin::pin!(connection);
 
     // Cancelled by shutdown, or by the sweeper when the connection has sat idle too long.
@@ -185,12 +218,14 @@ async fn serve_connection(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
 }
 
-/// The routes answered without the router: `GET /health` (every probe), `GET /metrics`
-/// (every agent's scrape) and `GET /`. Their answers need nothing from the request, and the
-/// router's matching, boxing and extraction would cost more than the answer itself.
+/// The routes answered without the router: `GET /health` (every probe), `GET /ready` (a load
+/// balancer's check), `GET /metrics` (every agent's scrape) and `GET /`. Their answers need
+/// nothing from the request, and the router's matching, boxing and extraction would cost more
+/// than the answer itself.
 #[derive(Debug, Clone, Copy)]
 enum Direct {
     Health,
+    Ready,
     Metrics,
     Info,
 }
@@ -202,12 +237,19 @@ impl Direct {
         }
         match request.uri().path() {
             "/health" => Some(Self::Health),
+            "/ready" => Some(Self::Ready),
             "/metrics" => Some(Self::Metrics),
             "/" => Some(Self::Info),
             _ => None,
         }
     }
 }
+
+/// Why a request got no answer: a fault dropped its connection (closed or reset) or held it
+/// until its bound. Returned by the service, it makes hyper end the connection unanswered.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was dropped by a fault")]
+struct Dropped;
 
 impl Node {
     /// Answers one request: a [`Direct`] route here, anything else by the router.
@@ -216,18 +258,100 @@ impl Node {
         arrival: Option<Arrival>,
         request: Result<Box<http::Request<Incoming>>, Direct>,
     ) -> Response {
-        counted(&self.state, arrival, async {
-            let request = match request {
-                Ok(request) => request,
-                Err(Direct::Health) => return health_response(&self.state),
-                Err(Direct::Metrics) => return metrics_response(&self.state),
-                Err(Direct::Info) => return info_response(&self.state),
-            };
-            match Box::pin(self.router.call(*request)).await {
-                Ok(response) => response,
-                Err(never) => match never {},
+        counted(&self.state, arrival, self.serve(request)).await
+    }
+
+    /// Serves a request, uncounted.
+    async fn serve(&self, request: Result<Box<http::Request<Incoming>>, Direct>) -> Response {
+        let request = match request {
+            Ok(request) => request,
+            Err(Direct::Health) => return health_response(&self.state),
+            Err(Direct::Ready) => return ready_response(&self.state),
+            Err(Direct::Metrics) => return metrics_response(&self.state),
+            Err(Direct::Info) => return info_response(&self.state),
+        };
+        match Box::pin(self.router.call(*request)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Answers one request as its fault plan says, counting it like any other: a request that
+    /// gets no answer (dropped, held until its bound, or left by its client) leaves flight
+    /// without a latency.
+    async fn answer_faulted(
+        &self,
+        plan: Plan,
+        reset: &ResetSwitch,
+        arrival: Option<Arrival>,
+        request: Result<Box<http::Request<Incoming>>, Direct>,
+    ) -> Result<Response, Dropped> {
+        let guard = arrival.map(|arrival| self.state.begin_request(arrival));
+        let outcome = self.carry_out(plan, reset, request).await;
+        if let (Some(guard), Ok(response)) = (guard, &outcome) {
+            guard.finish(response);
+        }
+        outcome
+    }
+
+    /// Connection → rate limit → abort → hang (the plan's `stop`, at most one), then latency,
+    /// then the answer (the route's, or a watched route's faulted one), then throughput.
+    async fn carry_out(
+        &self,
+        plan: Plan,
+        reset: &ResetSwitch,
+        request: Result<Box<http::Request<Incoming>>, Direct>,
+    ) -> Result<Response, Dropped> {
+        let closing = self.state.closing();
+        match plan.stop {
+            None => {}
+            Some(Stop::BadHeader(message)) => {
+                return Ok(ApiError::BadFaultHeader(message).into_response());
             }
+            Some(Stop::Drop(mode)) => {
+                if mode == ConnectionFaultMode::Reset {
+                    reset.arm();
+                }
+                return Err(Dropped);
+            }
+            Some(Stop::Refuse {
+                status,
+                retry_after_seconds,
+            }) => {
+                let mut response = ApiError::Fault(status, "fault: rate limited").into_response();
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+                return Ok(response);
+            }
+            Some(Stop::Abort(status)) => {
+                return Ok(ApiError::Fault(status, "fault: aborted").into_response());
+            }
+            Some(Stop::Hang(longest)) => {
+                // hyper keeps reading the connection while the answer is pending and fails it
+                // when the client closes its side, which drops this future: a hang ends when
+                // the client leaves. Otherwise the bound or shutdown ends it, unanswered.
+                tokio::select! {
+                    () = tokio::time::sleep(longest) => {}
+                    () = closing.cancelled() => {}
+                }
+                return Err(Dropped);
+            }
+        }
+        if !plan.delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(plan.delay) => {}
+                () = closing.cancelled() => return Ok(ApiError::ShuttingDown.into_response()),
+            }
+        }
+        let response = match plan.answer {
+            Some(Answer::Unhealthy(status)) => unhealthy_response(&self.state, status),
+            Some(Answer::Unready) => unready_response(&self.state),
+            None => self.serve(request).await,
+        };
+        Ok(match plan.throughput {
+            Some(rate) => response.map(|body| Body::new(Throttled::new(body, rate))),
+            None => response,
         })
-        .await
     }
 }

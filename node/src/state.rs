@@ -1,5 +1,5 @@
 //! The state shared by the node's handlers: identity, request counters, the latency
-//! window, the CPU gauge and the load slot.
+//! window, the CPU gauge, the load slot and the faults.
 //!
 //! Everything a request updates is an atomic (the latency window too), so recording a
 //! request takes no lock and allocates nothing.
@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::connections::Connections;
+use crate::faults::Faults;
 use crate::load::Loads;
 use crate::metrics::{self, LatencyWindow, Percentiles};
 use farm_node_api::PROBE_HEADER;
-use farm_node_api::api::{HealthReply, NodeInfo, NodeMetrics};
+use farm_node_api::api::{HealthReply, NodeInfo, NodeMetrics, ReadyReply};
 use farm_node_api::proc;
 use farm_proto::limits;
 
@@ -50,6 +51,8 @@ struct Shared {
     /// The whole `/health` body, built once: the route is benchmarked and answered
     /// without serialising anything.
     health_body: Bytes,
+    /// The whole `/ready` body when ready, built once for the same reason.
+    ready_body: Bytes,
     /// The `/data` payload, [`limits::MAX_DATA_KB`] KiB of zeros, sliced per request.
     zeros: Bytes,
     requests_total: AtomicU64,
@@ -76,6 +79,8 @@ struct Shared {
     closing: CancellationToken,
     /// The open connections and their bounds.
     connections: Arc<Connections>,
+    /// What the node does wrong on purpose.
+    faults: Faults,
 }
 
 impl AppState {
@@ -89,6 +94,13 @@ impl AppState {
         let health_body = serde_json::to_vec(&health)
             .map(Bytes::from)
             .unwrap_or_default();
+        let ready = ReadyReply {
+            ready: true,
+            server_id: config.server_id,
+        };
+        let ready_body = serde_json::to_vec(&ready)
+            .map(Bytes::from)
+            .unwrap_or_default();
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         Self {
@@ -98,6 +110,7 @@ impl AppState {
                 started: Instant::now(),
                 cores,
                 health_body,
+                ready_body,
                 zeros: zeroed(limits::MAX_DATA_KB as usize * 1024),
                 requests_total: AtomicU64::new(0),
                 errors_total: AtomicU64::new(0),
@@ -114,6 +127,7 @@ impl AppState {
                 rng: Mutex::new(SmallRng::from_os_rng()),
                 closing: CancellationToken::new(),
                 connections: Arc::new(Connections::new(config.connections)),
+                faults: Faults::new(config.allow_fault_headers),
             }),
         }
     }
@@ -121,6 +135,16 @@ impl AppState {
     /// The node's open connections.
     pub(crate) fn connections(&self) -> &Arc<Connections> {
         &self.inner.connections
+    }
+
+    /// The node's faults.
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// The server's id.
+    pub(crate) fn server_id(&self) -> u32 {
+        self.inner.server_id
     }
 
     /// Starts shutting down: stops the simulated load and wakes every `/slow-endpoint`
@@ -155,6 +179,7 @@ impl AppState {
             http_rx_bytes: s.rx_bytes.load(Ordering::Relaxed),
             http_tx_bytes: s.tx_bytes.load(Ordering::Relaxed),
             simulated_load: s.loads.current(),
+            faults_active: s.faults.active(),
         }
     }
 
@@ -201,6 +226,10 @@ impl AppState {
 
     pub(crate) fn health_body(&self) -> Bytes {
         self.inner.health_body.clone()
+    }
+
+    pub(crate) fn ready_body(&self) -> Bytes {
+        self.inner.ready_body.clone()
     }
 
     /// A uniformly random value in `low..=high` (`high` is raised to `low` if below).

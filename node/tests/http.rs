@@ -475,6 +475,8 @@ async fn run_rejects_an_invalid_config() {
         server_id: 0,
         name: "server-0".into(),
         connections: Default::default(),
+        fault_channel: None,
+        allow_fault_headers: false,
     };
     let err = farm_node::run(config, listener, CancellationToken::new())
         .await
@@ -492,6 +494,8 @@ async fn app_router_counts_requests_but_not_probes() {
         server_id: 9,
         name: "server-9".into(),
         connections: Default::default(),
+        fault_channel: None,
+        allow_fault_headers: false,
     };
     let state = farm_node::AppState::new(&config);
     let stop = CancellationToken::new();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use farm_node::connections::ConnectionLimits;
 use farm_node::{Config, Error};
 use farm_node_api::client::{NodeClient, Reply};
+use farm_node_api::faults::FaultProfile;
 use http::Method;
 use hyper::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +27,8 @@ pub(crate) struct TestNode {
     pub(crate) client: NodeClient,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), Error>>,
+    /// The writing end of the node's fault channel, for nodes started with one.
+    faults: Option<std::io::PipeWriter>,
 }
 
 impl TestNode {
@@ -35,6 +38,25 @@ impl TestNode {
 
     /// A node with these connection bounds.
     pub(crate) async fn start_with(server_id: u32, connections: ConnectionLimits) -> Self {
+        Self::launch(server_id, connections, false, false).await
+    }
+
+    /// A node whose fault channel the test writes to ([`TestNode::set_faults`]), with these
+    /// connection bounds, and header faults allowed or not.
+    pub(crate) async fn start_faulty(
+        server_id: u32,
+        connections: ConnectionLimits,
+        allow_fault_headers: bool,
+    ) -> Self {
+        Self::launch(server_id, connections, true, allow_fault_headers).await
+    }
+
+    async fn launch(
+        server_id: u32,
+        connections: ConnectionLimits,
+        channel: bool,
+        allow_fault_headers: bool,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let shutdown = CancellationToken::new();
@@ -42,14 +64,59 @@ impl TestNode {
             server_id,
             name: format!("server-{server_id}"),
             connections,
+            fault_channel: None,
+            allow_fault_headers,
         };
-        let task = tokio::spawn(farm_node::run(config, listener, shutdown.clone()));
+        let (task, faults) = if channel {
+            let (reader, writer) = std::io::pipe().unwrap();
+            let run = farm_node::run_with_fault_channel(config, listener, shutdown.clone(), reader);
+            (tokio::spawn(run), Some(writer))
+        } else {
+            (
+                tokio::spawn(farm_node::run(config, listener, shutdown.clone())),
+                None,
+            )
+        };
         Self {
             addr,
             client: NodeClient::new(),
             shutdown,
             task,
+            faults,
         }
+    }
+
+    /// Writes one line to the node's fault channel, as the agent would.
+    pub(crate) fn write_fault_line(&mut self, line: &str) {
+        use std::io::Write;
+        let writer = self
+            .faults
+            .as_mut()
+            .expect("a node started with start_faulty");
+        writer.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// Replaces the node's fault profile and waits until `/metrics` reports it in force. It
+    /// clears the profile first, so that a profile with the same kinds as the last one is
+    /// seen to arrive too.
+    pub(crate) async fn set_faults(&mut self, profile: &FaultProfile) {
+        self.write_fault_line("{}");
+        self.wait_for_faults(&[]).await;
+        self.write_fault_line(&serde_json::to_string(profile).unwrap());
+        self.wait_for_faults(&kinds(profile)).await;
+    }
+
+    /// Waits until `/metrics` reports exactly these kinds of fault active.
+    pub(crate) async fn wait_for_faults(&self, expected: &[&str]) {
+        wait_for(
+            &format!("faults {expected:?} in force"),
+            Duration::from_secs(10),
+            || async {
+                let active = self.metrics().await.faults_active;
+                (active == expected).then_some(())
+            },
+        )
+        .await;
     }
 
     /// An ordinary (counted) request, keeping up to 16 MiB of body.
@@ -72,6 +139,11 @@ impl TestNode {
             .unwrap()
     }
 
+    /// Starts the node's shutdown without waiting for it.
+    pub(crate) fn begin_stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Cancels the node and waits (boundedly) for `run` to return.
     pub(crate) async fn stop(self) -> Result<(), Error> {
         self.shutdown.cancel();
@@ -80,6 +152,23 @@ impl TestNode {
             .expect("node did not shut down within 10 s")
             .expect("node task panicked")
     }
+}
+
+/// The kinds of fault `profile` sets, as `/metrics` names them.
+pub(crate) fn kinds(profile: &FaultProfile) -> Vec<&'static str> {
+    [
+        ("latency", profile.latency.is_some()),
+        ("abort", profile.abort.is_some()),
+        ("hang", profile.hang.is_some()),
+        ("throughput", profile.throughput.is_some()),
+        ("connection", profile.connection.is_some()),
+        ("rate_limit", profile.rate_limit.is_some()),
+        ("health", profile.health.is_some()),
+        ("readiness", profile.readiness.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
 
 /// The reply body as JSON.
