@@ -4,7 +4,11 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/farm/v1/agent.proto", "proto/farm/v1/farm.proto"];
+    let files = [
+        "proto/farm/v1/agent.proto",
+        "proto/farm/v1/farm.proto",
+        "proto/farm/v1/faults.proto",
+    ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

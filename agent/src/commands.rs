@@ -72,6 +72,19 @@ pub(crate) fn handle(
             });
             None
         }
+        Some(command::Action::SetFaults(set)) => {
+            let action = Action::SetFaults(Box::new(set.profile.unwrap_or_default()), set.version);
+            let supervisor = supervisor.clone();
+            let results = results.clone();
+            tokio::spawn(async move {
+                let result = match supervisor.act(action).await {
+                    Ok(message) => answer(true, message),
+                    Err(message) => answer(false, message),
+                };
+                let _ = results.send(result).await;
+            });
+            None
+        }
         Some(command::Action::SimulateLoad(load)) => {
             let client = sampler.client().clone();
             let address = sampler.node_address().to_string();

@@ -47,7 +47,8 @@ pub struct Config {
     /// own address when `None`.
     pub node_advertise: Option<String>,
     /// The program and arguments that start the node app; the agent adds `--listen ADDR`
-    /// (and `--reuse-port` when it holds the port).
+    /// (and `--reuse-port` when it holds the port), and `--fault-channel stdin`: the node's
+    /// standard input is the pipe over which the agent hands it its faults.
     pub node_command: Vec<String>,
     /// Which runtime started this server, told in the hello.
     pub runtime: String,
@@ -183,6 +184,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let node_port = NodePort::reserve(config.node_listen)?;
     let mut command = config.node_command.clone();
     command.extend(node_port.node_args());
+    command.extend(["--fault-channel".into(), "stdin".into()]);
     let probe_address = node_port.probe_address().to_string();
     let advertise = config
         .node_advertise

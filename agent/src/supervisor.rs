@@ -8,10 +8,11 @@
 use std::time::{Duration, Instant};
 
 use farm_node_api::client::NodeClient;
-use farm_proto::v1::{AgentEvent, AgentEventKind};
+use farm_proto::v1::{AgentEvent, AgentEventKind, FaultProfile};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +58,8 @@ pub struct NodeStatus {
     pub restarts: u32,
 }
 
-/// A lifecycle request for the node app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request for the node app: a lifecycle action, or its faults.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Start it if stopped.
     Start,
@@ -72,6 +73,8 @@ pub enum Action {
     Pause,
     /// Thaw it (SIGCONT).
     Unpause,
+    /// Hand it this fault profile, of this version, now and at every start.
+    SetFaults(Box<FaultProfile>, u64),
 }
 
 type Reply = oneshot::Sender<Result<String, String>>;
@@ -120,6 +123,9 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const READINESS_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the node may take to take a fault profile from its pipe. A paused node takes
+/// none; its pipe holds a few profiles before a write would wait.
+const FAULTS_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Starts the supervisor task, which starts the node at once.
 pub fn spawn(
@@ -141,6 +147,8 @@ pub fn spawn(
         status: status_tx,
         client: NodeClient::new(),
         child: None,
+        stdin: None,
+        faults: None,
         want_running: true,
         restart_at: Some(Instant::now()),
         backoff: Backoff::new(
@@ -167,6 +175,10 @@ struct Task {
     status: watch::Sender<NodeStatus>,
     client: NodeClient,
     child: Option<Child>,
+    /// The write end of the running node's fault channel (its standard input).
+    stdin: Option<ChildStdin>,
+    /// The latest fault profile and its version, handed to the node at every start.
+    faults: Option<(FaultProfile, u64)>,
     /// Whether the node should run: false only after a stop request.
     want_running: bool,
     /// When to (re)start the node, while it is not running.
@@ -200,6 +212,7 @@ impl Task {
                 }
                 exit = wait(&mut self.child) => {
                     self.child = None;
+                    self.stdin = None;
                     self.on_exit(exit).await;
                 }
                 _ = sleep_until(self.restart_at.unwrap_or(far_future).into()), if self.restart_at.is_some() => {
@@ -218,6 +231,22 @@ impl Task {
 
     async fn apply(&mut self, action: Action) -> Result<String, String> {
         match action {
+            Action::SetFaults(profile, version) => {
+                if self
+                    .faults
+                    .as_ref()
+                    .is_some_and(|(_, applied)| *applied > version)
+                {
+                    return Ok(format!(
+                        "faults version {version} is older than the one applied; kept that"
+                    ));
+                }
+                self.faults = Some((*profile, version));
+                if self.stdin.is_none() {
+                    return Ok("faults kept; the node gets them when it starts".into());
+                }
+                self.hand_faults().await
+            }
             Action::Start => {
                 self.want_running = true;
                 if self.child.is_some() {
@@ -304,19 +333,26 @@ impl Task {
             .expect("validated: the node command is not empty");
         let spawned = Command::new(program)
             .args(args)
-            .stdin(std::process::Stdio::null())
+            // The node's fault channel: only its agent can write to it.
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn();
         match spawned {
-            Ok(child) => {
+            Ok(mut child) => {
                 let pid = child.id();
+                self.stdin = child.stdin.take();
                 self.child = Some(child);
                 self.status.send_modify(|s| {
                     s.state = NodeState::Starting;
                     s.pid = pid;
                     s.started_at = Some(Instant::now());
                 });
+                if self.faults.is_some()
+                    && let Err(error) = self.hand_faults().await
+                {
+                    tracing::warn!(%error, "Could not hand the restarted node its faults.");
+                }
                 Ok(())
             }
             Err(e) => {
@@ -380,7 +416,31 @@ impl Task {
         }
     }
 
+    /// Writes the latest fault profile to the node's fault channel, as one JSON line with
+    /// the time each fault has left.
+    async fn hand_faults(&mut self) -> Result<String, String> {
+        let Some((profile, _)) = &self.faults else {
+            return Ok("no faults to hand over".into());
+        };
+        let profile = farm_node_api::faults::from_proto(profile, crate::sampler::now_ms())?;
+        let mut line = serde_json::to_vec(&profile).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or("the node is not running; it gets the faults when it starts")?;
+        match tokio::time::timeout(FAULTS_WRITE_TIMEOUT, stdin.write_all(&line)).await {
+            Ok(Ok(())) if profile.is_empty() => Ok("faults cleared on the node".into()),
+            Ok(Ok(())) => Ok("faults handed to the node".into()),
+            Ok(Err(e)) => Err(format!("cannot hand the node its faults: {e}")),
+            Err(_) => Err(format!(
+                "the node took no faults within {FAULTS_WRITE_TIMEOUT:?} (is it paused?); it gets them at its next start"
+            )),
+        }
+    }
+
     async fn kill(&mut self) {
+        self.stdin = None;
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;

@@ -78,6 +78,7 @@ impl DockerArgs {
         publish_host: IpAddr,
         base_port: u16,
         token: Option<farm_proto::auth::Token>,
+        allow_fault_headers: bool,
     ) -> anyhow::Result<DockerRuntimeConfig> {
         Ok(DockerRuntimeConfig {
             prefix: self.name_prefix.clone(),
@@ -89,6 +90,7 @@ impl DockerArgs {
             memory_mb: self.memory_mb,
             concurrency: usize::from(self.docker_concurrency),
             token,
+            allow_fault_headers,
         })
     }
 }
@@ -174,6 +176,10 @@ pub(crate) struct ComposeArgs {
     /// Node N is published on this port plus N; 0 lets the engine pick each node's port.
     #[arg(long, default_value_t = 8000)]
     node_base_port: u16,
+    /// Let requests ask the servers for faults in their headers (`x-farm-fault-delay-ms`,
+    /// `-abort`, `-throughput`, `-percent`); without it those headers are ignored.
+    #[arg(long, env = "FARM_ALLOW_FAULT_HEADERS")]
+    allow_fault_headers: bool,
     #[command(flatten)]
     docker: DockerArgs,
 }
@@ -249,6 +255,7 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
             node_advertise: Some(format!("server-{id}:{}", docker::NODE_PORT)),
             runtime: "docker",
             exit_with_parent: false,
+            allow_fault_headers: args.allow_fault_headers,
         };
         write!(
             yaml,

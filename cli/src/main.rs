@@ -9,11 +9,13 @@
 //! - [`roles`]: `farm controller`, `farm gateway`, `farm agent`, `farm node`.
 //! - [`report`]: `farm status` and `farm health`, tables from a running controller.
 //! - [`loadtest`]: `farm load-test`, a load test run by the controller's engine.
+//! - [`fault`]: `farm fault set|clear|list`, servers that misbehave on command.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
 //! - [`token`]: the farm's token and the data directory that keeps it.
 
 mod docker;
+mod fault;
 mod loadtest;
 mod report;
 mod roles;
@@ -45,6 +47,8 @@ enum Command {
     Health(report::HealthArgs),
     /// Run a load test against servers of a running farm, with live progress.
     LoadTest(loadtest::LoadTestArgs),
+    /// Make servers misbehave on command: set, clear and list their faults.
+    Fault(fault::FaultArgs),
     /// Run the controller alone (agents started elsewhere connect to it).
     Controller(roles::ControllerArgs),
     /// Run the gateway alone: REST, /docs, /metrics and grpc-web for a controller.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Status(args) => current_thread(report::status(args)),
         Command::Health(args) => current_thread(report::health(args)),
         Command::LoadTest(args) => current_thread(loadtest::run(args)),
+        Command::Fault(args) => current_thread(fault::run(args)),
         // A server is two small processes; one thread each keeps a farm of fifty light.
         Command::Agent(args) => current_thread(roles::agent(args)),
         Command::Node(args) => current_thread(roles::node(args)),

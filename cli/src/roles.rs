@@ -189,6 +189,9 @@ pub(crate) struct AgentArgs {
     /// Exit when the parent process dies (set by the process runtime).
     #[arg(long)]
     exit_with_parent: bool,
+    /// Let requests ask the node for faults in their headers.
+    #[arg(long)]
+    allow_fault_headers: bool,
     #[command(flatten)]
     data: FarmData,
 }
@@ -227,9 +230,8 @@ pub(crate) struct NodeArgs {
     fault_channel: Option<String>,
     /// Let requests ask for faults with the x-farm-fault-delay-ms, x-farm-fault-abort,
     /// x-farm-fault-throughput and x-farm-fault-percent headers; without it they are ignored.
-    /// Set it in `farm up`'s environment to reach every node.
-    #[arg(long, env = "FARM_NODE_ALLOW_FAULT_HEADERS",
-          value_parser = clap::builder::BoolishValueParser::new())]
+    /// `farm up --allow-fault-headers` passes it to every node through their agents.
+    #[arg(long)]
     allow_fault_headers: bool,
     /// Exit when the parent process (the agent) dies.
     #[arg(long)]
@@ -354,7 +356,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.unwrap_or_else(|| format!("server-{}", args.id));
     let binary = std::env::current_exe().context("cannot find the farm binary to run the node")?;
     // The agent adds where the node listens.
-    let node_command = vec![
+    let mut node_command = vec![
         binary.to_string_lossy().into_owned(),
         "node".into(),
         "--id".into(),
@@ -363,6 +365,9 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         name.clone(),
         "--exit-with-parent".into(),
     ];
+    if args.allow_fault_headers {
+        node_command.push("--allow-fault-headers".into());
+    }
     let config = farm_agent::Config {
         server_id: args.id,
         name,

@@ -70,6 +70,10 @@ pub(crate) struct UpArgs {
     no_gateway: bool,
     #[command(flatten)]
     gateway: GatewayOptions,
+    /// Let requests ask the servers for faults in their headers (`x-farm-fault-delay-ms`,
+    /// `-abort`, `-throughput`, `-percent`); without it those headers are ignored.
+    #[arg(long, env = "FARM_ALLOW_FAULT_HEADERS")]
+    allow_fault_headers: bool,
     #[command(flatten)]
     data: FarmData,
 }
@@ -114,6 +118,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         node_host: args.node_host,
         base_port: args.node_base_port,
         token: Some(token.clone()),
+        allow_fault_headers: args.allow_fault_headers,
     };
     if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
         bail!(
@@ -175,6 +180,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 args.node_host,
                 args.node_base_port,
                 Some(token.clone()),
+                args.allow_fault_headers,
             )?;
             let (runtime, network_listen) = docker::prepare(config, registry.clone()).await?;
             // Containers reach the controller on the farm network's gateway, the host's

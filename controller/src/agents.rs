@@ -301,6 +301,15 @@ impl AgentService for Agents {
             }
         };
         tracing::debug!(server_id = id, session, "Agent connected.");
+        if let Some(handoff) = self.registry.faults_handoff(id) {
+            // An agent that connects (a new one, or one whose node restarted with it) gets
+            // its server's faults back; the runtime already applied any partition.
+            tokio::spawn(async move {
+                if let Err(error) = crate::faults::hand_over(handoff, None).await {
+                    tracing::warn!(server_id = id, %error, "Could not hand an agent its faults.");
+                }
+            });
+        }
 
         let registry = self.registry.clone();
         let shutdown = self.shutdown.clone();

@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use farm_node_api::client::NodeClient;
 use farm_proto::limits::{
@@ -19,7 +19,8 @@ use farm_proto::v1::{
     ListServersRequest, ListServersResponse, LoadSpec, RunLoadTestRequest, RunLoadTestResponse,
     ScaleFarmRequest, ScaleFarmResponse, ServerActionKind, ServerActionRequest,
     ServerActionResponse, SimulateLoadRequest, SimulateLoadResponse, StartLoadTestRequest,
-    StartLoadTestResponse, StopLoadTestRequest, WatchRequest, WatchResponse, command,
+    StartLoadTestResponse, StopLoadTestRequest, StopLoadTestResponse, WatchRequest, WatchResponse,
+    command,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
+use crate::faults::{self, now_ms};
 use crate::loadtest::{self, LoadTests};
 use crate::registry::Registry;
 use crate::runtime::{self, Runtime};
@@ -96,6 +98,41 @@ impl Farm {
         ))
     }
 
+    /// Changes the fault profile of every server of `ids` with `change`, and hands each
+    /// changed profile to its agent and runtime: one outcome and one profile per server.
+    async fn change_faults(
+        &self,
+        ids: &[u32],
+        change: impl Fn(&mut pb::FaultProfile),
+    ) -> (Vec<CommandOutcome>, Vec<pb::ServerFaults>) {
+        let mut handoffs = std::collections::BTreeMap::new();
+        for &id in ids {
+            if let Some(handoff) = self.registry.change_faults(id, &change) {
+                handoffs.insert(id, handoff);
+            }
+        }
+        let servers = ids
+            .iter()
+            .filter_map(|id| handoffs.get(id))
+            .map(|h| pb::ServerFaults {
+                server_id: h.id,
+                faults: Some(h.profile.clone()),
+            })
+            .collect();
+        let outcomes = fan_out(ids, |id| {
+            let handoff = handoffs.get(&id).cloned();
+            let runtime = self.runtime.clone();
+            async move {
+                match handoff {
+                    Some(handoff) => faults::hand_over(handoff, runtime).await,
+                    None => Err(format!("server {id} left the farm")),
+                }
+            }
+        })
+        .await;
+        (outcomes, servers)
+    }
+
     fn metrics(&self) -> pb::FarmMetrics {
         let mut metrics = self
             .registry
@@ -103,12 +140,6 @@ impl Farm {
         metrics.agent_streams_refused = self.registry.refused_agents();
         metrics
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
@@ -369,13 +400,13 @@ impl FarmService for Farm {
     async fn stop_load_test(
         &self,
         request: Request<StopLoadTestRequest>,
-    ) -> std::result::Result<Response<GetLoadTestResponse>, Status> {
+    ) -> std::result::Result<Response<StopLoadTestResponse>, Status> {
         self.check_change(&request)?;
         let run_id = request.into_inner().run_id;
         if let Err(not_running) = self.load_tests.stop(&run_id) {
             // A run that has already ended is stopped: its final report is the answer.
             return match self.load_tests.get(&run_id) {
-                Some(run) => Ok(Response::new(GetLoadTestResponse { run: Some(run) })),
+                Some(run) => Ok(Response::new(StopLoadTestResponse { run: Some(run) })),
                 None => Err(Status::not_found(not_running.to_string())),
             };
         }
@@ -383,7 +414,7 @@ impl FarmService for Farm {
         let deadline = tokio::time::Instant::now() + loadtest::STOP_WAIT;
         loop {
             if let Some(run) = self.load_tests.get(&run_id).filter(|r| r.done) {
-                return Ok(Response::new(GetLoadTestResponse { run: Some(run) }));
+                return Ok(Response::new(StopLoadTestResponse { run: Some(run) }));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Status::deadline_exceeded(format!(
@@ -426,6 +457,52 @@ impl FarmService for Farm {
             removed: scaled.removed,
             servers: u32::try_from(self.registry.ids().len()).unwrap_or(u32::MAX),
         }))
+    }
+
+    async fn set_faults(
+        &self,
+        request: Request<pb::SetFaultsRequest>,
+    ) -> std::result::Result<Response<pb::SetFaultsResponse>, Status> {
+        self.check_change(&request)?;
+        let pb::SetFaultsRequest { targets, faults } = request.into_inner();
+        let faults = faults.ok_or_else(|| Status::invalid_argument("faults is required"))?;
+        let can_partition = self.runtime.as_ref().is_some_and(|r| r.can_partition());
+        let given = faults::stamp(faults, now_ms(), can_partition)?;
+        let ids = faults::select(&self.registry, targets.as_ref())?;
+        let (outcomes, servers) = self
+            .change_faults(&ids, |profile| faults::merge(profile, &given))
+            .await;
+        Ok(Response::new(pb::SetFaultsResponse { outcomes, servers }))
+    }
+
+    async fn clear_faults(
+        &self,
+        request: Request<pb::ClearFaultsRequest>,
+    ) -> std::result::Result<Response<pb::ClearFaultsResponse>, Status> {
+        self.check_change(&request)?;
+        let pb::ClearFaultsRequest { targets, kinds } = request.into_inner();
+        let kinds = faults::kinds(&kinds)?;
+        let ids = faults::select(&self.registry, targets.as_ref())?;
+        let (outcomes, servers) = self
+            .change_faults(&ids, |profile| faults::clear(profile, &kinds))
+            .await;
+        Ok(Response::new(pb::ClearFaultsResponse { outcomes, servers }))
+    }
+
+    async fn list_faults(
+        &self,
+        _request: Request<pb::ListFaultsRequest>,
+    ) -> std::result::Result<Response<pb::ListFaultsResponse>, Status> {
+        let servers = self.registry.read(|entries| {
+            entries
+                .filter(|e| !faults::is_empty(&e.faults))
+                .map(|e| pb::ServerFaults {
+                    server_id: e.id,
+                    faults: Some(e.faults.clone()),
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListFaultsResponse { servers }))
     }
 
     type WatchStream = BoxStream<WatchResponse>;

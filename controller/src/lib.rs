@@ -13,6 +13,7 @@
 //! - [`registry`], [`status`], [`aggregate`]: the farm's state and the pure rules over it.
 //! - [`agents`], [`api`]: the two gRPC services.
 //! - [`health`], [`loadtest`], [`broadcast`], [`targets`]: what the API does with nodes.
+//! - [`faults`]: the servers' fault profiles, kept here and handed to agents and runtimes.
 //! - [`runtime`]: where servers live (local processes by default).
 
 pub mod agents;
@@ -20,6 +21,7 @@ pub mod aggregate;
 pub mod api;
 pub mod broadcast;
 pub mod error;
+pub mod faults;
 pub mod health;
 pub mod loadtest;
 pub mod registry;
@@ -162,6 +164,18 @@ fn accept_all(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// Joins server `id`, whose partition ended, to the farm's network again, in a task of its own.
+fn heal(runtime: &Option<Arc<dyn Runtime>>, id: u32) {
+    let Some(runtime) = runtime.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(error) = runtime.partition(id, false).await {
+            tracing::warn!(server_id = id, %error, "Could not end a partition that expired.");
+        }
+    });
+}
+
 /// Serves the agent and farm services, reflection and health on `listeners` until
 /// `shutdown` is cancelled; every stream ends then. Without a `runtime` (a controller run
 /// alone) lifecycle actions go straight to the agents and the farm cannot be scaled. `access`
@@ -174,7 +188,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let sweeper = {
-        let (registry, shutdown) = (registry.clone(), shutdown.clone());
+        let (registry, runtime, shutdown) = (registry.clone(), runtime.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             loop {
@@ -182,6 +196,9 @@ pub async fn serve(
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {
                         agents::retune(&registry);
+                        for id in registry.expire_faults(faults::now_ms()) {
+                            heal(&runtime, id);
+                        }
                         for id in registry.sweep() {
                             tracing::info!(
                                 server_id = id,

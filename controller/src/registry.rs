@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use farm_proto::v1::{self as pb, AgentEvent, MetricsSample};
+use farm_proto::v1::{self as pb, AgentEvent, FaultProfile, MetricsSample};
 use tokio::sync::watch;
 
 use crate::agents::AgentLink;
@@ -99,6 +99,11 @@ pub struct ServerEntry {
     sample_interval: Duration,
     /// How old a sample may get before the server is silent.
     pub stale_after: Duration,
+    /// The server's faults, each with its expiry time.
+    pub faults: FaultProfile,
+    /// Raised at every change of `faults`, so that an agent can tell an older profile from a
+    /// newer one.
+    faults_version: u64,
     /// The current verdict.
     pub status: Status,
     /// Why.
@@ -138,6 +143,8 @@ impl ServerEntry {
             connections_refused: 0,
             sample_interval,
             stale_after: stale_bound(sample_interval),
+            faults: FaultProfile::default(),
+            faults_version: 0,
             status: Status::Starting,
             status_reason: "waiting for the agent".into(),
             version: 0,
@@ -169,6 +176,7 @@ impl ServerEntry {
             errors_per_second: self.errors_per_second,
             connections_refused: self.connections_refused,
             connections_open: latest.map_or(0, |s| s.connections_open),
+            partitioned: self.faults.partition.is_some(),
         }
     }
 
@@ -187,8 +195,24 @@ impl ServerEntry {
             metrics: self.latest().cloned(),
             requests_per_second: self.requests_per_second,
             errors_per_second: self.errors_per_second,
+            faults: (!crate::faults::is_empty(&self.faults)).then(|| self.faults.clone()),
         }
     }
+}
+
+/// A server's fault profile after a change, to hand to its agent (and runtime).
+#[derive(Debug, Clone)]
+pub struct FaultsHandoff {
+    /// The server.
+    pub id: u32,
+    /// Its whole profile now.
+    pub profile: FaultProfile,
+    /// The profile's version.
+    pub version: u64,
+    /// The agent's open stream, if any.
+    pub link: Option<AgentLink>,
+    /// Whether the server was cut off from the network before the change.
+    pub partitioned_before: bool,
 }
 
 /// What an agent says when it connects.
@@ -660,6 +684,64 @@ impl Registry {
             entry.events.push_back(event);
             (true, ())
         });
+    }
+
+    /// Changes server `id`'s fault profile with `change`; `None` when there is no such server.
+    pub fn change_faults(
+        &self,
+        id: u32,
+        change: impl FnOnce(&mut FaultProfile),
+    ) -> Option<FaultsHandoff> {
+        self.update(id, |entry| {
+            let partitioned_before = entry.faults.partition.is_some();
+            let before = entry.faults.clone();
+            change(&mut entry.faults);
+            let changed = entry.faults != before;
+            if changed {
+                entry.faults_version += 1;
+            }
+            let handoff = FaultsHandoff {
+                id,
+                profile: entry.faults.clone(),
+                version: entry.faults_version,
+                link: entry.link.clone(),
+                partitioned_before,
+            };
+            (changed, handoff)
+        })
+    }
+
+    /// Server `id`'s fault profile, to hand to an agent that just connected; `None` when it
+    /// has none (or there is no such server).
+    pub fn faults_handoff(&self, id: u32) -> Option<FaultsHandoff> {
+        let inner = self.lock();
+        let entry = inner.servers.get(&id)?;
+        (!crate::faults::is_empty(&entry.faults)).then(|| FaultsHandoff {
+            id,
+            profile: entry.faults.clone(),
+            version: entry.faults_version,
+            link: entry.link.clone(),
+            partitioned_before: entry.faults.partition.is_some(),
+        })
+    }
+
+    /// Drops every fault whose time has passed at `now_ms` (the nodes drop them on their own
+    /// at the same time); returns the servers whose partition ended, for the runtime to heal.
+    pub fn expire_faults(&self, now_ms: u64) -> Vec<u32> {
+        let mut healed = Vec::new();
+        for id in self.ids() {
+            let ended = self.update(id, |entry| {
+                let (expired, partition) = crate::faults::expire(&mut entry.faults, now_ms);
+                if expired {
+                    entry.faults_version += 1;
+                }
+                (expired, partition)
+            });
+            if ended == Some(true) {
+                healed.push(id);
+            }
+        }
+        healed
     }
 
     /// Records what the runtime says of server `id`.

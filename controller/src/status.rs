@@ -115,6 +115,8 @@ pub struct Observation {
     pub connections_refused: u64,
     /// Connections the node holds, in the latest sample.
     pub connections_open: u32,
+    /// Whether a partition fault has cut the server off from the farm's network.
+    pub partitioned: bool,
 }
 
 /// The status a server has given `o`, and why, in a few words.
@@ -132,6 +134,12 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
             return (Status::Starting, "running; waiting for the agent".into());
         }
         Some(RuntimeState::Running) | None => {}
+    }
+    if o.partitioned {
+        return (
+            Status::Unreachable,
+            "cut off from the farm's network by a partition fault".into(),
+        );
     }
     if !o.connected {
         return if o.ever_connected {

@@ -14,6 +14,9 @@
 //! | `POST /api/simulate-load` | `SimulateLoad` |
 //! | `POST /api/broadcast` | `Broadcast` |
 //! | `POST /api/scale` | `ScaleFarm` |
+//! | `GET /api/faults` | `ListFaults` |
+//! | `POST /api/faults`, `POST /api/faults/clear` | `SetFaults`, `ClearFaults` (by id, status, all, a share) |
+//! | `GET`, `PUT`, `DELETE /api/servers/{id}/faults[?kind=latency]` | `GetServer`, `SetFaults`, `ClearFaults` for one server |
 //! | `GET /metrics` | `ListServers` + `GetMetrics`, as Prometheus text |
 //!
 //! Every call has a deadline: the request timeout for ordinary calls, or the request's own
@@ -39,10 +42,11 @@ use crate::controller::within;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfNoneMatch};
 use crate::model::{
-    ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, FarmMetrics, Health,
+    ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, ClearFaultsQuery,
+    ClearFaultsRequest, FarmMetrics, FaultList, FaultProfile, FaultTargets, FaultsResult, Health,
     HealthQuery, Links, LoadTestList, LoadTestPath, LoadTestRequest, LoadTestRun, Outcomes,
-    ScaleRequest, ScaleResult, ServerDetail, ServerList, ServerPath, ServersQuery,
-    SimulateLoadRequest,
+    ScaleRequest, ScaleResult, ServerDetail, ServerFaults, ServerList, ServerPath, ServersQuery,
+    SetFaultsRequest, SimulateLoadRequest,
 };
 use crate::{docs, grpc_web, metrics};
 
@@ -202,6 +206,45 @@ fn api_routes() -> ApiRouter<AppState> {
             }),
         )
         .api_route(
+            "/api/faults",
+            get_with(list_faults, |op| {
+                op.id("listFaults")
+                    .tag("faults")
+                    .summary("The servers that have faults, with their profiles")
+            })
+            .post_with(set_faults, |op| {
+                op.id("setFaults").tag("faults").summary(
+                    "Set faults on servers chosen by id, status or all, or a random share of them",
+                )
+            }),
+        )
+        .api_route(
+            "/api/faults/clear",
+            post_with(clear_faults, |op| {
+                op.id("clearFaults")
+                    .tag("faults")
+                    .summary("Clear some kinds of fault, or all, on chosen servers")
+            }),
+        )
+        .api_route(
+            "/api/servers/{id}/faults",
+            get_with(get_server_faults, |op| {
+                op.id("getServerFaults")
+                    .tag("faults")
+                    .summary("One server's faults")
+            })
+            .put_with(set_server_faults, |op| {
+                op.id("setServerFaults")
+                    .tag("faults")
+                    .summary("Set faults on one server: each kind given replaces that kind")
+            })
+            .delete_with(clear_server_faults, |op| {
+                op.id("clearServerFaults")
+                    .tag("faults")
+                    .summary("Clear one kind of fault, or all, on one server")
+            }),
+        )
+        .api_route(
             "/metrics",
             get_with(metrics::exposition, |op| {
                 op.id("prometheusMetrics").tag("meta").summary(
@@ -313,6 +356,117 @@ async fn server_action(
     }))
 }
 
+async fn list_faults(State(state): State<AppState>) -> ApiResult<FaultList> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.list_faults(pb::ListFaultsRequest {}),
+    )
+    .await?;
+    Ok(axum::Json(FaultList {
+        servers: response
+            .into_inner()
+            .servers
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    }))
+}
+
+async fn set_faults(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SetFaultsRequest>,
+) -> ApiResult<FaultsResult> {
+    send_set_faults(&state, body.into_proto()?).await
+}
+
+async fn clear_faults(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ClearFaultsRequest>,
+) -> ApiResult<FaultsResult> {
+    send_clear_faults(&state, body.into_proto()?).await
+}
+
+async fn get_server_faults(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ServerPath>,
+) -> ApiResult<ServerFaults> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_server(pb::GetServerRequest { server_id: path.id }),
+    )
+    .await?;
+    let server = response
+        .into_inner()
+        .server
+        .ok_or_else(|| ApiError::BadGateway("the controller answered without the server".into()))?;
+    Ok(axum::Json(ServerFaults {
+        server_id: server.id,
+        faults: server.faults.unwrap_or_default().into(),
+    }))
+}
+
+async fn set_server_faults(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ServerPath>,
+    ApiJson(body): ApiJson<FaultProfile>,
+) -> ApiResult<FaultsResult> {
+    let request = pb::SetFaultsRequest {
+        targets: Some(FaultTargets::one(path.id)),
+        faults: Some(body.into()),
+    };
+    send_set_faults(&state, request).await
+}
+
+async fn clear_server_faults(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ServerPath>,
+    ApiQuery(query): ApiQuery<ClearFaultsQuery>,
+) -> ApiResult<FaultsResult> {
+    let request = pb::ClearFaultsRequest {
+        targets: Some(FaultTargets::one(path.id)),
+        kinds: crate::model::kinds(query.kind.as_slice()),
+    };
+    send_clear_faults(&state, request).await
+}
+
+/// Sends a `SetFaults`; a change may cut a server off the network, which takes a moment.
+async fn send_set_faults(
+    state: &AppState,
+    request: pb::SetFaultsRequest,
+) -> ApiResult<FaultsResult> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + ACTION_GRACE,
+        client.set_faults(request),
+    )
+    .await?
+    .into_inner();
+    Ok(axum::Json(FaultsResult::new(
+        response.outcomes,
+        response.servers,
+    )))
+}
+
+/// Sends a `ClearFaults`, as [`send_set_faults`].
+async fn send_clear_faults(
+    state: &AppState,
+    request: pb::ClearFaultsRequest,
+) -> ApiResult<FaultsResult> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + ACTION_GRACE,
+        client.clear_faults(request),
+    )
+    .await?
+    .into_inner();
+    Ok(axum::Json(FaultsResult::new(
+        response.outcomes,
+        response.servers,
+    )))
+}
+
 async fn health(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<HealthQuery>,
@@ -415,7 +569,7 @@ async fn stop_load_test(
     let call = client.stop_load_test(pb::StopLoadTestRequest {
         run_id: path.id.clone(),
     });
-    load_test_run(&state, &path, call).await
+    load_test_run(&state, &path, call, |r| r.run).await
 }
 
 async fn get_load_test(
@@ -427,20 +581,21 @@ async fn get_load_test(
     let call = client.get_load_test(pb::GetLoadTestRequest {
         run_id: path.id.clone(),
     });
-    load_test_run(&state, &path, call).await
+    load_test_run(&state, &path, call, |r| r.run).await
 }
 
-/// The run a `GetLoadTest`-shaped `call` answers, within the request's deadline.
-async fn load_test_run(
+/// The run that `call` answers with (`run` takes it out of the answer), within the request's
+/// deadline.
+async fn load_test_run<T>(
     state: &AppState,
     path: &LoadTestPath,
-    call: impl Future<Output = Result<tonic::Response<pb::GetLoadTestResponse>, tonic::Status>>,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    run: impl FnOnce(T) -> Option<pb::RunLoadTestResponse>,
 ) -> ApiResult<LoadTestRun> {
-    let run = within(state.config().request_timeout, call)
+    let run = run(within(state.config().request_timeout, call)
         .await?
-        .into_inner()
-        .run
-        .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
+        .into_inner())
+    .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
     Ok(axum::Json(run.into()))
 }
 

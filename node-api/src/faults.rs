@@ -18,10 +18,12 @@
 //! and `MAX_RETRY_AFTER_SECONDS`; [`FaultProfile::validate`] checks them and names the field.
 
 use farm_proto::limits::{
-    MAX_ABORT_STATUSES, MAX_ABORT_WEIGHT, MAX_FAULT_DELAY_MS, MAX_FAULT_DURATION_SECONDS,
-    MAX_FAULT_PATH_PREFIX_LEN, MAX_FAULT_RATE_PER_SECOND, MAX_FAULT_STATUS, MAX_HANG_MS,
-    MAX_RETRY_AFTER_SECONDS, MAX_THROUGHPUT_BYTES_PER_SECOND, MIN_FAULT_STATUS,
+    DEFAULT_HANG_MS, MAX_ABORT_STATUSES, MAX_ABORT_WEIGHT, MAX_FAULT_DELAY_MS,
+    MAX_FAULT_DURATION_SECONDS, MAX_FAULT_PATH_PREFIX_LEN, MAX_FAULT_RATE_PER_SECOND,
+    MAX_FAULT_STATUS, MAX_HANG_MS, MAX_RETRY_AFTER_SECONDS, MAX_THROUGHPUT_BYTES_PER_SECOND,
+    MIN_FAULT_STATUS,
 };
+use farm_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 /// The routes only their own faults touch.
@@ -310,23 +312,158 @@ impl FaultWhen {
     fn validate(&self, fault: &str) -> Result<(), String> {
         if !(self.percent.is_finite() && (0.0..=100.0).contains(&self.percent)) {
             return Err(format!(
-                "{fault}.percent must be 0 to 100, got {}",
+                "{fault}.when.percent must be 0 to 100, got {}",
                 self.percent
             ));
         }
-        if let Some(prefix) = &self.path_prefix {
-            if !prefix.starts_with('/') || prefix.len() > MAX_FAULT_PATH_PREFIX_LEN {
-                return Err(format!(
-                    "{fault}.path_prefix must start with / and be at most {MAX_FAULT_PATH_PREFIX_LEN} bytes"
-                ));
-            }
+        if let Some(prefix) = &self.path_prefix
+            && (!prefix.starts_with('/') || prefix.len() > MAX_FAULT_PATH_PREFIX_LEN)
+        {
+            return Err(format!(
+                "{fault}.when.path_prefix must start with / and be at most {MAX_FAULT_PATH_PREFIX_LEN} bytes"
+            ));
         }
         let longest = u64::from(MAX_FAULT_DURATION_SECONDS) * 1000;
         if self.remaining_ms.is_some_and(|ms| ms > longest) {
-            return Err(format!("{fault}.remaining_ms must be at most {longest}"));
+            return Err(format!(
+                "{fault}.when.remaining_ms must be at most {longest}"
+            ));
         }
         Ok(())
     }
+}
+
+/// The node's part of a profile as the farm's API gives it (`expires_at_ms` set, in
+/// milliseconds since the Unix epoch; `now_ms` is the clock now), with the API's defaults
+/// filled in and every bound checked; the error names the field (`latency.delay_ms`). A fault
+/// whose time has passed is left out; the partition is not the node's and is left out too.
+pub fn from_proto(profile: &pb::FaultProfile, now_ms: u64) -> Result<FaultProfile, String> {
+    let when = |when: &Option<pb::FaultWhen>| -> Option<FaultWhen> {
+        let when = when.clone().unwrap_or_default();
+        let remaining_ms = match when.expires_at_ms {
+            0 => None,
+            at if at <= now_ms => return None,
+            at => Some(at - now_ms),
+        };
+        Some(FaultWhen {
+            percent: when.percent.unwrap_or(100.0),
+            path_prefix: (!when.path_prefix.is_empty()).then_some(when.path_prefix),
+            remaining_ms,
+            seed: when.seed,
+        })
+    };
+    let code = |field: &str, value: u32, default: u16| -> Result<u16, String> {
+        match value {
+            0 => Ok(default),
+            value => u16::try_from(value).map_err(|_| {
+                format!("{field} must be {MIN_FAULT_STATUS} to {MAX_FAULT_STATUS}, got {value}")
+            }),
+        }
+    };
+    let mut node = FaultProfile::default();
+    if let Some(fault) = &profile.latency
+        && let Some(when) = when(&fault.when)
+    {
+        let percentiles = fault.p50_ms != 0 || fault.p90_ms != 0 || fault.p99_ms != 0;
+        let fixed = fault.delay_ms != 0 || fault.jitter_ms != 0;
+        let shape = match (fixed, percentiles) {
+            (true, true) => {
+                return Err(
+                    "latency takes delay_ms and jitter_ms, or p50_ms, p90_ms and p99_ms, not both"
+                        .into(),
+                );
+            }
+            (_, true) => LatencyShape::Percentiles {
+                p50_ms: fault.p50_ms,
+                p90_ms: fault.p90_ms,
+                p99_ms: fault.p99_ms,
+            },
+            (_, false) => LatencyShape::Fixed {
+                delay_ms: fault.delay_ms,
+                jitter_ms: fault.jitter_ms,
+            },
+        };
+        node.latency = Some(LatencyFault { when, shape });
+    }
+    if let Some(fault) = &profile.abort
+        && let Some(when) = when(&fault.when)
+    {
+        let statuses = if fault.statuses.is_empty() {
+            vec![StatusWeight {
+                status: 503,
+                weight: 1,
+            }]
+        } else {
+            fault
+                .statuses
+                .iter()
+                .map(|entry| {
+                    Ok(StatusWeight {
+                        status: code("abort.statuses.status", entry.status, 0)?,
+                        weight: entry.weight,
+                    })
+                })
+                .collect::<Result<_, String>>()?
+        };
+        node.abort = Some(AbortFault { when, statuses });
+    }
+    if let Some(fault) = &profile.hang
+        && let Some(when) = when(&fault.when)
+    {
+        let max_ms = match fault.max_ms {
+            0 => DEFAULT_HANG_MS,
+            ms => ms,
+        };
+        node.hang = Some(HangFault { when, max_ms });
+    }
+    if let Some(fault) = &profile.throughput
+        && let Some(when) = when(&fault.when)
+    {
+        node.throughput = Some(ThroughputFault {
+            when,
+            bytes_per_second: fault.bytes_per_second,
+        });
+    }
+    if let Some(fault) = &profile.connection
+        && let Some(when) = when(&fault.when)
+    {
+        let mode = match pb::ConnectionFaultMode::try_from(fault.mode) {
+            Ok(pb::ConnectionFaultMode::Close) => ConnectionFaultMode::Close,
+            Ok(pb::ConnectionFaultMode::Reset) => ConnectionFaultMode::Reset,
+            _ => {
+                return Err(format!(
+                    "connection.mode must be close or reset, got {}",
+                    fault.mode
+                ));
+            }
+        };
+        node.connection = Some(ConnectionFault { when, mode });
+    }
+    if let Some(fault) = &profile.rate_limit
+        && let Some(when) = when(&fault.when)
+    {
+        node.rate_limit = Some(RateLimitFault {
+            when,
+            requests_per_second: fault.requests_per_second,
+            status: code("rate_limit.status", fault.status, 429)?,
+            retry_after_seconds: fault.retry_after_seconds,
+        });
+    }
+    if let Some(fault) = &profile.health
+        && let Some(when) = when(&fault.when)
+    {
+        node.health = Some(HealthFault {
+            when,
+            status: code("health.status", fault.status, 503)?,
+        });
+    }
+    if let Some(fault) = &profile.readiness
+        && let Some(when) = when(&fault.when)
+    {
+        node.readiness = Some(ReadinessFault { when });
+    }
+    node.validate()?;
+    Ok(node)
 }
 
 fn at_most(field: &str, value: u32, max: u32) -> Result<(), String> {
@@ -408,7 +545,12 @@ mod tests {
             }),
             ..FaultProfile::default()
         };
-        assert!(profile.validate().unwrap_err().starts_with("abort.percent"));
+        assert!(
+            profile
+                .validate()
+                .unwrap_err()
+                .starts_with("abort.when.percent")
+        );
         profile.abort.as_mut().unwrap().when.percent = 30.0;
         assert_eq!(profile.validate(), Ok(()));
         profile.abort.as_mut().unwrap().statuses[0].status = 200;

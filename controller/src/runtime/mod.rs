@@ -70,6 +70,8 @@ pub struct AgentCommand {
     pub runtime: &'static str,
     /// Whether the agent ends when its parent dies (a local process, whose parent is the farm).
     pub exit_with_parent: bool,
+    /// Whether the node takes per-request faults from request headers.
+    pub allow_fault_headers: bool,
 }
 
 impl AgentCommand {
@@ -90,6 +92,9 @@ impl AgentCommand {
         args.extend(["--runtime".into(), self.runtime.into()]);
         if self.exit_with_parent {
             args.push("--exit-with-parent".into());
+        }
+        if self.allow_fault_headers {
+            args.push("--allow-fault-headers".into());
         }
         args
     }
@@ -148,6 +153,20 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
 
     /// Stops and removes every server of this runtime; returns when they are gone.
     async fn shutdown(&self);
+
+    /// Whether this runtime can cut a server off from the farm's network.
+    fn can_partition(&self) -> bool {
+        false
+    }
+
+    /// Cuts server `id` off from the farm's network (`cut`), or joins it to it again.
+    async fn partition(&self, id: u32, cut: bool) -> Result<String, RuntimeError> {
+        let _ = (id, cut);
+        Err(RuntimeError::InvalidArgument(format!(
+            "the {} runtime cannot cut a server off from the network",
+            self.name()
+        )))
+    }
 }
 
 /// Applies a lifecycle action through the server's agent, which owns the node process:

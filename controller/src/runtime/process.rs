@@ -57,6 +57,8 @@ pub struct ProcessRuntimeConfig {
     /// The farm's token, handed to every agent in its environment (never on its command
     /// line, where any user could read it).
     pub token: Option<farm_proto::auth::Token>,
+    /// Whether nodes take per-request faults from request headers.
+    pub allow_fault_headers: bool,
 }
 
 impl ProcessRuntimeConfig {
@@ -222,6 +224,7 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
         node_advertise: None,
         runtime: "process",
         exit_with_parent: true,
+        allow_fault_headers: config.allow_fault_headers,
     };
     // Servers run at a lower scheduling priority than the controller and the gateway, so
     // that a farm too big for its machine leaves them the CPU to keep answering. `nice`

@@ -14,11 +14,12 @@
 //! controller accepts too.
 //!
 //! # Layout
-//! One module per resource: [`servers`], [`actions`], [`health`] (with the farm's metrics),
+//! One module per resource: [`servers`], [`actions`], [`faults`], [`health`] (with the farm's metrics),
 //! [`load_test`], [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
 //! lenient reader of whole numbers, and this module holds the validators they share.
 
 mod actions;
+mod faults;
 mod health;
 mod info;
 mod load_test;
@@ -27,6 +28,7 @@ mod servers;
 pub mod uint;
 
 pub use actions::*;
+pub use faults::*;
 pub use health::*;
 pub use info::*;
 pub use load_test::*;

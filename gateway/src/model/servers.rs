@@ -244,6 +244,8 @@ pub struct Server {
     pub requests_per_second: f64,
     /// Errors (status 500 or more) per second, from its last two samples.
     pub errors_per_second: f64,
+    /// The faults it has now; empty when it does nothing wrong.
+    pub faults: super::FaultProfile,
 }
 
 impl From<pb::Server> for Server {
@@ -261,6 +263,7 @@ impl From<pb::Server> for Server {
             metrics: s.metrics.map(Sample::from),
             requests_per_second: finite(s.requests_per_second),
             errors_per_second: finite(s.errors_per_second),
+            faults: s.faults.unwrap_or_default().into(),
         }
     }
 }

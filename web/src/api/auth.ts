@@ -17,6 +17,8 @@ export const CHANGING_CALLS: ReadonlySet<string> = new Set([
   "/farm.v1.FarmService/RunLoadTest",
   "/farm.v1.FarmService/StartLoadTest",
   "/farm.v1.FarmService/StopLoadTest",
+  "/farm.v1.FarmService/SetFaults",
+  "/farm.v1.FarmService/ClearFaults",
 ]);
 
 /** Where the farm keeps its token, for the dialog that asks for it. */

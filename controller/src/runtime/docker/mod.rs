@@ -176,6 +176,8 @@ pub struct DockerRuntimeConfig {
     pub concurrency: usize,
     /// The farm's token, handed to every container in its environment.
     pub token: Option<farm_proto::auth::Token>,
+    /// Whether nodes take per-request faults from request headers.
+    pub allow_fault_headers: bool,
 }
 
 impl DockerRuntimeConfig {
@@ -286,6 +288,7 @@ impl DockerRuntime {
             memory_mb: 0,
             concurrency: 1,
             token: None,
+            allow_fault_headers: false,
         };
         let existing = docker
             .list_containers(Some(
@@ -699,6 +702,17 @@ fn is_missing(result: &Result<(), ApiError>) -> bool {
 impl Runtime for DockerRuntime {
     fn name(&self) -> &'static str {
         "docker"
+    }
+
+    fn can_partition(&self) -> bool {
+        true
+    }
+
+    async fn partition(&self, id: u32, cut: bool) -> Result<String, RuntimeError> {
+        if !lock(&self.shared.servers).contains(&id) {
+            return Err(RuntimeError::UnknownServer(id));
+        }
+        Ok(network::partition(&self.shared.docker, &self.shared.config, id, cut).await?)
     }
 
     async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, RuntimeError> {

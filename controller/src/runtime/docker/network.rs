@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::{NetworkCreateRequest, NetworkDisconnectRequest};
+use bollard::models::{
+    EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
 };
@@ -74,6 +76,60 @@ pub async fn ensure_network(
         .flatten()
         .find_map(|c| c.gateway.and_then(|g| g.parse::<IpAddr>().ok()))
         .ok_or_else(|| DockerError::Binary(format!("network {name} has no IPv4 gateway")))
+}
+
+/// Cuts server `id`'s container off the farm's network (`cut`: a partition fault), or joins it
+/// again under its service name. The container keeps running; with no network left, neither
+/// the controller, nor the other servers, nor the load engine (through its published port)
+/// reach it, and its agent's stream drops. Joining a container already on the network, or
+/// cutting one already off, is not an error.
+pub(super) async fn partition(
+    docker: &Docker,
+    config: &DockerRuntimeConfig,
+    id: u32,
+    cut: bool,
+) -> Result<String, DockerError> {
+    let network = config.network_name();
+    let container = config.container_name(id);
+    let result = if cut {
+        docker
+            .disconnect_network(
+                &network,
+                NetworkDisconnectRequest {
+                    container: container.clone(),
+                    force: Some(true),
+                },
+            )
+            .await
+    } else {
+        docker
+            .connect_network(
+                &network,
+                NetworkConnectRequest {
+                    container: container.clone(),
+                    endpoint_config: Some(EndpointSettings {
+                        aliases: Some(vec![crate::runtime::server_name(id)]),
+                        ..EndpointSettings::default()
+                    }),
+                },
+            )
+            .await
+    };
+    let already =
+        |message: &str| message.contains("already exists") || message.contains("is not connected");
+    match result {
+        Ok(()) => {}
+        Err(ApiError::DockerResponseServerError { message, .. }) if already(&message) => {}
+        Err(e) => {
+            let what = if cut { "disconnect" } else { "connect" };
+            return Err(api(format!("{what} {container} and network {network}"))(e));
+        }
+    }
+    Ok(if cut {
+        format!("cut {container} off network {network}")
+    } else {
+        format!("joined {container} to network {network} again")
+    })
 }
 
 /// What `farm down` removed.

@@ -36,6 +36,7 @@ pub(super) fn container_spec(
                 node_advertise: Some(address.to_string()),
                 runtime: "docker",
                 exit_with_parent: false,
+                allow_fault_headers: config.allow_fault_headers,
             }
             .args(),
         ),

@@ -9,13 +9,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { AgentEvent, LoadSpec, MetricsSample } from "./agent_pb";
 import { file_farm_v1_agent } from "./agent_pb";
+import type { FaultKind, FaultProfile } from "./faults_pb";
+import { file_farm_v1_faults } from "./faults_pb";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file farm/v1/farm.proto.
  */
 export const file_farm_v1_farm: GenFile = /*@__PURE__*/
-  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEiqAIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoASJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyLNAQoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0icgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSKoAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiOQoSUnVuTG9hZFRlc3RSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYyJ0ChNSdW5Mb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIMCgRkb25lGAIgASgIEicKBnJlc3VsdBgDIAEoCzIXLmZhcm0udjEuTG9hZFRlc3RSZXN1bHQSFgoOc3RvcHBlZF9yZWFzb24YBCABKAkiJAoSR2V0TG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJAChNHZXRMb2FkVGVzdFJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSI7ChRTdGFydExvYWRUZXN0UmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiJwoVU3RhcnRMb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIlChNTdG9wTG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSIWChRMaXN0TG9hZFRlc3RzUmVxdWVzdCJDChVMaXN0TG9hZFRlc3RzUmVzcG9uc2USKgoEcnVucxgBIAMoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSIjChBTY2FsZUZhcm1SZXF1ZXN0Eg8KB3NlcnZlcnMYASABKA0iRAoRU2NhbGVGYXJtUmVzcG9uc2USDQoFYWRkZWQYASADKA0SDwoHcmVtb3ZlZBgCIAMoDRIPCgdzZXJ2ZXJzGAMgASgNIkoKE1NpbXVsYXRlTG9hZFJlcXVlc3QSEgoKc2VydmVyX2lkcxgBIAMoDRIfCgRsb2FkGAIgASgLMhEuZmFybS52MS5Mb2FkU3BlYyJBChRTaW11bGF0ZUxvYWRSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiZgoQQnJvYWRjYXN0UmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEg4KBm1ldGhvZBgCIAEoCRIMCgRwYXRoGAMgASgJEgwKBGJvZHkYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoDSKNAQoOQnJvYWRjYXN0UmVwbHkSEQoJc2VydmVyX2lkGAEgASgNEgoKAm9rGAIgASgIEhMKC3N0YXR1c19jb2RlGAMgASgNEhIKCmxhdGVuY3lfbXMYBCABKAESDAoEYm9keRgFIAEoCRIWCg5ib2R5X3RydW5jYXRlZBgGIAEoCBINCgVlcnJvchgHIAEoCSI9ChFCcm9hZGNhc3RSZXNwb25zZRIoCgdyZXBsaWVzGAEgAygLMhcuZmFybS52MS5Ccm9hZGNhc3RSZXBseSInCgxXYXRjaFJlcXVlc3QSFwoPbWluX2ludGVydmFsX21zGAEgASgNIpMBCg1XYXRjaFJlc3BvbnNlEgwKBGZ1bGwYASABKAgSIAoHc2VydmVycxgCIAMoCzIPLmZhcm0udjEuU2VydmVyEhoKEnJlbW92ZWRfc2VydmVyX2lkcxgDIAMoDRIlCgdtZXRyaWNzGAQgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcxIPCgd2ZXJzaW9uGAUgASgEKroBCgxTZXJ2ZXJTdGF0dXMSHQoZU0VSVkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFUlZFUl9TVEFUVVNfSEVBTFRIWRABEhoKFlNFUlZFUl9TVEFUVVNfREVHUkFERUQQAhIZChVTRVJWRVJfU1RBVFVTX1NUT1BQRUQQAxIaChZTRVJWRVJfU1RBVFVTX1NUQVJUSU5HEAQSHQoZU0VSVkVSX1NUQVRVU19VTlJFQUNIQUJMRRAFKuwBChBTZXJ2ZXJBY3Rpb25LaW5kEiIKHlNFUlZFUl9BQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9TVEFSVBABEhsKF1NFUlZFUl9BQ1RJT05fS0lORF9TVE9QEAISHgoaU0VSVkVSX0FDVElPTl9LSU5EX1JFU1RBUlQQAxIbChdTRVJWRVJfQUNUSU9OX0tJTkRfS0lMTBAEEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9QQVVTRRAFEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9VTlBBVVNFEAYyiggKC0Zhcm1TZXJ2aWNlEkgKC0xpc3RTZXJ2ZXJzEhsuZmFybS52MS5MaXN0U2VydmVyc1JlcXVlc3QaHC5mYXJtLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQgoJR2V0U2VydmVyEhkuZmFybS52MS5HZXRTZXJ2ZXJSZXF1ZXN0GhouZmFybS52MS5HZXRTZXJ2ZXJSZXNwb25zZRJLCgxTZXJ2ZXJBY3Rpb24SHC5mYXJtLnYxLlNlcnZlckFjdGlvblJlcXVlc3QaHS5mYXJtLnYxLlNlcnZlckFjdGlvblJlc3BvbnNlEkgKC0NoZWNrSGVhbHRoEhsuZmFybS52MS5DaGVja0hlYWx0aFJlcXVlc3QaHC5mYXJtLnYxLkNoZWNrSGVhbHRoUmVzcG9uc2USRQoKR2V0TWV0cmljcxIaLmZhcm0udjEuR2V0TWV0cmljc1JlcXVlc3QaGy5mYXJtLnYxLkdldE1ldHJpY3NSZXNwb25zZRJKCgtSdW5Mb2FkVGVzdBIbLmZhcm0udjEuUnVuTG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlMAESTgoNU3RhcnRMb2FkVGVzdBIdLmZhcm0udjEuU3RhcnRMb2FkVGVzdFJlcXVlc3QaHi5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXNwb25zZRJKCgxTdG9wTG9hZFRlc3QSHC5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlcXVlc3QaHC5mYXJtLnYxLkdldExvYWRUZXN0UmVzcG9uc2USSAoLR2V0TG9hZFRlc3QSGy5mYXJtLnYxLkdldExvYWRUZXN0UmVxdWVzdBocLmZhcm0udjEuR2V0TG9hZFRlc3RSZXNwb25zZRJOCg1MaXN0TG9hZFRlc3RzEh0uZmFybS52MS5MaXN0TG9hZFRlc3RzUmVxdWVzdBoeLmZhcm0udjEuTGlzdExvYWRUZXN0c1Jlc3BvbnNlEkIKCVNjYWxlRmFybRIZLmZhcm0udjEuU2NhbGVGYXJtUmVxdWVzdBoaLmZhcm0udjEuU2NhbGVGYXJtUmVzcG9uc2USSwoMU2ltdWxhdGVMb2FkEhwuZmFybS52MS5TaW11bGF0ZUxvYWRSZXF1ZXN0Gh0uZmFybS52MS5TaW11bGF0ZUxvYWRSZXNwb25zZRJCCglCcm9hZGNhc3QSGS5mYXJtLnYxLkJyb2FkY2FzdFJlcXVlc3QaGi5mYXJtLnYxLkJyb2FkY2FzdFJlc3BvbnNlEjgKBVdhdGNoEhUuZmFybS52MS5XYXRjaFJlcXVlc3QaFi5mYXJtLnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_farm_v1_agent]);
+  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEizwIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoARIlCgZmYXVsdHMYDSABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyLNAQoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0icgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSKoAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiOQoSUnVuTG9hZFRlc3RSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYyJ0ChNSdW5Mb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIMCgRkb25lGAIgASgIEicKBnJlc3VsdBgDIAEoCzIXLmZhcm0udjEuTG9hZFRlc3RSZXN1bHQSFgoOc3RvcHBlZF9yZWFzb24YBCABKAkiJAoSR2V0TG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJAChNHZXRMb2FkVGVzdFJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSI7ChRTdGFydExvYWRUZXN0UmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiJwoVU3RhcnRMb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIlChNTdG9wTG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJBChRTdG9wTG9hZFRlc3RSZXNwb25zZRIpCgNydW4YASABKAsyHC5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVzcG9uc2UiFgoUTGlzdExvYWRUZXN0c1JlcXVlc3QiQwoVTGlzdExvYWRUZXN0c1Jlc3BvbnNlEioKBHJ1bnMYASADKAsyHC5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVzcG9uc2UiIwoQU2NhbGVGYXJtUmVxdWVzdBIPCgdzZXJ2ZXJzGAEgASgNIkQKEVNjYWxlRmFybVJlc3BvbnNlEg0KBWFkZGVkGAEgAygNEg8KB3JlbW92ZWQYAiADKA0SDwoHc2VydmVycxgDIAEoDSJKChNTaW11bGF0ZUxvYWRSZXF1ZXN0EhIKCnNlcnZlcl9pZHMYASADKA0SHwoEbG9hZBgCIAEoCzIRLmZhcm0udjEuTG9hZFNwZWMiQQoUU2ltdWxhdGVMb2FkUmVzcG9uc2USKQoIb3V0Y29tZXMYASADKAsyFy5mYXJtLnYxLkNvbW1hbmRPdXRjb21lImYKEEJyb2FkY2FzdFJlcXVlc3QSEgoKc2VydmVyX2lkcxgBIAMoDRIOCgZtZXRob2QYAiABKAkSDAoEcGF0aBgDIAEoCRIMCgRib2R5GAQgASgJEhIKCnRpbWVvdXRfbXMYBSABKA0ijQEKDkJyb2FkY2FzdFJlcGx5EhEKCXNlcnZlcl9pZBgBIAEoDRIKCgJvaxgCIAEoCBITCgtzdGF0dXNfY29kZRgDIAEoDRISCgpsYXRlbmN5X21zGAQgASgBEgwKBGJvZHkYBSABKAkSFgoOYm9keV90cnVuY2F0ZWQYBiABKAgSDQoFZXJyb3IYByABKAkiPQoRQnJvYWRjYXN0UmVzcG9uc2USKAoHcmVwbGllcxgBIAMoCzIXLmZhcm0udjEuQnJvYWRjYXN0UmVwbHkiJwoMV2F0Y2hSZXF1ZXN0EhcKD21pbl9pbnRlcnZhbF9tcxgBIAEoDSKTAQoNV2F0Y2hSZXNwb25zZRIMCgRmdWxsGAEgASgIEiAKB3NlcnZlcnMYAiADKAsyDy5mYXJtLnYxLlNlcnZlchIaChJyZW1vdmVkX3NlcnZlcl9pZHMYAyADKA0SJQoHbWV0cmljcxgEIAEoCzIULmZhcm0udjEuRmFybU1ldHJpY3MSDwoHdmVyc2lvbhgFIAEoBCKBAQoMRmF1bHRUYXJnZXRzEhIKCnNlcnZlcl9pZHMYASADKA0SJQoGc3RhdHVzGAIgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSCwoDYWxsGAMgASgIEhUKDXNoYXJlX3BlcmNlbnQYBCABKAESEgoKc2hhcmVfc2VlZBgFIAEoBCJhChBTZXRGYXVsdHNSZXF1ZXN0EiYKB3RhcmdldHMYASABKAsyFS5mYXJtLnYxLkZhdWx0VGFyZ2V0cxIlCgZmYXVsdHMYAiABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJfChJDbGVhckZhdWx0c1JlcXVlc3QSJgoHdGFyZ2V0cxgBIAEoCzIVLmZhcm0udjEuRmF1bHRUYXJnZXRzEiEKBWtpbmRzGAIgAygOMhIuZmFybS52MS5GYXVsdEtpbmQiSAoMU2VydmVyRmF1bHRzEhEKCXNlcnZlcl9pZBgBIAEoDRIlCgZmYXVsdHMYAiABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJmChFTZXRGYXVsdHNSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUSJgoHc2VydmVycxgCIAMoCzIVLmZhcm0udjEuU2VydmVyRmF1bHRzImgKE0NsZWFyRmF1bHRzUmVzcG9uc2USKQoIb3V0Y29tZXMYASADKAsyFy5mYXJtLnYxLkNvbW1hbmRPdXRjb21lEiYKB3NlcnZlcnMYAiADKAsyFS5mYXJtLnYxLlNlcnZlckZhdWx0cyITChFMaXN0RmF1bHRzUmVxdWVzdCI8ChJMaXN0RmF1bHRzUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVyRmF1bHRzKroBCgxTZXJ2ZXJTdGF0dXMSHQoZU0VSVkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFUlZFUl9TVEFUVVNfSEVBTFRIWRABEhoKFlNFUlZFUl9TVEFUVVNfREVHUkFERUQQAhIZChVTRVJWRVJfU1RBVFVTX1NUT1BQRUQQAxIaChZTRVJWRVJfU1RBVFVTX1NUQVJUSU5HEAQSHQoZU0VSVkVSX1NUQVRVU19VTlJFQUNIQUJMRRAFKuwBChBTZXJ2ZXJBY3Rpb25LaW5kEiIKHlNFUlZFUl9BQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9TVEFSVBABEhsKF1NFUlZFUl9BQ1RJT05fS0lORF9TVE9QEAISHgoaU0VSVkVSX0FDVElPTl9LSU5EX1JFU1RBUlQQAxIbChdTRVJWRVJfQUNUSU9OX0tJTkRfS0lMTBAEEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9QQVVTRRAFEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9VTlBBVVNFEAYy4AkKC0Zhcm1TZXJ2aWNlEkgKC0xpc3RTZXJ2ZXJzEhsuZmFybS52MS5MaXN0U2VydmVyc1JlcXVlc3QaHC5mYXJtLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQgoJR2V0U2VydmVyEhkuZmFybS52MS5HZXRTZXJ2ZXJSZXF1ZXN0GhouZmFybS52MS5HZXRTZXJ2ZXJSZXNwb25zZRJLCgxTZXJ2ZXJBY3Rpb24SHC5mYXJtLnYxLlNlcnZlckFjdGlvblJlcXVlc3QaHS5mYXJtLnYxLlNlcnZlckFjdGlvblJlc3BvbnNlEkgKC0NoZWNrSGVhbHRoEhsuZmFybS52MS5DaGVja0hlYWx0aFJlcXVlc3QaHC5mYXJtLnYxLkNoZWNrSGVhbHRoUmVzcG9uc2USRQoKR2V0TWV0cmljcxIaLmZhcm0udjEuR2V0TWV0cmljc1JlcXVlc3QaGy5mYXJtLnYxLkdldE1ldHJpY3NSZXNwb25zZRJKCgtSdW5Mb2FkVGVzdBIbLmZhcm0udjEuUnVuTG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlMAESTgoNU3RhcnRMb2FkVGVzdBIdLmZhcm0udjEuU3RhcnRMb2FkVGVzdFJlcXVlc3QaHi5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXNwb25zZRJLCgxTdG9wTG9hZFRlc3QSHC5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlcXVlc3QaHS5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlc3BvbnNlEkgKC0dldExvYWRUZXN0EhsuZmFybS52MS5HZXRMb2FkVGVzdFJlcXVlc3QaHC5mYXJtLnYxLkdldExvYWRUZXN0UmVzcG9uc2USTgoNTGlzdExvYWRUZXN0cxIdLmZhcm0udjEuTGlzdExvYWRUZXN0c1JlcXVlc3QaHi5mYXJtLnYxLkxpc3RMb2FkVGVzdHNSZXNwb25zZRJCCglTY2FsZUZhcm0SGS5mYXJtLnYxLlNjYWxlRmFybVJlcXVlc3QaGi5mYXJtLnYxLlNjYWxlRmFybVJlc3BvbnNlEksKDFNpbXVsYXRlTG9hZBIcLmZhcm0udjEuU2ltdWxhdGVMb2FkUmVxdWVzdBodLmZhcm0udjEuU2ltdWxhdGVMb2FkUmVzcG9uc2USQgoJQnJvYWRjYXN0EhkuZmFybS52MS5Ccm9hZGNhc3RSZXF1ZXN0GhouZmFybS52MS5Ccm9hZGNhc3RSZXNwb25zZRI4CgVXYXRjaBIVLmZhcm0udjEuV2F0Y2hSZXF1ZXN0GhYuZmFybS52MS5XYXRjaFJlc3BvbnNlMAESQgoJU2V0RmF1bHRzEhkuZmFybS52MS5TZXRGYXVsdHNSZXF1ZXN0GhouZmFybS52MS5TZXRGYXVsdHNSZXNwb25zZRJICgtDbGVhckZhdWx0cxIbLmZhcm0udjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GhwuZmFybS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlEkUKCkxpc3RGYXVsdHMSGi5mYXJtLnYxLkxpc3RGYXVsdHNSZXF1ZXN0GhsuZmFybS52MS5MaXN0RmF1bHRzUmVzcG9uc2ViBnByb3RvMw", [file_farm_v1_agent, file_farm_v1_faults]);
 
 /**
  * Server is one server of the farm as the controller knows it.
@@ -106,6 +108,13 @@ export type Server = Message<"farm.v1.Server"> & {
    * @generated from field: double errors_per_second = 12;
    */
   errorsPerSecond: number;
+
+  /**
+   * The faults the server has now; empty when it does nothing wrong.
+   *
+   * @generated from field: farm.v1.FaultProfile faults = 13;
+   */
+  faults?: FaultProfile | undefined;
 };
 
 /**
@@ -1140,6 +1149,27 @@ export const StopLoadTestRequestSchema: GenMessage<StopLoadTestRequest> = /*@__P
   messageDesc(file_farm_v1_farm, 26);
 
 /**
+ * StopLoadTestResponse is the final report of the load test that was stopped.
+ *
+ * @generated from message farm.v1.StopLoadTestResponse
+ */
+export type StopLoadTestResponse = Message<"farm.v1.StopLoadTestResponse"> & {
+  /**
+   * The run's final report.
+   *
+   * @generated from field: farm.v1.RunLoadTestResponse run = 1;
+   */
+  run?: RunLoadTestResponse | undefined;
+};
+
+/**
+ * Describes the message farm.v1.StopLoadTestResponse.
+ * Use `create(StopLoadTestResponseSchema)` to create a new message.
+ */
+export const StopLoadTestResponseSchema: GenMessage<StopLoadTestResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 27);
+
+/**
  * ListLoadTestsRequest asks for the kept load tests.
  *
  * @generated from message farm.v1.ListLoadTestsRequest
@@ -1152,7 +1182,7 @@ export type ListLoadTestsRequest = Message<"farm.v1.ListLoadTestsRequest"> & {
  * Use `create(ListLoadTestsRequestSchema)` to create a new message.
  */
 export const ListLoadTestsRequestSchema: GenMessage<ListLoadTestsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 27);
+  messageDesc(file_farm_v1_farm, 28);
 
 /**
  * ListLoadTestsResponse holds the kept load tests, oldest first.
@@ -1173,7 +1203,7 @@ export type ListLoadTestsResponse = Message<"farm.v1.ListLoadTestsResponse"> & {
  * Use `create(ListLoadTestsResponseSchema)` to create a new message.
  */
 export const ListLoadTestsResponseSchema: GenMessage<ListLoadTestsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 28);
+  messageDesc(file_farm_v1_farm, 29);
 
 /**
  * ScaleFarmRequest sets the number of servers.
@@ -1195,7 +1225,7 @@ export type ScaleFarmRequest = Message<"farm.v1.ScaleFarmRequest"> & {
  * Use `create(ScaleFarmRequestSchema)` to create a new message.
  */
 export const ScaleFarmRequestSchema: GenMessage<ScaleFarmRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 29);
+  messageDesc(file_farm_v1_farm, 30);
 
 /**
  * ScaleFarmResponse says what scaling did.
@@ -1230,7 +1260,7 @@ export type ScaleFarmResponse = Message<"farm.v1.ScaleFarmResponse"> & {
  * Use `create(ScaleFarmResponseSchema)` to create a new message.
  */
 export const ScaleFarmResponseSchema: GenMessage<ScaleFarmResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 30);
+  messageDesc(file_farm_v1_farm, 31);
 
 /**
  * SimulateLoadRequest applies a simulated load on chosen servers.
@@ -1258,7 +1288,7 @@ export type SimulateLoadRequest = Message<"farm.v1.SimulateLoadRequest"> & {
  * Use `create(SimulateLoadRequestSchema)` to create a new message.
  */
 export const SimulateLoadRequestSchema: GenMessage<SimulateLoadRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 31);
+  messageDesc(file_farm_v1_farm, 32);
 
 /**
  * SimulateLoadResponse has one outcome per target server.
@@ -1279,7 +1309,7 @@ export type SimulateLoadResponse = Message<"farm.v1.SimulateLoadResponse"> & {
  * Use `create(SimulateLoadResponseSchema)` to create a new message.
  */
 export const SimulateLoadResponseSchema: GenMessage<SimulateLoadResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 32);
+  messageDesc(file_farm_v1_farm, 33);
 
 /**
  * BroadcastRequest is one HTTP request to send to many servers at once.
@@ -1328,7 +1358,7 @@ export type BroadcastRequest = Message<"farm.v1.BroadcastRequest"> & {
  * Use `create(BroadcastRequestSchema)` to create a new message.
  */
 export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 33);
+  messageDesc(file_farm_v1_farm, 34);
 
 /**
  * BroadcastReply is one server's answer to a broadcast.
@@ -1391,7 +1421,7 @@ export type BroadcastReply = Message<"farm.v1.BroadcastReply"> & {
  * Use `create(BroadcastReplySchema)` to create a new message.
  */
 export const BroadcastReplySchema: GenMessage<BroadcastReply> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 34);
+  messageDesc(file_farm_v1_farm, 35);
 
 /**
  * BroadcastResponse has one reply per target server, ordered by id.
@@ -1412,7 +1442,7 @@ export type BroadcastResponse = Message<"farm.v1.BroadcastResponse"> & {
  * Use `create(BroadcastResponseSchema)` to create a new message.
  */
 export const BroadcastResponseSchema: GenMessage<BroadcastResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 35);
+  messageDesc(file_farm_v1_farm, 36);
 
 /**
  * WatchRequest opens a watch of the farm.
@@ -1433,7 +1463,7 @@ export type WatchRequest = Message<"farm.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 36);
+  messageDesc(file_farm_v1_farm, 37);
 
 /**
  * WatchResponse is a snapshot (full) or the changes since the previous message.
@@ -1482,7 +1512,236 @@ export type WatchResponse = Message<"farm.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 37);
+  messageDesc(file_farm_v1_farm, 38);
+
+/**
+ * FaultTargets chooses servers: by id, by status, or every server; then, optionally, a
+ * random share of those.
+ *
+ * @generated from message farm.v1.FaultTargets
+ */
+export type FaultTargets = Message<"farm.v1.FaultTargets"> & {
+  /**
+   * These servers (1 to 10000 ids, each a server of this farm).
+   *
+   * @generated from field: repeated uint32 server_ids = 1;
+   */
+  serverIds: number[];
+
+  /**
+   * Or the servers in this status now.
+   *
+   * @generated from field: farm.v1.ServerStatus status = 2;
+   */
+  status: ServerStatus;
+
+  /**
+   * Or every server of the farm. Exactly one of server_ids, status and all is given.
+   *
+   * @generated from field: bool all = 3;
+   */
+  all: boolean;
+
+  /**
+   * A random share of the servers chosen above, in percent (0 means all of them; up to
+   * 100). At least one server is chosen.
+   *
+   * @generated from field: double share_percent = 4;
+   */
+  sharePercent: number;
+
+  /**
+   * Seeds the share's choice: the same seed over the same servers chooses the same ones.
+   *
+   * @generated from field: uint64 share_seed = 5;
+   */
+  shareSeed: bigint;
+};
+
+/**
+ * Describes the message farm.v1.FaultTargets.
+ * Use `create(FaultTargetsSchema)` to create a new message.
+ */
+export const FaultTargetsSchema: GenMessage<FaultTargets> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 39);
+
+/**
+ * SetFaultsRequest sets faults on servers.
+ *
+ * @generated from message farm.v1.SetFaultsRequest
+ */
+export type SetFaultsRequest = Message<"farm.v1.SetFaultsRequest"> & {
+  /**
+   * Which servers.
+   *
+   * @generated from field: farm.v1.FaultTargets targets = 1;
+   */
+  targets?: FaultTargets | undefined;
+
+  /**
+   * The faults to set; each kind given replaces that kind. At least one kind.
+   *
+   * @generated from field: farm.v1.FaultProfile faults = 2;
+   */
+  faults?: FaultProfile | undefined;
+};
+
+/**
+ * Describes the message farm.v1.SetFaultsRequest.
+ * Use `create(SetFaultsRequestSchema)` to create a new message.
+ */
+export const SetFaultsRequestSchema: GenMessage<SetFaultsRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 40);
+
+/**
+ * ClearFaultsRequest clears faults on servers.
+ *
+ * @generated from message farm.v1.ClearFaultsRequest
+ */
+export type ClearFaultsRequest = Message<"farm.v1.ClearFaultsRequest"> & {
+  /**
+   * Which servers.
+   *
+   * @generated from field: farm.v1.FaultTargets targets = 1;
+   */
+  targets?: FaultTargets | undefined;
+
+  /**
+   * The kinds to clear; empty means every kind.
+   *
+   * @generated from field: repeated farm.v1.FaultKind kinds = 2;
+   */
+  kinds: FaultKind[];
+};
+
+/**
+ * Describes the message farm.v1.ClearFaultsRequest.
+ * Use `create(ClearFaultsRequestSchema)` to create a new message.
+ */
+export const ClearFaultsRequestSchema: GenMessage<ClearFaultsRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 41);
+
+/**
+ * ServerFaults is one server's fault profile.
+ *
+ * @generated from message farm.v1.ServerFaults
+ */
+export type ServerFaults = Message<"farm.v1.ServerFaults"> & {
+  /**
+   * The server.
+   *
+   * @generated from field: uint32 server_id = 1;
+   */
+  serverId: number;
+
+  /**
+   * Its faults.
+   *
+   * @generated from field: farm.v1.FaultProfile faults = 2;
+   */
+  faults?: FaultProfile | undefined;
+};
+
+/**
+ * Describes the message farm.v1.ServerFaults.
+ * Use `create(ServerFaultsSchema)` to create a new message.
+ */
+export const ServerFaultsSchema: GenMessage<ServerFaults> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 42);
+
+/**
+ * SetFaultsResponse says what each target server now has.
+ *
+ * @generated from message farm.v1.SetFaultsResponse
+ */
+export type SetFaultsResponse = Message<"farm.v1.SetFaultsResponse"> & {
+  /**
+   * One outcome per target server, ordered by id: ok once its node (or, for a partition, the
+   * runtime) applied the change; a server whose agent is away keeps the profile and gets it
+   * when its agent connects (ok, and the message says so).
+   *
+   * @generated from field: repeated farm.v1.CommandOutcome outcomes = 1;
+   */
+  outcomes: CommandOutcome[];
+
+  /**
+   * Each target server's profile after the change, ordered by id.
+   *
+   * @generated from field: repeated farm.v1.ServerFaults servers = 2;
+   */
+  servers: ServerFaults[];
+};
+
+/**
+ * Describes the message farm.v1.SetFaultsResponse.
+ * Use `create(SetFaultsResponseSchema)` to create a new message.
+ */
+export const SetFaultsResponseSchema: GenMessage<SetFaultsResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 43);
+
+/**
+ * ClearFaultsResponse says what each target server now has.
+ *
+ * @generated from message farm.v1.ClearFaultsResponse
+ */
+export type ClearFaultsResponse = Message<"farm.v1.ClearFaultsResponse"> & {
+  /**
+   * One outcome per target server, ordered by id, as in SetFaultsResponse.
+   *
+   * @generated from field: repeated farm.v1.CommandOutcome outcomes = 1;
+   */
+  outcomes: CommandOutcome[];
+
+  /**
+   * Each target server's profile after the change, ordered by id.
+   *
+   * @generated from field: repeated farm.v1.ServerFaults servers = 2;
+   */
+  servers: ServerFaults[];
+};
+
+/**
+ * Describes the message farm.v1.ClearFaultsResponse.
+ * Use `create(ClearFaultsResponseSchema)` to create a new message.
+ */
+export const ClearFaultsResponseSchema: GenMessage<ClearFaultsResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 44);
+
+/**
+ * ListFaultsRequest asks for every server that has faults.
+ *
+ * @generated from message farm.v1.ListFaultsRequest
+ */
+export type ListFaultsRequest = Message<"farm.v1.ListFaultsRequest"> & {
+};
+
+/**
+ * Describes the message farm.v1.ListFaultsRequest.
+ * Use `create(ListFaultsRequestSchema)` to create a new message.
+ */
+export const ListFaultsRequestSchema: GenMessage<ListFaultsRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 45);
+
+/**
+ * ListFaultsResponse holds the servers that have faults.
+ *
+ * @generated from message farm.v1.ListFaultsResponse
+ */
+export type ListFaultsResponse = Message<"farm.v1.ListFaultsResponse"> & {
+  /**
+   * The servers, ordered by id.
+   *
+   * @generated from field: repeated farm.v1.ServerFaults servers = 1;
+   */
+  servers: ServerFaults[];
+};
+
+/**
+ * Describes the message farm.v1.ListFaultsResponse.
+ * Use `create(ListFaultsResponseSchema)` to create a new message.
+ */
+export const ListFaultsResponseSchema: GenMessage<ListFaultsResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 46);
 
 /**
  * ServerStatus is the controller's verdict on a server.
@@ -1688,7 +1947,7 @@ export const FarmService: GenService<{
   stopLoadTest: {
     methodKind: "unary";
     input: typeof StopLoadTestRequestSchema;
-    output: typeof GetLoadTestResponseSchema;
+    output: typeof StopLoadTestResponseSchema;
   },
   /**
    * GetLoadTest returns a load test by id: its latest progress while it runs (done is false),
@@ -1750,6 +2009,38 @@ export const FarmService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRequestSchema;
     output: typeof WatchResponseSchema;
+  },
+  /**
+   * Sets faults on servers: each kind given replaces that kind on every target; kinds not
+   * given stay. The controller keeps each server's profile and gives it back to a node or
+   * agent that restarts.
+   *
+   * @generated from rpc farm.v1.FarmService.SetFaults
+   */
+  setFaults: {
+    methodKind: "unary";
+    input: typeof SetFaultsRequestSchema;
+    output: typeof SetFaultsResponseSchema;
+  },
+  /**
+   * Clears faults on servers: the kinds named, or every kind.
+   *
+   * @generated from rpc farm.v1.FarmService.ClearFaults
+   */
+  clearFaults: {
+    methodKind: "unary";
+    input: typeof ClearFaultsRequestSchema;
+    output: typeof ClearFaultsResponseSchema;
+  },
+  /**
+   * The servers that have faults, with their profiles, ordered by id.
+   *
+   * @generated from rpc farm.v1.FarmService.ListFaults
+   */
+  listFaults: {
+    methodKind: "unary";
+    input: typeof ListFaultsRequestSchema;
+    output: typeof ListFaultsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_farm_v1_farm, 0);
