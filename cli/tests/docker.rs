@@ -277,6 +277,110 @@ async fn every_action_works_and_docker_kill_is_seen_and_recovered() {
     );
 }
 
+/// What a load test of `requests` on server `id`, each with a 1 s timeout, got through.
+async fn answered(farm: &Farm, id: u32, requests: u64) -> u64 {
+    let mut client = farm.client().await;
+    let mut stream = client
+        .run_load_test(farm_proto::v1::RunLoadTestRequest {
+            spec: Some(farm_proto::v1::LoadTestSpec {
+                server_ids: vec![id],
+                total_requests: requests,
+                concurrency: 4,
+                timeout_ms: 1000,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let message = stream.next().await.unwrap().unwrap();
+        if message.done {
+            return message.result.unwrap().successes;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_cuts_a_server_off_the_farm_until_cleared_or_over() {
+    require_engine();
+    let prefix = unique_prefix("part");
+    let _cleanup = Cleanup(prefix.clone());
+    let (farm, _) = docker_farm(2, &prefix);
+    let mut client = farm.client().await;
+    let name = format!("{prefix}-server-1");
+    let network = format!("{prefix}-net");
+    let networks = |n: &str| {
+        docker_text(&[
+            "inspect",
+            "--format",
+            "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+            n,
+        ])
+    };
+    let partition = |duration_seconds| farm_proto::v1::SetFaultsRequest {
+        targets: Some(farm_proto::v1::FaultTargets {
+            server_ids: vec![1],
+            ..Default::default()
+        }),
+        faults: Some(farm_proto::v1::FaultProfile {
+            partition: Some(farm_proto::v1::PartitionFault {
+                when: Some(farm_proto::v1::FaultWhen {
+                    duration_seconds,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+    };
+
+    let outcome = client.set_faults(partition(0)).await.unwrap().into_inner();
+    assert!(outcome.outcomes[0].ok, "{outcome:?}");
+    assert!(!networks(&name).contains(&network), "{}", networks(&name));
+    assert_eq!(
+        docker_text(&["inspect", "--format", "{{.State.Status}}", &name]),
+        "running"
+    );
+    wait_status(&farm, 1, ServerStatus::Unreachable, Duration::from_secs(15)).await;
+    let server = servers(&mut client).await.remove(0);
+    assert!(server.status_reason.contains("partition"), "{server:?}");
+    assert_eq!(
+        answered(&farm, 1, 8).await,
+        0,
+        "the load engine no longer reaches it"
+    );
+    assert!(is(&servers(&mut client).await[1], ServerStatus::Healthy));
+
+    // Cleared: joined again, its agent back, its published port serving.
+    let cleared = client
+        .clear_faults(farm_proto::v1::ClearFaultsRequest {
+            targets: Some(farm_proto::v1::FaultTargets {
+                server_ids: vec![1],
+                ..Default::default()
+            }),
+            kinds: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cleared.outcomes[0].ok, "{cleared:?}");
+    assert!(networks(&name).contains(&network));
+    wait_status(&farm, 1, ServerStatus::Healthy, Duration::from_secs(30)).await;
+    assert_eq!(answered(&farm, 1, 8).await, 8);
+
+    // A partition with a duration heals itself.
+    client.set_faults(partition(2)).await.unwrap();
+    wait_status(&farm, 1, ServerStatus::Unreachable, Duration::from_secs(15)).await;
+    wait_status(&farm, 1, ServerStatus::Healthy, Duration::from_secs(30)).await;
+    assert!(networks(&name).contains(&network));
+    let faults = client
+        .list_faults(farm_proto::v1::ListFaultsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(faults.servers.is_empty(), "{faults:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_removed_from_outside_is_created_again() {
     require_engine();
