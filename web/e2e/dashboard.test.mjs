@@ -7,23 +7,14 @@ import { after, before, describe, it } from "node:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { launch } from "./browser.mjs";
-import { eventually, farmUp, onLowPort, Proc, startRole } from "./farm.mjs";
+import { assertCurrentBuild, eventually, farmUp, onLowPort, Proc, startRole } from "./farm.mjs";
 
 const SERVERS = 5;
 
-/** The page must be the dashboard this checkout built: else the binary embeds an old one. */
-async function assertCurrentBuild(url) {
-  const built = readFileSync(fileURLToPath(new URL("../dist/index.html", import.meta.url)), "utf8");
-  const served = await (await fetch(`${url}/`, { headers: { accept: "text/html" } })).text();
-  const asset = (html) => (/assets\/index-[\w-]+\.js/.exec(html) ?? [""])[0];
-  assert.ok(asset(built), "web/dist/index.html names its script");
-  assert.equal(
-    asset(served),
-    asset(built),
-    "the gateway serves another build of the dashboard than web/dist: rebuild the binary (`cargo build -p farm`) after `npm run build`, or set FARM_DASHBOARD_DIR",
-  );
+/** The page is this checkout's dashboard, and `GET /` without Accept: text/html is the API's. */
+async function assertServed(url) {
+  await assertCurrentBuild(url);
   const json = await (await fetch(`${url}/`)).json();
   assert.equal(json.name, "farm", "GET / without Accept: text/html still answers the API info");
 }
@@ -48,7 +39,7 @@ describe("dashboard against farm up", () => {
   before(async () => {
     browser = await launch();
     farm = await farmUp(SERVERS);
-    await assertCurrentBuild(farm.url);
+    await assertServed(farm.url);
     ({ page, errors } = await openDashboard(browser.context, farm.url));
   });
 
@@ -193,7 +184,7 @@ describe("dashboard against a gateway beyond loopback", () => {
     farm = await farmUp(2, { FARM_DATA_DIR: dataDir }, { gatewayListen: "0.0.0.0:0" });
     const token = process.env.FARM_TOKEN?.trim() || readFileSync(join(dataDir, "token"), "utf8").trim();
     assert.match(farm.url, /^http:\/\/127\.0\.0\.1:\d+$/);
-    await assertCurrentBuild(farm.url);
+    await assertServed(farm.url);
     browser = await launch();
     const { page, errors } = await openDashboard(browser.context, farm.url);
     const id = 2;

@@ -1,8 +1,9 @@
 // Real farms for the browser tests: `farm up` (or its roles as separate processes), with the
 // debug binary (FARM_BIN overrides). No port is guessed: every program binds port 0 and says
 // which port it got, and these helpers read it from its output. Every wait is bounded.
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
@@ -165,4 +166,17 @@ export async function eventually(what, ms, check, every = 50) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, every));
   }
+}
+
+/** The page must be the dashboard this checkout built: else the binary embeds an old one. */
+export async function assertCurrentBuild(url) {
+  const built = readFileSync(fileURLToPath(new URL("../dist/index.html", import.meta.url)), "utf8");
+  const served = await (await fetch(`${url}/`, { headers: { accept: "text/html" } })).text();
+  const asset = (html) => (/assets\/index-[\w-]+\.js/.exec(html) ?? [""])[0];
+  assert.ok(asset(built), "web/dist/index.html names its script");
+  assert.equal(
+    asset(served),
+    asset(built),
+    "the gateway serves another build of the dashboard than web/dist: rebuild the binary (`cargo build -p farm`) after `npm run build`, or set FARM_DASHBOARD_DIR",
+  );
 }

@@ -4,26 +4,11 @@
 // refusals. Run with `npm run e2e` after `npm run build` and `cargo build -p farm` (the binary
 // embeds web/dist). Fails, never skips, when Chromium is missing.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { launch } from "./browser.mjs";
-import { eventually, farmUp } from "./farm.mjs";
+import { assertCurrentBuild, eventually, farmUp } from "./farm.mjs";
 
 const SERVERS = 4;
-
-/** The page must be the dashboard this checkout built: else the binary embeds an old one. */
-async function assertCurrentBuild(url) {
-  const built = readFileSync(fileURLToPath(new URL("../dist/index.html", import.meta.url)), "utf8");
-  const served = await (await fetch(`${url}/`, { headers: { accept: "text/html" } })).text();
-  const asset = (html) => (/assets\/index-[\w-]+\.js/.exec(html) ?? [""])[0];
-  assert.ok(asset(built), "web/dist/index.html names its script");
-  assert.equal(
-    asset(served),
-    asset(built),
-    "the gateway serves another build of the dashboard than web/dist: rebuild the binary (`cargo build -p farm`) after `npm run build`, or set FARM_DASHBOARD_DIR",
-  );
-}
 
 /** What the farm records for one server, over REST. */
 async function restFaults(url, id) {
