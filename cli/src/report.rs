@@ -80,6 +80,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     "reason": s.status_reason, "node_address": s.node_address,
                     "cpu_percent": m.cpu_percent, "memory_bytes": m.memory_bytes,
                     "requests_per_second": s.requests_per_second, "requests_total": m.requests_total,
+                    "faults": s.faults.as_ref().map(crate::fault::describe),
                 })
             })
             .collect();
@@ -87,13 +88,18 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:>5}  {:<12} {:<12} {:>6} {:>9} {:>8} {:>10}  {:<21} REASON",
-        "ID", "NAME", "STATUS", "CPU%", "MEM MiB", "REQ/s", "REQUESTS", "NODE"
+        "{:>5}  {:<12} {:<12} {:>6} {:>9} {:>8} {:>10}  {:<21} {:<16} REASON",
+        "ID", "NAME", "STATUS", "CPU%", "MEM MiB", "REQ/s", "REQUESTS", "NODE", "FAULTS"
     );
     for s in &servers {
         let m = s.metrics.unwrap_or_default();
+        let faults = s
+            .faults
+            .as_ref()
+            .map(crate::fault::kinds)
+            .unwrap_or_default();
         println!(
-            "{:>5}  {:<12} {:<12} {:>6.1} {:>9.1} {:>8.1} {:>10}  {:<21} {}",
+            "{:>5}  {:<12} {:<12} {:>6.1} {:>9.1} {:>8.1} {:>10}  {:<21} {:<16} {}",
             s.id,
             s.name,
             status_name(s.status),
@@ -102,6 +108,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             s.requests_per_second,
             m.requests_total,
             s.node_address,
+            if faults.is_empty() { "-" } else { &faults },
             s.status_reason
         );
     }

@@ -629,6 +629,20 @@ async fn the_command_line_sets_lists_and_clears_faults() {
     assert!(ok, "{out}");
     assert!(out.contains("latency 100±10ms"), "{out}");
     assert!(out.contains("2 servers have faults"), "{out}");
+    let status = std::process::Command::new(farm_bin())
+        .args(["status", "--controller", &farm.controller_url()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    let row = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("1").contains(" abort "), "{table}");
+    assert!(row("2").contains(" latency,abort "), "{table}");
     let (ok, out) = farm_cli(&["clear", "--servers", "2", "--kind", "abort"]);
     assert!(ok, "{out}");
     let (ok, out) = farm_cli(&[
