@@ -11,7 +11,9 @@
 #   followed by id), RATE requests/s over every server, each LOAD_S seconds long;
 # - watches: two `Watch` streams (grpcurl) and a poller of GET /api/servers every second;
 # - faults, every FAULT_EVERY_S seconds, in turn: SIGKILL of a random node, SIGKILL of a
-#   random agent (its runtime starts it again), a stop and a start, a pause and an unpause.
+#   random agent (its runtime starts it again), a stop and a start, a pause and an unpause, a
+#   fault profile (latency, a seeded abort and a rate limit) on a random tenth of the farm for
+#   15 s, and a failing /health on one server for 10 s; both profiles clear themselves.
 # Every SAMPLE_EVERY_S seconds it records the resident and proportional memory of farm up
 # (controller and gateway), and the mean of the agents and of the nodes. At the end it prints
 # the first and last samples and the highest, and checks that every server is healthy again
@@ -78,7 +80,7 @@ load() {
     while [[ ! -e $STOP ]]; do
         local id
         id=$(curl -s --max-time 10 -X POST "$GATEWAY/api/load-tests" -H 'content-type: application/json' \
-            -d "{\"path\":\"/health\",\"rate_per_second\":$RATE,\"duration_seconds\":$LOAD_S,\"concurrency\":32}" |
+            -d "{\"path\":\"/\",\"rate_per_second\":$RATE,\"duration_seconds\":$LOAD_S,\"concurrency\":32}" |
             python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null) || { sleep 1; continue; }
         for _ in $(seq 1 $((LOAD_S + 30))); do
             [[ -e $STOP ]] && { curl -s -X POST "$GATEWAY/api/load-tests/$id/stop" >/dev/null; return; }
@@ -112,11 +114,18 @@ faults() {
         sleep "$FAULT_EVERY_S"
         [[ -e $STOP ]] && return
         id=$((RANDOM % SERVERS + 1))
-        case $((turn % 4)) in
+        case $((turn % 6)) in
             0) victim=$(nodes | shuf -n 1); [[ -n $victim ]] && kill -KILL "$victim" ;;
             1) victim=$(agents | shuf -n 1); [[ -n $victim ]] && kill -KILL "$victim" ;;
             2) act "$id" stop; sleep 2; act "$id" start ;;
             3) act "$id" pause; sleep 2; act "$id" unpause ;;
+            4) curl -s -o /dev/null --max-time 30 -X POST "$GATEWAY/api/faults" -H 'content-type: application/json' \
+                   -d "{\"targets\":{\"all\":true,\"share_percent\":10,\"share_seed\":$turn},\"faults\":{
+                        \"latency\":{\"delay_ms\":50,\"jitter_ms\":20,\"when\":{\"duration_seconds\":15}},
+                        \"abort\":{\"statuses\":[{\"status\":503}],\"when\":{\"percent\":10,\"seed\":$turn,\"duration_seconds\":15}},
+                        \"rate_limit\":{\"requests_per_second\":5,\"when\":{\"duration_seconds\":15}}}}" ;;
+            5) curl -s -o /dev/null --max-time 30 -X PUT "$GATEWAY/api/servers/$id/faults" -H 'content-type: application/json' \
+                   -d '{"health":{"status":503,"when":{"duration_seconds":10}}}' ;;
         esac
         turn=$((turn + 1))
     done
