@@ -26,10 +26,10 @@ pub struct FaultWhen {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub percent: Option<f64>,
-    /// Only requests whose path starts with this; absent means every route. `/health`,
+    /// Only requests whose path starts with this; absent or empty means every route. `/health`,
     /// `/ready` and `/metrics` are touched only by the health and readiness faults.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = MAX_FAULT_PATH_PREFIX_LEN), regex(pattern = r"^/"))]
+    #[schemars(length(max = MAX_FAULT_PATH_PREFIX_LEN), regex(pattern = r"^(/[\s\S]*)?$"))]
     pub path_prefix: String,
     /// The fault clears itself this many seconds after it is set; 0 or absent: until cleared.
     #[serde(default, deserialize_with = "uint::one")]
