@@ -279,26 +279,16 @@ async fn every_action_works_and_docker_kill_is_seen_and_recovered() {
 
 /// What a load test of `requests` on server `id`, each with a 1 s timeout, got through.
 async fn answered(farm: &Farm, id: u32, requests: u64) -> u64 {
-    let mut client = farm.client().await;
-    let mut stream = client
-        .run_load_test(farm_proto::v1::RunLoadTestRequest {
-            spec: Some(farm_proto::v1::LoadTestSpec {
-                server_ids: vec![id],
-                total_requests: requests,
-                concurrency: 4,
-                timeout_ms: 1000,
-                ..Default::default()
-            }),
-        })
+    let spec = farm_proto::v1::LoadTestSpec {
+        server_ids: vec![id],
+        total_requests: requests,
+        concurrency: 4,
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    common::run_to_end(&mut farm.client().await, spec)
         .await
-        .unwrap()
-        .into_inner();
-    loop {
-        let message = stream.next().await.unwrap().unwrap();
-        if message.done {
-            return message.result.unwrap().successes;
-        }
-    }
+        .successes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,30 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Farm, agent_pid, eventually, farm_bin, get, http, node_pid, signal};
+use common::{Farm, agent_pid, eventually, farm_bin, get, http, node_pid, run_to_end, signal};
 use farm_node_api::client::NodeClient;
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use farm_proto::v1::{
-    self as pb, FaultProfile, FaultWhen, LoadTestResult, LoadTestSpec, RunLoadTestRequest,
-    ServerStatus,
+    self as pb, FaultProfile, FaultWhen, LoadTestResult, LoadTestSpec, ServerStatus,
 };
 use nix::sys::signal::Signal;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-
-async fn run_to_end(client: &mut FarmServiceClient<Channel>, spec: LoadTestSpec) -> LoadTestResult {
-    let mut stream = client
-        .run_load_test(RunLoadTestRequest { spec: Some(spec) })
-        .await
-        .expect("the load test starts")
-        .into_inner();
-    loop {
-        let message = stream.next().await.expect("a final message").unwrap();
-        if message.done {
-            return message.result.unwrap();
-        }
-    }
-}
 
 fn targets(ids: &[u32]) -> Option<pb::FaultTargets> {
     Some(pb::FaultTargets {

@@ -5,29 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Farm, eventually, farm_bin};
+use common::{Farm, eventually, farm_bin, run_to_end};
 use farm_node_api::client::NodeClient;
-use farm_proto::v1::farm_service_client::FarmServiceClient;
 use farm_proto::v1::{
-    GetLoadTestRequest, LoadTestResult, LoadTestSpec, RunLoadTestRequest, ServerActionKind,
-    ServerActionRequest,
+    GetLoadTestRequest, LoadTestSpec, RunLoadTestRequest, ServerActionKind, ServerActionRequest,
 };
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
-
-async fn run_to_end(client: &mut FarmServiceClient<Channel>, spec: LoadTestSpec) -> LoadTestResult {
-    let mut stream = client
-        .run_load_test(RunLoadTestRequest { spec: Some(spec) })
-        .await
-        .expect("the load test starts")
-        .into_inner();
-    loop {
-        let message = stream.next().await.expect("a final message").unwrap();
-        if message.done {
-            return message.result.unwrap();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_median_of_a_fixed_delay_is_within_five_percent() {

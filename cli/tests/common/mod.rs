@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use farm_proto::v1::farm_service_client::FarmServiceClient;
 use farm_proto::v1::{
-    ListServersRequest, Server, ServerActionKind, ServerActionRequest, ServerStatus,
+    ListServersRequest, LoadTestResult, LoadTestSpec, RunLoadTestRequest, Server, ServerActionKind,
+    ServerActionRequest, ServerStatus,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -336,6 +337,25 @@ pub async fn connect(url: &str) -> FarmServiceClient<Channel> {
         },
     )
     .await
+}
+
+/// Runs a load test of `spec` on the controller's engine and returns its final result.
+pub async fn run_to_end(
+    client: &mut FarmServiceClient<Channel>,
+    spec: LoadTestSpec,
+) -> LoadTestResult {
+    use tokio_stream::StreamExt;
+    let mut stream = client
+        .run_load_test(RunLoadTestRequest { spec: Some(spec) })
+        .await
+        .expect("the load test starts")
+        .into_inner();
+    loop {
+        let message = stream.next().await.expect("a final message").unwrap();
+        if message.done {
+            return message.result.unwrap();
+        }
+    }
 }
 
 /// Every server, in id order.
