@@ -341,6 +341,17 @@ async fn a_partition_cuts_a_server_off_the_farm_until_cleared_or_over() {
     );
     assert!(is(&servers(&mut client).await[1], ServerStatus::Healthy));
 
+    // Removed from outside while cut off: made again, and still cut off.
+    let id_of = |n: &str| docker_text(&["inspect", "--format", "{{.Id}}", n]);
+    let before = id_of(&name);
+    assert!(docker(&["rm", "-f", &name]).status.success());
+    eventually(Duration::from_secs(60), "the container made again", || {
+        let (before, id) = (before.clone(), id_of(&name));
+        async move { (!id.is_empty() && id != before).then_some(()) }
+    })
+    .await;
+    assert!(!networks(&name).contains(&network), "{}", networks(&name));
+
     // Cleared: joined again, its agent back, its published port serving.
     let cleared = client
         .clear_faults(farm_proto::v1::ClearFaultsRequest {

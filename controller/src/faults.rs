@@ -52,7 +52,14 @@ pub async fn hand_over(
         });
     }
     if cut {
-        // Its agent is out of reach; it gets the profile when it connects again.
+        // Its agent is out of reach, and its stream with it: end the stream here rather than
+        // wait for the connection's keep-alive to notice. The agent gets its profile when it
+        // connects again, after the partition ends.
+        if !handoff.partitioned_before
+            && let Some(link) = &handoff.link
+        {
+            link.close("cut off from the farm's network by a partition fault");
+        }
         return Ok(said.join("; "));
     }
     match &handoff.link {

@@ -130,7 +130,7 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
             );
         }
         Some(RuntimeState::Paused) => return (Status::Unreachable, "paused on request".into()),
-        Some(RuntimeState::Running) if !o.connected => {
+        Some(RuntimeState::Running) if !o.connected && !o.partitioned => {
             return (Status::Starting, "running; waiting for the agent".into());
         }
         Some(RuntimeState::Running) | None => {}
@@ -298,6 +298,21 @@ mod tests {
         assert_eq!(evaluate(&o).0, Status::Healthy);
         o.connected = false;
         assert_eq!(evaluate(&o).0, Status::Starting);
+    }
+
+    #[test]
+    fn a_partitioned_server_is_unreachable_and_says_why() {
+        let mut o = running();
+        o.partitioned = true;
+        for (runtime_state, connected) in [(None, true), (Some(RuntimeState::Running), false)] {
+            o.runtime_state = runtime_state;
+            o.connected = connected;
+            let (status, reason) = evaluate(&o);
+            assert_eq!(status, Status::Unreachable);
+            assert!(reason.contains("partition"), "{reason}");
+        }
+        o.runtime_state = Some(RuntimeState::Stopped);
+        assert_eq!(evaluate(&o).0, Status::Stopped, "a stop says more");
     }
 
     #[test]

@@ -542,6 +542,14 @@ impl Shared {
             }
             Err(e) => return Err(api(format!("create container {name}"))(e)),
         }
+        // A server that a partition fault cut off stays cut off in a container made again.
+        if self
+            .registry
+            .get(id)
+            .is_some_and(|entry| entry.faults.partition.is_some())
+        {
+            network::partition(&self.docker, &self.config, id, true).await?;
+        }
         if !start {
             return Ok(());
         }
