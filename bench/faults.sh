@@ -4,7 +4,8 @@
 #   latency 200 ± 50 ms   -> p50 of 1,000 requests within 190..260 ms (and the spread shows)
 #   abort 30 % (seeded)   -> 30 ± 3 % of 5,000 requests fail, the same count on a second server
 #   hang                  -> every request of a run ends in a client timeout
-#   reset                 -> every request of a run ends in a connection error
+#   reset, close          -> every request of a run ends in a connection error
+#   throughput 5,000 B/s  -> a 10 KiB body takes about 2 s
 #   rate limit 1,000/s    -> 200s at 1,000/s ± 5 % with 2,000/s offered for 10 s
 #   health 503            -> the server's status turns within 2 s (ROUNDS times)
 # and, for comparison, the same load on a server with no fault. Prints one line per figure
@@ -82,6 +83,21 @@ set_faults 1 '{"connection": {"mode": "reset"}}'
 read -r requests errors kinds < <(load 1 --requests 200 --concurrency 10 |
     field '"%d %d %s" % (r["requests"], sum(e["count"] for e in r["errors"]), ",".join(e["kind"] for e in r["errors"]))')
 verdict "reset" "$([[ $requests == "$errors" && $requests -gt 0 ]] && echo 1 || echo 0)" "$errors of $requests failed without an answer ($kinds)"
+clear_faults 1
+
+echo "== connection close"
+set_faults 1 '{"connection": {"mode": "close"}}'
+read -r requests errors kinds < <(load 1 --requests 200 --concurrency 10 |
+    field '"%d %d %s" % (r["requests"], sum(e["count"] for e in r["errors"]), ",".join(e["kind"] for e in r["errors"]))')
+verdict "close" "$([[ $requests == "$errors" && $requests -gt 0 ]] && echo 1 || echo 0)" "$errors of $requests failed without an answer ($kinds)"
+clear_faults 1
+
+echo "== throughput 5,000 B/s on a 10 KiB body"
+set_faults 1 '{"throughput": {"bytes_per_second": 5000}}'
+read -r p50 ok_count < <(load 1 --requests 8 --concurrency 8 --path /data/10 |
+    field '"%.0f %d" % (r["latency"]["p50_ms"], r["successes"])')
+ok=$(awk -v p="$p50" -v n="$ok_count" 'BEGIN { print (p >= 1900 && p <= 2300 && n == 8) ? 1 : 0 }')
+verdict "throughput" "$ok" "p50 $p50 ms for 10,240 bytes (target 1,900..2,300: 2,048 ms at the cap), $ok_count of 8 answered"
 clear_faults 1
 
 echo "== rate limit 1,000/s, 2,000/s offered for 10 s"

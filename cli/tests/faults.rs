@@ -222,6 +222,68 @@ async fn a_hang_shows_as_client_timeouts_and_a_reset_as_connection_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throughput_cap_drips_the_body_and_a_close_ends_without_an_answer() {
+    let farm = Farm::up(2);
+    let mut client = farm.client().await;
+    let drip = FaultProfile {
+        throughput: Some(pb::ThroughputFault {
+            when: when(100.0, 0),
+            bytes_per_second: 5000,
+        }),
+        ..FaultProfile::default()
+    };
+    let close = FaultProfile {
+        connection: Some(pb::ConnectionFault {
+            when: when(100.0, 0),
+            mode: pb::ConnectionFaultMode::Close as i32,
+        }),
+        ..FaultProfile::default()
+    };
+    set(&mut client, &[1], drip).await;
+    set(&mut client, &[2], close).await;
+    let dripped = run_to_end(
+        &mut client,
+        on(
+            1,
+            LoadTestSpec {
+                path: "/data/10".into(),
+                concurrency: 4,
+                total_requests: 4,
+                ..LoadTestSpec::default()
+            },
+        ),
+    )
+    .await;
+    let closed = run_to_end(
+        &mut client,
+        on(
+            2,
+            LoadTestSpec {
+                concurrency: 5,
+                total_requests: 20,
+                timeout_ms: 2000,
+                ..LoadTestSpec::default()
+            },
+        ),
+    )
+    .await;
+    let p50 = dripped.latency.unwrap().p50_ms;
+    println!(
+        "10 KiB at 5,000 B/s: p50 {p50:.0} ms; close: {:?}",
+        closed.errors
+    );
+    assert_eq!(dripped.successes, 4, "{dripped:?}");
+    assert!((1800.0..=3000.0).contains(&p50), "p50 {p50} ms");
+    assert_eq!(closed.successes, 0);
+    assert_eq!(error_count(&closed), closed.requests, "{:?}", closed.errors);
+    assert!(
+        closed.errors.iter().all(|e| e.kind != "timeout"),
+        "a close is no timeout: {:?}",
+        closed.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1000_per_second_rate_limit_lets_1000_per_second_through() {
     let farm = Farm::up(1);
     let mut client = farm.client().await;
