@@ -10,7 +10,7 @@
 //! container: its cgroup's CPU, memory, limits, pids and block I/O, and its network
 //! namespace's traffic, replace the sums over the two processes.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use farm_node_api::client::NodeClient;
 use farm_node_api::proc::{self, CpuMeter};
@@ -22,12 +22,7 @@ use crate::supervisor::{NodeState, NodeStatus};
 /// How long the node's `/metrics` may take before the sample goes without it.
 const METRICS_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use farm_proto::now_ms;
 
 /// Remembers the previous readings that CPU percentages are computed against.
 pub(crate) struct Sampler {

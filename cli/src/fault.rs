@@ -371,12 +371,6 @@ fn print_change(outcomes: &[pb::CommandOutcome], servers: &[pb::ServerFaults]) -
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The kinds of fault a profile holds, comma-separated (`latency,abort`); empty for none.
 pub(crate) fn kinds(profile: &FaultProfile) -> String {
     [
@@ -406,7 +400,10 @@ pub(crate) fn describe(profile: &FaultProfile) -> String {
             text.push_str(&format!(" on {}", when.path_prefix));
         }
         if when.expires_at_ms != 0 {
-            let left = when.expires_at_ms.saturating_sub(now_ms()).div_ceil(1000);
+            let left = when
+                .expires_at_ms
+                .saturating_sub(farm_proto::now_ms())
+                .div_ceil(1000);
             text.push_str(&format!(" for {left}s more"));
         }
         text

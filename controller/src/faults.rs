@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use farm_proto::limits::{MAX_FAULT_DURATION_SECONDS, MAX_TARGETS};
 use farm_proto::v1::{self as pb, FaultKind, FaultProfile, FaultWhen};
@@ -23,12 +23,7 @@ use crate::status::Status;
 /// How long an agent may take to hand its node a profile.
 const HANDOFF_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Milliseconds since the Unix epoch: the clock fault expiry times are on.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use farm_proto::now_ms;
 
 /// Applies a server's changed profile: the partition through `runtime`, everything else
 /// through the server's agent, which hands it to its node. Says what happened.

@@ -215,6 +215,19 @@ pub struct FaultsHandoff {
     pub partitioned_before: bool,
 }
 
+impl FaultsHandoff {
+    /// `entry`'s profile as it is now, to hand over.
+    fn of(entry: &ServerEntry, partitioned_before: bool) -> Self {
+        Self {
+            id: entry.id,
+            profile: entry.faults.clone(),
+            version: entry.faults_version,
+            link: entry.link.clone(),
+            partitioned_before,
+        }
+    }
+}
+
 /// What an agent says when it connects.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -700,14 +713,7 @@ impl Registry {
             if changed {
                 entry.faults_version += 1;
             }
-            let handoff = FaultsHandoff {
-                id,
-                profile: entry.faults.clone(),
-                version: entry.faults_version,
-                link: entry.link.clone(),
-                partitioned_before,
-            };
-            (changed, handoff)
+            (changed, FaultsHandoff::of(entry, partitioned_before))
         })
     }
 
@@ -716,13 +722,8 @@ impl Registry {
     pub fn faults_handoff(&self, id: u32) -> Option<FaultsHandoff> {
         let inner = self.lock();
         let entry = inner.servers.get(&id)?;
-        (!crate::faults::is_empty(&entry.faults)).then(|| FaultsHandoff {
-            id,
-            profile: entry.faults.clone(),
-            version: entry.faults_version,
-            link: entry.link.clone(),
-            partitioned_before: entry.faults.partition.is_some(),
-        })
+        (!crate::faults::is_empty(&entry.faults))
+            .then(|| FaultsHandoff::of(entry, entry.faults.partition.is_some()))
     }
 
     /// Drops every fault whose time has passed at `now_ms` (the nodes drop them on their own

@@ -22,3 +22,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("farm
 
 pub mod auth;
 pub mod limits;
+
+/// Milliseconds since the Unix epoch now: the clock of every `*_ms` time the contract carries
+/// (samples, expiry times). A clock before the epoch reads as 0.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
