@@ -25,3 +25,9 @@ pub mod proc;
 /// out of every counter (requests, errors, latencies, in-flight, bytes), so that watching a
 /// node does not change what is watched.
 pub const PROBE_HEADER: &str = "x-farm-probe";
+
+/// Every answer a node sends carries this header, its server's id in decimal (`x-farm-server:
+/// 7`): whatever stands in front of the farm, a load balancer most of all, can then be
+/// attributed, request by request, to the server that answered. Only the answers hyper
+/// writes on its own, to a request it cannot parse, go without it.
+pub const SERVER_HEADER: &str = "x-farm-server";

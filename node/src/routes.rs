@@ -18,6 +18,7 @@
 //! | `GET /error/{code}` | answers `code` (`400..=599`) with `{"error":"simulated error","code":N}` |
 //! | `GET /data/{size_kb}` | 200 with exactly `size_kb × 1024` zero bytes, `application/octet-stream` (`0..=10240`) |
 //! | anything else | 404, or 405 (with `Allow`) for a known path with the wrong method |
+//! | every answer above | carries `x-farm-server: N` |
 //!
 //! `POST /simulate-load` details: the body is JSON whatever its content type, and an empty
 //! body means all defaults (`cpu_percent` 50, `memory_mb` 0, `duration_seconds` 10); an
@@ -35,6 +36,12 @@
 //!
 //! Requests carrying [`PROBE_HEADER`](farm_node_api::PROBE_HEADER) are served normally but not
 //! counted.
+//!
+//! Every answer, whatever its route or status (a 404, a 405, a fault's answer, `/health` and
+//! `/metrics` too), carries [`SERVER_HEADER`](farm_node_api::SERVER_HEADER) `x-farm-server: N`,
+//! the server's id, so that a load balancer's choices can be attributed; the value is built
+//! once at start. Only a request that gets no answer (a fault dropped its connection) or that
+//! hyper cannot parse (hyper answers 400 itself) goes without it.
 //!
 //! Faults change these answers, in the node [`crate::run`] serves (not in the bare [`app`]):
 //! a health fault makes `GET /health` answer `{"status":"unhealthy","server_id":N}` with its
@@ -73,8 +80,8 @@ use farm_node_api::api::{
 };
 use farm_proto::limits;
 
-/// Builds the node's complete router over `state`: every route, and the counting of
-/// every request that is not a probe.
+/// Builds the node's complete router over `state`: every route, the counting of every
+/// request that is not a probe, and the server's name on every answer.
 ///
 /// [`crate::run`] serves the same routes, but counts requests and answers `GET /health`
 /// in its own connection service, in front of the router, to spare the benchmarked route
@@ -104,9 +111,13 @@ pub(crate) fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Counts a request and names the server on its answer, as [`crate::run`]'s connection
+/// service does.
 async fn count(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let arrival = Arrival::of(&request);
-    counted(&state, arrival, next.run(request)).await
+    let mut response = counted(&state, arrival, next.run(request)).await;
+    state.sign(&mut response);
+    response
 }
 
 async fn root(State(state): State<AppState>) -> Response {

@@ -172,13 +172,16 @@ async fn serve_connection(
             None => Ok(Box::new(request)),
         };
         async move {
-            let response = match plan {
+            let mut response = match plan {
                 None => node.answer(arrival, request).await,
                 Some(faulted) => {
                     let (plan, reset) = *faulted;
                     Box::pin(node.answer_faulted(plan, &reset, arrival, request)).await?
                 }
             };
+            // Here, where every answer passes, none can be missed: routes, 404s and 405s,
+            // fault answers alike.
+            node.state.sign(&mut response);
             Ok::<_, Dropped>(response.map(|body| Tracked::new(body, activity)))
         }
     });

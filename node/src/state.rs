@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::response::Response;
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use hyper::body::Body as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -21,9 +21,9 @@ use crate::connections::Connections;
 use crate::faults::Faults;
 use crate::load::Loads;
 use crate::metrics::{self, LatencyWindow, Percentiles};
-use farm_node_api::PROBE_HEADER;
 use farm_node_api::api::{HealthReply, NodeInfo, NodeMetrics, ReadyReply};
 use farm_node_api::proc;
+use farm_node_api::{PROBE_HEADER, SERVER_HEADER};
 use farm_proto::limits;
 
 /// How often the background sampler measures the node's CPU use.
@@ -53,6 +53,9 @@ struct Shared {
     health_body: Bytes,
     /// The whole `/ready` body when ready, built once for the same reason.
     ready_body: Bytes,
+    /// The value of [`SERVER_HEADER`] on every answer, built once: each answer then costs a
+    /// reference count, not a formatting of the id.
+    server_header: HeaderValue,
     /// The `/data` payload, [`limits::MAX_DATA_KB`] KiB of zeros, sliced per request.
     zeros: Bytes,
     requests_total: AtomicU64,
@@ -111,6 +114,7 @@ impl AppState {
                 cores,
                 health_body,
                 ready_body,
+                server_header: HeaderValue::from(config.server_id),
                 zeros: zeroed(limits::MAX_DATA_KB as usize * 1024),
                 requests_total: AtomicU64::new(0),
                 errors_total: AtomicU64::new(0),
@@ -232,6 +236,14 @@ impl AppState {
         self.inner.ready_body.clone()
     }
 
+    /// Names this node's server on `response` ([`SERVER_HEADER`]).
+    #[inline]
+    pub(crate) fn sign(&self, response: &mut Response) {
+        response
+            .headers_mut()
+            .insert(&SERVER, self.inner.server_header.clone());
+    }
+
     /// A uniformly random value in `low..=high` (`high` is raised to `low` if below).
     pub(crate) fn random_between(&self, low: u64, high: u64) -> u64 {
         self.inner
@@ -270,6 +282,9 @@ impl AppState {
 
 /// [`PROBE_HEADER`], ready for lookups without parsing the name each time.
 static PROBE: HeaderName = HeaderName::from_static(PROBE_HEADER);
+
+/// [`SERVER_HEADER`], likewise.
+static SERVER: HeaderName = HeaderName::from_static(SERVER_HEADER);
 
 /// What the counters need to know about a request, read when it arrives.
 ///

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use common::{TestNode, assert_error, json, raw, wait_for};
 use farm_node_api::api::{DelayReply, LoadStatus, NodeInfo};
 use farm_node_api::client::{ClientError, NodeClient};
+use farm_node_api::faults::{AbortFault, FaultProfile, FaultWhen, HealthFault, StatusWeight};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -50,6 +51,94 @@ async fn health_is_prebuilt_json() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-type: application/json"), "{head}");
     assert_eq!(body, br#"{"status":"healthy","server_id":3}"#);
+    node.stop().await.unwrap();
+}
+
+/// The `x-farm-server` values in a response head (lowercase, as [`raw`] returns it).
+fn server_headers(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter_map(|line| line.strip_prefix("x-farm-server:"))
+        .map(str::trim)
+        .collect()
+}
+
+/// One request on a connection of its own; its status line and the `x-farm-server` values.
+async fn signed(addr: &str, method: &str, path: &str, extra: &str) -> (String, Vec<String>) {
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}\r\n");
+    let (head, _) = raw(addr, &request).await;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let servers = server_headers(&head)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    (status, servers)
+}
+
+#[tokio::test]
+async fn every_answer_names_its_server() {
+    let node = TestNode::start(42).await;
+    let probe = format!("{}: 1\r\n", farm_node_api::PROBE_HEADER);
+    let cases = [
+        ("GET", "/", "", "200"),
+        ("GET", "/health", "", "200"),
+        ("GET", "/health", probe.as_str(), "200"),
+        ("HEAD", "/health", "", "200"),
+        ("GET", "/ready", "", "200"),
+        ("GET", "/metrics", "", "200"),
+        ("GET", "/slow-endpoint?delay_ms=0", "", "200"),
+        ("GET", "/data/1", "", "200"),
+        ("GET", "/error/503", "", "503"),
+        ("GET", "/slow-endpoint?delay_ms=x", "", "400"),
+        ("GET", "/nope", "", "404"),
+        ("DELETE", "/simulate-load", "", "404"),
+        ("DELETE", "/metrics", "", "405"),
+        ("POST", "/health", "content-length: 0\r\n", "405"),
+    ];
+    for (method, path, extra, status) in cases {
+        let (line, servers) = signed(&node.addr, method, path, extra).await;
+        assert!(
+            line.starts_with(&format!("http/1.1 {status}")),
+            "{method} {path}: {line}"
+        );
+        assert_eq!(servers, ["42"], "{method} {path}: {line}");
+    }
+    node.stop().await.unwrap();
+
+    // Fault answers: an abort on every route but the watched ones, a failing /health, and a
+    // header fault out of bounds.
+    let mut node = TestNode::start_faulty(7, Default::default(), true).await;
+    node.set_faults(&FaultProfile {
+        abort: Some(AbortFault {
+            when: FaultWhen::default(),
+            statuses: vec![StatusWeight {
+                status: 502,
+                weight: 1,
+            }],
+        }),
+        health: Some(HealthFault {
+            when: FaultWhen::default(),
+            status: 503,
+        }),
+        ..FaultProfile::default()
+    })
+    .await;
+    let bad_header = format!("{}: -1\r\n", farm_node_api::api::FAULT_DELAY_HEADER);
+    let cases = [
+        ("/", "", "502"),
+        ("/nope", "", "502"),
+        ("/health", "", "503"),
+        ("/ready", "", "200"),
+        ("/", bad_header.as_str(), "400"),
+    ];
+    for (path, extra, status) in cases {
+        let (line, servers) = signed(&node.addr, "GET", path, extra).await;
+        assert!(
+            line.starts_with(&format!("http/1.1 {status}")),
+            "{path}: {line}"
+        );
+        assert_eq!(servers, ["7"], "{path}: {line}");
+    }
     node.stop().await.unwrap();
 }
 
@@ -514,12 +603,23 @@ async fn app_router_counts_requests_but_not_probes() {
             .unwrap();
     }
     client.health(&addr, timeout).await.unwrap();
+    let (head, _) = raw(
+        &addr,
+        "GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert_eq!(
+        server_headers(&head),
+        ["9"],
+        "the bare router names its server too"
+    );
     let m = client.metrics(&addr, timeout).await.unwrap();
     assert_eq!(m.server_id, 9);
-    assert_eq!(m.requests_total, 4, "{m:?}");
+    assert_eq!(m.requests_total, 5, "{m:?}");
     assert_eq!(m.errors_total, 1, "{m:?}");
     assert!(m.http_tx_bytes >= 1024, "{m:?}");
-    assert_eq!(state.metrics().requests_total, 4);
+    assert_eq!(state.metrics().requests_total, 5);
     stop.cancel();
     state.close();
     tokio::time::timeout(timeout, server)
