@@ -72,13 +72,45 @@ impl Farm {
         }
     }
 
-    /// The plan of a load test's `spec`, checked against the farm.
-    fn load_test_plan(
+    /// The plan of a load test's `spec`, checked against the farm; a front may be on the
+    /// runtime's own networks, and a failover drill is carried out by this service.
+    async fn load_test_plan(
         &self,
         spec: Option<pb::LoadTestSpec>,
     ) -> std::result::Result<loadtest::Plan, Status> {
         let spec = spec.ok_or_else(|| Status::invalid_argument("spec is required"))?;
-        Ok(loadtest::Plan::new(&spec, &self.registry)?)
+        let networks = match (&self.runtime, spec.front_url.is_empty()) {
+            (Some(runtime), false) => runtime.networks().await,
+            _ => Vec::new(),
+        };
+        Ok(loadtest::Plan::new(&spec, &self.registry, &networks)?
+            .with_drills(Arc::new(self.clone())))
+    }
+
+    /// Applies a lifecycle action to server `id`: through its runtime, or its agent.
+    async fn act(
+        &self,
+        id: u32,
+        action: ServerActionKind,
+    ) -> std::result::Result<String, runtime::RuntimeError> {
+        match &self.runtime {
+            Some(runtime) => runtime.act(id, action).await,
+            None => runtime::act_through_agent(&self.registry, id, action).await,
+        }
+    }
+
+    /// Changes one server's fault profile with `change`; Err says why it did not take.
+    async fn change_one_server_faults(
+        &self,
+        id: u32,
+        change: impl Fn(&mut pb::FaultProfile),
+    ) -> std::result::Result<(), String> {
+        let (outcomes, _) = self.change_faults(&[id], change).await;
+        match outcomes.into_iter().next() {
+            Some(outcome) if outcome.ok => Ok(()),
+            Some(outcome) => Err(outcome.message),
+            None => Err(format!("server {id} left the farm")),
+        }
     }
 
     /// Refuses a change without the farm's token where the access rules ask for it.
@@ -143,6 +175,50 @@ impl Farm {
 }
 
 /// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
+/// A failover drill uses the farm's own actions: a lifecycle action, or a health fault.
+#[tonic::async_trait]
+impl loadtest::front::Drills for Farm {
+    async fn take_down(&self, id: u32, action: pb::FailoverAction) -> std::result::Result<(), String> {
+        let kind = match action {
+            pb::FailoverAction::Kill => ServerActionKind::Kill,
+            pb::FailoverAction::Stop => ServerActionKind::Stop,
+            pb::FailoverAction::Pause => ServerActionKind::Pause,
+            pb::FailoverAction::Health => {
+                let can_partition = self.runtime.as_ref().is_some_and(|r| r.can_partition());
+                let failing = pb::FaultProfile {
+                    health: Some(pb::HealthFault {
+                        when: None,
+                        status: 503,
+                    }),
+                    ..pb::FaultProfile::default()
+                };
+                let given = faults::stamp(failing, now_ms(), can_partition).map_err(|e| e.to_string())?;
+                return self
+                    .change_one_server_faults(id, |profile| faults::merge(profile, &given))
+                    .await;
+            }
+            pb::FailoverAction::Unspecified => return Err("no action given".into()),
+        };
+        self.act(id, kind).await.map(drop).map_err(|e| e.to_string())
+    }
+
+    async fn bring_back(&self, id: u32, action: pb::FailoverAction) -> std::result::Result<(), String> {
+        let kind = match action {
+            pb::FailoverAction::Kill | pb::FailoverAction::Stop => ServerActionKind::Start,
+            pb::FailoverAction::Pause => ServerActionKind::Unpause,
+            pb::FailoverAction::Health => {
+                return self
+                    .change_one_server_faults(id, |profile| {
+                        faults::clear(profile, &[pb::FaultKind::Health]);
+                    })
+                    .await;
+            }
+            pb::FailoverAction::Unspecified => return Err("no action given".into()),
+        };
+        self.act(id, kind).await.map(drop).map_err(|e| e.to_string())
+    }
+}
+
 async fn fan_out<F, Fut, E>(ids: &[u32], task: F) -> Vec<CommandOutcome>
 where
     F: Fn(u32) -> Fut,
@@ -280,13 +356,8 @@ impl FarmService for Farm {
             .map(|t| t.id)
             .collect();
         let outcomes = fan_out(&ids, |id| {
-            let (registry, runtime) = (self.registry.clone(), self.runtime.clone());
-            async move {
-                match runtime {
-                    Some(runtime) => runtime.act(id, action).await,
-                    None => runtime::act_through_agent(&registry, id, action).await,
-                }
-            }
+            let farm = self.clone();
+            async move { farm.act(id, action).await }
         })
         .await;
         Ok(Response::new(ServerActionResponse { outcomes }))
@@ -323,7 +394,7 @@ impl FarmService for Farm {
         request: Request<RunLoadTestRequest>,
     ) -> std::result::Result<Response<Self::RunLoadTestStream>, Status> {
         self.check_change(&request)?;
-        let plan = self.load_test_plan(request.into_inner().spec)?;
+        let plan = self.load_test_plan(request.into_inner().spec).await?;
         let (_, progress) = self.load_tests.start(plan, &self.shutdown);
         let stream = tokio_stream::StreamExt::map(ReceiverStream::new(progress), Ok);
         Ok(Response::new(Box::pin(stream)))
@@ -389,7 +460,7 @@ impl FarmService for Farm {
         request: Request<StartLoadTestRequest>,
     ) -> std::result::Result<Response<StartLoadTestResponse>, Status> {
         self.check_change(&request)?;
-        let plan = self.load_test_plan(request.into_inner().spec)?;
+        let plan = self.load_test_plan(request.into_inner().spec).await?;
         let run_id = self
             .load_tests
             .start_detached(plan, &self.shutdown)

@@ -140,6 +140,23 @@ pub const MAX_RUN_ID_LEN: usize = 64;
 /// seconds; `--max-load-test-seconds` sets it from 1 to [`MAX_DURATION_SECONDS`].
 pub const DEFAULT_MAX_REST_LOAD_TEST_SECONDS: u32 = 300;
 
+// ---- Load tests through a front (a load balancer) -----------------------------------------
+
+/// Longest `front_url`, in bytes.
+pub const MAX_FRONT_URL_LEN: usize = 256;
+/// Most `weights` entries of a run through a front (one per server at most).
+pub const MAX_BACKEND_WEIGHTS: usize = MAX_SERVERS as usize;
+/// Largest weight of one server.
+pub const MAX_BACKEND_WEIGHT: u32 = 256;
+/// Most distinct servers a run through a front keeps figures for; answers naming further
+/// ones are counted as unattributed.
+pub const MAX_FRONT_BACKENDS: usize = 1024;
+/// Most server-seconds a run's share timeline keeps (one per server that answered in a
+/// second); past it the timeline stops and says so.
+pub const MAX_SHARE_TIMELINE_CELLS: usize = 200_000;
+/// Longest a failover drill keeps its server down, in milliseconds (an hour).
+pub const MAX_FAILOVER_DOWN_MS: u32 = 3_600_000;
+
 // ---- Broadcast -------------------------------------------------------------------------
 
 /// Largest request body a broadcast may carry, in bytes.

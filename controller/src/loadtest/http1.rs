@@ -12,13 +12,15 @@
 //! What it understands of an answer: the status line and headers (httparse), a body framed
 //! by `Content-Length`, by `Transfer-Encoding: chunked` (extensions and trailers skipped), or
 //! by the end of the connection; no body for `HEAD`, 1xx, 204 and 304; interim 1xx answers
-//! skipped; `Connection: close` honoured. Heads larger than [`MAX_HEAD`] are an error.
+//! skipped; `Connection: close` honoured. Heads larger than [`MAX_HEAD`] are an error. The
+//! [`SERVER_HEADER`](farm_node_api::SERVER_HEADER) header, when present, names the server
+//! that answered (a run through a front attributes answers by it).
 
 use httparse::Status;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use super::tally::Outcome;
+pub use super::tally::{Answer, Outcome};
 
 /// Largest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -95,13 +97,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         request: &EncodedRequest,
     ) -> (Outcome, Option<Box<Self>>) {
         match self.round_trip(request).await {
-            Ok((status, reusable)) => (Ok(status), reusable.then_some(self)),
+            Ok((answer, reusable)) => (Ok(answer), reusable.then_some(self)),
             Err(kind) => (Err(kind), None),
         }
     }
 
-    /// The status, and whether the connection can carry another request.
-    async fn round_trip(&mut self, request: &EncodedRequest) -> Result<(u16, bool), &'static str> {
+    /// The answer, and whether the connection can carry another request.
+    async fn round_trip(
+        &mut self,
+        request: &EncodedRequest,
+    ) -> Result<(Answer, bool), &'static str> {
         if self.start != self.end {
             // Bytes nobody asked for: the connection is out of step.
             return Err("io");
@@ -113,7 +118,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .await
             .map_err(|_| "io")?;
         loop {
-            let (status, framing, close) = self.read_head(request.head).await?;
+            let (answer, framing, close) = self.read_head(request.head).await?;
+            let status = answer.status;
             if (100..200).contains(&status) && status != 101 {
                 continue; // an interim answer; the real one follows
             }
@@ -123,7 +129,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Framing::Chunked => self.skip_chunks().await.map(|()| true)?,
                 Framing::UntilClose => self.skip_to_end().await.map(|()| false)?,
             };
-            return Ok((status, reusable && !close && self.start == self.end));
+            return Ok((answer, reusable && !close && self.start == self.end));
         }
     }
 
@@ -152,12 +158,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(read > 0)
     }
 
-    /// Parses the status line and headers: the status, the body's framing, and whether the
+    /// Parses the status line and headers: the answer, the body's framing, and whether the
     /// server will close the connection.
     async fn read_head(
         &mut self,
         head_request: bool,
-    ) -> Result<(u16, Framing, bool), &'static str> {
+    ) -> Result<(Answer, Framing, bool), &'static str> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
@@ -167,6 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     let http10 = response.version == Some(0);
                     let mut framing = Framing::UntilClose;
                     let mut close = http10;
+                    let mut server = None;
                     for header in response.headers.iter() {
                         if header.name.eq_ignore_ascii_case("content-length") {
                             let length = std::str::from_utf8(header.value)
@@ -186,6 +193,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                             } else {
                                 Framing::UntilClose
                             };
+                        } else if header.name.eq_ignore_ascii_case(farm_node_api::SERVER_HEADER) {
+                            server = std::str::from_utf8(header.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse::<u32>().ok())
+                                .filter(|&id| id > 0);
                         } else if header.name.eq_ignore_ascii_case("connection") {
                             let value = header.value.trim_ascii();
                             if value.eq_ignore_ascii_case(b"close") {
@@ -203,7 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         framing = Framing::None;
                     }
                     self.start += length;
-                    return Ok((status, framing, close));
+                    return Ok((Answer { status, server }, framing, close));
                 }
                 Ok(Status::Partial) => {
                     // `fill` refuses to grow the buffer past MAX_HEAD.
@@ -341,8 +353,15 @@ mod tests {
         (outcome, kept.is_some())
     }
 
+    fn answered(status: u16) -> Outcome {
+        Ok(Answer {
+            status,
+            server: None,
+        })
+    }
+
     fn kept_alive(outcome: (Outcome, bool), status: u16) {
-        assert_eq!(outcome, (Ok(status), true));
+        assert_eq!(outcome, (answered(status), true));
     }
 
     #[tokio::test]
@@ -363,21 +382,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_answering_server_is_read_from_its_header() {
+        let named: &[u8] = b"HTTP/1.1 200 OK\r\nX-Farm-Server: 7\r\nContent-Length: 0\r\n\r\n";
+        let (outcome, kept) = exchange(named, 5, http::Method::GET, false).await;
+        assert!(kept);
+        assert_eq!(outcome.unwrap().server, Some(7));
+        for junk in [&b"abc"[..], b"0", b"-3", b"99999999999"] {
+            let answer: &'static [u8] = [
+                &b"HTTP/1.1 200 OK\r\nx-farm-server: "[..],
+                junk,
+                b"\r\nContent-Length: 0\r\n\r\n",
+            ]
+            .concat()
+            .leak();
+            let (outcome, _) = exchange(answer, 64, http::Method::GET, false).await;
+            assert_eq!(outcome.unwrap().server, None);
+        }
+    }
+
+    #[tokio::test]
     async fn a_closing_or_unframed_answer_gives_the_connection_up() {
         let close: &[u8] = b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno";
         assert_eq!(
             exchange(close, 4, http::Method::GET, true).await,
-            (Ok(503), false)
+            (answered(503), false)
         );
         let until_end: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nall of it";
         assert_eq!(
             exchange(until_end, 4, http::Method::GET, true).await,
-            (Ok(200), false)
+            (answered(200), false)
         );
         let http10: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             exchange(http10, 4, http::Method::GET, false).await,
-            (Ok(200), false)
+            (answered(200), false)
         );
     }
 

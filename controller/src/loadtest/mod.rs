@@ -12,10 +12,15 @@
 //!
 //! An optional ramp raises the rate (open) or starts the workers (closed) linearly.
 //!
+//! A run may go through a front instead ([`front`]): every request to one load balancer in
+//! front of the farm, each answer attributed to the server that gave it, with an optional
+//! failover drill that takes a server down during the run and brings it back.
+//!
 //! [`worker`] sends the requests over connections of its own ([`http1`]), [`tally`] keeps
 //! the figures (HDR histograms, microseconds from 1 µs to 60 s). Progress is reported about
 //! once a second; finished runs are kept, the last [`KEPT_RUNS`], to be fetched by id.
 
+pub mod front;
 pub mod http1;
 mod tally;
 mod worker;
@@ -23,6 +28,7 @@ mod worker;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use farm_proto::v1::{LoadTestSpec, RunLoadTestResponse};
@@ -32,11 +38,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::registry::Registry;
-use crate::targets;
+use crate::targets::{self, Target};
 use farm_proto::limits::{
     MAX_CONCURRENCY, MAX_DETACHED_LOAD_TESTS, MAX_DURATION_SECONDS, MAX_RATE_PER_SECOND,
     MAX_TIMEOUT_MS, MAX_TOTAL_REQUESTS,
 };
+use front::{Drills, Front, Network};
 use tally::Tally;
 use worker::{Endpoint, Run, Share, Worker};
 
@@ -72,11 +79,16 @@ pub struct Plan {
     ramp: Duration,
     /// The spec with defaults applied, reported with the result.
     spec: LoadTestSpec,
+    /// A run through a front: every request goes to it.
+    front: Option<Front>,
+    /// Carries out a front's failover drill.
+    drills: Option<Arc<dyn Drills>>,
 }
 
 impl Plan {
-    /// Validates `spec` against the farm in `registry`; the error names the field.
-    pub fn new(spec: &LoadTestSpec, registry: &Registry) -> Result<Self> {
+    /// Validates `spec` against the farm in `registry`; the error names the field. A front
+    /// may be on loopback or inside one of `networks` (the farm's own).
+    pub fn new(spec: &LoadTestSpec, registry: &Registry, networks: &[Network]) -> Result<Self> {
         let LoadTestSpec {
             server_ids,
             path,
@@ -87,6 +99,9 @@ impl Plan {
             timeout_ms,
             rate_per_second,
             ramp_up_seconds,
+            front_url,
+            weights,
+            failover,
         } = spec;
         let concurrency = match *concurrency {
             0 => farm_proto::limits::DEFAULT_CONCURRENCY,
@@ -136,12 +151,63 @@ impl Plan {
             MAX_TIMEOUT_MS,
             "spec.timeout_ms",
         )?;
-        let targets = targets::resolve(registry, server_ids, "spec.server_ids")?
-            .iter()
-            .map(|target| Endpoint::new(target, &method, &path))
-            .collect::<Result<Vec<_>>>()?;
+        let duration = Duration::from_secs(u64::from(duration_seconds));
+        let front = if front_url.is_empty() {
+            if !weights.is_empty() || failover.is_some() {
+                return Err(Error::InvalidArgument(
+                    "spec.weights and spec.failover need spec.front_url: they describe a run through a front".into(),
+                ));
+            }
+            None
+        } else {
+            if !server_ids.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "spec.server_ids and spec.front_url do not combine: a run goes to servers, or through a front".into(),
+                ));
+            }
+            let address = Front::address(front_url, networks)?;
+            let farm = registry.ids();
+            if farm.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "spec.front_url: the farm has no servers".into(),
+                ));
+            }
+            let expected = Front::expected(weights, &farm)?;
+            if let Some(drill) = failover {
+                if *total_requests > 0 {
+                    return Err(Error::InvalidArgument(
+                        "spec.failover needs a run that lasts its duration: leave spec.total_requests at 0".into(),
+                    ));
+                }
+                Front::drill(drill, duration, &farm)?;
+            }
+            Some(Front {
+                url: front_url.clone(),
+                address,
+                expected,
+                drill: *failover,
+            })
+        };
+        let targets = match &front {
+            Some(front) => vec![Endpoint::new(
+                &Target {
+                    id: 0,
+                    address: front.address.clone(),
+                },
+                &method,
+                &path,
+            )?],
+            None => targets::resolve(registry, server_ids, "spec.server_ids")?
+                .iter()
+                .map(|target| Endpoint::new(target, &method, &path))
+                .collect::<Result<Vec<_>>>()?,
+        };
         let spec = LoadTestSpec {
-            server_ids: targets.iter().map(|t| t.id).collect(),
+            server_ids: if front.is_some() {
+                Vec::new()
+            } else {
+                targets.iter().map(|t| t.id).collect()
+            },
             path,
             method: method.to_string(),
             concurrency,
@@ -150,17 +216,28 @@ impl Plan {
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
             rate_per_second: *rate_per_second,
             ramp_up_seconds: *ramp_up_seconds,
+            front_url: front_url.clone(),
+            weights: weights.clone(),
+            failover: *failover,
         };
         Ok(Self {
             targets,
             concurrency,
             total,
-            duration: Duration::from_secs(u64::from(duration_seconds)),
+            duration,
             timeout,
             model,
             ramp: Duration::from_secs(u64::from(*ramp_up_seconds)),
             spec,
+            front,
+            drills: None,
         })
+    }
+
+    /// The same plan, its failover drill (if any) carried out by `drills`.
+    pub fn with_drills(mut self, drills: Arc<dyn Drills>) -> Self {
+        self.drills = Some(drills);
+        self
     }
 }
 
@@ -345,6 +422,13 @@ impl LoadTests {
                     workers.spawn(worker.run_open(rate));
                 }
             }
+        }
+        if let (Some(drill), Some(drills)) = (
+            plan.front.as_ref().and_then(|f| f.drill),
+            plan.drills.clone(),
+        ) {
+            // Tracked with the workers, so that the run ends only once its server is back.
+            workers.spawn(front::run_drill(drill, drills, run.clone()));
         }
         workers.close();
 

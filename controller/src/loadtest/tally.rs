@@ -10,14 +10,24 @@ use std::time::{Duration, Instant};
 use farm_proto::v1::{ErrorCount, LatencySummary, LoadTestResult, ServerLoadResult, StatusCount};
 use hdrhistogram::Histogram;
 
+use super::front::FrontTally;
 use super::{Model, Plan};
 
 /// Highest latency the histograms track, in microseconds (60 s).
 const MAX_TRACKED_US: u64 = 60_000_000;
 
-/// How one request ended: the HTTP status, or the kind of failure (`connect`, `timeout`,
-/// `io`).
-pub type Outcome = Result<u16, &'static str>;
+/// How one request ended: its answer, or the kind of failure (`connect`, `timeout`, `io`).
+pub type Outcome = Result<Answer, &'static str>;
+
+/// An answer's status, and the server its [`SERVER_HEADER`](farm_node_api::SERVER_HEADER)
+/// names (what a run through a front attributes it to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The server that gave it, if the answer says.
+    pub server: Option<u32>,
+}
 
 /// One request, as a worker saw it.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +39,8 @@ pub(super) struct Record {
     pub latency: Duration,
     /// From when it was actually sent to its answer.
     pub uncorrected: Duration,
+    /// When it was answered (or failed), since the run's start.
+    pub at: Duration,
 }
 
 /// A worker's records not yet added to the tally.
@@ -81,6 +93,8 @@ pub(super) struct Tally {
     errors: BTreeMap<&'static str, u64>,
     requests: u64,
     failures: u64,
+    /// Runs through a front: the figures by the server that answered.
+    pub front: Option<FrontTally>,
 }
 
 struct ServerTally {
@@ -90,12 +104,12 @@ struct ServerTally {
     latency: Histogram<u64>,
 }
 
-fn histogram(significant_digits: u8) -> Histogram<u64> {
+pub(super) fn histogram(significant_digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_US, significant_digits)
         .expect("static histogram bounds are valid")
 }
 
-fn to_micros(d: Duration) -> u64 {
+pub(super) fn to_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros())
         .unwrap_or(u64::MAX)
         .clamp(1, MAX_TRACKED_US)
@@ -103,15 +117,19 @@ fn to_micros(d: Duration) -> u64 {
 
 impl Tally {
     /// An empty tally for `plan`'s targets: one histogram for the run at three significant
-    /// digits, one per server at two (a thousand targets must not cost a gigabyte).
+    /// digits, one per server at two (a thousand targets must not cost a gigabyte). A run
+    /// through a front counts by the server that answered instead of by target.
     pub(super) fn new(plan: &Plan) -> Self {
+        let front = plan.front.as_ref().map(FrontTally::new);
         Self {
+            front,
             latency: histogram(3),
             uncorrected: histogram(3),
             dropped: 0,
             per_server: plan
                 .targets
                 .iter()
+                .filter(|_| plan.front.is_none())
                 .map(|t| ServerTally {
                     id: t.id,
                     requests: 0,
@@ -130,7 +148,7 @@ impl Tally {
         let micros = to_micros(record.latency);
         self.requests += 1;
         let failed = match record.outcome {
-            Ok(status) => {
+            Ok(Answer { status, .. }) => {
                 *self.statuses.entry(status).or_default() += 1;
                 self.latency.saturating_record(micros);
                 self.uncorrected
@@ -144,6 +162,9 @@ impl Tally {
         };
         if failed {
             self.failures += 1;
+        }
+        if let Some(front) = self.front.as_mut() {
+            front.record(&record, failed);
         }
         if let Some(s) = self.per_server.get_mut(record.target) {
             s.requests += 1;
@@ -168,6 +189,11 @@ impl Tally {
             target_rate: open_rate.unwrap_or(0.0),
             dropped: self.dropped,
             spec: Some(plan.spec.clone()),
+            front: self
+                .front
+                .as_ref()
+                .zip(plan.front.as_ref())
+                .map(|(tally, front)| tally.result(front)),
             requests: self.requests,
             successes: self.requests - self.failures,
             failures: self.failures,
@@ -208,7 +234,7 @@ impl Tally {
     }
 }
 
-fn summary(h: &Histogram<u64>) -> LatencySummary {
+pub(super) fn summary(h: &Histogram<u64>) -> LatencySummary {
     let ms = |us: u64| us as f64 / 1000.0;
     if h.is_empty() {
         return LatencySummary::default();

@@ -301,6 +301,7 @@ impl Worker {
             outcome,
             latency,
             uncorrected,
+            at: answered.saturating_duration_since(self.run.started.into_std()),
         };
         if self.batch.push(record, answered) {
             self.flush();

@@ -154,6 +154,12 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Stops and removes every server of this runtime; returns when they are gone.
     async fn shutdown(&self);
 
+    /// The networks besides loopback that count as the farm's own: a load test may aim at a
+    /// front (a load balancer) inside them.
+    async fn networks(&self) -> Vec<crate::loadtest::front::Network> {
+        Vec::new()
+    }
+
     /// Whether this runtime can cut a server off from the farm's network.
     fn can_partition(&self) -> bool {
         false

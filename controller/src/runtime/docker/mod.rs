@@ -716,6 +716,10 @@ impl Runtime for DockerRuntime {
         true
     }
 
+    async fn networks(&self) -> Vec<crate::loadtest::front::Network> {
+        network::subnets(&self.shared.docker, &self.shared.config).await
+    }
+
     async fn partition(&self, id: u32, cut: bool) -> Result<String, RuntimeError> {
         if !lock(&self.shared.servers).contains(&id) {
             return Err(RuntimeError::UnknownServer(id));

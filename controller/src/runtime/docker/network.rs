@@ -78,6 +78,33 @@ pub async fn ensure_network(
         .ok_or_else(|| DockerError::Binary(format!("network {name} has no IPv4 gateway")))
 }
 
+/// The subnets of the farm's network (none when it cannot be inspected): a front on them
+/// is on the farm's own network.
+pub(super) async fn subnets(
+    docker: &Docker,
+    config: &DockerRuntimeConfig,
+) -> Vec<crate::loadtest::front::Network> {
+    let name = config.network_name();
+    let Ok(network) = docker.inspect_network(&name, None).await else {
+        tracing::warn!(network = %name, "The farm's network cannot be inspected; a front must be on loopback.");
+        return Vec::new();
+    };
+    network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let subnet = c.subnet?;
+            let (address, prefix) = subnet.split_once('/')?;
+            Some(crate::loadtest::front::Network {
+                address: address.parse().ok()?,
+                prefix: prefix.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Cuts server `id`'s container off the farm's network (`cut`: a partition fault), or joins it
 /// again under its service name. The container keeps running; with no network left, neither
 /// the controller, nor the other servers, nor the load engine (through its published port)
