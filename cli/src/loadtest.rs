@@ -1,14 +1,15 @@
 //! `farm load-test`: a load test run by the controller's engine. Targets are servers of
-//! this farm; the run streams progress (a live bar on a terminal) and ends with a table, or
-//! with JSON for machines. Ctrl-C cancels the run on the controller.
+//! this farm, or a front (a load balancer) in front of it, whose answers are attributed to
+//! the servers that gave them; the run streams progress (a live bar on a terminal) and ends
+//! with a table, or with JSON for machines. Ctrl-C cancels the run on the controller.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
 use farm_proto::v1::{
-    LatencySummary, ListServersRequest, LoadTestResult, LoadTestSpec, RunLoadTestRequest,
-    RunLoadTestResponse,
+    BackendWeight, FailoverAction, FailoverDrill, FrontResult, LatencySummary, ListServersRequest,
+    LoadTestResult, LoadTestSpec, RunLoadTestRequest, RunLoadTestResponse,
 };
 use serde_json::json;
 
@@ -57,9 +58,78 @@ pub(crate) struct LoadTestArgs {
     /// Per-request timeout in milliseconds (0: 10000).
     #[arg(long, default_value_t = 0)]
     timeout_ms: u32,
+    /// Send every request to this front (a load balancer in front of the farm, on loopback
+    /// or the farm's network), e.g. http://127.0.0.1:8080, and report how it spread them
+    /// over the servers. --requests then counts the run's total.
+    #[arg(long, conflicts_with_all = ["servers", "server_ids"])]
+    front: Option<String>,
+    /// With --front: server ID should get weight W (1 to 256), e.g. --weight 3=2; repeat it.
+    /// Without it, every server should get an equal share.
+    #[arg(long = "weight", value_name = "ID=W", requires = "front", value_parser = parse_weight)]
+    weights: Vec<BackendWeight>,
+    /// With --front: a failover drill, ACTION:ID, where ACTION is kill, stop, pause or health
+    /// (its /health fails while it serves), e.g. --failover kill:3.
+    #[arg(long, value_name = "ACTION:ID", requires_all = ["front", "failover_at", "failover_for"], value_parser = parse_drill)]
+    failover: Option<FailoverDrill>,
+    /// When the drill takes its server down, in seconds after the start (e.g. 5 or 2.5).
+    #[arg(long, value_name = "SECONDS", requires = "failover")]
+    failover_at: Option<f64>,
+    /// How long the drill keeps it down before the farm brings it back, in seconds.
+    #[arg(long, value_name = "SECONDS", requires = "failover")]
+    failover_for: Option<f64>,
     /// Print the final result as JSON instead of a progress bar and tables.
     #[arg(long)]
     json: bool,
+}
+
+/// `ID=W` of `--weight`.
+fn parse_weight(raw: &str) -> Result<BackendWeight, String> {
+    let (id, weight) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=W, e.g. 3=2, got {raw:?}"))?;
+    Ok(BackendWeight {
+        server_id: id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} is not a server id"))?,
+        weight: weight
+            .trim()
+            .parse()
+            .map_err(|_| format!("{weight:?} is not a whole weight"))?,
+    })
+}
+
+/// `ACTION:ID` of `--failover`; its times come from `--failover-at` and `--failover-for`.
+fn parse_drill(raw: &str) -> Result<FailoverDrill, String> {
+    let (action, id) = raw
+        .split_once(':')
+        .ok_or_else(|| format!("expected ACTION:ID, e.g. kill:3, got {raw:?}"))?;
+    let action = match action {
+        "kill" => FailoverAction::Kill,
+        "stop" => FailoverAction::Stop,
+        "pause" => FailoverAction::Pause,
+        "health" => FailoverAction::Health,
+        other => return Err(format!("{other:?} is not kill, stop, pause or health")),
+    };
+    Ok(FailoverDrill {
+        server_id: id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} is not a server id"))?,
+        action: action as i32,
+        at_ms: 0,
+        down_ms: 0,
+    })
+}
+
+/// Seconds given on the command line, as whole milliseconds; `flag` names them in errors.
+fn seconds_to_ms(seconds: f64, flag: &str) -> anyhow::Result<u32> {
+    let ms = seconds * 1000.0;
+    anyhow::ensure!(
+        ms.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&ms),
+        "{flag} must be a number of seconds from 0, got {seconds}"
+    );
+    Ok(ms.round() as u32)
 }
 
 pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
@@ -69,7 +139,7 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         "--servers must be at least 1"
     );
     // The farm's servers, listed once, when the targets are its first N or all of it.
-    let listed = if args.servers.is_some() || args.server_ids.is_empty() {
+    let listed = if args.front.is_none() && (args.servers.is_some() || args.server_ids.is_empty()) {
         client
             .list_servers(ListServersRequest::default())
             .await
@@ -90,8 +160,11 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         }
         None => args.server_ids.clone(),
     };
-    // `--requests` counts per target server; the engine takes the run's total.
-    let targets = if server_ids.is_empty() {
+    // `--requests` counts per target server (or for the one front); the engine takes the
+    // run's total.
+    let targets = if args.front.is_some() {
+        1
+    } else if server_ids.is_empty() {
         listed.len()
     } else {
         server_ids.len()
@@ -106,6 +179,16 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         timeout_ms: args.timeout_ms,
         rate_per_second: args.rate.unwrap_or(0.0),
         ramp_up_seconds: args.ramp,
+        front_url: args.front.clone().unwrap_or_default(),
+        weights: args.weights.clone(),
+        failover: match args.failover {
+            Some(drill) => Some(FailoverDrill {
+                at_ms: seconds_to_ms(args.failover_at.unwrap_or(0.0), "--failover-at")?,
+                down_ms: seconds_to_ms(args.failover_for.unwrap_or(0.0), "--failover-for")?,
+                ..drill
+            }),
+            None => None,
+        },
     };
     let mut stream = client
         .run_load_test(crate::roles::with_token(
@@ -241,7 +324,89 @@ fn to_json(run: &RunLoadTestResponse) -> serde_json::Value {
             "server_id": s.server_id, "requests": s.requests, "failures": s.failures,
             "latency": latency_json(&s.latency),
         })).collect::<Vec<_>>(),
+        "front": r.front.as_ref().map(front_json),
     })
+}
+
+fn front_json(f: &FrontResult) -> serde_json::Value {
+    json!({
+        "url": f.url,
+        "unattributed": f.unattributed,
+        "max_min_ratio": f.max_min_ratio,
+        "max_deviation": f.max_deviation,
+        "backends": f.backends.iter().map(|b| json!({
+            "server_id": b.server_id, "requests": b.requests, "failures": b.failures,
+            "share": b.share, "expected_share": b.expected_share,
+            "latency": latency_json(&b.latency),
+        })).collect::<Vec<_>>(),
+        "timeline": f.timeline.iter().map(|s| json!({
+            "second": s.second, "requests": s.requests, "failures": s.failures,
+            "unattributed": s.unattributed,
+            "backends": s.backends.iter().map(|b| json!({"server_id": b.server_id, "requests": b.requests})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "timeline_truncated": f.timeline_truncated,
+        "failover": f.failover.as_ref().map(|d| json!({
+            "server_id": d.drill.map(|d| d.server_id),
+            "action": d.drill.and_then(|d| FailoverAction::try_from(d.action).ok()).map(|a| a.as_str_name()),
+            "action_at_ms": d.action_at_ms, "back_at_ms": d.back_at_ms, "error": d.error,
+            "first_error_ms": d.first_error_ms, "failed_requests": d.failed_requests,
+            "failover_ms": d.failover_ms, "detection_ms": d.detection_ms,
+            "readmission_ms": d.readmission_ms,
+        })),
+    })
+}
+
+/// The table of a run through a front: shares, fairness and the drill's times.
+fn print_front(f: &FrontResult) {
+    println!("  front        {}", f.url);
+    println!(
+        "  fairness     max/min {:.3}   largest deviation {:.1} %   unattributed {}",
+        f.max_min_ratio,
+        f.max_deviation * 100.0,
+        f.unattributed
+    );
+    println!(
+        "  {:>6} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "server", "requests", "failed", "share %", "expected", "p50 ms", "p99 ms"
+    );
+    for b in &f.backends {
+        let l = b.latency.unwrap_or_default();
+        println!(
+            "  {:>6} {:>10} {:>9} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+            b.server_id,
+            b.requests,
+            b.failures,
+            b.share * 100.0,
+            b.expected_share * 100.0,
+            l.p50_ms,
+            l.p99_ms
+        );
+    }
+    if let Some(d) = &f.failover {
+        let time =
+            |t: Option<f64>| t.map_or_else(|| "not seen".to_string(), |t| format!("{t:.0} ms"));
+        println!(
+            "  failover     taken down at {}, back at {}{}",
+            time(d.action_at_ms),
+            time(d.back_at_ms),
+            if d.error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", d.error)
+            }
+        );
+        println!(
+            "               first error {}   failed {}   errors stopped (failover) {}",
+            time(d.first_error_ms),
+            d.failed_requests,
+            time(d.failover_ms)
+        );
+        println!(
+            "               last answer from it (detection) {}   re-admitted {}",
+            time(d.detection_ms),
+            time(d.readmission_ms)
+        );
+    }
 }
 
 fn print_tables(run: &RunLoadTestResponse) {
@@ -310,6 +475,10 @@ fn print_tables(run: &RunLoadTestResponse) {
             .map(|e| format!("{}: {}", e.kind, e.count))
             .collect();
         println!("  errors       {}", errors.join(", "));
+    }
+    if let Some(front) = &r.front {
+        print_front(front);
+        return;
     }
     println!(
         "  {:>6} {:>10} {:>9} {:>9} {:>9}",

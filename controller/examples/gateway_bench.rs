@@ -174,7 +174,7 @@ impl Client {
                 // next call opens a new one.
                 let (outcome, reusable) = open.exchange(request).await;
                 *connection = reusable;
-                outcome == Ok(200)
+                outcome.is_ok_and(|answer| answer.status == 200)
             }
         }
     }

@@ -178,7 +178,11 @@ impl Farm {
 /// A failover drill uses the farm's own actions: a lifecycle action, or a health fault.
 #[tonic::async_trait]
 impl loadtest::front::Drills for Farm {
-    async fn take_down(&self, id: u32, action: pb::FailoverAction) -> std::result::Result<(), String> {
+    async fn take_down(
+        &self,
+        id: u32,
+        action: pb::FailoverAction,
+    ) -> std::result::Result<(), String> {
         let kind = match action {
             pb::FailoverAction::Kill => ServerActionKind::Kill,
             pb::FailoverAction::Stop => ServerActionKind::Stop,
@@ -192,17 +196,25 @@ impl loadtest::front::Drills for Farm {
                     }),
                     ..pb::FaultProfile::default()
                 };
-                let given = faults::stamp(failing, now_ms(), can_partition).map_err(|e| e.to_string())?;
+                let given =
+                    faults::stamp(failing, now_ms(), can_partition).map_err(|e| e.to_string())?;
                 return self
                     .change_one_server_faults(id, |profile| faults::merge(profile, &given))
                     .await;
             }
             pb::FailoverAction::Unspecified => return Err("no action given".into()),
         };
-        self.act(id, kind).await.map(drop).map_err(|e| e.to_string())
+        self.act(id, kind)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
-    async fn bring_back(&self, id: u32, action: pb::FailoverAction) -> std::result::Result<(), String> {
+    async fn bring_back(
+        &self,
+        id: u32,
+        action: pb::FailoverAction,
+    ) -> std::result::Result<(), String> {
         let kind = match action {
             pb::FailoverAction::Kill | pb::FailoverAction::Stop => ServerActionKind::Start,
             pb::FailoverAction::Pause => ServerActionKind::Unpause,
@@ -215,7 +227,10 @@ impl loadtest::front::Drills for Farm {
             }
             pb::FailoverAction::Unspecified => return Err("no action given".into()),
         };
-        self.act(id, kind).await.map(drop).map_err(|e| e.to_string())
+        self.act(id, kind)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 

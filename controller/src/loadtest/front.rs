@@ -59,7 +59,9 @@ impl Network {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.address, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) if self.prefix <= 32 => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) if self.prefix <= 128 => {
@@ -263,7 +265,11 @@ pub(super) async fn run_drill(
             Ok(()) => front.drill.back_at = Some(now),
             Err(e) => {
                 tracing::warn!(server = drill.server_id, error = %e, "Failover drill could not bring the server back.");
-                let sep = if front.drill.error.is_empty() { "" } else { "; " };
+                let sep = if front.drill.error.is_empty() {
+                    ""
+                } else {
+                    "; "
+                };
                 front.drill.error = format!("{}{sep}bringing it back: {e}", front.drill.error);
             }
         }
@@ -337,9 +343,7 @@ impl FrontTally {
                 });
                 backend.requests += 1;
                 backend.failures += u64::from(failed);
-                backend
-                    .latency
-                    .saturating_record(to_micros(record.latency));
+                backend.latency.saturating_record(to_micros(record.latency));
             }
             None => self.unattributed += 1,
         }
@@ -434,9 +438,9 @@ impl FrontTally {
             .filter(|b| b.expected_share > 0.0)
             .map(|b| b.share / b.expected_share)
             .collect();
-        let (low, high) = ratios
-            .iter()
-            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let (low, high) = ratios.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
         let max_min_ratio = if attributed == 0 || ratios.is_empty() || low <= 0.0 {
             0.0
         } else {
@@ -475,9 +479,8 @@ impl FrontTally {
     fn failover(&self, drill: FailoverDrill) -> FailoverResult {
         let d = &self.drill;
         let ms = |t: Duration| t.as_secs_f64() * 1000.0;
-        let since = |t: Option<Duration>, from: Option<Duration>| {
-            Some(ms(t?.saturating_sub(from?)))
-        };
+        let since =
+            |t: Option<Duration>, from: Option<Duration>| Some(ms(t?.saturating_sub(from?)));
         FailoverResult {
             drill: Some(drill),
             action_at_ms: d.action_at.map(ms),
@@ -527,7 +530,10 @@ mod tests {
             ("not a url", "not a URL"),
         ] {
             let e = Front::address(bad, &farm_net).unwrap_err().to_string();
-            assert!(e.contains("spec.front_url") && e.contains(why), "{bad}: {e}");
+            assert!(
+                e.contains("spec.front_url") && e.contains(why),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -610,7 +616,10 @@ mod tests {
         let mut tally = FrontTally::new(&front);
         // Before the drill: an even spread.
         for t in 0..10 {
-            tally.record(&record(t * 10, answer(200, Some(1 + (t % 2) as u32))), false);
+            tally.record(
+                &record(t * 10, answer(200, Some(1 + (t % 2) as u32))),
+                false,
+            );
         }
         tally.drill.action_at = Some(Duration::from_millis(1000));
         // After it: the front keeps sending to 2 for 300 ms, one request fails at 1,100 ms.

@@ -193,7 +193,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                             } else {
                                 Framing::UntilClose
                             };
-                        } else if header.name.eq_ignore_ascii_case(farm_node_api::SERVER_HEADER) {
+                        } else if header
+                            .name
+                            .eq_ignore_ascii_case(farm_node_api::SERVER_HEADER)
+                        {
                             server = std::str::from_utf8(header.value)
                                 .ok()
                                 .and_then(|v| v.trim().parse::<u32>().ok())

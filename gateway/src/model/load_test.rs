@@ -4,6 +4,9 @@ use farm_proto::v1 as pb;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::front::{
+    BackendWeight, FailoverDrill, FrontResult, drill_from_proto, front_fields, weights_from_proto,
+};
 use super::{finite, node_path, range, server_ids, uint};
 use crate::error::ApiError;
 use farm_proto::limits::{self, MAX_PATH_LEN, MAX_RUN_ID_LEN, MAX_TARGETS, NODE_PATH_PATTERN};
@@ -100,6 +103,21 @@ pub struct LoadTestRequest {
     #[serde(default, deserialize_with = "uint::one")]
     #[schemars(range(min = 0, max = limits::DEFAULT_MAX_REST_LOAD_TEST_SECONDS))]
     pub ramp_up_seconds: u32,
+    /// A URL in front of the farm (a load balancer) to send every request to instead of the
+    /// servers, e.g. `http://127.0.0.1:8080`: http only, no path (that is `path`), its host
+    /// a loopback address, `localhost`, or (docker runtime) an address on the farm's network.
+    /// Each answer is attributed to the server its `x-farm-server` header names. Not with
+    /// `server_ids`.
+    #[serde(default)]
+    #[schemars(length(max = limits::MAX_FRONT_URL_LEN))]
+    pub front_url: Option<String>,
+    /// With `front_url`: the share each server should get; absent means equal over the farm.
+    #[serde(default)]
+    #[schemars(length(max = limits::MAX_BACKEND_WEIGHTS))]
+    pub weights: Vec<BackendWeight>,
+    /// With `front_url`: a server taken down during the run and brought back.
+    #[serde(default)]
+    pub failover: Option<FailoverDrill>,
 }
 
 impl LoadTestRequest {
@@ -126,6 +144,7 @@ impl LoadTestRequest {
             limits::MAX_RATE_PER_SECOND,
         )?;
         range("ramp_up_seconds", self.ramp_up_seconds, 0, max_seconds)?;
+        let front = front_fields(self.front_url, self.weights, self.failover)?;
         let duration = self.duration_seconds.unwrap_or(if self.total_requests > 0 {
             max_seconds
         } else {
@@ -141,6 +160,9 @@ impl LoadTestRequest {
             timeout_ms: self.timeout_ms,
             rate_per_second: self.rate_per_second,
             ramp_up_seconds: self.ramp_up_seconds.min(duration),
+            front_url: front.front_url,
+            weights: front.weights,
+            failover: front.failover,
         })
     }
 }
@@ -166,6 +188,12 @@ pub struct LoadTestSpec {
     pub rate_per_second: f64,
     /// Ramp-up, in seconds.
     pub ramp_up_seconds: u32,
+    /// The front the run went through, or null.
+    pub front_url: Option<String>,
+    /// The weights the shares were judged against (empty: equal).
+    pub weights: Vec<BackendWeight>,
+    /// The failover drill, or null.
+    pub failover: Option<FailoverDrill>,
 }
 
 impl From<pb::LoadTestSpec> for LoadTestSpec {
@@ -180,6 +208,9 @@ impl From<pb::LoadTestSpec> for LoadTestSpec {
             timeout_ms: s.timeout_ms,
             rate_per_second: finite(s.rate_per_second),
             ramp_up_seconds: s.ramp_up_seconds,
+            front_url: (!s.front_url.is_empty()).then_some(s.front_url),
+            weights: weights_from_proto(s.weights),
+            failover: drill_from_proto(s.failover),
         }
     }
 }
@@ -270,10 +301,12 @@ pub struct LoadTestResult {
     pub status_codes: Vec<StatusCount>,
     /// Failures without an answer, per kind.
     pub errors: Vec<ErrorCount>,
-    /// Per target server.
+    /// Per target server (empty for a run through a front: see `front`).
     pub per_server: Vec<ServerLoad>,
     /// The spec, defaults applied.
     pub spec: Option<LoadTestSpec>,
+    /// A run through a front: how it spread the requests over the servers.
+    pub front: Option<FrontResult>,
 }
 
 impl From<pb::LoadTestResult> for LoadTestResult {
@@ -315,6 +348,7 @@ impl From<pb::LoadTestResult> for LoadTestResult {
                 })
                 .collect(),
             spec: r.spec.map(LoadTestSpec::from),
+            front: r.front.map(FrontResult::from),
         }
     }
 }

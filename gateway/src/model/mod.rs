@@ -15,11 +15,12 @@
 //!
 //! # Layout
 //! One module per resource: [`servers`], [`actions`], [`faults`], [`health`] (with the farm's metrics),
-//! [`load_test`], [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
+//! [`load_test`] (with [`front`]: runs through a load balancer), [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
 //! lenient reader of whole numbers, and this module holds the validators they share.
 
 mod actions;
 mod faults;
+mod front;
 mod health;
 mod info;
 mod load_test;
@@ -29,6 +30,7 @@ pub mod uint;
 
 pub use actions::*;
 pub use faults::*;
+pub use front::*;
 pub use health::*;
 pub use info::*;
 pub use load_test::*;
