@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file farm/v1/farm.proto.
  */
 export const file_farm_v1_farm: GenFile = /*@__PURE__*/
-  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEizwIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoARIlCgZmYXVsdHMYDSABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyLNAQoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0icgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSKoAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiOQoSUnVuTG9hZFRlc3RSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYyJ0ChNSdW5Mb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIMCgRkb25lGAIgASgIEicKBnJlc3VsdBgDIAEoCzIXLmZhcm0udjEuTG9hZFRlc3RSZXN1bHQSFgoOc3RvcHBlZF9yZWFzb24YBCABKAkiJAoSR2V0TG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJAChNHZXRMb2FkVGVzdFJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSI7ChRTdGFydExvYWRUZXN0UmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMiJwoVU3RhcnRMb2FkVGVzdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIlChNTdG9wTG9hZFRlc3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJBChRTdG9wTG9hZFRlc3RSZXNwb25zZRIpCgNydW4YASABKAsyHC5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVzcG9uc2UiFgoUTGlzdExvYWRUZXN0c1JlcXVlc3QiQwoVTGlzdExvYWRUZXN0c1Jlc3BvbnNlEioKBHJ1bnMYASADKAsyHC5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVzcG9uc2UiIwoQU2NhbGVGYXJtUmVxdWVzdBIPCgdzZXJ2ZXJzGAEgASgNIkQKEVNjYWxlRmFybVJlc3BvbnNlEg0KBWFkZGVkGAEgAygNEg8KB3JlbW92ZWQYAiADKA0SDwoHc2VydmVycxgDIAEoDSJKChNTaW11bGF0ZUxvYWRSZXF1ZXN0EhIKCnNlcnZlcl9pZHMYASADKA0SHwoEbG9hZBgCIAEoCzIRLmZhcm0udjEuTG9hZFNwZWMiQQoUU2ltdWxhdGVMb2FkUmVzcG9uc2USKQoIb3V0Y29tZXMYASADKAsyFy5mYXJtLnYxLkNvbW1hbmRPdXRjb21lImYKEEJyb2FkY2FzdFJlcXVlc3QSEgoKc2VydmVyX2lkcxgBIAMoDRIOCgZtZXRob2QYAiABKAkSDAoEcGF0aBgDIAEoCRIMCgRib2R5GAQgASgJEhIKCnRpbWVvdXRfbXMYBSABKA0ijQEKDkJyb2FkY2FzdFJlcGx5EhEKCXNlcnZlcl9pZBgBIAEoDRIKCgJvaxgCIAEoCBITCgtzdGF0dXNfY29kZRgDIAEoDRISCgpsYXRlbmN5X21zGAQgASgBEgwKBGJvZHkYBSABKAkSFgoOYm9keV90cnVuY2F0ZWQYBiABKAgSDQoFZXJyb3IYByABKAkiPQoRQnJvYWRjYXN0UmVzcG9uc2USKAoHcmVwbGllcxgBIAMoCzIXLmZhcm0udjEuQnJvYWRjYXN0UmVwbHkiJwoMV2F0Y2hSZXF1ZXN0EhcKD21pbl9pbnRlcnZhbF9tcxgBIAEoDSKTAQoNV2F0Y2hSZXNwb25zZRIMCgRmdWxsGAEgASgIEiAKB3NlcnZlcnMYAiADKAsyDy5mYXJtLnYxLlNlcnZlchIaChJyZW1vdmVkX3NlcnZlcl9pZHMYAyADKA0SJQoHbWV0cmljcxgEIAEoCzIULmZhcm0udjEuRmFybU1ldHJpY3MSDwoHdmVyc2lvbhgFIAEoBCKBAQoMRmF1bHRUYXJnZXRzEhIKCnNlcnZlcl9pZHMYASADKA0SJQoGc3RhdHVzGAIgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSCwoDYWxsGAMgASgIEhUKDXNoYXJlX3BlcmNlbnQYBCABKAESEgoKc2hhcmVfc2VlZBgFIAEoBCJhChBTZXRGYXVsdHNSZXF1ZXN0EiYKB3RhcmdldHMYASABKAsyFS5mYXJtLnYxLkZhdWx0VGFyZ2V0cxIlCgZmYXVsdHMYAiABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJfChJDbGVhckZhdWx0c1JlcXVlc3QSJgoHdGFyZ2V0cxgBIAEoCzIVLmZhcm0udjEuRmF1bHRUYXJnZXRzEiEKBWtpbmRzGAIgAygOMhIuZmFybS52MS5GYXVsdEtpbmQiSAoMU2VydmVyRmF1bHRzEhEKCXNlcnZlcl9pZBgBIAEoDRIlCgZmYXVsdHMYAiABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJmChFTZXRGYXVsdHNSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUSJgoHc2VydmVycxgCIAMoCzIVLmZhcm0udjEuU2VydmVyRmF1bHRzImgKE0NsZWFyRmF1bHRzUmVzcG9uc2USKQoIb3V0Y29tZXMYASADKAsyFy5mYXJtLnYxLkNvbW1hbmRPdXRjb21lEiYKB3NlcnZlcnMYAiADKAsyFS5mYXJtLnYxLlNlcnZlckZhdWx0cyITChFMaXN0RmF1bHRzUmVxdWVzdCI8ChJMaXN0RmF1bHRzUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVyRmF1bHRzKroBCgxTZXJ2ZXJTdGF0dXMSHQoZU0VSVkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFUlZFUl9TVEFUVVNfSEVBTFRIWRABEhoKFlNFUlZFUl9TVEFUVVNfREVHUkFERUQQAhIZChVTRVJWRVJfU1RBVFVTX1NUT1BQRUQQAxIaChZTRVJWRVJfU1RBVFVTX1NUQVJUSU5HEAQSHQoZU0VSVkVSX1NUQVRVU19VTlJFQUNIQUJMRRAFKuwBChBTZXJ2ZXJBY3Rpb25LaW5kEiIKHlNFUlZFUl9BQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9TVEFSVBABEhsKF1NFUlZFUl9BQ1RJT05fS0lORF9TVE9QEAISHgoaU0VSVkVSX0FDVElPTl9LSU5EX1JFU1RBUlQQAxIbChdTRVJWRVJfQUNUSU9OX0tJTkRfS0lMTBAEEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9QQVVTRRAFEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9VTlBBVVNFEAYy4AkKC0Zhcm1TZXJ2aWNlEkgKC0xpc3RTZXJ2ZXJzEhsuZmFybS52MS5MaXN0U2VydmVyc1JlcXVlc3QaHC5mYXJtLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQgoJR2V0U2VydmVyEhkuZmFybS52MS5HZXRTZXJ2ZXJSZXF1ZXN0GhouZmFybS52MS5HZXRTZXJ2ZXJSZXNwb25zZRJLCgxTZXJ2ZXJBY3Rpb24SHC5mYXJtLnYxLlNlcnZlckFjdGlvblJlcXVlc3QaHS5mYXJtLnYxLlNlcnZlckFjdGlvblJlc3BvbnNlEkgKC0NoZWNrSGVhbHRoEhsuZmFybS52MS5DaGVja0hlYWx0aFJlcXVlc3QaHC5mYXJtLnYxLkNoZWNrSGVhbHRoUmVzcG9uc2USRQoKR2V0TWV0cmljcxIaLmZhcm0udjEuR2V0TWV0cmljc1JlcXVlc3QaGy5mYXJtLnYxLkdldE1ldHJpY3NSZXNwb25zZRJKCgtSdW5Mb2FkVGVzdBIbLmZhcm0udjEuUnVuTG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlMAESTgoNU3RhcnRMb2FkVGVzdBIdLmZhcm0udjEuU3RhcnRMb2FkVGVzdFJlcXVlc3QaHi5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXNwb25zZRJLCgxTdG9wTG9hZFRlc3QSHC5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlcXVlc3QaHS5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlc3BvbnNlEkgKC0dldExvYWRUZXN0EhsuZmFybS52MS5HZXRMb2FkVGVzdFJlcXVlc3QaHC5mYXJtLnYxLkdldExvYWRUZXN0UmVzcG9uc2USTgoNTGlzdExvYWRUZXN0cxIdLmZhcm0udjEuTGlzdExvYWRUZXN0c1JlcXVlc3QaHi5mYXJtLnYxLkxpc3RMb2FkVGVzdHNSZXNwb25zZRJCCglTY2FsZUZhcm0SGS5mYXJtLnYxLlNjYWxlRmFybVJlcXVlc3QaGi5mYXJtLnYxLlNjYWxlRmFybVJlc3BvbnNlEksKDFNpbXVsYXRlTG9hZBIcLmZhcm0udjEuU2ltdWxhdGVMb2FkUmVxdWVzdBodLmZhcm0udjEuU2ltdWxhdGVMb2FkUmVzcG9uc2USQgoJQnJvYWRjYXN0EhkuZmFybS52MS5Ccm9hZGNhc3RSZXF1ZXN0GhouZmFybS52MS5Ccm9hZGNhc3RSZXNwb25zZRI4CgVXYXRjaBIVLmZhcm0udjEuV2F0Y2hSZXF1ZXN0GhYuZmFybS52MS5XYXRjaFJlc3BvbnNlMAESQgoJU2V0RmF1bHRzEhkuZmFybS52MS5TZXRGYXVsdHNSZXF1ZXN0GhouZmFybS52MS5TZXRGYXVsdHNSZXNwb25zZRJICgtDbGVhckZhdWx0cxIbLmZhcm0udjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GhwuZmFybS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlEkUKCkxpc3RGYXVsdHMSGi5mYXJtLnYxLkxpc3RGYXVsdHNSZXF1ZXN0GhsuZmFybS52MS5MaXN0RmF1bHRzUmVzcG9uc2ViBnByb3RvMw", [file_farm_v1_agent, file_farm_v1_faults]);
+  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEizwIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoARIlCgZmYXVsdHMYDSABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyKzAgoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0SEQoJZnJvbnRfdXJsGAogASgJEicKB3dlaWdodHMYCyADKAsyFi5mYXJtLnYxLkJhY2tlbmRXZWlnaHQSKAoIZmFpbG92ZXIYDCABKAsyFi5mYXJtLnYxLkZhaWxvdmVyRHJpbGwicgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSLNAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMSIwoFZnJvbnQYDiABKAsyFC5mYXJtLnYxLkZyb250UmVzdWx0IjIKDUJhY2tlbmRXZWlnaHQSEQoJc2VydmVyX2lkGAEgASgNEg4KBndlaWdodBgCIAEoDSJrCg1GYWlsb3ZlckRyaWxsEhEKCXNlcnZlcl9pZBgBIAEoDRInCgZhY3Rpb24YAiABKA4yFy5mYXJtLnYxLkZhaWxvdmVyQWN0aW9uEg0KBWF0X21zGAMgASgNEg8KB2Rvd25fbXMYBCABKA0ilwEKDUJhY2tlbmRSZXN1bHQSEQoJc2VydmVyX2lkGAEgASgNEhAKCHJlcXVlc3RzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEigKB2xhdGVuY3kYBCABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5Eg0KBXNoYXJlGAUgASgBEhYKDmV4cGVjdGVkX3NoYXJlGAYgASgBIjMKDEJhY2tlbmRDb3VudBIRCglzZXJ2ZXJfaWQYASABKA0SEAoIcmVxdWVzdHMYAiABKAQigAEKC1NoYXJlU2Vjb25kEg4KBnNlY29uZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIUCgx1bmF0dHJpYnV0ZWQYBCABKAQSJwoIYmFja2VuZHMYBSADKAsyFS5mYXJtLnYxLkJhY2tlbmRDb3VudCLpAgoORmFpbG92ZXJSZXN1bHQSJQoFZHJpbGwYASABKAsyFi5mYXJtLnYxLkZhaWxvdmVyRHJpbGwSGQoMYWN0aW9uX2F0X21zGAIgASgBSACIAQESFwoKYmFja19hdF9tcxgDIAEoAUgBiAEBEg0KBWVycm9yGAQgASgJEhsKDmZpcnN0X2Vycm9yX21zGAUgASgBSAKIAQESFwoPZmFpbGVkX3JlcXVlc3RzGAYgASgEEhgKC2ZhaWxvdmVyX21zGAcgASgBSAOIAQESGQoMZGV0ZWN0aW9uX21zGAggASgBSASIAQESGwoOcmVhZG1pc3Npb25fbXMYCSABKAFIBYgBAUIPCg1fYWN0aW9uX2F0X21zQg0KC19iYWNrX2F0X21zQhEKD19maXJzdF9lcnJvcl9tc0IOCgxfZmFpbG92ZXJfbXNCDwoNX2RldGVjdGlvbl9tc0IRCg9fcmVhZG1pc3Npb25fbXMi9wEKC0Zyb250UmVzdWx0EgsKA3VybBgBIAEoCRIoCghiYWNrZW5kcxgCIAMoCzIWLmZhcm0udjEuQmFja2VuZFJlc3VsdBIUCgx1bmF0dHJpYnV0ZWQYAyABKAQSFQoNbWF4X21pbl9yYXRpbxgEIAEoARIVCg1tYXhfZGV2aWF0aW9uGAUgASgBEiYKCHRpbWVsaW5lGAYgAygLMhQuZmFybS52MS5TaGFyZVNlY29uZBIaChJ0aW1lbGluZV90cnVuY2F0ZWQYByABKAgSKQoIZmFpbG92ZXIYCCABKAsyFy5mYXJtLnYxLkZhaWxvdmVyUmVzdWx0IjkKElJ1bkxvYWRUZXN0UmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMidAoTUnVuTG9hZFRlc3RSZXNwb25zZRIOCgZydW5faWQYASABKAkSDAoEZG9uZRgCIAEoCBInCgZyZXN1bHQYAyABKAsyFy5mYXJtLnYxLkxvYWRUZXN0UmVzdWx0EhYKDnN0b3BwZWRfcmVhc29uGAQgASgJIiQKEkdldExvYWRUZXN0UmVxdWVzdBIOCgZydW5faWQYASABKAkiQAoTR2V0TG9hZFRlc3RSZXNwb25zZRIpCgNydW4YASABKAsyHC5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVzcG9uc2UiOwoUU3RhcnRMb2FkVGVzdFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmZhcm0udjEuTG9hZFRlc3RTcGVjIicKFVN0YXJ0TG9hZFRlc3RSZXNwb25zZRIOCgZydW5faWQYASABKAkiJQoTU3RvcExvYWRUZXN0UmVxdWVzdBIOCgZydW5faWQYASABKAkiQQoUU3RvcExvYWRUZXN0UmVzcG9uc2USKQoDcnVuGAEgASgLMhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlIhYKFExpc3RMb2FkVGVzdHNSZXF1ZXN0IkMKFUxpc3RMb2FkVGVzdHNSZXNwb25zZRIqCgRydW5zGAEgAygLMhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlIiMKEFNjYWxlRmFybVJlcXVlc3QSDwoHc2VydmVycxgBIAEoDSJEChFTY2FsZUZhcm1SZXNwb25zZRINCgVhZGRlZBgBIAMoDRIPCgdyZW1vdmVkGAIgAygNEg8KB3NlcnZlcnMYAyABKA0iSgoTU2ltdWxhdGVMb2FkUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEh8KBGxvYWQYAiABKAsyES5mYXJtLnYxLkxvYWRTcGVjIkEKFFNpbXVsYXRlTG9hZFJlc3BvbnNlEikKCG91dGNvbWVzGAEgAygLMhcuZmFybS52MS5Db21tYW5kT3V0Y29tZSJmChBCcm9hZGNhc3RSZXF1ZXN0EhIKCnNlcnZlcl9pZHMYASADKA0SDgoGbWV0aG9kGAIgASgJEgwKBHBhdGgYAyABKAkSDAoEYm9keRgEIAEoCRISCgp0aW1lb3V0X21zGAUgASgNIo0BCg5Ccm9hZGNhc3RSZXBseRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSEwoLc3RhdHVzX2NvZGUYAyABKA0SEgoKbGF0ZW5jeV9tcxgEIAEoARIMCgRib2R5GAUgASgJEhYKDmJvZHlfdHJ1bmNhdGVkGAYgASgIEg0KBWVycm9yGAcgASgJIj0KEUJyb2FkY2FzdFJlc3BvbnNlEigKB3JlcGxpZXMYASADKAsyFy5mYXJtLnYxLkJyb2FkY2FzdFJlcGx5IicKDFdhdGNoUmVxdWVzdBIXCg9taW5faW50ZXJ2YWxfbXMYASABKA0ikwEKDVdhdGNoUmVzcG9uc2USDAoEZnVsbBgBIAEoCBIgCgdzZXJ2ZXJzGAIgAygLMg8uZmFybS52MS5TZXJ2ZXISGgoScmVtb3ZlZF9zZXJ2ZXJfaWRzGAMgAygNEiUKB21ldHJpY3MYBCABKAsyFC5mYXJtLnYxLkZhcm1NZXRyaWNzEg8KB3ZlcnNpb24YBSABKAQigQEKDEZhdWx0VGFyZ2V0cxISCgpzZXJ2ZXJfaWRzGAEgAygNEiUKBnN0YXR1cxgCIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEgsKA2FsbBgDIAEoCBIVCg1zaGFyZV9wZXJjZW50GAQgASgBEhIKCnNoYXJlX3NlZWQYBSABKAQiYQoQU2V0RmF1bHRzUmVxdWVzdBImCgd0YXJnZXRzGAEgASgLMhUuZmFybS52MS5GYXVsdFRhcmdldHMSJQoGZmF1bHRzGAIgASgLMhUuZmFybS52MS5GYXVsdFByb2ZpbGUiXwoSQ2xlYXJGYXVsdHNSZXF1ZXN0EiYKB3RhcmdldHMYASABKAsyFS5mYXJtLnYxLkZhdWx0VGFyZ2V0cxIhCgVraW5kcxgCIAMoDjISLmZhcm0udjEuRmF1bHRLaW5kIkgKDFNlcnZlckZhdWx0cxIRCglzZXJ2ZXJfaWQYASABKA0SJQoGZmF1bHRzGAIgASgLMhUuZmFybS52MS5GYXVsdFByb2ZpbGUiZgoRU2V0RmF1bHRzUmVzcG9uc2USKQoIb3V0Y29tZXMYASADKAsyFy5mYXJtLnYxLkNvbW1hbmRPdXRjb21lEiYKB3NlcnZlcnMYAiADKAsyFS5mYXJtLnYxLlNlcnZlckZhdWx0cyJoChNDbGVhckZhdWx0c1Jlc3BvbnNlEikKCG91dGNvbWVzGAEgAygLMhcuZmFybS52MS5Db21tYW5kT3V0Y29tZRImCgdzZXJ2ZXJzGAIgAygLMhUuZmFybS52MS5TZXJ2ZXJGYXVsdHMiEwoRTGlzdEZhdWx0c1JlcXVlc3QiPAoSTGlzdEZhdWx0c1Jlc3BvbnNlEiYKB3NlcnZlcnMYASADKAsyFS5mYXJtLnYxLlNlcnZlckZhdWx0cyq6AQoMU2VydmVyU3RhdHVzEh0KGVNFUlZFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVTRVJWRVJfU1RBVFVTX0hFQUxUSFkQARIaChZTRVJWRVJfU1RBVFVTX0RFR1JBREVEEAISGQoVU0VSVkVSX1NUQVRVU19TVE9QUEVEEAMSGgoWU0VSVkVSX1NUQVRVU19TVEFSVElORxAEEh0KGVNFUlZFUl9TVEFUVVNfVU5SRUFDSEFCTEUQBSrsAQoQU2VydmVyQWN0aW9uS2luZBIiCh5TRVJWRVJfQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhTRVJWRVJfQUNUSU9OX0tJTkRfU1RBUlQQARIbChdTRVJWRVJfQUNUSU9OX0tJTkRfU1RPUBACEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9SRVNUQVJUEAMSGwoXU0VSVkVSX0FDVElPTl9LSU5EX0tJTEwQBBIcChhTRVJWRVJfQUNUSU9OX0tJTkRfUEFVU0UQBRIeChpTRVJWRVJfQUNUSU9OX0tJTkRfVU5QQVVTRRAGKpwBCg5GYWlsb3ZlckFjdGlvbhIfChtGQUlMT1ZFUl9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRGQUlMT1ZFUl9BQ1RJT05fS0lMTBABEhgKFEZBSUxPVkVSX0FDVElPTl9TVE9QEAISGQoVRkFJTE9WRVJfQUNUSU9OX1BBVVNFEAMSGgoWRkFJTE9WRVJfQUNUSU9OX0hFQUxUSBAEMuAJCgtGYXJtU2VydmljZRJICgtMaXN0U2VydmVycxIbLmZhcm0udjEuTGlzdFNlcnZlcnNSZXF1ZXN0GhwuZmFybS52MS5MaXN0U2VydmVyc1Jlc3BvbnNlEkIKCUdldFNlcnZlchIZLmZhcm0udjEuR2V0U2VydmVyUmVxdWVzdBoaLmZhcm0udjEuR2V0U2VydmVyUmVzcG9uc2USSwoMU2VydmVyQWN0aW9uEhwuZmFybS52MS5TZXJ2ZXJBY3Rpb25SZXF1ZXN0Gh0uZmFybS52MS5TZXJ2ZXJBY3Rpb25SZXNwb25zZRJICgtDaGVja0hlYWx0aBIbLmZhcm0udjEuQ2hlY2tIZWFsdGhSZXF1ZXN0GhwuZmFybS52MS5DaGVja0hlYWx0aFJlc3BvbnNlEkUKCkdldE1ldHJpY3MSGi5mYXJtLnYxLkdldE1ldHJpY3NSZXF1ZXN0GhsuZmFybS52MS5HZXRNZXRyaWNzUmVzcG9uc2USSgoLUnVuTG9hZFRlc3QSGy5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVxdWVzdBocLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZTABEk4KDVN0YXJ0TG9hZFRlc3QSHS5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXF1ZXN0Gh4uZmFybS52MS5TdGFydExvYWRUZXN0UmVzcG9uc2USSwoMU3RvcExvYWRUZXN0EhwuZmFybS52MS5TdG9wTG9hZFRlc3RSZXF1ZXN0Gh0uZmFybS52MS5TdG9wTG9hZFRlc3RSZXNwb25zZRJICgtHZXRMb2FkVGVzdBIbLmZhcm0udjEuR2V0TG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5HZXRMb2FkVGVzdFJlc3BvbnNlEk4KDUxpc3RMb2FkVGVzdHMSHS5mYXJtLnYxLkxpc3RMb2FkVGVzdHNSZXF1ZXN0Gh4uZmFybS52MS5MaXN0TG9hZFRlc3RzUmVzcG9uc2USQgoJU2NhbGVGYXJtEhkuZmFybS52MS5TY2FsZUZhcm1SZXF1ZXN0GhouZmFybS52MS5TY2FsZUZhcm1SZXNwb25zZRJLCgxTaW11bGF0ZUxvYWQSHC5mYXJtLnYxLlNpbXVsYXRlTG9hZFJlcXVlc3QaHS5mYXJtLnYxLlNpbXVsYXRlTG9hZFJlc3BvbnNlEkIKCUJyb2FkY2FzdBIZLmZhcm0udjEuQnJvYWRjYXN0UmVxdWVzdBoaLmZhcm0udjEuQnJvYWRjYXN0UmVzcG9uc2USOAoFV2F0Y2gSFS5mYXJtLnYxLldhdGNoUmVxdWVzdBoWLmZhcm0udjEuV2F0Y2hSZXNwb25zZTABEkIKCVNldEZhdWx0cxIZLmZhcm0udjEuU2V0RmF1bHRzUmVxdWVzdBoaLmZhcm0udjEuU2V0RmF1bHRzUmVzcG9uc2USSAoLQ2xlYXJGYXVsdHMSGy5mYXJtLnYxLkNsZWFyRmF1bHRzUmVxdWVzdBocLmZhcm0udjEuQ2xlYXJGYXVsdHNSZXNwb25zZRJFCgpMaXN0RmF1bHRzEhouZmFybS52MS5MaXN0RmF1bHRzUmVxdWVzdBobLmZhcm0udjEuTGlzdEZhdWx0c1Jlc3BvbnNlYgZwcm90bzM", [file_farm_v1_agent, file_farm_v1_faults]);
 
 /**
  * Server is one server of the farm as the controller knows it.
@@ -711,6 +711,33 @@ export type LoadTestSpec = Message<"farm.v1.LoadTestSpec"> & {
    * @generated from field: uint32 ramp_up_seconds = 9;
    */
   rampUpSeconds: number;
+
+  /**
+   * A URL in front of the farm to send every request to instead of the servers: a load
+   * balancer such as "http://127.0.0.1:8080". http only, no path (the path is `path`), at
+   * most 256 bytes. Its host must be a loopback address or "localhost", or, with the docker
+   * runtime, an address on the farm's own network. Each answer is attributed to the server
+   * its `x-farm-server` header names. Not combinable with server_ids.
+   *
+   * @generated from field: string front_url = 10;
+   */
+  frontUrl: string;
+
+  /**
+   * With front_url: the share each server should get, for the fairness figures; empty means
+   * equal shares over every server of the farm when the run starts. At most 1,000 entries.
+   *
+   * @generated from field: repeated farm.v1.BackendWeight weights = 11;
+   */
+  weights: BackendWeight[];
+
+  /**
+   * With front_url: a server taken down during the run and brought back, to measure how the
+   * front fails over and re-admits it.
+   *
+   * @generated from field: farm.v1.FailoverDrill failover = 12;
+   */
+  failover?: FailoverDrill | undefined;
 };
 
 /**
@@ -971,6 +998,13 @@ export type LoadTestResult = Message<"farm.v1.LoadTestResult"> & {
    * @generated from field: farm.v1.LoadTestSpec spec = 13;
    */
   spec?: LoadTestSpec | undefined;
+
+  /**
+   * Runs through a front only: how the front spread the requests (per_server is then empty).
+   *
+   * @generated from field: farm.v1.FrontResult front = 14;
+   */
+  front?: FrontResult | undefined;
 };
 
 /**
@@ -979,6 +1013,367 @@ export type LoadTestResult = Message<"farm.v1.LoadTestResult"> & {
  */
 export const LoadTestResultSchema: GenMessage<LoadTestResult> = /*@__PURE__*/
   messageDesc(file_farm_v1_farm, 19);
+
+/**
+ * Load tests through a front: a load balancer (or any proxy) in front of the farm's servers.
+ * Every node answer names its server in the `x-farm-server` header, so a run through a front
+ * can say how the front spread the requests, and how it failed over when a server went away.
+ * BackendWeight is the share of a run's requests one server should get, relative to the
+ * others named.
+ *
+ * @generated from message farm.v1.BackendWeight
+ */
+export type BackendWeight = Message<"farm.v1.BackendWeight"> & {
+  /**
+   * The server.
+   *
+   * @generated from field: uint32 server_id = 1;
+   */
+  serverId: number;
+
+  /**
+   * Its weight, 1 to 256.
+   *
+   * @generated from field: uint32 weight = 2;
+   */
+  weight: number;
+};
+
+/**
+ * Describes the message farm.v1.BackendWeight.
+ * Use `create(BackendWeightSchema)` to create a new message.
+ */
+export const BackendWeightSchema: GenMessage<BackendWeight> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 20);
+
+/**
+ * FailoverDrill takes one server down during a run through a front and brings it back.
+ *
+ * @generated from message farm.v1.FailoverDrill
+ */
+export type FailoverDrill = Message<"farm.v1.FailoverDrill"> & {
+  /**
+   * The server (it must be part of the farm).
+   *
+   * @generated from field: uint32 server_id = 1;
+   */
+  serverId: number;
+
+  /**
+   * How it goes down.
+   *
+   * @generated from field: farm.v1.FailoverAction action = 2;
+   */
+  action: FailoverAction;
+
+  /**
+   * When it goes down, in milliseconds after the run's start (before the run ends).
+   *
+   * @generated from field: uint32 at_ms = 3;
+   */
+  atMs: number;
+
+  /**
+   * How long it stays down, in milliseconds (1 to 3,600,000; at_ms + down_ms must fall
+   * within the run, so that its return is measured).
+   *
+   * @generated from field: uint32 down_ms = 4;
+   */
+  downMs: number;
+};
+
+/**
+ * Describes the message farm.v1.FailoverDrill.
+ * Use `create(FailoverDrillSchema)` to create a new message.
+ */
+export const FailoverDrillSchema: GenMessage<FailoverDrill> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 21);
+
+/**
+ * BackendResult is one server's part of a run through a front.
+ *
+ * @generated from message farm.v1.BackendResult
+ */
+export type BackendResult = Message<"farm.v1.BackendResult"> & {
+  /**
+   * The server, from the `x-farm-server` header of its answers.
+   *
+   * @generated from field: uint32 server_id = 1;
+   */
+  serverId: number;
+
+  /**
+   * Answers it gave.
+   *
+   * @generated from field: uint64 requests = 2;
+   */
+  requests: bigint;
+
+  /**
+   * Of those, answers with status 500 or more.
+   *
+   * @generated from field: uint64 failures = 3;
+   */
+  failures: bigint;
+
+  /**
+   * Its latencies, as the load test saw them through the front.
+   *
+   * @generated from field: farm.v1.LatencySummary latency = 4;
+   */
+  latency?: LatencySummary | undefined;
+
+  /**
+   * Its share of the attributed answers, 0 to 1.
+   *
+   * @generated from field: double share = 5;
+   */
+  share: number;
+
+  /**
+   * The share it should have had (equal, or from the weights), 0 to 1.
+   *
+   * @generated from field: double expected_share = 6;
+   */
+  expectedShare: number;
+};
+
+/**
+ * Describes the message farm.v1.BackendResult.
+ * Use `create(BackendResultSchema)` to create a new message.
+ */
+export const BackendResultSchema: GenMessage<BackendResult> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 22);
+
+/**
+ * BackendCount is one server's answers in one second.
+ *
+ * @generated from message farm.v1.BackendCount
+ */
+export type BackendCount = Message<"farm.v1.BackendCount"> & {
+  /**
+   * The server.
+   *
+   * @generated from field: uint32 server_id = 1;
+   */
+  serverId: number;
+
+  /**
+   * Answers it gave in that second.
+   *
+   * @generated from field: uint64 requests = 2;
+   */
+  requests: bigint;
+};
+
+/**
+ * Describes the message farm.v1.BackendCount.
+ * Use `create(BackendCountSchema)` to create a new message.
+ */
+export const BackendCountSchema: GenMessage<BackendCount> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 23);
+
+/**
+ * ShareSecond is one second of a run through a front.
+ *
+ * @generated from message farm.v1.ShareSecond
+ */
+export type ShareSecond = Message<"farm.v1.ShareSecond"> & {
+  /**
+   * Seconds since the run's start (0 is the first second).
+   *
+   * @generated from field: uint32 second = 1;
+   */
+  second: number;
+
+  /**
+   * Requests completed in that second.
+   *
+   * @generated from field: uint64 requests = 2;
+   */
+  requests: bigint;
+
+  /**
+   * Of those, failures (no answer, or status 500 or more).
+   *
+   * @generated from field: uint64 failures = 3;
+   */
+  failures: bigint;
+
+  /**
+   * Of those, answers no server of the farm gave (the front's own, e.g. its 503).
+   *
+   * @generated from field: uint64 unattributed = 4;
+   */
+  unattributed: bigint;
+
+  /**
+   * Answers per server, by id.
+   *
+   * @generated from field: repeated farm.v1.BackendCount backends = 5;
+   */
+  backends: BackendCount[];
+};
+
+/**
+ * Describes the message farm.v1.ShareSecond.
+ * Use `create(ShareSecondSchema)` to create a new message.
+ */
+export const ShareSecondSchema: GenMessage<ShareSecond> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 24);
+
+/**
+ * FailoverResult is what a failover drill measured. Times are milliseconds; the absent ones
+ * were not seen in the run.
+ *
+ * @generated from message farm.v1.FailoverResult
+ */
+export type FailoverResult = Message<"farm.v1.FailoverResult"> & {
+  /**
+   * The drill, as asked.
+   *
+   * @generated from field: farm.v1.FailoverDrill drill = 1;
+   */
+  drill?: FailoverDrill | undefined;
+
+  /**
+   * When the server was taken down, since the run's start.
+   *
+   * @generated from field: optional double action_at_ms = 2;
+   */
+  actionAtMs?: number | undefined;
+
+  /**
+   * When the farm brought it back, since the run's start.
+   *
+   * @generated from field: optional double back_at_ms = 3;
+   */
+  backAtMs?: number | undefined;
+
+  /**
+   * Why taking it down or bringing it back failed; empty when both worked.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * The first failure after the action, counted from the action.
+   *
+   * @generated from field: optional double first_error_ms = 5;
+   */
+  firstErrorMs?: number | undefined;
+
+  /**
+   * Failures from the action until the server was back (or the run ended).
+   *
+   * @generated from field: uint64 failed_requests = 6;
+   */
+  failedRequests: bigint;
+
+  /**
+   * Failover time: the last failure before the server was back, counted from the action
+   * (when errors stopped). Absent when nothing failed.
+   *
+   * @generated from field: optional double failover_ms = 7;
+   */
+  failoverMs?: number | undefined;
+
+  /**
+   * Detection time: the last answer the server gave before it was back, counted from the
+   * action (when the front stopped sending to it). For a health drill, where the server
+   * still serves, this is how long the front's health check took.
+   *
+   * @generated from field: optional double detection_ms = 8;
+   */
+  detectionMs?: number | undefined;
+
+  /**
+   * Re-admission time: the first answer the server gave after it was back, counted from its
+   * return.
+   *
+   * @generated from field: optional double readmission_ms = 9;
+   */
+  readmissionMs?: number | undefined;
+};
+
+/**
+ * Describes the message farm.v1.FailoverResult.
+ * Use `create(FailoverResultSchema)` to create a new message.
+ */
+export const FailoverResultSchema: GenMessage<FailoverResult> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 25);
+
+/**
+ * FrontResult is how a front spread a run's requests over the farm's servers.
+ *
+ * @generated from message farm.v1.FrontResult
+ */
+export type FrontResult = Message<"farm.v1.FrontResult"> & {
+  /**
+   * The front's URL.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * Every server expected or seen, by id.
+   *
+   * @generated from field: repeated farm.v1.BackendResult backends = 2;
+   */
+  backends: BackendResult[];
+
+  /**
+   * Answers that named no server of this farm (the front's own answers).
+   *
+   * @generated from field: uint64 unattributed = 3;
+   */
+  unattributed: bigint;
+
+  /**
+   * Fairness: the largest over the smallest of share / expected share among the expected
+   * servers; 1 is perfectly fair, 0 means a server got nothing.
+   *
+   * @generated from field: double max_min_ratio = 4;
+   */
+  maxMinRatio: number;
+
+  /**
+   * Fairness: the largest |share - expected| / expected among the expected servers.
+   *
+   * @generated from field: double max_deviation = 5;
+   */
+  maxDeviation: number;
+
+  /**
+   * One entry per second of the run (sparse: seconds with nothing completed are left out).
+   *
+   * @generated from field: repeated farm.v1.ShareSecond timeline = 6;
+   */
+  timeline: ShareSecond[];
+
+  /**
+   * Whether the timeline stopped early because it reached its bound (200,000 server-seconds).
+   *
+   * @generated from field: bool timeline_truncated = 7;
+   */
+  timelineTruncated: boolean;
+
+  /**
+   * The failover drill's figures, when one was asked for.
+   *
+   * @generated from field: farm.v1.FailoverResult failover = 8;
+   */
+  failover?: FailoverResult | undefined;
+};
+
+/**
+ * Describes the message farm.v1.FrontResult.
+ * Use `create(FrontResultSchema)` to create a new message.
+ */
+export const FrontResultSchema: GenMessage<FrontResult> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 26);
 
 /**
  * RunLoadTestRequest starts a load test.
@@ -999,7 +1394,7 @@ export type RunLoadTestRequest = Message<"farm.v1.RunLoadTestRequest"> & {
  * Use `create(RunLoadTestRequestSchema)` to create a new message.
  */
 export const RunLoadTestRequestSchema: GenMessage<RunLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 20);
+  messageDesc(file_farm_v1_farm, 27);
 
 /**
  * RunLoadTestResponse is one progress report; the last one has done set.
@@ -1041,7 +1436,7 @@ export type RunLoadTestResponse = Message<"farm.v1.RunLoadTestResponse"> & {
  * Use `create(RunLoadTestResponseSchema)` to create a new message.
  */
 export const RunLoadTestResponseSchema: GenMessage<RunLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 21);
+  messageDesc(file_farm_v1_farm, 28);
 
 /**
  * GetLoadTestRequest names a load test.
@@ -1062,7 +1457,7 @@ export type GetLoadTestRequest = Message<"farm.v1.GetLoadTestRequest"> & {
  * Use `create(GetLoadTestRequestSchema)` to create a new message.
  */
 export const GetLoadTestRequestSchema: GenMessage<GetLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 22);
+  messageDesc(file_farm_v1_farm, 29);
 
 /**
  * GetLoadTestResponse is a load test: its latest progress, or its final report.
@@ -1083,7 +1478,7 @@ export type GetLoadTestResponse = Message<"farm.v1.GetLoadTestResponse"> & {
  * Use `create(GetLoadTestResponseSchema)` to create a new message.
  */
 export const GetLoadTestResponseSchema: GenMessage<GetLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 23);
+  messageDesc(file_farm_v1_farm, 30);
 
 /**
  * StartLoadTestRequest describes a load test to run on its own.
@@ -1104,7 +1499,7 @@ export type StartLoadTestRequest = Message<"farm.v1.StartLoadTestRequest"> & {
  * Use `create(StartLoadTestRequestSchema)` to create a new message.
  */
 export const StartLoadTestRequestSchema: GenMessage<StartLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 24);
+  messageDesc(file_farm_v1_farm, 31);
 
 /**
  * StartLoadTestResponse names the load test that started.
@@ -1125,7 +1520,7 @@ export type StartLoadTestResponse = Message<"farm.v1.StartLoadTestResponse"> & {
  * Use `create(StartLoadTestResponseSchema)` to create a new message.
  */
 export const StartLoadTestResponseSchema: GenMessage<StartLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 25);
+  messageDesc(file_farm_v1_farm, 32);
 
 /**
  * StopLoadTestRequest names a running load test to stop.
@@ -1146,7 +1541,7 @@ export type StopLoadTestRequest = Message<"farm.v1.StopLoadTestRequest"> & {
  * Use `create(StopLoadTestRequestSchema)` to create a new message.
  */
 export const StopLoadTestRequestSchema: GenMessage<StopLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 26);
+  messageDesc(file_farm_v1_farm, 33);
 
 /**
  * StopLoadTestResponse is the final report of the load test that was stopped.
@@ -1167,7 +1562,7 @@ export type StopLoadTestResponse = Message<"farm.v1.StopLoadTestResponse"> & {
  * Use `create(StopLoadTestResponseSchema)` to create a new message.
  */
 export const StopLoadTestResponseSchema: GenMessage<StopLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 27);
+  messageDesc(file_farm_v1_farm, 34);
 
 /**
  * ListLoadTestsRequest asks for the kept load tests.
@@ -1182,7 +1577,7 @@ export type ListLoadTestsRequest = Message<"farm.v1.ListLoadTestsRequest"> & {
  * Use `create(ListLoadTestsRequestSchema)` to create a new message.
  */
 export const ListLoadTestsRequestSchema: GenMessage<ListLoadTestsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 28);
+  messageDesc(file_farm_v1_farm, 35);
 
 /**
  * ListLoadTestsResponse holds the kept load tests, oldest first.
@@ -1203,7 +1598,7 @@ export type ListLoadTestsResponse = Message<"farm.v1.ListLoadTestsResponse"> & {
  * Use `create(ListLoadTestsResponseSchema)` to create a new message.
  */
 export const ListLoadTestsResponseSchema: GenMessage<ListLoadTestsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 29);
+  messageDesc(file_farm_v1_farm, 36);
 
 /**
  * ScaleFarmRequest sets the number of servers.
@@ -1225,7 +1620,7 @@ export type ScaleFarmRequest = Message<"farm.v1.ScaleFarmRequest"> & {
  * Use `create(ScaleFarmRequestSchema)` to create a new message.
  */
 export const ScaleFarmRequestSchema: GenMessage<ScaleFarmRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 30);
+  messageDesc(file_farm_v1_farm, 37);
 
 /**
  * ScaleFarmResponse says what scaling did.
@@ -1260,7 +1655,7 @@ export type ScaleFarmResponse = Message<"farm.v1.ScaleFarmResponse"> & {
  * Use `create(ScaleFarmResponseSchema)` to create a new message.
  */
 export const ScaleFarmResponseSchema: GenMessage<ScaleFarmResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 31);
+  messageDesc(file_farm_v1_farm, 38);
 
 /**
  * SimulateLoadRequest applies a simulated load on chosen servers.
@@ -1288,7 +1683,7 @@ export type SimulateLoadRequest = Message<"farm.v1.SimulateLoadRequest"> & {
  * Use `create(SimulateLoadRequestSchema)` to create a new message.
  */
 export const SimulateLoadRequestSchema: GenMessage<SimulateLoadRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 32);
+  messageDesc(file_farm_v1_farm, 39);
 
 /**
  * SimulateLoadResponse has one outcome per target server.
@@ -1309,7 +1704,7 @@ export type SimulateLoadResponse = Message<"farm.v1.SimulateLoadResponse"> & {
  * Use `create(SimulateLoadResponseSchema)` to create a new message.
  */
 export const SimulateLoadResponseSchema: GenMessage<SimulateLoadResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 33);
+  messageDesc(file_farm_v1_farm, 40);
 
 /**
  * BroadcastRequest is one HTTP request to send to many servers at once.
@@ -1358,7 +1753,7 @@ export type BroadcastRequest = Message<"farm.v1.BroadcastRequest"> & {
  * Use `create(BroadcastRequestSchema)` to create a new message.
  */
 export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 34);
+  messageDesc(file_farm_v1_farm, 41);
 
 /**
  * BroadcastReply is one server's answer to a broadcast.
@@ -1421,7 +1816,7 @@ export type BroadcastReply = Message<"farm.v1.BroadcastReply"> & {
  * Use `create(BroadcastReplySchema)` to create a new message.
  */
 export const BroadcastReplySchema: GenMessage<BroadcastReply> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 35);
+  messageDesc(file_farm_v1_farm, 42);
 
 /**
  * BroadcastResponse has one reply per target server, ordered by id.
@@ -1442,7 +1837,7 @@ export type BroadcastResponse = Message<"farm.v1.BroadcastResponse"> & {
  * Use `create(BroadcastResponseSchema)` to create a new message.
  */
 export const BroadcastResponseSchema: GenMessage<BroadcastResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 36);
+  messageDesc(file_farm_v1_farm, 43);
 
 /**
  * WatchRequest opens a watch of the farm.
@@ -1463,7 +1858,7 @@ export type WatchRequest = Message<"farm.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 37);
+  messageDesc(file_farm_v1_farm, 44);
 
 /**
  * WatchResponse is a snapshot (full) or the changes since the previous message.
@@ -1512,7 +1907,7 @@ export type WatchResponse = Message<"farm.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 38);
+  messageDesc(file_farm_v1_farm, 45);
 
 /**
  * FaultTargets chooses servers: by id, by status, or every server; then, optionally, a
@@ -1563,7 +1958,7 @@ export type FaultTargets = Message<"farm.v1.FaultTargets"> & {
  * Use `create(FaultTargetsSchema)` to create a new message.
  */
 export const FaultTargetsSchema: GenMessage<FaultTargets> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 39);
+  messageDesc(file_farm_v1_farm, 46);
 
 /**
  * SetFaultsRequest sets faults on servers.
@@ -1591,7 +1986,7 @@ export type SetFaultsRequest = Message<"farm.v1.SetFaultsRequest"> & {
  * Use `create(SetFaultsRequestSchema)` to create a new message.
  */
 export const SetFaultsRequestSchema: GenMessage<SetFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 40);
+  messageDesc(file_farm_v1_farm, 47);
 
 /**
  * ClearFaultsRequest clears faults on servers.
@@ -1619,7 +2014,7 @@ export type ClearFaultsRequest = Message<"farm.v1.ClearFaultsRequest"> & {
  * Use `create(ClearFaultsRequestSchema)` to create a new message.
  */
 export const ClearFaultsRequestSchema: GenMessage<ClearFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 41);
+  messageDesc(file_farm_v1_farm, 48);
 
 /**
  * ServerFaults is one server's fault profile.
@@ -1647,7 +2042,7 @@ export type ServerFaults = Message<"farm.v1.ServerFaults"> & {
  * Use `create(ServerFaultsSchema)` to create a new message.
  */
 export const ServerFaultsSchema: GenMessage<ServerFaults> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 42);
+  messageDesc(file_farm_v1_farm, 49);
 
 /**
  * SetFaultsResponse says what each target server now has.
@@ -1677,7 +2072,7 @@ export type SetFaultsResponse = Message<"farm.v1.SetFaultsResponse"> & {
  * Use `create(SetFaultsResponseSchema)` to create a new message.
  */
 export const SetFaultsResponseSchema: GenMessage<SetFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 43);
+  messageDesc(file_farm_v1_farm, 50);
 
 /**
  * ClearFaultsResponse says what each target server now has.
@@ -1705,7 +2100,7 @@ export type ClearFaultsResponse = Message<"farm.v1.ClearFaultsResponse"> & {
  * Use `create(ClearFaultsResponseSchema)` to create a new message.
  */
 export const ClearFaultsResponseSchema: GenMessage<ClearFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 44);
+  messageDesc(file_farm_v1_farm, 51);
 
 /**
  * ListFaultsRequest asks for every server that has faults.
@@ -1720,7 +2115,7 @@ export type ListFaultsRequest = Message<"farm.v1.ListFaultsRequest"> & {
  * Use `create(ListFaultsRequestSchema)` to create a new message.
  */
 export const ListFaultsRequestSchema: GenMessage<ListFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 45);
+  messageDesc(file_farm_v1_farm, 52);
 
 /**
  * ListFaultsResponse holds the servers that have faults.
@@ -1741,7 +2136,7 @@ export type ListFaultsResponse = Message<"farm.v1.ListFaultsResponse"> & {
  * Use `create(ListFaultsResponseSchema)` to create a new message.
  */
 export const ListFaultsResponseSchema: GenMessage<ListFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 46);
+  messageDesc(file_farm_v1_farm, 53);
 
 /**
  * ServerStatus is the controller's verdict on a server.
@@ -1859,6 +2254,54 @@ export enum ServerActionKind {
  */
 export const ServerActionKindSchema: GenEnum<ServerActionKind> = /*@__PURE__*/
   enumDesc(file_farm_v1_farm, 1);
+
+/**
+ * FailoverAction is how a failover drill takes a server down, and how it comes back.
+ *
+ * @generated from enum farm.v1.FailoverAction
+ */
+export enum FailoverAction {
+  /**
+   * Not set (refused).
+   *
+   * @generated from enum value: FAILOVER_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * SIGKILL of its node; back with a start.
+   *
+   * @generated from enum value: FAILOVER_ACTION_KILL = 1;
+   */
+  KILL = 1,
+
+  /**
+   * A graceful stop; back with a start.
+   *
+   * @generated from enum value: FAILOVER_ACTION_STOP = 2;
+   */
+  STOP = 2,
+
+  /**
+   * Frozen (SIGSTOP, or the container paused); back with an unpause.
+   *
+   * @generated from enum value: FAILOVER_ACTION_PAUSE = 3;
+   */
+  PAUSE = 3,
+
+  /**
+   * Its /health answers 503 while every other route serves; back when the fault is cleared.
+   *
+   * @generated from enum value: FAILOVER_ACTION_HEALTH = 4;
+   */
+  HEALTH = 4,
+}
+
+/**
+ * Describes the enum farm.v1.FailoverAction.
+ */
+export const FailoverActionSchema: GenEnum<FailoverAction> = /*@__PURE__*/
+  enumDesc(file_farm_v1_farm, 2);
 
 /**
  * FarmService is served by the controller on :50051 next to gRPC reflection and grpc.health.v1.
