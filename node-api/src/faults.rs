@@ -11,8 +11,8 @@
 //! every node the same sequence of decisions for its requests in the order they arrive.
 //!
 //! The general faults (latency, abort, hang, throughput, connection, rate limit) never touch
-//! the routes the farm watches a node by (`/health`, `/ready`, `/metrics`): those have their
-//! own faults ([`HealthFault`], [`ReadinessFault`]), so that a slowed node still reports.
+//! the routes the farm watches a node by (`/health`, `/ready`, `/metrics`,
+//! `/metrics/prometheus`): those have their own faults ([`HealthFault`], [`ReadinessFault`]), so that a slowed node still reports.
 //!
 //! Bounds are [`farm_proto::limits`]' `*_FAULT_*`, `*_HANG_*`, `*_THROUGHPUT_*`, `*_ABORT_*`
 //! and `MAX_RETRY_AFTER_SECONDS`; [`FaultProfile::validate`] checks them and names the field.
@@ -27,7 +27,7 @@ use farm_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 /// The routes only their own faults touch.
-pub const WATCHED_ROUTES: [&str; 3] = ["/health", "/ready", "/metrics"];
+pub const WATCHED_ROUTES: [&str; 4] = ["/health", "/ready", "/metrics", "/metrics/prometheus"];
 
 /// When a fault applies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

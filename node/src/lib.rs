@@ -25,6 +25,8 @@
 //! - `load` (private): the simulated load: validation of a request, the CPU burner
 //!   threads and the resident memory they hold.
 //! - `metrics` (private): the latency window behind the percentiles of `/metrics`.
+//! - `prometheus` (private): the same figures in the Prometheus text format for
+//!   `/metrics/prometheus`, and the latency histogram behind it.
 //! - [`connections`]: how many connections a node holds, and for how long they may idle.
 //! - `faults` (private): the fault engine: the profile its agent sets over a private
 //!   channel ([`FaultChannel`]), the header faults a request may ask for, and what they do to
@@ -37,6 +39,7 @@ pub mod connections;
 mod faults;
 mod load;
 mod metrics;
+mod prometheus;
 pub mod routes;
 mod server;
 pub mod state;

@@ -11,6 +11,7 @@
 //! | `GET /health` | 200 `{"status":"healthy","server_id":N}` (a prebuilt body: the cheapest route) |
 //! | `GET /ready` | 200 [`ReadyReply`] `{"ready":true,"server_id":N}` (prebuilt too): whether a load balancer should send the node traffic |
 //! | `GET /metrics` | 200 [`NodeMetrics`] |
+//! | `GET /metrics/prometheus` | 200, the same figures in the Prometheus text format (`text/plain; version=0.0.4`), with a latency histogram by status class (see `crate::prometheus`) |
 //! | `GET /slow-endpoint?min_ms=&max_ms=` | sleeps uniformly in `min_ms..=max_ms` (default `1000..=5000`, each at most 30 000, `min_ms <= max_ms`), then 200 [`DelayReply`] |
 //! | `GET /slow-endpoint?delay_ms=N` | sleeps exactly `N` ms (`0..=30000`; not combinable with `min_ms`/`max_ms`), then 200 [`DelayReply`] |
 //! | `POST /simulate-load` | starts a load from a [`LoadRequest`] body, 202 [`LoadStatus`] |
@@ -48,7 +49,7 @@
 //! status, a readiness fault makes `GET /ready` answer 503 `{"ready":false,"server_id":N}`, and
 //! the other faults (delays, `{"error":"fault: aborted","code":N}` answers, refusals with
 //! `Retry-After`, hangs, dropped connections, slow bodies) touch every route but `/health`,
-//! `/ready` and `/metrics`. See `crate::faults`.
+//! `/ready`, `/metrics` and `/metrics/prometheus`. See `crate::faults`.
 //!
 //! [`NodeInfo`]: farm_node_api::api::NodeInfo
 //! [`NodeMetrics`]: farm_node_api::api::NodeMetrics
@@ -97,6 +98,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/metrics/prometheus", get(prometheus))
         .route("/slow-endpoint", get(slow))
         .route(
             "/simulate-load",
@@ -172,6 +174,20 @@ pub(crate) fn unready_response(state: &AppState) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     metrics_response(&state)
+}
+
+async fn prometheus(State(state): State<AppState>) -> Response {
+    prometheus_response(&state)
+}
+
+/// The `GET /metrics/prometheus` answer.
+pub(crate) fn prometheus_response(state: &AppState) -> Response {
+    let mut response = Response::new(Body::from(state.prometheus()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::prometheus::CONTENT_TYPE),
+    );
+    response
 }
 
 /// The `GET /` answer.

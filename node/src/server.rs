@@ -55,8 +55,8 @@ use crate::AppState;
 use crate::connections::{Admitted, Tracked};
 use crate::faults::{Answer, Plan, ResetSwitch, Socket, Stop, Throttled, View};
 use crate::routes::{
-    self, ApiError, health_response, info_response, metrics_response, ready_response,
-    unhealthy_response, unready_response,
+    self, ApiError, health_response, info_response, metrics_response, prometheus_response,
+    ready_response, unhealthy_response, unready_response,
 };
 use crate::state::{Arrival, counted};
 
@@ -222,14 +222,15 @@ async fn serve_connection(
 }
 
 /// The routes answered without the router: `GET /health` (every probe), `GET /ready` (a load
-/// balancer's check), `GET /metrics` (every agent's scrape) and `GET /`. Their answers need
-/// nothing from the request, and the router's matching, boxing and extraction would cost more
-/// than the answer itself.
+/// balancer's check), `GET /metrics` (every agent's scrape), `GET /metrics/prometheus` (every
+/// Prometheus scrape) and `GET /`. Their answers need nothing from the request, and the
+/// router's matching, boxing and extraction would cost more than the answer itself.
 #[derive(Debug, Clone, Copy)]
 enum Direct {
     Health,
     Ready,
     Metrics,
+    Prometheus,
     Info,
 }
 
@@ -242,6 +243,7 @@ impl Direct {
             "/health" => Some(Self::Health),
             "/ready" => Some(Self::Ready),
             "/metrics" => Some(Self::Metrics),
+            "/metrics/prometheus" => Some(Self::Prometheus),
             "/" => Some(Self::Info),
             _ => None,
         }
@@ -271,6 +273,7 @@ impl Node {
             Err(Direct::Health) => return health_response(&self.state),
             Err(Direct::Ready) => return ready_response(&self.state),
             Err(Direct::Metrics) => return metrics_response(&self.state),
+            Err(Direct::Prometheus) => return prometheus_response(&self.state),
             Err(Direct::Info) => return info_response(&self.state),
         };
         match Box::pin(self.router.call(*request)).await {

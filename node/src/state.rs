@@ -1,8 +1,8 @@
 //! The state shared by the node's handlers: identity, request counters, the latency
-//! window, the CPU gauge, the load slot and the faults.
+//! window and histogram, the CPU gauge, the load slot and the faults.
 //!
-//! Everything a request updates is an atomic (the latency window too), so recording a
-//! request takes no lock and allocates nothing.
+//! Everything a request updates is an atomic (the latency window and histogram too), so
+//! recording a request takes no lock and allocates nothing.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +21,7 @@ use crate::connections::Connections;
 use crate::faults::Faults;
 use crate::load::Loads;
 use crate::metrics::{self, LatencyWindow, Percentiles};
+use crate::prometheus::{self, Histogram};
 use farm_node_api::api::{HealthReply, NodeInfo, NodeMetrics, ReadyReply};
 use farm_node_api::proc;
 use farm_node_api::{PROBE_HEADER, SERVER_HEADER};
@@ -64,6 +65,8 @@ struct Shared {
     rx_bytes: AtomicU64,
     tx_bytes: AtomicU64,
     latencies: LatencyWindow,
+    /// Every answer's latency by status class, since start, for `GET /metrics/prometheus`.
+    histogram: Histogram,
     /// The last percentiles computed from `latencies`, and when.
     percentiles: Mutex<Option<(Instant, Percentiles)>>,
     /// The last CPU measurement, an `f64` stored as its bits.
@@ -72,6 +75,7 @@ struct Shared {
     /// `GET /metrics` report it rather than read `/proc` for every request (a second-old
     /// reading is as good as a fresh one, and reading costs more than the rest of the answer).
     rss_bytes: AtomicU64,
+    cpu_ticks: AtomicU64,
     read_bytes: AtomicU64,
     write_bytes: AtomicU64,
     loads: Loads,
@@ -122,9 +126,11 @@ impl AppState {
                 rx_bytes: AtomicU64::new(0),
                 tx_bytes: AtomicU64::new(0),
                 latencies: LatencyWindow::default(),
+                histogram: Histogram::default(),
                 percentiles: Mutex::new(None),
                 cpu_percent_bits: AtomicU64::new(0.0f64.to_bits()),
                 rss_bytes: AtomicU64::new(process.rss_bytes),
+                cpu_ticks: AtomicU64::new(process.cpu_ticks),
                 read_bytes: AtomicU64::new(process.read_bytes),
                 write_bytes: AtomicU64::new(process.write_bytes),
                 loads: Loads::default(),
@@ -185,6 +191,30 @@ impl AppState {
             simulated_load: s.loads.current(),
             faults_active: s.faults.active(),
         }
+    }
+
+    /// The node's metrics in the Prometheus text format, as `GET /metrics/prometheus` serves
+    /// them.
+    pub fn prometheus(&self) -> String {
+        let s = &self.inner;
+        let snapshot = prometheus::Snapshot {
+            requests_total: s.requests_total.load(Ordering::Relaxed),
+            errors_total: s.errors_total.load(Ordering::Relaxed),
+            in_flight: s.in_flight.load(Ordering::Relaxed),
+            rx_bytes: s.rx_bytes.load(Ordering::Relaxed),
+            tx_bytes: s.tx_bytes.load(Ordering::Relaxed),
+            connections_open: s.connections.open(),
+            connections_refused: s.connections.refused(),
+            uptime: self.uptime(),
+            cpu_percent: self.cpu_percent(),
+            cpu_seconds: s.cpu_ticks.load(Ordering::Relaxed) as f64 / proc::CLK_TCK as f64,
+            rss_bytes: s.rss_bytes.load(Ordering::Relaxed),
+            disk_read_bytes: s.read_bytes.load(Ordering::Relaxed),
+            disk_write_bytes: s.write_bytes.load(Ordering::Relaxed),
+            load: s.loads.current(),
+            faults_active: s.faults.active(),
+        };
+        prometheus::render(&snapshot, &s.histogram)
     }
 
     /// The latency percentiles, computed at most every [`PERCENTILES_MAX_AGE`].
@@ -333,7 +363,8 @@ pub(crate) struct RequestGuard<'a> {
 
 impl RequestGuard<'_> {
     /// Records the answer: its status (5xx is an error), its body size from the declared
-    /// length (none for `HEAD`), and the latency until the response head was ready.
+    /// length (none for `HEAD`), and the latency until the response head was ready, in the
+    /// percentile window and in the histogram.
     pub(crate) fn finish(self, response: &Response) {
         let s = self.shared;
         if response.status().is_server_error() {
@@ -343,7 +374,9 @@ impl RequestGuard<'_> {
             let tx = response.body().size_hint().lower();
             s.tx_bytes.fetch_add(tx, Ordering::Relaxed);
         }
-        s.latencies.record(self.arrival.start.elapsed());
+        let latency = self.arrival.start.elapsed();
+        s.latencies.record(latency);
+        s.histogram.record(response.status(), latency);
         // Dropping the guard takes the request out of flight.
     }
 }
@@ -390,6 +423,7 @@ pub(crate) async fn sample_cpu(state: AppState, stop: CancellationToken) {
         };
         let figures = &state.inner;
         figures.rss_bytes.store(sample.rss_bytes, Ordering::Relaxed);
+        figures.cpu_ticks.store(sample.cpu_ticks, Ordering::Relaxed);
         figures
             .read_bytes
             .store(sample.read_bytes, Ordering::Relaxed);

@@ -55,6 +55,19 @@ pub(crate) use wire::{ResetSwitch, Socket, Throttled};
 
 use draw::{Draws, Limiter};
 
+/// Every kind of fault a profile may set, named as the fields of [`FaultProfile`], in its
+/// order: the names `/metrics` reports in `faults_active`.
+pub(crate) const KINDS: [&str; 8] = [
+    "latency",
+    "abort",
+    "hang",
+    "throughput",
+    "connection",
+    "rate_limit",
+    "health",
+    "readiness",
+];
+
 /// Every fault of a node: the profile in force and whether requests may add their own.
 #[derive(Debug)]
 pub(crate) struct Faults {
@@ -385,20 +398,23 @@ impl Armed {
         armed
     }
 
-    /// Each fault set, by name, in [`FaultProfile`]'s order.
+    /// Each fault set, by name, in [`KINDS`]'s order.
     fn gates(&self) -> impl Iterator<Item = (&'static str, &Gate)> {
-        [
-            ("latency", self.latency.as_ref().map(|f| &f.gate)),
-            ("abort", self.abort.as_ref().map(|f| &f.gate)),
-            ("hang", self.hang.as_ref().map(|f| &f.gate)),
-            ("throughput", self.throughput.as_ref().map(|f| &f.gate)),
-            ("connection", self.connection.as_ref().map(|f| &f.gate)),
-            ("rate_limit", self.rate_limit.as_ref().map(|f| &f.gate)),
-            ("health", self.health.as_ref().map(|f| &f.gate)),
-            ("readiness", self.readiness.as_ref().map(|f| &f.gate)),
-        ]
-        .into_iter()
-        .filter_map(|(name, gate)| gate.map(|gate| (name, gate)))
+        // In the order of `KINDS`, which names them.
+        let gates = [
+            self.latency.as_ref().map(|f| &f.gate),
+            self.abort.as_ref().map(|f| &f.gate),
+            self.hang.as_ref().map(|f| &f.gate),
+            self.throughput.as_ref().map(|f| &f.gate),
+            self.connection.as_ref().map(|f| &f.gate),
+            self.rate_limit.as_ref().map(|f| &f.gate),
+            self.health.as_ref().map(|f| &f.gate),
+            self.readiness.as_ref().map(|f| &f.gate),
+        ];
+        KINDS
+            .into_iter()
+            .zip(gates)
+            .filter_map(|(name, gate)| gate.map(|gate| (name, gate)))
     }
 
     fn active(&self, now: Instant) -> Vec<String> {
