@@ -10,12 +10,14 @@
 //! - [`report`]: `farm status` and `farm health`, tables from a running controller.
 //! - [`loadtest`]: `farm load-test`, a load test run by the controller's engine.
 //! - [`fault`]: `farm fault set|clear|list`, servers that misbehave on command.
+//! - [`lb`]: `farm lb config haproxy|nginx|caddy`, a load balancer's config for the farm.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
 //! - [`token`]: the farm's token and the data directory that keeps it.
 
 mod docker;
 mod fault;
+mod lb;
 mod loadtest;
 mod report;
 mod roles;
@@ -49,6 +51,9 @@ enum Command {
     LoadTest(loadtest::LoadTestArgs),
     /// Make servers misbehave on command: set, clear and list their faults.
     Fault(fault::FaultArgs),
+    /// Put a load balancer in front of the farm: `farm lb config haproxy|nginx|caddy` writes
+    /// its config (and with --watch keeps it current).
+    Lb(lb::LbArgs),
     /// Run the controller alone (agents started elsewhere connect to it).
     Controller(roles::ControllerArgs),
     /// Run the gateway alone: REST, /docs, /metrics and grpc-web for a controller.
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Health(args) => current_thread(report::health(args)),
         Command::LoadTest(args) => current_thread(loadtest::run(args)),
         Command::Fault(args) => current_thread(fault::run(args)),
+        Command::Lb(args) => current_thread(lb::run(args)),
         // A server is two small processes; one thread each keeps a farm of fifty light.
         Command::Agent(args) => current_thread(roles::agent(args)),
         Command::Node(args) => current_thread(roles::node(args)),
