@@ -1,6 +1,9 @@
 //! Helpers for the integration tests: real `farm` processes on free ports, a gRPC client,
-//! bounded waits on conditions, and process discovery through `/proc`.
+//! bounded waits on conditions, and process discovery through `/proc`; [`balancer`] puts
+//! real load balancers in front of a farm.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod balancer;
 
 use std::net::TcpListener;
 use std::path::Path;
