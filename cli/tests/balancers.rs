@@ -4,6 +4,12 @@
 //! Caddyfile passes `caddy validate`; bad input is refused with the flag named and nothing
 //! written. A missing balancer fails its test with the command that installs it.
 //!
+//! The load engine runs through each balancer too (a run through a front): its per-server
+//! shares agree with the count, and failover drills (a server killed, a server whose health
+//! fails while it serves) are timed: for haproxy, with fast checks, the times agree with its
+//! own stats (`show stat`: checks down, downtime) within their one-second resolution; for
+//! nginx, whose checks are passive, they are reported as measured.
+//!
 //! A balancer is a heavy fixture: each test that runs one starts it once and runs every
 //! step against it in order, on one farm. Steps that need a balancer belong in its test.
 
@@ -17,8 +23,10 @@ use std::time::Duration;
 use common::balancer::{
     Balancer, Kind, ScratchDir, generate, require, run_ok, servers_named, spread,
 };
-use common::{Farm, eventually, farm_bin};
-use farm_proto::v1::ScaleFarmRequest;
+use common::{Farm, eventually, farm_bin, run_to_end};
+use farm_proto::v1::{
+    FailoverAction, FailoverDrill, FailoverResult, FrontResult, LoadTestSpec, ScaleFarmRequest,
+};
 
 /// The farm a balancer starts in front of.
 const SERVERS: u32 = 10;
@@ -35,6 +43,120 @@ const FARM_LIMIT: Duration = Duration::from_secs(60);
 /// How long `--watch` may take to see new servers, rewrite the file and reload (it polls
 /// every second; the new servers must start first).
 const FOLLOW_LIMIT: Duration = Duration::from_secs(30);
+
+/// haproxy's checks in the failover steps: every 200 ms, down after 2 failures, up after 2
+/// successes, so detection takes about 0.4 s.
+const FAST_CHECKS: [&str; 6] = ["--check-interval-ms", "200", "--fall", "2", "--rise", "2"];
+/// A drill's run: this long, at this rate; the server goes down at 2 s for 3 s.
+const DRILL_RUN_SECONDS: u32 = 8;
+const DRILL_RATE: f64 = 400.0;
+const DRILL_AT_MS: u32 = 2_000;
+const DRILL_DOWN_MS: u32 = 3_000;
+
+/// A run of the load engine through `balancer`: `spec` with the front filled in.
+async fn through(farm: &Farm, balancer: &Balancer, spec: LoadTestSpec) -> FrontResult {
+    let mut client = farm.client().await;
+    let result = run_to_end(
+        &mut client,
+        LoadTestSpec {
+            front_url: format!("http://{}", balancer.listen),
+            ..spec
+        },
+    )
+    .await;
+    result
+        .front
+        .expect("a run through a front reports its shares")
+}
+
+/// The engine's own shares through `balancer`: every server within the tolerance of an equal
+/// share, and nothing the balancer answered by itself.
+async fn engine_shares_are_even(farm: &Farm, balancer: &Balancer, servers: u32) {
+    let front = through(
+        farm,
+        balancer,
+        LoadTestSpec {
+            concurrency: 8,
+            total_requests: REQUESTS_PER_SERVER * u64::from(servers) * 2,
+            ..LoadTestSpec::default()
+        },
+    )
+    .await;
+    let shares: Vec<(u32, u64)> = front
+        .backends
+        .iter()
+        .map(|b| (b.server_id, b.requests))
+        .collect();
+    eprintln!(
+        "{} through the load engine: max/min {:.3}, largest deviation {:.1} %, shares {shares:?}",
+        balancer.kind.name(),
+        front.max_min_ratio,
+        front.max_deviation * 100.0
+    );
+    assert_eq!(front.unattributed, 0, "{front:?}");
+    assert_eq!(front.backends.len(), servers as usize, "{shares:?}");
+    assert!(
+        front.max_deviation <= TOLERANCE,
+        "{} spread: largest deviation {:.3}: {shares:?}",
+        balancer.kind.name(),
+        front.max_deviation
+    );
+}
+
+/// A drill on server `server` under load through `balancer`; the figures, printed.
+async fn drill(
+    farm: &Farm,
+    balancer: &Balancer,
+    server: u32,
+    action: FailoverAction,
+) -> FailoverResult {
+    let front = through(
+        farm,
+        balancer,
+        LoadTestSpec {
+            rate_per_second: DRILL_RATE,
+            concurrency: 32,
+            duration_seconds: DRILL_RUN_SECONDS,
+            timeout_ms: 2_000,
+            failover: Some(FailoverDrill {
+                server_id: server,
+                action: action as i32,
+                at_ms: DRILL_AT_MS,
+                down_ms: DRILL_DOWN_MS,
+            }),
+            ..LoadTestSpec::default()
+        },
+    )
+    .await;
+    let drill = front.failover.expect("the drill's figures");
+    let ms = |t: Option<f64>| t.map_or_else(|| "not seen".into(), |t| format!("{t:.0} ms"));
+    eprintln!(
+        "{} {action:?} of server {server}: failed {}, first error {}, failover {}, detection {}, re-admission {} (down at {}, back at {})",
+        balancer.kind.name(),
+        drill.failed_requests,
+        ms(drill.first_error_ms),
+        ms(drill.failover_ms),
+        ms(drill.detection_ms),
+        ms(drill.readmission_ms),
+        ms(drill.action_at_ms),
+        ms(drill.back_at_ms),
+    );
+    assert!(drill.error.is_empty(), "{drill:?}");
+    assert!(
+        drill.action_at_ms.is_some() && drill.back_at_ms.is_some(),
+        "{drill:?}"
+    );
+    drill
+}
+
+/// How long, by the drill's figures, haproxy should have counted `server` down: from its
+/// check failing (the action plus `detection`) to its being admitted again.
+fn expected_downtime_s(drill: &FailoverResult, detection_ms: f64) -> f64 {
+    let action = drill.action_at_ms.unwrap();
+    let back = drill.back_at_ms.unwrap();
+    let readmitted = back + drill.readmission_ms.expect("re-admitted within the run");
+    (readmitted - action - detection_ms) / 1000.0
+}
 
 /// `farm lb config ARGS` as a user types it, with no FARM_CONTROLLER from the environment.
 fn farm_lb_config(args: &[&str], dir: &Path) -> Output {
@@ -143,8 +265,9 @@ async fn haproxy_in_front_of_the_farm() {
     // Step 1: `haproxy -c` accepts the config with every option.
     variants_pass_the_checker(&farm, Kind::Haproxy);
 
-    // Step 2: haproxy starts on the generated config and its checks find every server up.
-    let mut balancer = Balancer::start(Kind::Haproxy, &farm, &[]).await;
+    // Step 2: haproxy starts on the generated config (fast checks, for the drills) and its
+    // checks find every server up.
+    let mut balancer = Balancer::start(Kind::Haproxy, &farm, &FAST_CHECKS).await;
     let master = balancer.pid();
     assert_eq!(
         balancer.pid_file_pid(),
@@ -186,6 +309,82 @@ async fn haproxy_in_front_of_the_farm() {
         shares.total,
         "haproxy's stot over the servers"
     );
+
+    // Step 3b: the load engine through haproxy (keep-alive, 8 connections) sees the same
+    // even spread, attributed by the header.
+    engine_shares_are_even(&farm, &balancer, SERVERS).await;
+
+    // Step 3c: server 3 killed under load and started again 3 s later. haproxy retries a
+    // refused connection on another server, so few requests (if any) fail; its checks take
+    // server 3 out and back in, and the time it counted server 3 down agrees with the drill's.
+    let downs = |stats: &std::collections::BTreeMap<u32, common::balancer::StatRow>, id: u32| {
+        (stats[&id].number("chkdown"), stats[&id].number("downtime"))
+    };
+    let stats = balancer.server_stats().await;
+    let (kill_downs, kill_downtime) = downs(&stats, 3);
+    let (health_downs, health_downtime) = downs(&stats, 4);
+    let killed = drill(&farm, &balancer, 3, FailoverAction::Kill).await;
+    assert!(
+        killed.failover_ms.is_none_or(|t| t < 1500.0),
+        "errors went on after haproxy's checks should have taken it out: {killed:?}"
+    );
+    assert!(
+        killed.readmission_ms.is_some_and(|t| t < 2500.0),
+        "{killed:?}"
+    );
+    let stats = balancer.server_stats().await;
+    let (downs_now, downtime_now) = downs(&stats, 3);
+    assert_eq!(downs_now, kill_downs + 1, "haproxy took server 3 down once");
+    let counted = (downtime_now - kill_downtime) as f64;
+    // haproxy notices a refused check at once or within one interval: about 0 to 0.4 s.
+    let expected = expected_downtime_s(&killed, 200.0);
+    eprintln!("haproxy counted server 3 down {counted} s; the drill's figures say {expected:.2} s");
+    assert!(
+        (counted - expected).abs() <= 1.5,
+        "haproxy's downtime {counted} s against the drill's {expected:.2} s: {killed:?}"
+    );
+
+    // Step 3d: server 4's /health fails for 3 s while it serves: nothing fails, haproxy stops
+    // sending to it after two failed checks (detection), and sends again after two good ones.
+    let failed_health = drill(&farm, &balancer, 4, FailoverAction::Health).await;
+    assert_eq!(failed_health.failed_requests, 0, "{failed_health:?}");
+    let detection = failed_health
+        .detection_ms
+        .expect("it served until detected");
+    assert!(
+        (150.0..1500.0).contains(&detection),
+        "two failed checks 200 ms apart: {failed_health:?}"
+    );
+    assert!(
+        failed_health.readmission_ms.is_some_and(|t| t < 1500.0),
+        "{failed_health:?}"
+    );
+    let stats = balancer.server_stats().await;
+    let (downs_now, downtime_now) = downs(&stats, 4);
+    assert_eq!(
+        downs_now,
+        health_downs + 1,
+        "haproxy took server 4 down once"
+    );
+    let counted = (downtime_now - health_downtime) as f64;
+    let expected = expected_downtime_s(&failed_health, detection);
+    eprintln!("haproxy counted server 4 down {counted} s; the drill's figures say {expected:.2} s");
+    assert!(
+        (counted - expected).abs() <= 1.0,
+        "haproxy's downtime {counted} s against the drill's {expected:.2} s: {failed_health:?}"
+    );
+    eventually(
+        FOLLOW_LIMIT,
+        "haproxy to see every server up again",
+        || async {
+            let stats = balancer.try_server_stats().await?;
+            stats
+                .values()
+                .all(|row| row.get("status") == "UP")
+                .then_some(())
+        },
+    )
+    .await;
 
     // Step 4: `--watch` follows the farm to 12 servers: the file names them all and the
     // same master runs the new config: its stats list the new servers, new workers run
@@ -264,6 +463,26 @@ async fn nginx_in_front_of_the_farm() {
     .await;
     eprintln!("nginx, {SERVERS} servers: {shares}");
     shares.assert_even(1..=SERVERS, TOLERANCE);
+
+    // Step 3b: the load engine through nginx sees the same even spread.
+    engine_shares_are_even(&farm, &balancer, SERVERS).await;
+
+    // Step 3c: server 3 killed under load and started again. nginx's checks are passive: it
+    // takes a server out when a request to it fails (and passes that request on), and tries
+    // it again after `fail_timeout`. Measured and reported, and it must come back.
+    let killed = drill(&farm, &balancer, 3, FailoverAction::Kill).await;
+    assert!(killed.readmission_ms.is_some(), "{killed:?}");
+
+    // Step 3d: server 4's /health fails while it serves: nginx never asks /health, so it
+    // keeps sending to it the whole time: the drill's detection spans the time down.
+    let failed_health = drill(&farm, &balancer, 4, FailoverAction::Health).await;
+    assert_eq!(failed_health.failed_requests, 0, "{failed_health:?}");
+    assert!(
+        failed_health
+            .detection_ms
+            .is_some_and(|t| t > f64::from(DRILL_DOWN_MS) - 500.0),
+        "{failed_health:?}"
+    );
 
     // Step 4: `--watch` follows the farm to 12 servers: the file names them all, and
     // `nginx -s reload` reloads the same master: new workers, the old ones gone.

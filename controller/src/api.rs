@@ -184,7 +184,14 @@ impl loadtest::front::Drills for Farm {
         action: pb::FailoverAction,
     ) -> std::result::Result<(), String> {
         let kind = match action {
-            pb::FailoverAction::Kill => ServerActionKind::Kill,
+            pb::FailoverAction::Kill => {
+                // A crash that stays down: SIGKILL, then a stop, which holds back the restart
+                // the farm makes after any crash until the drill brings the server back.
+                self.act(id, ServerActionKind::Kill)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ServerActionKind::Stop
+            }
             pb::FailoverAction::Stop => ServerActionKind::Stop,
             pb::FailoverAction::Pause => ServerActionKind::Pause,
             pb::FailoverAction::Health => {

@@ -28,7 +28,7 @@ pub struct BackendWeight {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailoverAction {
-    /// SIGKILL of its node; back with a start.
+    /// SIGKILL of its node, as a crash, kept down until it is brought back with a start.
     Kill,
     /// A graceful stop; back with a start.
     Stop,
