@@ -2269,7 +2269,8 @@ export enum FailoverAction {
   UNSPECIFIED = 0,
 
   /**
-   * SIGKILL of its node; back with a start.
+   * SIGKILL of its node, as a crash, kept down (the farm's restart after a crash is held
+   * back) until it is brought back with a start.
    *
    * @generated from enum value: FAILOVER_ACTION_KILL = 1;
    */
