@@ -514,6 +514,7 @@ async fn docs_work_offline_and_the_schema_covers_every_route() {
         ("/api/simulate-load", "post"),
         ("/api/broadcast", "post"),
         ("/api/scale", "post"),
+        ("/api/prometheus/targets", "get"),
         ("/metrics", "get"),
     ] {
         let operation = &paths[path][method];

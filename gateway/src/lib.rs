@@ -36,8 +36,9 @@
 //! - [`cors`]: CORS for browsers, configurable, skipped for requests without an `Origin`.
 //! - [`dashboard`]: the built web dashboard at `/` for browsers (embedded at build time, or
 //!   read from `FARM_DASHBOARD_DIR`).
-//! - [`metrics`]: `GET /metrics` in the Prometheus text format, and the gateway's own
-//!   request counters and latency histogram.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format, the gateway's own
+//!   request counters and latency histogram, and `GET /api/prometheus/targets`, the nodes for
+//!   Prometheus' HTTP service discovery.
 
 mod coalesce;
 pub mod config;

@@ -18,6 +18,7 @@
 //! | `POST /api/faults`, `POST /api/faults/clear` | `SetFaults`, `ClearFaults` (by id, status, all, a share) |
 //! | `GET`, `PUT`, `DELETE /api/servers/{id}/faults[?kind=latency]` | `GetServer`, `SetFaults`, `ClearFaults` for one server |
 //! | `GET /metrics` | `ListServers` + `GetMetrics`, as Prometheus text |
+//! | `GET /api/prometheus/targets` | `ListServers`, as Prometheus HTTP service discovery (one target group per node) |
 //!
 //! Every call has a deadline: the request timeout for ordinary calls, or the request's own
 //! bound plus that timeout for calls that carry one (a health probe's `timeout_ms`, a load
@@ -242,6 +243,14 @@ fn api_routes() -> ApiRouter<AppState> {
                 op.id("clearServerFaults")
                     .tag("faults")
                     .summary("Clear one kind of fault, or all, on one server")
+            }),
+        )
+        .api_route(
+            "/api/prometheus/targets",
+            get_with(metrics::discovery::targets, |op| {
+                op.id("prometheusTargets").tag("meta").summary(
+                    "Every server's node as a Prometheus http_sd_configs target group, scraped on /metrics/prometheus",
+                )
             }),
         )
         .api_route(

@@ -15,10 +15,13 @@
 //!
 //! # Layout
 //! - this module: the `GET /metrics` handler and its response type.
+//! - [`discovery`]: `GET /api/prometheus/targets`, the farm's nodes for Prometheus' HTTP
+//!   service discovery, each scraped on its own `/metrics/prometheus`.
 //! - [`requests`]: the gateway's own request metrics.
 //! - `farm` (private): the farm's series, from `ListServers` and `GetMetrics`.
 //! - `text` (private): the text format's building blocks.
 
+pub mod discovery;
 mod farm;
 mod requests;
 mod text;
