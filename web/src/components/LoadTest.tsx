@@ -1,16 +1,17 @@
-// The load-test panel: choose targets, endpoint, when to stop and how to send (closed
-// model: N workers; open model: a fixed rate), start, watch progress stream in once a
-// second, read the result, cancel (aborting the call stops the run in the controller).
-import { useEffect, useRef, useState, type FormEvent } from "react";
+// The load-test panel: choose targets (or a front to send everything through), endpoint,
+// when to stop and how to send (closed model: N workers; open model: a fixed rate), start,
+// watch progress stream in once a second, read the result, cancel (aborting the call stops
+// the run in the controller).
+import { cloneElement, useEffect, useMemo, useRef, useState, type FormEvent, type InputHTMLAttributes, type ReactElement } from "react";
 import { Chart } from "./Chart";
 import { useSnapshot, useToast } from "./context";
 import { count, ms, pct, rate } from "./format";
+import { FrontResult } from "./FrontResult";
 import { HttpFailure, HttpStatus } from "./HttpStatus";
 import { errorText, farmClient } from "../api/client";
-import { parseIds } from "../state/ids";
+import { DRILL_ACTIONS, toFrontView, type DrillAction } from "../state/front";
+import { buildSpec, type FormErrors, type Targets } from "../state/loadtest";
 import type { LatencySummary, LoadTestResult, RunLoadTestResponse } from "../gen/farm/v1/farm_pb";
-
-type Targets = "all" | "selected" | "ids";
 
 interface Run {
   id: string;
@@ -24,6 +25,13 @@ interface Run {
 }
 
 const PATHS = ["/", "/health", "/slow-endpoint", "/error/500", "/data/16"];
+
+const ACTION_LABELS: Record<DrillAction, string> = {
+  kill: "Kill (SIGKILL)",
+  stop: "Stop (graceful)",
+  pause: "Pause (frozen)",
+  health: "Fail its health check",
+};
 
 export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
   const toast = useToast();
@@ -39,6 +47,17 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
   const [concurrency, setConcurrency] = useState(10);
   const [ratePerSecond, setRatePerSecond] = useState(200);
   const [timeoutMs, setTimeoutMs] = useState(10_000);
+  const [throughFront, setThroughFront] = useState(false);
+  const [frontUrl, setFrontUrl] = useState("");
+  const [weights, setWeights] = useState("");
+  const [withDrill, setWithDrill] = useState(false);
+  const [drillAction, setDrillAction] = useState<DrillAction>("kill");
+  const [drillServer, setDrillServer] = useState("");
+  const [drillAt, setDrillAt] = useState("2");
+  const [drillFor, setDrillFor] = useState("3");
+  // A field's error shows once it has been left, or once a start was tried.
+  const [touched, setTouched] = useState<ReadonlySet<string>>(new Set());
+  const [tried, setTried] = useState(false);
   const [run, setRun] = useState<Run | null>(null);
   const [past, setPast] = useState<RunLoadTestResponse[]>([]);
   const abort = useRef<AbortController | null>(null);
@@ -53,28 +72,47 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
   useEffect(refreshPast, []);
   useEffect(() => () => abort.current?.abort(), []);
 
+  const farmIds = useMemo(() => new Set(farm.servers.keys()), [farm.servers]);
+  const built = buildSpec(
+    {
+      targets,
+      selected: [...selected],
+      idText,
+      method,
+      path,
+      stopBy,
+      requests,
+      seconds,
+      model,
+      concurrency,
+      ratePerSecond,
+      timeoutMs,
+      front: throughFront
+        ? {
+            url: frontUrl,
+            weights,
+            drill: withDrill ? { action: drillAction, serverId: drillServer, atSeconds: drillAt, forSeconds: drillFor } : null,
+          }
+        : null,
+    },
+    farmIds,
+  );
+  const errors: FormErrors = "errors" in built ? built.errors : {};
+  const shown = (field: string, error: string | undefined) => (error && (tried || touched.has(field)) ? error : undefined);
+  const leave = (field: string) => () => setTouched((t) => (t.has(field) ? t : new Set(t).add(field)));
+
   const start = async (e: FormEvent) => {
     e.preventDefault();
-    let serverIds: number[] = [];
-    if (targets === "selected") serverIds = [...selected].sort((a, b) => a - b);
-    if (targets === "ids") {
-      const parsed = parseIds(idText);
-      if (parsed.error) return toast("error", `Targets: ${parsed.error}`);
-      serverIds = parsed.ids;
+    if ("errors" in built) {
+      setTried(true);
+      // Targets have no field of their own to show an error beside.
+      if (built.errors.targets) toast("error", built.errors.targets);
+      else (e.currentTarget as HTMLFormElement).querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+      return;
     }
-    if (targets !== "all" && serverIds.length === 0) return toast("error", "Choose at least one target server");
+    const { spec } = built;
     const controller = new AbortController();
     abort.current = controller;
-    const spec = {
-      serverIds,
-      path,
-      method,
-      concurrency,
-      totalRequests: stopBy === "requests" ? BigInt(requests) : 0n,
-      durationSeconds: stopBy === "duration" ? seconds : 0,
-      timeoutMs,
-      ratePerSecond: model === "open" ? ratePerSecond : 0,
-    };
     const fresh: Run = {
       id: "",
       done: false,
@@ -119,14 +157,20 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
   };
 
   const r = run?.result ?? null;
+  const front = useMemo(() => (r?.front ? toFrontView(r.front) : null), [r]);
   const progress = run && r ? (run.totalRequests > 0 ? Number(r.requests) / run.totalRequests : run.durationSeconds > 0 ? r.elapsedSeconds / run.durationSeconds : 0) : 0;
 
   return (
     <div className="page loadtest">
       <form className="panel lt-form" onSubmit={start} aria-label="Load test settings">
         <h2>Load test</h2>
-        <fieldset>
+        <fieldset disabled={throughFront} aria-describedby={throughFront ? "lt-targets-note" : undefined}>
           <legend>Targets</legend>
+          {throughFront && (
+            <p id="lt-targets-note" className="muted note">
+              Through a front, every request goes to the front, which picks the servers.
+            </p>
+          )}
           <div className="seg">
             <label>
               <input type="radio" name="targets" checked={targets === "all"} onChange={() => setTargets("all")} /> All servers ({farm.ordered.length})
@@ -143,6 +187,57 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
               <span>Server ids</span>
               <input type="text" value={idText} onChange={(e) => setIdText(e.target.value)} placeholder="1-5, 8" aria-label="Server ids, like 1-5, 8" />
             </label>
+          )}
+        </fieldset>
+        <fieldset>
+          <legend>Through a front</legend>
+          <label className="check-row">
+            <input type="checkbox" checked={throughFront} onChange={(e) => setThroughFront(e.target.checked)} /> Send every request through a front (a load balancer)
+          </label>
+          {throughFront && (
+            <>
+              <Field id="lt-front-url" label="Front URL" error={shown("url", errors.frontUrl)}>
+                <input type="text" inputMode="url" autoComplete="off" spellCheck={false} value={frontUrl} onChange={(e) => setFrontUrl(e.target.value)} onBlur={leave("url")} placeholder="http://127.0.0.1:8080" maxLength={256} />
+              </Field>
+              <Field id="lt-weights" label="Weights (optional)" error={shown("weights", errors.weights)} help="ID=WEIGHT, like 3=2, 4=1; empty: equal shares">
+                <input type="text" autoComplete="off" spellCheck={false} value={weights} onChange={(e) => setWeights(e.target.value)} onBlur={leave("weights")} placeholder="3=2, 4=1" />
+              </Field>
+              <label className="check-row">
+                <input type="checkbox" checked={withDrill} onChange={(e) => setWithDrill(e.target.checked)} /> Failover drill: take a server down during the run
+              </label>
+              {withDrill && (
+                <div className="drill-form" role="group" aria-label="Failover drill">
+                  <div className="row">
+                    <label className="field grow">
+                      <span>Action</span>
+                      <select value={drillAction} onChange={(e) => setDrillAction(e.target.value as DrillAction)}>
+                        {DRILL_ACTIONS.map((a) => (
+                          <option key={a} value={a}>
+                            {ACTION_LABELS[a]}
+                          </option>
+                        ))}
+                      </select>
+                    </label>
+                    <Field id="lt-drill-server" label="Server id" error={shown("drillServer", errors.drill?.serverId)} narrow>
+                      <input type="text" inputMode="numeric" value={drillServer} onChange={(e) => setDrillServer(e.target.value)} onBlur={leave("drillServer")} placeholder="2" />
+                    </Field>
+                  </div>
+                  <div className="row">
+                    <Field id="lt-drill-at" label="At (s)" error={shown("drillAt", errors.drill?.atSeconds)} narrow>
+                      <input type="number" min={0} step="any" value={drillAt} onChange={(e) => setDrillAt(e.target.value)} onBlur={leave("drillAt")} />
+                    </Field>
+                    <Field id="lt-drill-for" label="For (s)" error={shown("drillFor", errors.drill?.forSeconds)} narrow>
+                      <input type="number" min={0} step="any" value={drillFor} onChange={(e) => setDrillFor(e.target.value)} onBlur={leave("drillFor")} />
+                    </Field>
+                  </div>
+                  {errors.drill?.run && (
+                    <p className="field-error" id="lt-drill-run" aria-live="polite">
+                      {errors.drill.run}
+                    </p>
+                  )}
+                </div>
+              )}
+            </>
           )}
         </fieldset>
         <fieldset>
@@ -262,6 +357,7 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
                 )}
                 {r.latency && <Latency title={r.targetRate > 0 ? "Latency (from intended send time)" : "Latency"} l={r.latency} />}
                 {r.latencyUncorrected && r.targetRate > 0 && <Latency title="Latency (uncorrected, for comparison)" l={r.latencyUncorrected} />}
+                {front && <FrontResult front={front} done={run.done || run.error !== null} />}
                 <div className="lt-tables">
                   <table className="table">
                     <caption>Status codes</caption>
@@ -297,31 +393,33 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
                       )}
                     </tbody>
                   </table>
-                  <table className="table per-server">
-                    <caption>Per server</caption>
-                    <thead>
-                      <tr>
-                        <th scope="col">Server</th>
-                        <th scope="col">Requests</th>
-                        <th scope="col">Failures</th>
-                        <th scope="col">p50</th>
-                        <th scope="col">p99</th>
-                        <th scope="col">Max</th>
-                      </tr>
-                    </thead>
-                    <tbody>
-                      {r.perServer.map((s) => (
-                        <tr key={s.serverId}>
-                          <td>server-{s.serverId}</td>
-                          <td>{count(Number(s.requests))}</td>
-                          <td className={Number(s.failures) ? "bad-text" : undefined}>{count(Number(s.failures))}</td>
-                          <td>{ms(s.latency?.p50Ms ?? NaN)}</td>
-                          <td>{ms(s.latency?.p99Ms ?? NaN)}</td>
-                          <td>{ms(s.latency?.maxMs ?? NaN)}</td>
+                  {!front && (
+                    <table className="table per-server">
+                      <caption>Per server</caption>
+                      <thead>
+                        <tr>
+                          <th scope="col">Server</th>
+                          <th scope="col">Requests</th>
+                          <th scope="col">Failures</th>
+                          <th scope="col">p50</th>
+                          <th scope="col">p99</th>
+                          <th scope="col">Max</th>
                         </tr>
-                      ))}
-                    </tbody>
-                  </table>
+                      </thead>
+                      <tbody>
+                        {r.perServer.map((s) => (
+                          <tr key={s.serverId}>
+                            <td>server-{s.serverId}</td>
+                            <td>{count(Number(s.requests))}</td>
+                            <td className={Number(s.failures) ? "bad-text" : undefined}>{count(Number(s.failures))}</td>
+                            <td>{ms(s.latency?.p50Ms ?? NaN)}</td>
+                            <td>{ms(s.latency?.p99Ms ?? NaN)}</td>
+                            <td>{ms(s.latency?.maxMs ?? NaN)}</td>
+                          </tr>
+                        ))}
+                      </tbody>
+                    </table>
+                  )}
                 </div>
               </>
             )}
@@ -359,6 +457,31 @@ export function LoadTest({ selected }: { selected: ReadonlySet<number> }) {
           </details>
         )}
       </section>
+    </div>
+  );
+}
+
+/**
+ * A labelled input with its help or its error under it, tied to it by aria-describedby (and
+ * kept out of the label, so that the input's name stays the label alone).
+ */
+function Field({ id, label, error, help, narrow, children }: { id: string; label: string; error?: string; help?: string; narrow?: boolean; children: ReactElement<InputHTMLAttributes<HTMLInputElement>> }) {
+  const note = error ? `${id}-error` : help ? `${id}-help` : undefined;
+  return (
+    <div className={`field${narrow ? " narrow" : " grow"}`}>
+      <label htmlFor={id}>{label}</label>
+      {cloneElement(children, { id, "aria-invalid": error ? true : undefined, "aria-describedby": note })}
+      {error ? (
+        <small id={note} className="field-error">
+          {error}
+        </small>
+      ) : (
+        help && (
+          <small id={note} className="field-help">
+            {help}
+          </small>
+        )
+      )}
     </div>
   );
 }
