@@ -10,12 +10,45 @@ use farm_node_api::client::NodeClient;
 use farm_proto::limits::{MAX_SAMPLE_INTERVAL_MS, MIN_SAMPLE_INTERVAL_MS};
 use farm_proto::v1::{Command, CommandResult, LoadSpec, NodeAction, command};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::sampler::Sampler;
 use crate::supervisor::{Action, Supervisor};
 
 /// How long the node may take to accept a simulated load.
 const LOAD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most trace-context entries a command may carry, and the longest value: more is ignored.
+const MAX_TRACE_ENTRIES: usize = 8;
+const MAX_TRACE_VALUE_LEN: usize = 512;
+
+/// The span of carrying out `command`, in the caller's trace when the command carries a
+/// context within bounds; no span otherwise, and none while tracing is off.
+fn command_span(command: &Command) -> tracing::Span {
+    let context = &command.trace_context;
+    let within_bounds = context.len() <= MAX_TRACE_ENTRIES
+        && context.values().all(|v| v.len() <= MAX_TRACE_VALUE_LEN);
+    if context.is_empty() || !within_bounds {
+        return tracing::Span::none();
+    }
+    let name = match &command.action {
+        Some(command::Action::SimulateLoad(_)) => "simulate_load",
+        Some(command::Action::NodeAction(_)) => "node_action",
+        Some(command::Action::SetSampleIntervalMs(_)) => "set_sample_interval",
+        Some(command::Action::SetFaults(_)) => "set_faults",
+        None => "unknown",
+    };
+    let span = tracing::info_span!(
+        target: farm_telemetry::target::AGENT,
+        "command",
+        otel.name = %format!("handle {name}"),
+        otel.kind = "server",
+        farm.command.id = command.id,
+    );
+    if !span.is_disabled() {
+        farm_telemetry::set_parent(&span, farm_telemetry::from_context_map(context));
+    }
+    span
+}
 
 /// A sample interval within bounds, or `None`.
 pub(crate) fn sample_interval(ms: u32) -> Option<Duration> {
@@ -33,6 +66,7 @@ pub(crate) fn handle(
 ) -> Option<Duration> {
     let id = command.id;
     let answer = move |ok: bool, message: String| CommandResult { id, ok, message };
+    let span = command_span(&command);
     match command.action {
         Some(command::Action::SetSampleIntervalMs(ms)) => {
             let interval = sample_interval(ms);
@@ -60,42 +94,52 @@ pub(crate) fn handle(
             };
             let supervisor = supervisor.clone();
             let results = results.clone();
-            tokio::spawn(async move {
-                let result = match action {
-                    Some(action) => match supervisor.act(action).await {
-                        Ok(message) => answer(true, message),
-                        Err(message) => answer(false, message),
-                    },
-                    None => answer(false, format!("unknown node action {raw}")),
-                };
-                let _ = results.send(result).await;
-            });
+            tokio::spawn(
+                async move {
+                    let result = match action {
+                        Some(action) => match supervisor.act(action).await {
+                            Ok(message) => answer(true, message),
+                            Err(message) => answer(false, message),
+                        },
+                        None => answer(false, format!("unknown node action {raw}")),
+                    };
+                    let _ = results.send(result).await;
+                }
+                .instrument(span),
+            );
             None
         }
         Some(command::Action::SetFaults(set)) => {
             let action = Action::SetFaults(Box::new(set.profile.unwrap_or_default()), set.version);
             let supervisor = supervisor.clone();
             let results = results.clone();
-            tokio::spawn(async move {
-                let result = match supervisor.act(action).await {
-                    Ok(message) => answer(true, message),
-                    Err(message) => answer(false, message),
-                };
-                let _ = results.send(result).await;
-            });
+            tokio::spawn(
+                async move {
+                    let result = match supervisor.act(action).await {
+                        Ok(message) => answer(true, message),
+                        Err(message) => answer(false, message),
+                    };
+                    let _ = results.send(result).await;
+                }
+                .instrument(span),
+            );
             None
         }
         Some(command::Action::SimulateLoad(load)) => {
             let client = sampler.client().clone();
             let address = sampler.node_address().to_string();
             let results = results.clone();
-            tokio::spawn(async move {
-                let result = match simulate_load(&client, &address, &load).await {
-                    Ok(message) => answer(true, message),
-                    Err(message) => answer(false, message),
-                };
-                let _ = results.send(result).await;
-            });
+            // The request to the node carries this span's context (see NodeClient).
+            tokio::spawn(
+                async move {
+                    let result = match simulate_load(&client, &address, &load).await {
+                        Ok(message) => answer(true, message),
+                        Err(message) => answer(false, message),
+                    };
+                    let _ = results.send(result).await;
+                }
+                .instrument(span),
+            );
             None
         }
         None => {

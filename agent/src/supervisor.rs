@@ -333,6 +333,8 @@ impl Task {
             .expect("validated: the node command is not empty");
         let spawned = Command::new(program)
             .args(args)
+            // The node exports its traces where this agent does (when it does).
+            .envs(farm_telemetry::child_env(None))
             // The node's fault channel: only its agent can write to it.
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())

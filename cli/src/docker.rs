@@ -233,17 +233,19 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
     build: .
     image: {image}
     command: ["controller", "--listen", "0.0.0.0:50051", "--docker-farm", "{prefix}"]
-    environment: ["FARM_TOKEN=${{FARM_TOKEN:?set FARM_TOKEN to the farm's token, 16 to 256 visible characters}}"]
+    environment: ["FARM_TOKEN=${{FARM_TOKEN:?set FARM_TOKEN to the farm's token, 16 to 256 visible characters}}", {trace_env}]
     volumes: ["/var/run/docker.sock:/var/run/docker.sock"]
     ports: ["{controller_port}"]
     restart: unless-stopped
   gateway:
     image: {image}
     command: ["gateway", "--listen", "0.0.0.0:8000", "--controller", "http://controller:50051"]
+    environment: [{trace_env}]
     ports: ["{gateway_port}"]
     depends_on: [controller]
     restart: unless-stopped
 "#,
+        trace_env = TRACE_ENV,
         controller_port = publish(u32::from(args.controller_port), 50051),
         gateway_port = publish(u32::from(args.gateway_port), 8000),
     )?;
@@ -263,7 +265,7 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
     image: {image}
     container_name: {prefix}-server-{id}
     command: {command}
-    environment: [FARM_TOKEN]
+    environment: [FARM_TOKEN, {trace_env}]
     labels:
       {farm_label}: "{prefix}"
       {id_label}: "{id}"
@@ -290,10 +292,16 @@ fn compose_file(args: &ComposeArgs) -> anyhow::Result<String> {
             },
             cpus = args.docker.cpus,
             memory = args.docker.memory_mb,
+            trace_env = TRACE_ENV,
         )?;
     }
     Ok(yaml)
 }
+
+/// The variables every compose service passes through from docker-compose's environment:
+/// traces go to the collector they name when they are set, and nowhere otherwise. A
+/// collector on the host must be given by an address the containers reach (not 127.0.0.1).
+const TRACE_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_RESOURCE_ATTRIBUTES";
 
 pub(crate) async fn compose(args: ComposeArgs) -> anyhow::Result<ExitCode> {
     let binary = args.docker.binary()?;

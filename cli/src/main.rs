@@ -76,23 +76,63 @@ fn main() -> ExitCode {
         cli.command,
         Command::Agent(_) | Command::Node(_) | Command::Probe(_)
     );
-    init_tracing(if quiet_role { "warn" } else { "info" });
-    let outcome = match cli.command {
-        Command::Up(args) => multi_thread(up::run(args)),
-        Command::Controller(args) => multi_thread(roles::controller(args)),
-        Command::Gateway(args) => multi_thread(roles::gateway(args)),
-        Command::Status(args) => current_thread(report::status(args)),
-        Command::Health(args) => current_thread(report::health(args)),
-        Command::LoadTest(args) => current_thread(loadtest::run(args)),
-        Command::Fault(args) => current_thread(fault::run(args)),
-        Command::Lb(args) => current_thread(lb::run(args)),
-        // A server is two small processes; one thread each keeps a farm of fifty light.
-        Command::Agent(args) => current_thread(roles::agent(args)),
-        Command::Node(args) => current_thread(roles::node(args)),
-        Command::Down(args) => current_thread(docker::down(args)),
-        Command::Probe(args) => current_thread(docker::probe(args)),
-        Command::Compose(args) => current_thread(docker::compose(args)),
+    // The long-running roles use every core; a server's two processes and the one-shot verbs
+    // one thread each, which keeps fifty servers light.
+    let many_threads = matches!(
+        cli.command,
+        Command::Up(_) | Command::Controller(_) | Command::Gateway(_)
+    );
+    let runtime = if many_threads {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("farm: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
     };
+    let (components, otlp_flag) = traced_components(&cli.command);
+    // The exporters' channels are made inside the runtime.
+    let telemetry = {
+        let _inside = runtime.enter();
+        init_tracing(
+            if quiet_role { "warn" } else { "info" },
+            components,
+            otlp_flag.as_deref(),
+        )
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("farm: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Controller(args) => roles::controller(args).await,
+            Command::Gateway(args) => roles::gateway(args).await,
+            Command::Status(args) => report::status(args).await,
+            Command::Health(args) => report::health(args).await,
+            Command::LoadTest(args) => loadtest::run(args).await,
+            Command::Fault(args) => fault::run(args).await,
+            Command::Lb(args) => lb::run(args).await,
+            Command::Agent(args) => roles::agent(args).await,
+            Command::Node(args) => roles::node(args).await,
+            Command::Down(args) => docker::down(args).await,
+            Command::Probe(args) => docker::probe(args).await,
+            Command::Compose(args) => docker::compose(args).await,
+        }
+    });
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match outcome {
         Ok(code) => code,
         Err(error) => {
@@ -102,12 +142,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// The parts of the farm a command runs, whose spans it exports when tracing is on, and its
+/// `--otlp-endpoint`. The one-shot verbs export nothing.
+fn traced_components(command: &Command) -> (&'static [farm_telemetry::Component], Option<String>) {
+    use farm_telemetry::Component;
+    match command {
+        Command::Up(args) => (
+            &[Component::Gateway, Component::Controller],
+            args.trace.otlp_endpoint.clone(),
+        ),
+        Command::Controller(args) => (&[Component::Controller], args.trace.otlp_endpoint.clone()),
+        Command::Gateway(args) => (&[Component::Gateway], args.trace.otlp_endpoint.clone()),
+        Command::Agent(args) => (&[Component::Agent], args.trace.otlp_endpoint.clone()),
+        Command::Node(args) => (&[Component::Node], args.trace.otlp_endpoint.clone()),
+        _ => (&[], None),
+    }
+}
+
 /// Logs to standard error, filtered by `RUST_LOG` (`warn`, `info,farm_controller=debug`, ...)
 /// or `default_filter`. A `Targets` filter rather than `EnvFilter`: it needs no regex engine,
 /// which keeps fifty agents and nodes small in memory. Colours only on a terminal.
-fn init_tracing(default_filter: &str) {
+///
+/// With an OTLP endpoint (`otlp_flag`, or the standard environment) the spans of `components`
+/// are exported too; the log filter never shows them, and they cost nothing while tracing is
+/// off (no layer wants them). Needs to run inside the Tokio runtime.
+fn init_tracing(
+    default_filter: &str,
+    components: &[farm_telemetry::Component],
+    otlp_flag: Option<&str>,
+) -> anyhow::Result<Option<farm_telemetry::Telemetry>> {
     use std::io::IsTerminal;
-    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG")
         .ok()
@@ -118,33 +184,32 @@ fn init_tracing(default_filter: &str) {
                 None
             }
         });
-    let filter =
-        from_env.unwrap_or_else(|| default_filter.parse().expect("a valid default filter"));
+    let filter = from_env
+        .unwrap_or_else(|| default_filter.parse().expect("a valid default filter"))
+        .with_target(farm_telemetry::target::ALL, LevelFilter::OFF);
+    let (telemetry, layers) = if components.is_empty() {
+        (None, Vec::new())
+    } else {
+        match farm_telemetry::Settings::from_env(|name| std::env::var(name).ok(), otlp_flag)
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(settings) => {
+                let (telemetry, layers) = farm_telemetry::Telemetry::start(&settings, components)
+                    .map_err(anyhow::Error::msg)?;
+                (Some(telemetry), layers)
+            }
+            None => (None, Vec::new()),
+        }
+    };
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
+                .with_target(false)
+                .with_filter(filter),
         )
-        .with(filter)
+        .with(layers)
         .init();
-}
-
-fn current_thread<F: Future<Output = anyhow::Result<ExitCode>>>(
-    future: F,
-) -> anyhow::Result<ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(future)
-}
-
-fn multi_thread<F: Future<Output = anyhow::Result<ExitCode>>>(
-    future: F,
-) -> anyhow::Result<ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(future)
+    Ok(telemetry)
 }

@@ -73,6 +73,8 @@ pub(crate) struct ControllerArgs {
     max_servers: u32,
     #[command(flatten)]
     data: FarmData,
+    #[command(flatten)]
+    pub(crate) trace: TraceArgs,
 }
 
 /// The gateway's settings, shared by `farm gateway` and `farm up`.
@@ -159,6 +161,18 @@ pub(crate) struct GatewayArgs {
     options: GatewayOptions,
     #[command(flatten)]
     data: FarmData,
+    #[command(flatten)]
+    pub(crate) trace: TraceArgs,
+}
+
+/// Where this process sends its traces.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TraceArgs {
+    /// Export traces over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317 (the
+    /// standard OTEL_EXPORTER_OTLP_ENDPOINT does the same; OTEL_SERVICE_NAME and
+    /// OTEL_RESOURCE_ATTRIBUTES are read too). Off when neither is given.
+    #[arg(long, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 /// `farm agent`.
@@ -194,6 +208,8 @@ pub(crate) struct AgentArgs {
     allow_fault_headers: bool,
     #[command(flatten)]
     data: FarmData,
+    #[command(flatten)]
+    pub(crate) trace: TraceArgs,
 }
 
 /// `farm node`.
@@ -236,6 +252,8 @@ pub(crate) struct NodeArgs {
     /// Exit when the parent process (the agent) dies.
     #[arg(long)]
     exit_with_parent: bool,
+    #[command(flatten)]
+    pub(crate) trace: TraceArgs,
 }
 
 /// Binds `address` for `what`, with a message that says what to do when it is taken.

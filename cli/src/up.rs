@@ -76,6 +76,8 @@ pub(crate) struct UpArgs {
     allow_fault_headers: bool,
     #[command(flatten)]
     data: FarmData,
+    #[command(flatten)]
+    pub(crate) trace: crate::roles::TraceArgs,
 }
 
 /// The runtimes `farm up` can start servers in.
@@ -119,6 +121,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         base_port: args.node_base_port,
         token: Some(token.clone()),
         allow_fault_headers: args.allow_fault_headers,
+        trace_env: farm_telemetry::child_env(None),
     };
     if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
         bail!(

@@ -23,6 +23,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use crate::registry::{Refusal, Registration, Registry};
 
@@ -77,19 +78,39 @@ impl AgentLink {
             .try_send(Err(Status::aborted(reason.to_string())));
     }
 
-    /// Sends `action` and waits up to `deadline` for its result.
+    /// Sends `action` and waits up to `deadline` for its result, in a span of its own whose
+    /// context the command carries to the agent.
     pub async fn command(
         &self,
         action: command::Action,
         deadline: Duration,
     ) -> Result<CommandResult, CommandError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            target: farm_telemetry::target::CONTROLLER,
+            "agent command",
+            otel.name = %format!("command {}", command_name(&action)),
+            otel.kind = "client",
+            farm.command.id = id,
+        );
+        self.send_command(id, action, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn send_command(
+        &self,
+        id: u64,
+        action: command::Action,
+        deadline: Duration,
+    ) -> Result<CommandResult, CommandError> {
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
         let message = LinkResponse {
             kind: Some(link_response::Kind::Command(Command {
                 id,
                 action: Some(action),
+                trace_context: farm_telemetry::context_map(),
             })),
         };
         let outcome = tokio::time::timeout(deadline, async {
@@ -103,6 +124,16 @@ impl AgentLink {
         .unwrap_or(Err(CommandError::Timeout(deadline)));
         lock(&self.pending).remove(&id);
         outcome
+    }
+}
+
+/// A command's name in traces.
+fn command_name(action: &command::Action) -> &'static str {
+    match action {
+        command::Action::SimulateLoad(_) => "simulate_load",
+        command::Action::NodeAction(_) => "node_action",
+        command::Action::SetSampleIntervalMs(_) => "set_sample_interval",
+        command::Action::SetFaults(_) => "set_faults",
     }
 }
 

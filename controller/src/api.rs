@@ -250,20 +250,25 @@ where
     let mut tasks = JoinSet::new();
     for (index, &id) in ids.iter().enumerate() {
         let work = task(id);
-        tasks.spawn(async move {
-            let (ok, message) = match work.await {
-                Ok(message) => (true, message),
-                Err(error) => (false, error.to_string()),
-            };
-            (
-                index,
-                CommandOutcome {
-                    server_id: id,
-                    ok,
-                    message,
-                },
-            )
-        });
+        // Each task stays in the caller's span, so that its agent commands join the trace.
+        let span = tracing::Span::current();
+        tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let (ok, message) = match work.await {
+                    Ok(message) => (true, message),
+                    Err(error) => (false, error.to_string()),
+                };
+                (
+                    index,
+                    CommandOutcome {
+                        server_id: id,
+                        ok,
+                        message,
+                    },
+                )
+            },
+            span,
+        ));
     }
     let mut outcomes = vec![CommandOutcome::default(); ids.len()];
     while let Some(Ok((index, outcome))) = tasks.join_next().await {

@@ -176,6 +176,29 @@ fn heal(runtime: &Option<Arc<dyn Runtime>>, id: u32) {
     });
 }
 
+/// The span of one `FarmService` call, joined to the caller's trace when its metadata carries
+/// one; no span for agent streams, health checks and reflection (`Span::none`), and none at
+/// all while tracing is off (the target is then disabled).
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    if !path.starts_with("/farm.v1.FarmService/") {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: farm_telemetry::target::CONTROLLER,
+        "FarmService call",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = "farm.v1.FarmService",
+        rpc.method = %path.rsplit('/').next().unwrap_or_default(),
+    );
+    if !span.is_disabled() {
+        farm_telemetry::set_parent(&span, farm_telemetry::extract(request.headers()));
+    }
+    span
+}
+
 /// Serves the agent and farm services, reflection and health on `listeners` until
 /// `shutdown` is cancelled; every stream ends then. Without a `runtime` (a controller run
 /// alone) lifecycle actions go straight to the agents and the farm cannot be scaled. `access`
@@ -247,6 +270,7 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .trace_fn(call_span)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

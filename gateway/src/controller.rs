@@ -31,6 +31,8 @@ pub struct Controller {
 
 /// Puts the farm's token on every call to the controller, which needs it for changes when it
 /// listens beyond loopback: the gateway has already admitted the request by its own rules.
+/// Also puts the trace context of the request's span there, so that the controller's span
+/// joins the trace.
 #[derive(Debug, Clone)]
 pub struct Authorize(Option<MetadataValue<Ascii>>);
 
@@ -44,6 +46,7 @@ impl Interceptor for Authorize {
                 .metadata_mut()
                 .insert(farm_proto::auth::AUTHORIZATION, value.clone());
         }
+        farm_telemetry::inject_metadata(request.metadata_mut());
         Ok(request)
     }
 }

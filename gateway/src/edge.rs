@@ -1,6 +1,7 @@
 //! The layer around every route and the fallback, after routing: it counts and times each
-//! request by its route ([`metrics::RequestMetrics`]) and makes every 4xx and 5xx a JSON
-//! error ([`json_errors`]).
+//! request by its route ([`metrics::RequestMetrics`]), makes every 4xx and 5xx a JSON error
+//! ([`json_errors`]), and, while the gateway exports traces, runs each request in a span
+//! joined to the caller's `traceparent` (the span the calls to the controller carry on).
 //!
 //! It is a plain tower layer rather than an axum `from_fn` middleware: it calls the service
 //! below it directly and wraps that call's future, where `from_fn` clones the whole stack
@@ -48,13 +49,20 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        let route = metrics::RouteLabel::of(&request);
+        let span = self
+            .state
+            .traced()
+            .then(|| request_span(&request, route.as_str()));
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let seen = Seen {
-            route: metrics::RouteLabel::of(&request),
+            route,
             // Kept for the message of an error; both clones share their bytes with the request.
             method: request.method().clone(),
             uri: request.uri().clone(),
             started: Instant::now(),
             state: self.state.clone(),
+            span: span.clone(),
         };
         EdgeFuture {
             call: self.inner.call(request),
@@ -70,6 +78,23 @@ struct Seen {
     uri: Uri,
     started: Instant,
     state: AppState,
+    /// The request's span, when the gateway exports traces.
+    span: Option<tracing::Span>,
+}
+
+/// A request's span, its parent the caller's trace context if the request carries one.
+fn request_span(request: &Request, route: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: farm_telemetry::target::GATEWAY,
+        "request",
+        otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    farm_telemetry::set_parent(&span, farm_telemetry::extract(request.headers()));
+    span
 }
 
 pin_project_lite::pin_project! {
@@ -89,9 +114,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.call.poll(cx))?;
+        let response = {
+            let _entered = this.seen.span.as_ref().map(tracing::Span::enter);
+            ready!(this.call.poll(cx))?
+        };
         let seen = this.seen;
         let response = json_errors(&seen.method, &seen.uri, response);
+        if let Some(span) = &seen.span {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
         seen.state.metrics().record(
             seen.route.as_str(),
             metrics::method_label(&seen.method),

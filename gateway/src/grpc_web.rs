@@ -65,6 +65,8 @@ pub async fn proxy(state: &AppState, request: Request) -> Response {
             .headers_mut()
             .insert(http::header::AUTHORIZATION, authorization.clone());
     }
+    // The controller's span joins the gateway's (which joined the browser's, if any).
+    farm_telemetry::inject(request.headers_mut());
     let service = GrpcWebLayer::new().layer(state.channel());
     match service.oneshot(request).await {
         Ok(response) => response.map(|body| Body::new(EndWithStatus::new(body, text))),

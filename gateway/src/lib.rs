@@ -98,6 +98,8 @@ struct Inner {
     controller: controller::Controller,
     metrics: metrics::RequestMetrics,
     reads: coalesce::Coalescer,
+    /// Whether this process exports the gateway's traces (decided when the gateway starts).
+    traced: bool,
 }
 
 impl AppState {
@@ -112,6 +114,10 @@ impl AppState {
                 controller,
                 metrics: metrics::RequestMetrics::default(),
                 reads: coalesce::Coalescer::default(),
+                traced: tracing::enabled!(
+                    target: farm_telemetry::target::GATEWAY,
+                    tracing::Level::INFO
+                ),
             }),
         })
     }
@@ -135,6 +141,11 @@ impl AppState {
 
     pub(crate) fn reads(&self) -> &coalesce::Coalescer {
         &self.inner.reads
+    }
+
+    /// Whether this process exports the gateway's traces.
+    pub(crate) fn traced(&self) -> bool {
+        self.inner.traced
     }
 }
 

@@ -230,9 +230,12 @@ impl NodeClient {
         if call.body.is_some() {
             builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let request = builder
+        let mut request = builder
             .body(Full::new(call.body.unwrap_or_default()))
             .map_err(|err| bad_url(err.to_string()))?;
+        // A request made inside a traced span carries its context: the node's span joins the
+        // caller's trace. Nothing is added while tracing is off.
+        farm_telemetry::inject(request.headers_mut());
 
         let addr = call.addr;
         let max_body = call.max_body;

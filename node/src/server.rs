@@ -71,6 +71,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct Node {
     state: AppState,
     router: TowerToHyperService<Router>,
+    /// Whether this process exports traces: only then is a request's `traceparent` read.
+    traced: bool,
 }
 
 /// Serves `state`'s app on `listener` until `shutdown` fires, then drains.
@@ -78,6 +80,7 @@ pub(crate) async fn serve(listener: TcpListener, state: AppState, shutdown: Canc
     let node = Arc::new(Node {
         router: TowerToHyperService::new(routes::routes(state.clone())),
         state,
+        traced: tracing::enabled!(target: farm_telemetry::target::NODE, tracing::Level::INFO),
     });
     let connections = TaskTracker::new();
     let sweeper = tokio::spawn(
@@ -156,6 +159,11 @@ async fn serve_connection(
         activity.begin();
         let activity = Arc::clone(&activity);
         let arrival = Arrival::of(&request);
+        let span = if node.traced {
+            request_span(&request)
+        } else {
+            None
+        };
         let faults = node.state.faults();
         let plan = if faults.idle() {
             None
@@ -182,6 +190,9 @@ async fn serve_connection(
             // Here, where every answer passes, none can be missed: routes, 404s and 405s,
             // fault answers alike.
             node.state.sign(&mut response);
+            if let Some(span) = span {
+                span.record("http.response.status_code", response.status().as_u16());
+            }
             Ok::<_, Dropped>(response.map(|body| Tracked::new(body, activity)))
         }
     });
@@ -219,6 +230,27 @@ async fn serve_connection(
     }
     connection.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
+}
+
+/// The span of a request that carries a sampled `traceparent`, joined to the caller's trace;
+/// `None` for every other request, which costs one header lookup. The span is not entered:
+/// the node makes no spans below it, and it ends when the answer is ready.
+fn request_span<B>(request: &http::Request<B>) -> Option<tracing::Span> {
+    let traceparent = request.headers().get("traceparent")?;
+    if !farm_telemetry::is_sampled(traceparent.as_bytes()) {
+        return None;
+    }
+    let span = tracing::info_span!(
+        target: farm_telemetry::target::NODE,
+        "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    farm_telemetry::set_parent(&span, farm_telemetry::extract(request.headers()));
+    Some(span)
 }
 
 /// The routes answered without the router: `GET /health` (every probe), `GET /ready` (a load

@@ -405,6 +405,17 @@ impl LoadTests {
         });
         let plan = run.plan.clone();
         tracing::info!(%run_id, targets = plan.targets.len(), concurrency = plan.concurrency, "Load test started.");
+        // One span for the run and one per phase (the ramp, then the steady part), in the
+        // caller's trace; none per request.
+        let run_span = tracing::info_span!(
+            target: farm_telemetry::target::CONTROLLER,
+            "load test",
+            otel.name = %format!("load test {run_id}"),
+            farm.load_test.id = %run_id,
+            farm.load_test.targets = plan.targets.len(),
+            farm.load_test.concurrency = plan.concurrency,
+            farm.load_test.front = %plan.spec.front_url,
+        );
 
         let workers = TaskTracker::new();
         let concurrency = plan.concurrency as usize;
@@ -433,61 +444,80 @@ impl LoadTests {
         workers.close();
 
         let finished = self.finished.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(
-                tokio::time::Instant::now() + PROGRESS_EVERY,
-                PROGRESS_EVERY,
-            );
-            let mut stopped_reason = String::new();
-            loop {
-                tokio::select! {
-                    _ = workers.wait() => break,
-                    _ = progress_tx.closed() => {
-                        stopped_reason = "cancelled".into();
-                        run.cancel.cancel();
-                        workers.wait().await;
-                        break;
-                    }
-                    _ = run.cancel.cancelled() => {
-                        stopped_reason = "cancelled".into();
-                        workers.wait().await;
-                        break;
-                    }
-                    _ = ticker.tick() => {
-                        let progress = RunLoadTestResponse {
-                            run_id: run_id.clone(),
-                            done: false,
-                            result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
-                            stopped_reason: String::new(),
-                        };
-                        // A slow reader skips a progress report rather than stalling the run.
-                        let _ = progress_tx.try_send(progress);
+        let phases_of = run_span.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let phase = |name: &str| {
+                    tracing::info_span!(
+                        target: farm_telemetry::target::CONTROLLER,
+                        parent: &phases_of,
+                        "load test phase",
+                        otel.name = %name,
+                    )
+                };
+                let mut ramping = !plan.ramp.is_zero();
+                let mut current_phase = Some(phase(if ramping { "ramp" } else { "steady" }));
+                let mut ticker = tokio::time::interval_at(
+                    tokio::time::Instant::now() + PROGRESS_EVERY,
+                    PROGRESS_EVERY,
+                );
+                let mut stopped_reason = String::new();
+                loop {
+                    tokio::select! {
+                        _ = workers.wait() => break,
+                        _ = progress_tx.closed() => {
+                            stopped_reason = "cancelled".into();
+                            run.cancel.cancel();
+                            workers.wait().await;
+                            break;
+                        }
+                        _ = run.cancel.cancelled() => {
+                            stopped_reason = "cancelled".into();
+                            workers.wait().await;
+                            break;
+                        }
+                        _ = ticker.tick() => {
+                            if ramping && run.started.elapsed() >= plan.ramp {
+                                ramping = false;
+                                current_phase = Some(phase("steady"));
+                            }
+                            let progress = RunLoadTestResponse {
+                                run_id: run_id.clone(),
+                                done: false,
+                                result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
+                                stopped_reason: String::new(),
+                            };
+                            // A slow reader skips a progress report rather than stalling the run.
+                            let _ = progress_tx.try_send(progress);
+                        }
                     }
                 }
-            }
-            if let (Model::Open { rate }, "") = (plan.model, stopped_reason.as_str()) {
-                // What the schedule asked for by the end, less what was sent, was held back
-                // by requests in flight.
-                let horizon = tokio::time::Instant::now().min(run.deadline) - run.started;
-                let due = scheduled_by(&plan, rate, horizon);
-                lock(&run.tally).dropped = due.saturating_sub(run.sent.load(Ordering::Relaxed));
-            }
-            let last = RunLoadTestResponse {
-                run_id: run_id.clone(),
-                done: true,
-                result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
-                stopped_reason,
-            };
-            tracing::info!(%run_id, requests = last.result.as_ref().map_or(0, |r| r.requests), "Load test finished.");
-            {
-                let mut kept = lock(&finished);
-                if kept.len() >= KEPT_RUNS {
-                    kept.pop_front();
+                if let (Model::Open { rate }, "") = (plan.model, stopped_reason.as_str()) {
+                    // What the schedule asked for by the end, less what was sent, was held back
+                    // by requests in flight.
+                    let horizon = tokio::time::Instant::now().min(run.deadline) - run.started;
+                    let due = scheduled_by(&plan, rate, horizon);
+                    lock(&run.tally).dropped = due.saturating_sub(run.sent.load(Ordering::Relaxed));
                 }
-                kept.push_back(last.clone());
-            }
-            let _ = progress_tx.send(last).await;
-        });
+                drop(current_phase);
+                let last = RunLoadTestResponse {
+                    run_id: run_id.clone(),
+                    done: true,
+                    result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
+                    stopped_reason,
+                };
+                tracing::info!(%run_id, requests = last.result.as_ref().map_or(0, |r| r.requests), "Load test finished.");
+                {
+                    let mut kept = lock(&finished);
+                    if kept.len() >= KEPT_RUNS {
+                        kept.pop_front();
+                    }
+                    kept.push_back(last.clone());
+                }
+                let _ = progress_tx.send(last).await;
+            },
+            run_span,
+        ));
         (id, progress_rx)
     }
 }

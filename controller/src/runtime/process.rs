@@ -59,6 +59,9 @@ pub struct ProcessRuntimeConfig {
     pub token: Option<farm_proto::auth::Token>,
     /// Whether nodes take per-request faults from request headers.
     pub allow_fault_headers: bool,
+    /// Environment every agent (and so its node) gets besides its own: the trace exporter's
+    /// settings ([`farm_telemetry::child_env`]).
+    pub trace_env: Vec<(String, String)>,
 }
 
 impl ProcessRuntimeConfig {
@@ -241,6 +244,7 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
     if let Some(token) = &config.token {
         command.env(farm_proto::auth::TOKEN_ENV, token.as_str());
     }
+    command.envs(config.trace_env.iter().map(|(k, v)| (k, v)));
     command
         .args(agent.args())
         .stdin(std::process::Stdio::null())

@@ -234,6 +234,9 @@ struct Shared {
 struct Making {
     image: String,
     controller_url: String,
+    /// Environment every container gets besides the token: the trace exporter's settings, a
+    /// loopback collector rewritten to the host's address on the farm's network.
+    trace_env: Vec<(String, String)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -261,6 +264,7 @@ impl DockerRuntime {
             making: Some(Making {
                 image,
                 controller_url,
+                trace_env: farm_telemetry::child_env(Some(controller_host)),
             }),
             servers: Mutex::default(),
             stopping: Mutex::default(),

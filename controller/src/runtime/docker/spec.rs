@@ -40,13 +40,14 @@ pub(super) fn container_spec(
             }
             .args(),
         ),
-        env: config.token.as_ref().map(|token| {
-            vec![format!(
-                "{}={}",
-                farm_proto::auth::TOKEN_ENV,
-                token.as_str()
-            )]
-        }),
+        env: Some(
+            config
+                .token
+                .iter()
+                .map(|token| format!("{}={}", farm_proto::auth::TOKEN_ENV, token.as_str()))
+                .chain(making.trace_env.iter().map(|(k, v)| format!("{k}={v}")))
+                .collect(),
+        ),
         labels: Some(HashMap::from([
             (LABEL_FARM.to_string(), config.prefix.clone()),
             (LABEL_SERVER_ID.to_string(), id.to_string()),

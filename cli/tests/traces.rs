@@ -1,0 +1,297 @@
+//! Traces across the farm, received by an OTLP collector the test runs itself (the
+//! opentelemetry-proto crate's `TraceService` on 127.0.0.1:0; no collector is installable
+//! here, and this is the same gRPC service a collector serves):
+//! - one REST simulate-load call sent with a sampled `traceparent` becomes one trace with
+//!   spans from the gateway, the controller, the agent and the node, each the child of the
+//!   one before, each process named by its `service.name`;
+//! - with the collector down the farm works as ever;
+//! - a malformed endpoint or resource attribute list stops `farm up` with the variable named.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Farm, farm_bin, http};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+/// A span as the collector received it, with the `service.name` of the process that sent it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+}
+
+/// The collector: keeps every span it is sent.
+#[derive(Debug, Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut kept = self.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    kept.push(Received {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    /// Serves on 127.0.0.1 on a port the kernel picks; returns the collector and its URL.
+    async fn start() -> (Collector, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (collector, format!("http://{address}"))
+    }
+
+    fn spans_of(&self, trace_id: &[u8]) -> Vec<Received> {
+        let spans = self.spans.lock().unwrap();
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
+    let (collector, endpoint) = Collector::start().await;
+    let farm = Farm::start(
+        2,
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // The caller's own trace: its span is the parent of the gateway's.
+    let trace_id: [u8; 16] = *b"farm-trace-test!";
+    let caller_span: [u8; 8] = *b"caller!!";
+    let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&caller_span));
+    let reply = http(
+        "POST",
+        &format!("{}/api/simulate-load", farm.gateway_url()),
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent),
+        ],
+        br#"{"server_ids": [1], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let wanted = ["farm-gateway", "farm-controller", "farm-agent", "farm-node"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans = collector.spans_of(&trace_id);
+        if wanted.iter().all(|w| spans.iter().any(|s| s.service == *w)) {
+            break spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every process sent its span within 20 s: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let by_id: HashMap<&[u8], &Received> =
+        spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
+    let parent_of = |s: &Received| by_id.get(s.parent_span_id.as_slice()).copied();
+    let one = |service: &str, name_part: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name.contains(name_part))
+            .unwrap_or_else(|| panic!("no {service} span named *{name_part}*: {spans:#?}"))
+    };
+    let gateway = one("farm-gateway", "/api/simulate-load");
+    assert_eq!(
+        gateway.parent_span_id, caller_span,
+        "the gateway's span is the caller's child"
+    );
+    let call = one("farm-controller", "FarmService/SimulateLoad");
+    assert_eq!(
+        parent_of(call).map(|p| p.span_id.clone()),
+        Some(gateway.span_id.clone())
+    );
+    let command = one("farm-controller", "command simulate_load");
+    assert_eq!(
+        parent_of(command).map(|p| p.span_id.clone()),
+        Some(call.span_id.clone())
+    );
+    let agent = one("farm-agent", "handle simulate_load");
+    assert_eq!(
+        parent_of(agent).map(|p| p.span_id.clone()),
+        Some(command.span_id.clone())
+    );
+    let node = one("farm-node", "POST /simulate-load");
+    assert_eq!(
+        parent_of(node).map(|p| p.span_id.clone()),
+        Some(agent.span_id.clone())
+    );
+
+    // Untraced traffic makes no node spans: a hundred plain requests leave none behind.
+    let address = farm.node_address(2).await;
+    for _ in 0..100 {
+        let _ = common::get(&format!("http://{address}/health")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let node_spans = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.service == "farm-node" && s.trace_id != trace_id)
+        .count();
+    assert_eq!(
+        node_spans, 0,
+        "a node traces only requests with a sampled traceparent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farm_whose_collector_is_down_works_as_ever() {
+    // A port nothing listens on: bound, learnt, released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let farm = Farm::start(
+        3,
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{closed}"))],
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    for _ in 0..20 {
+        let reply = common::get(&format!("{}/api/servers", farm.gateway_url())).await;
+        assert_eq!(reply.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "20 REST reads took {:?} with the collector down",
+        started.elapsed()
+    );
+    let reply = http(
+        "POST",
+        &format!("{}/api/simulate-load", farm.gateway_url()),
+        &[
+            ("content-type", "application/json"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ],
+        br#"{"server_ids": [2], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[test]
+fn a_malformed_endpoint_or_attribute_list_is_named_at_start_up() {
+    for (name, value, expect) in [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "collector:4317",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://[bad",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "ftp://x:1",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "team=a,oops",
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ),
+    ] {
+        let mut command = std::process::Command::new(farm_bin());
+        command
+            .args(["up", "--servers", "1", "--listen", "127.0.0.1:0"])
+            .args(["--gateway-listen", "127.0.0.1:0", "--node-base-port", "0"])
+            .env("FARM_DATA_DIR", common::unique_dir("farm-data"))
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+            .env(name, value);
+        let output = command.output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} started the farm");
+        assert!(said.contains(expect), "{name}={value}: {said}");
+        assert!(!said.contains("healthy"), "{name}={value}: {said}");
+    }
+    // The flag is checked the same way, for a server's own processes too.
+    let output = std::process::Command::new(farm_bin())
+        .args([
+            "node",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-endpoint",
+            "nowhere",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--otlp-endpoint"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
