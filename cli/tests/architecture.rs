@@ -12,26 +12,42 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The contract and the small shared crates depend on no farm crate.
     ("farm-proto", &[]),
     ("farm-backoff", &[]),
-    ("farm-node-api", &["farm-proto"]),
+    ("farm-telemetry", &[]),
+    // The node's client carries the caller's trace context.
+    ("farm-node-api", &["farm-proto", "farm-telemetry"]),
     // The node server: the contract's bounds and its own API types.
-    ("farm-node", &["farm-proto", "farm-node-api"]),
+    (
+        "farm-node",
+        &["farm-proto", "farm-node-api", "farm-telemetry"],
+    ),
     // The agent and the controller meet only on the wire: neither depends on the other.
     (
         "farm-agent",
-        &["farm-proto", "farm-node-api", "farm-backoff"],
+        &[
+            "farm-proto",
+            "farm-node-api",
+            "farm-backoff",
+            "farm-telemetry",
+        ],
     ),
     (
         "farm-controller",
-        &["farm-proto", "farm-node-api", "farm-backoff"],
+        &[
+            "farm-proto",
+            "farm-node-api",
+            "farm-backoff",
+            "farm-telemetry",
+        ],
     ),
     // The gateway is a client of the controller's gRPC API and nothing else.
-    ("farm-gateway", &["farm-proto"]),
+    ("farm-gateway", &["farm-proto", "farm-telemetry"]),
     // The binary ties every role together.
     (
         "farm",
         &[
             "farm-proto",
             "farm-backoff",
+            "farm-telemetry",
             "farm-node-api",
             "farm-node",
             "farm-agent",

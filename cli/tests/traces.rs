@@ -178,6 +178,57 @@ async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
         Some(agent.span_id.clone())
     );
 
+    // A load test is a span with one span per phase (the ramp, then the steady part), and no
+    // span per request.
+    let load_trace: [u8; 16] = *b"farm-load-trace!";
+    let traceparent = format!("00-{}-{}-01", hex(&load_trace), hex(&caller_span));
+    let reply = http(
+        "POST",
+        &format!("{}/api/load-test", farm.gateway_url()),
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent),
+        ],
+        br#"{"rate_per_second": 100, "duration_seconds": 2, "ramp_up_seconds": 1, "path": "/"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let load_spans = loop {
+        let spans = collector.spans_of(&load_trace);
+        if spans
+            .iter()
+            .filter(|s| s.service == "farm-controller")
+            .count()
+            >= 4
+        {
+            break spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the load test's spans: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let named = |name: &str| {
+        load_spans
+            .iter()
+            .find(|s| s.name == name || s.name.starts_with(name))
+            .unwrap_or_else(|| panic!("no span {name}: {load_spans:#?}"))
+    };
+    let run = named("load test lt-");
+    assert_eq!(
+        named("farm.v1.FarmService/RunLoadTest").span_id,
+        run.parent_span_id
+    );
+    for phase in ["ramp", "steady"] {
+        assert_eq!(named(phase).parent_span_id, run.span_id, "{phase}");
+    }
+    assert!(
+        load_spans.len() < 10,
+        "no span per load request: {load_spans:#?}"
+    );
+
     // Untraced traffic makes no node spans: a hundred plain requests leave none behind.
     let address = farm.node_address(2).await;
     for _ in 0..100 {
@@ -189,7 +240,7 @@ async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|s| s.service == "farm-node" && s.trace_id != trace_id)
+        .filter(|s| s.service == "farm-node" && s.trace_id != trace_id && s.trace_id != load_trace)
         .count();
     assert_eq!(
         node_spans, 0,

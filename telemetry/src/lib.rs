@@ -612,6 +612,59 @@ mod tests {
     }
 
     #[test]
+    fn a_context_carried_in_headers_metadata_and_commands_parents_the_next_span() {
+        use opentelemetry_sdk::trace::InMemorySpanExporter;
+        use tracing_subscriber::prelude::*;
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let subscriber =
+            tracing_subscriber::registry().with(layer(&provider, Component::Controller));
+        tracing::subscriber::with_default(subscriber, || {
+            let parent = tracing::info_span!(target: target::CONTROLLER, "parent");
+            let (headers, metadata, map) = parent.in_scope(|| {
+                let mut headers = http::HeaderMap::new();
+                inject(&mut headers);
+                let mut metadata = tonic::metadata::MetadataMap::new();
+                inject_metadata(&mut metadata);
+                (headers, metadata, context_map())
+            });
+            assert!(headers.contains_key("traceparent"), "{headers:?}");
+            for (name, carried) in [
+                ("from headers", extract(&headers)),
+                ("from metadata", extract(&metadata.into_headers())),
+                ("from a command", from_context_map(&map)),
+            ] {
+                let child = tracing::info_span!(target: target::CONTROLLER, "child", name);
+                set_parent(&child, carried);
+                drop(child);
+            }
+            // Outside any span there is nothing to carry.
+            let mut empty = http::HeaderMap::new();
+            inject(&mut empty);
+            assert!(empty.is_empty());
+            assert!(context_map().is_empty());
+        });
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        let parent = spans
+            .iter()
+            .find(|s| s.name == "parent")
+            .expect("the parent");
+        let children: Vec<_> = spans.iter().filter(|s| s.name == "child").collect();
+        assert_eq!(children.len(), 3, "{spans:#?}");
+        for child in children {
+            assert_eq!(child.parent_span_id, parent.span_context.span_id());
+            assert_eq!(
+                child.span_context.trace_id(),
+                parent.span_context.trace_id()
+            );
+        }
+    }
+
+    #[test]
     fn only_a_sampled_traceparent_asks_for_a_span() {
         let sampled = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let unsampled = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
