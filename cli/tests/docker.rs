@@ -102,6 +102,11 @@ impl Drop for Cleanup {
 /// publishes fixed ports, so the base is picked below the ephemeral range, and picked again
 /// when another test took one of its ports first.
 fn docker_farm(servers: u32, prefix: &str) -> (Farm, u16) {
+    docker_farm_with(servers, prefix, &[])
+}
+
+/// Like [`docker_farm`], with `env` for `farm up`.
+fn docker_farm_with(servers: u32, prefix: &str, env: &[(&str, &str)]) -> (Farm, u16) {
     let mut tries = 0;
     loop {
         let base = common::low_port_range(servers as u16);
@@ -114,7 +119,7 @@ fn docker_farm(servers: u32, prefix: &str) -> (Farm, u16) {
             "--node-base-port",
             &base_text,
         ];
-        match Farm::try_up(servers, &extra, Duration::from_secs(120)) {
+        match Farm::start(servers, &extra, env, Duration::from_secs(120)) {
             Ok(farm) => return (farm, base),
             Err(e) if e.contains("is not free") && tries < 5 => tries += 1,
             Err(e) => panic!("{e}"),
@@ -289,6 +294,61 @@ async fn answered(farm: &Farm, id: u32, requests: u64) -> u64 {
     common::run_to_end(&mut farm.client().await, spec)
         .await
         .successes
+}
+
+/// The containers' agents and nodes send their spans to a collector on the host: the farm is
+/// given a loopback endpoint, which a container cannot reach as such; the runtime hands the
+/// containers the host's address on the farm's network instead (the collector listens there
+/// too: on every address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_send_their_spans_to_a_collector_on_the_host() {
+    require_engine();
+    let (collector, endpoint) = common::otlp::Collector::start("0.0.0.0:0").await;
+    let prefix = unique_prefix("otel");
+    let _cleanup = Cleanup(prefix.clone());
+    let (farm, _) = docker_farm_with(1, &prefix, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let env = docker_text(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &format!("{prefix}-server-1"),
+    ]);
+    assert!(
+        env.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://") && !env.contains("127.0.0.1"),
+        "the container's collector address: {env}"
+    );
+    let trace_id = *b"farm-docker-otel";
+    let traceparent = format!(
+        "00-{}-00f067aa0ba902b7-01",
+        trace_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let reply = common::http(
+        "POST",
+        &format!("{}/api/simulate-load", farm.gateway_url()),
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent),
+        ],
+        br#"{"server_ids": [1], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    common::eventually(
+        Duration::from_secs(30),
+        "the container's agent and node spans",
+        || {
+            let spans = collector.spans_of(&trace_id);
+            async move {
+                (spans.iter().any(|s| s.service == "farm-agent")
+                    && spans.iter().any(|s| s.service == "farm-node"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

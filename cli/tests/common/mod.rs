@@ -1,9 +1,10 @@
 //! Helpers for the integration tests: real `farm` processes on free ports, a gRPC client,
 //! bounded waits on conditions, and process discovery through `/proc`; [`balancer`] puts
-//! real load balancers in front of a farm.
+//! real load balancers in front of a farm; [`otlp`] is a trace collector.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod balancer;
+pub mod otlp;
 
 use std::net::TcpListener;
 use std::path::Path;
