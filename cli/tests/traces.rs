@@ -262,3 +262,61 @@ fn a_malformed_endpoint_or_attribute_list_is_named_at_start_up() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A node whose collector is down logs one warning, however many spans it drops, and serves
+/// as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_one_warning() {
+    use std::io::{BufRead, BufReader, Read};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut node = std::process::Command::new(farm_bin())
+        .args(["node", "--id", "1", "--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let address = banner
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    for round in 0..3 {
+        for _ in 0..20 {
+            let reply = http(
+                "GET",
+                &format!("http://{address}/"),
+                &[(
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )],
+                b"",
+            )
+            .await;
+            assert_eq!(reply.status, 200, "round {round}");
+        }
+        // A batch goes out every 500 ms; each one fails.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    common::signal(node.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = node.wait();
+    let mut said = String::new();
+    node.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(
+        said.matches("Traces cannot reach the collector").count(),
+        1,
+        "{said}"
+    );
+}

@@ -11,8 +11,9 @@
 //!
 //! # Costs nothing when the collector is away
 //! Spans go through a batch processor with a bounded queue ([`MAX_QUEUED_SPANS`]): when the
-//! collector is down or slow, the oldest spans are dropped, exports time out after
-//! [`EXPORT_TIMEOUT`] and a warning is logged; nothing waits for it. The batch processor
+//! collector is down or slow, new spans are dropped once the queue is full, exports time out
+//! after [`EXPORT_TIMEOUT`], and one warning is logged when the collector stops answering (one
+//! line when it answers again); nothing waits for it. The batch processor
 //! runs on a thread and Tokio runtime of its own (`TokioCurrentThread`), so it works the same
 //! under the one-thread runtimes of agents and nodes and the many-thread one of the
 //! controller, and never runs in their request paths.
@@ -362,6 +363,47 @@ impl Telemetry {
     }
 }
 
+/// An exporter that says, once, when the collector stops answering, and once when it answers
+/// again, instead of an error per failed batch.
+#[derive(Debug)]
+struct Warned<E> {
+    inner: E,
+    endpoint: String,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Warned<E>
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use std::sync::atomic::Ordering;
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(error) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+                endpoint = %self.endpoint,
+                %error,
+                "Traces cannot reach the collector; spans are dropped until it answers."
+            ),
+            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!(endpoint = %self.endpoint, "Traces reach the collector again.");
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 /// The layer that hands `component`'s spans to `provider`.
 fn layer<S>(provider: &SdkTracerProvider, component: Component) -> BoxedLayer<S>
 where
@@ -389,6 +431,11 @@ fn provider(settings: &Settings, component: Component) -> Result<SdkTracerProvid
             .with_timeout(EXPORT_TIMEOUT)
             .build()
             .map_err(|e| format!("the OTLP exporter for {}: {e}", settings.endpoint))?;
+        let exporter = Warned {
+            inner: exporter,
+            endpoint: settings.endpoint.clone(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        };
         let batch = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
             exporter,
             opentelemetry_sdk::runtime::TokioCurrentThread,
