@@ -231,6 +231,28 @@ fn variants_pass_the_checker(farm: &Farm, kind: Kind) {
     }
 }
 
+/// Round robin through `balancer`: [`REQUESTS_PER_SERVER`] per server of `servers`, each on a
+/// connection of its own, counted by the header; every share within [`TOLERANCE`] of equal.
+async fn spread_is_even(balancer: &Balancer, servers: u32) -> common::balancer::Spread {
+    let shares = spread(
+        balancer.listen,
+        "/",
+        REQUESTS_PER_SERVER * u64::from(servers),
+        CLIENTS,
+    )
+    .await;
+    eprintln!("{}, {servers} servers: {shares}", balancer.kind.name());
+    shares.assert_even(1..=servers, TOLERANCE);
+    shares
+}
+
+/// SIGTERM ends `--watch` cleanly, and the balancer goes on.
+fn watch_ends_cleanly(watcher: &mut common::balancer::Watcher, balancer: &mut Balancer) {
+    let status = watcher.stop();
+    assert!(status.success(), "{status}: {}", watcher.log_text());
+    assert!(balancer.is_running());
+}
+
 /// Waits until the config names exactly `ids`.
 async fn wait_for_config_naming(balancer: &Balancer, ids: BTreeSet<u32>) {
     eventually(FOLLOW_LIMIT, "the config to name every server", || {
@@ -289,15 +311,7 @@ async fn haproxy_in_front_of_the_farm() {
         .values()
         .map(|r| r.number("stot"))
         .sum();
-    let shares = spread(
-        balancer.listen,
-        "/",
-        REQUESTS_PER_SERVER * u64::from(SERVERS),
-        CLIENTS,
-    )
-    .await;
-    eprintln!("haproxy, {SERVERS} servers: {shares}");
-    shares.assert_even(1..=SERVERS, TOLERANCE);
+    let shares = spread_is_even(&balancer, SERVERS).await;
     let after: u64 = balancer
         .server_stats()
         .await
@@ -419,20 +433,10 @@ async fn haproxy_in_front_of_the_farm() {
 
     // Step 5: the new servers get traffic, and the spread is even over all twelve.
     wait_for_traffic_to(&balancer, 1..=SCALED).await;
-    let shares = spread(
-        balancer.listen,
-        "/",
-        REQUESTS_PER_SERVER * u64::from(SCALED),
-        CLIENTS,
-    )
-    .await;
-    eprintln!("haproxy, {SCALED} servers: {shares}");
-    shares.assert_even(1..=SCALED, TOLERANCE);
+    spread_is_even(&balancer, SCALED).await;
 
     // Step 6: SIGTERM ends the watch cleanly; the balancer goes on.
-    let status = watcher.stop();
-    assert!(status.success(), "{status}: {}", watcher.log_text());
-    assert!(balancer.is_running());
+    watch_ends_cleanly(&mut watcher, &mut balancer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,15 +458,7 @@ async fn nginx_in_front_of_the_farm() {
     assert!(balancer.run_dir.join("access.log").is_file());
 
     // Step 3: round robin: every server gets an equal share of 2,000 requests.
-    let shares = spread(
-        balancer.listen,
-        "/",
-        REQUESTS_PER_SERVER * u64::from(SERVERS),
-        CLIENTS,
-    )
-    .await;
-    eprintln!("nginx, {SERVERS} servers: {shares}");
-    shares.assert_even(1..=SERVERS, TOLERANCE);
+    spread_is_even(&balancer, SERVERS).await;
 
     // Step 3b: the load engine through nginx sees the same even spread.
     engine_shares_are_even(&farm, &balancer, SERVERS).await;
@@ -509,20 +505,10 @@ async fn nginx_in_front_of_the_farm() {
 
     // Step 5: the new servers get traffic, and the spread is even over all twelve.
     wait_for_traffic_to(&balancer, 1..=SCALED).await;
-    let shares = spread(
-        balancer.listen,
-        "/",
-        REQUESTS_PER_SERVER * u64::from(SCALED),
-        CLIENTS,
-    )
-    .await;
-    eprintln!("nginx, {SCALED} servers: {shares}");
-    shares.assert_even(1..=SCALED, TOLERANCE);
+    spread_is_even(&balancer, SCALED).await;
 
     // Step 6: SIGTERM ends the watch cleanly; the balancer goes on.
-    let status = watcher.stop();
-    assert!(status.success(), "{status}: {}", watcher.log_text());
-    assert!(balancer.is_running());
+    watch_ends_cleanly(&mut watcher, &mut balancer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

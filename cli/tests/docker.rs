@@ -318,24 +318,7 @@ async fn containers_send_their_spans_to_a_collector_on_the_host() {
         "the container's collector address: {env}"
     );
     let trace_id = *b"farm-docker-otel";
-    let traceparent = format!(
-        "00-{}-00f067aa0ba902b7-01",
-        trace_id
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let reply = common::http(
-        "POST",
-        &format!("{}/api/simulate-load", farm.gateway_url()),
-        &[
-            ("content-type", "application/json"),
-            ("traceparent", &traceparent),
-        ],
-        br#"{"server_ids": [1], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}"#,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    common::otlp::traced_simulate_load(&farm.gateway_url(), 1, &trace_id, b"caller!!").await;
     common::eventually(
         Duration::from_secs(30),
         "the container's agent and node spans",

@@ -12,12 +12,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::otlp::{Collector, Received};
+use common::otlp::{Collector, Received, traced_simulate_load, traceparent};
 use common::{Farm, farm_bin, http};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
@@ -33,18 +29,7 @@ async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
     // The caller's own trace: its span is the parent of the gateway's.
     let trace_id: [u8; 16] = *b"farm-trace-test!";
     let caller_span: [u8; 8] = *b"caller!!";
-    let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&caller_span));
-    let reply = http(
-        "POST",
-        &format!("{}/api/simulate-load", farm.gateway_url()),
-        &[
-            ("content-type", "application/json"),
-            ("traceparent", &traceparent),
-        ],
-        br#"{"server_ids": [1], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}"#,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    traced_simulate_load(&farm.gateway_url(), 1, &trace_id, &caller_span).await;
 
     let wanted = ["farm-gateway", "farm-controller", "farm-agent", "farm-node"];
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -97,7 +82,7 @@ async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
     // A load test is a span with one span per phase (the ramp, then the steady part), and no
     // span per request.
     let load_trace: [u8; 16] = *b"farm-load-trace!";
-    let traceparent = format!("00-{}-{}-01", hex(&load_trace), hex(&caller_span));
+    let traceparent = traceparent(&load_trace, &caller_span);
     let reply = http(
         "POST",
         &format!("{}/api/load-test", farm.gateway_url()),
@@ -188,20 +173,7 @@ async fn a_farm_whose_collector_is_down_works_as_ever() {
         "20 REST reads took {:?} with the collector down",
         started.elapsed()
     );
-    let reply = http(
-        "POST",
-        &format!("{}/api/simulate-load", farm.gateway_url()),
-        &[
-            ("content-type", "application/json"),
-            (
-                "traceparent",
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            ),
-        ],
-        br#"{"server_ids": [2], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}"#,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
+    traced_simulate_load(&farm.gateway_url(), 2, b"collector-down!!", b"caller!!").await;
 }
 
 #[test]

@@ -99,6 +99,18 @@ impl Farm {
         }
     }
 
+    /// A failover drill's lifecycle action on server `id`; Err says why it failed.
+    async fn drill_act(
+        &self,
+        id: u32,
+        action: ServerActionKind,
+    ) -> std::result::Result<(), String> {
+        self.act(id, action)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// Changes one server's fault profile with `change`; Err says why it did not take.
     async fn change_one_server_faults(
         &self,
@@ -187,9 +199,7 @@ impl loadtest::front::Drills for Farm {
             pb::FailoverAction::Kill => {
                 // A crash that stays down: SIGKILL, then a stop, which holds back the restart
                 // the farm makes after any crash until the drill brings the server back.
-                self.act(id, ServerActionKind::Kill)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.drill_act(id, ServerActionKind::Kill).await?;
                 ServerActionKind::Stop
             }
             pb::FailoverAction::Stop => ServerActionKind::Stop,
@@ -211,10 +221,7 @@ impl loadtest::front::Drills for Farm {
             }
             pb::FailoverAction::Unspecified => return Err("no action given".into()),
         };
-        self.act(id, kind)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.drill_act(id, kind).await
     }
 
     async fn bring_back(
@@ -234,10 +241,7 @@ impl loadtest::front::Drills for Farm {
             }
             pb::FailoverAction::Unspecified => return Err("no action given".into()),
         };
-        self.act(id, kind)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.drill_act(id, kind).await
     }
 }
 

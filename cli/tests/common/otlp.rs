@@ -89,3 +89,33 @@ impl Collector {
             .collect()
     }
 }
+
+/// A sampled `traceparent` naming `trace_id` and the caller's `span_id`.
+pub fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8]) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!("00-{}-{}-01", hex(trace_id), hex(span_id))
+}
+
+/// `POST /api/simulate-load` on server `id` (a light, one-second load) through the gateway at
+/// `gateway_url`, as part of the caller's trace `trace_id` (its span `span_id`); checks the 200.
+pub async fn traced_simulate_load(
+    gateway_url: &str,
+    id: u32,
+    trace_id: &[u8; 16],
+    span_id: &[u8; 8],
+) {
+    let body = format!(
+        r#"{{"server_ids": [{id}], "cpu_percent": 5, "memory_mb": 0, "duration_seconds": 1}}"#
+    );
+    let reply = super::http(
+        "POST",
+        &format!("{gateway_url}/api/simulate-load"),
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent(trace_id, span_id)),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
