@@ -122,6 +122,26 @@ fn parse_drill(raw: &str) -> Result<FailoverDrill, String> {
     })
 }
 
+/// The drill with its times from `--failover-at` and `--failover-for`, checked here so that
+/// the error names the flags: a time down, and a return within `--duration` when it is given.
+fn drill_times(drill: FailoverDrill, args: &LoadTestArgs) -> anyhow::Result<FailoverDrill> {
+    let at_ms = seconds_to_ms(args.failover_at.unwrap_or(0.0), "--failover-at")?;
+    let down_ms = seconds_to_ms(args.failover_for.unwrap_or(0.0), "--failover-for")?;
+    anyhow::ensure!(down_ms > 0, "--failover-for must be more than 0 seconds");
+    if args.duration > 0 {
+        anyhow::ensure!(
+            u64::from(at_ms) + u64::from(down_ms) < u64::from(args.duration) * 1000,
+            "--failover-at + --failover-for must end before --duration ({} s), so that the server's return is measured",
+            args.duration
+        );
+    }
+    Ok(FailoverDrill {
+        at_ms,
+        down_ms,
+        ..drill
+    })
+}
+
 /// Seconds given on the command line, as whole milliseconds; `flag` names them in errors.
 fn seconds_to_ms(seconds: f64, flag: &str) -> anyhow::Result<u32> {
     let ms = seconds * 1000.0;
@@ -182,11 +202,7 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
         front_url: args.front.clone().unwrap_or_default(),
         weights: args.weights.clone(),
         failover: match args.failover {
-            Some(drill) => Some(FailoverDrill {
-                at_ms: seconds_to_ms(args.failover_at.unwrap_or(0.0), "--failover-at")?,
-                down_ms: seconds_to_ms(args.failover_for.unwrap_or(0.0), "--failover-for")?,
-                ..drill
-            }),
+            Some(drill) => Some(drill_times(drill, &args)?),
             None => None,
         },
     };

@@ -39,6 +39,9 @@ use crate::{agents, aggregate, broadcast, health, targets};
 
 /// How long a server may take to accept a simulated load.
 const LOAD_DEADLINE: Duration = Duration::from_secs(5);
+/// How long after a failover drill's end its health fault clears itself, should the drill not
+/// clear it (the drill clears it on time).
+const DRILL_FAULT_MARGIN_SECONDS: u32 = 10;
 /// The watch's heartbeat: a message at least this often, changed or not.
 const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -186,7 +189,6 @@ impl Farm {
     }
 }
 
-/// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
 /// A failover drill uses the farm's own actions: a lifecycle action, or a health fault.
 #[tonic::async_trait]
 impl loadtest::front::Drills for Farm {
@@ -194,21 +196,31 @@ impl loadtest::front::Drills for Farm {
         &self,
         id: u32,
         action: pb::FailoverAction,
+        down_ms: u32,
     ) -> std::result::Result<(), String> {
         let kind = match action {
             pb::FailoverAction::Kill => {
-                // A crash that stays down: SIGKILL, then a stop, which holds back the restart
-                // the farm makes after any crash until the drill brings the server back.
-                self.drill_act(id, ServerActionKind::Kill).await?;
+                // A crash that stays down until the drill brings it back. An agent's stop is
+                // itself a SIGKILL of its node that holds it down, in one step, so no restart
+                // can slip in. A container is killed, then stopped: the docker runtime waits
+                // before it restarts a container that died, and a stop in that time holds it.
+                if self.runtime.as_ref().is_some_and(|r| r.name() == "docker") {
+                    self.drill_act(id, ServerActionKind::Kill).await?;
+                }
                 ServerActionKind::Stop
             }
             pb::FailoverAction::Stop => ServerActionKind::Stop,
             pb::FailoverAction::Pause => ServerActionKind::Pause,
             pb::FailoverAction::Health => {
                 let can_partition = self.runtime.as_ref().is_some_and(|r| r.can_partition());
+                // It also clears itself a little after the drill's end, should the drill never
+                // bring the server back (a controller killed meanwhile).
                 let failing = pb::FaultProfile {
                     health: Some(pb::HealthFault {
-                        when: None,
+                        when: Some(pb::FaultWhen {
+                            duration_seconds: down_ms.div_ceil(1000) + DRILL_FAULT_MARGIN_SECONDS,
+                            ..pb::FaultWhen::default()
+                        }),
                         status: 503,
                     }),
                     ..pb::FaultProfile::default()
@@ -245,6 +257,7 @@ impl loadtest::front::Drills for Farm {
     }
 }
 
+/// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
 async fn fan_out<F, Fut, E>(ids: &[u32], task: F) -> Vec<CommandOutcome>
 where
     F: Fn(u32) -> Fut,

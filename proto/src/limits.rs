@@ -148,9 +148,6 @@ pub const MAX_FRONT_URL_LEN: usize = 256;
 pub const MAX_BACKEND_WEIGHTS: usize = MAX_SERVERS as usize;
 /// Largest weight of one server.
 pub const MAX_BACKEND_WEIGHT: u32 = 256;
-/// Most distinct servers a run through a front keeps figures for; answers naming further
-/// ones are counted as unattributed.
-pub const MAX_FRONT_BACKENDS: usize = 1024;
 /// Most server-seconds a run's share timeline keeps (one per server that answered in a
 /// second); past it the timeline stops and says so.
 pub const MAX_SHARE_TIMELINE_CELLS: usize = 200_000;

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use farm_proto::limits::{
-    MAX_BACKEND_WEIGHT, MAX_BACKEND_WEIGHTS, MAX_FAILOVER_DOWN_MS, MAX_FRONT_BACKENDS,
-    MAX_FRONT_URL_LEN, MAX_SHARE_TIMELINE_CELLS,
+    MAX_BACKEND_WEIGHT, MAX_BACKEND_WEIGHTS, MAX_FAILOVER_DOWN_MS, MAX_FRONT_URL_LEN,
+    MAX_SHARE_TIMELINE_CELLS,
 };
 use farm_proto::v1::{
     BackendCount, BackendResult, BackendWeight, FailoverAction, FailoverDrill, FailoverResult,
@@ -40,8 +40,9 @@ use crate::error::{Error, Result};
 /// (runtime or agent) and fault profiles.
 #[tonic::async_trait]
 pub trait Drills: Send + Sync + std::fmt::Debug {
-    /// Takes server `id` down the way `action` says.
-    async fn take_down(&self, id: u32, action: FailoverAction) -> Result<(), String>;
+    /// Takes server `id` down the way `action` says, for about `down_ms` milliseconds (it is
+    /// brought back by [`Self::bring_back`]; the time only bounds what could outlive the drill).
+    async fn take_down(&self, id: u32, action: FailoverAction, down_ms: u32) -> Result<(), String>;
     /// Brings server `id` back from `action`.
     async fn bring_back(&self, id: u32, action: FailoverAction) -> Result<(), String>;
 }
@@ -84,6 +85,9 @@ pub(super) struct Front {
     pub address: String,
     /// Expected share of each server, summing to 1.
     pub expected: BTreeMap<u32, f64>,
+    /// The farm's servers when the run started: answers naming any other id are not
+    /// attributed.
+    pub farm: std::collections::BTreeSet<u32>,
     /// The failover drill.
     pub drill: Option<FailoverDrill>,
 }
@@ -245,12 +249,17 @@ pub(super) async fn run_drill(
         }
         now
     };
-    let down = drills.take_down(drill.server_id, action).await;
-    if let Err(e) = &down {
+    if let Err(e) = drills
+        .take_down(drill.server_id, action, drill.down_ms)
+        .await
+    {
+        // Nothing was done, so there is nothing to undo (a server the user had stopped stays
+        // stopped).
         tracing::warn!(server = drill.server_id, error = %e, "Failover drill could not take the server down.");
         if let Some(front) = super::lock(&run.tally).front.as_mut() {
             front.drill.error = format!("taking it down: {e}");
         }
+        return;
     }
     let back = run.started + taken_at + Duration::from_millis(u64::from(drill.down_ms));
     tokio::select! {
@@ -307,6 +316,7 @@ pub(super) struct DrillTally {
 
 /// A run's figures by server, by second and for the drill.
 pub(super) struct FrontTally {
+    farm: std::collections::BTreeSet<u32>,
     backends: BTreeMap<u32, Backend>,
     unattributed: u64,
     timeline: BTreeMap<u32, Second>,
@@ -319,6 +329,7 @@ pub(super) struct FrontTally {
 impl FrontTally {
     pub(super) fn new(front: &Front) -> Self {
         Self {
+            farm: front.farm.clone(),
             backends: BTreeMap::new(),
             unattributed: 0,
             timeline: BTreeMap::new(),
@@ -331,9 +342,11 @@ impl FrontTally {
 
     /// Adds one request; `failed` when it got no answer or a status of 500 or more.
     pub(super) fn record(&mut self, record: &Record, failed: bool) {
-        let server = record.outcome.ok().and_then(|a| a.server).filter(|id| {
-            self.backends.contains_key(id) || self.backends.len() < MAX_FRONT_BACKENDS
-        });
+        let server = record
+            .outcome
+            .ok()
+            .and_then(|a| a.server)
+            .filter(|id| self.farm.contains(id));
         match server {
             Some(id) => {
                 let backend = self.backends.entry(id).or_insert_with(|| Backend {
@@ -381,27 +394,29 @@ impl FrontTally {
         }
     }
 
+    /// Failures count by when they were seen (answered or given up on); the drill server's
+    /// answers by when their requests were sent, which is when the front chose it: a request
+    /// held by a paused server and answered after its return was still sent to it before.
     fn judge_drill(&mut self, record: &Record, server: Option<u32>, failed: bool) {
         let drill = &mut self.drill;
         let Some(action_at) = drill.action_at else {
             return;
         };
-        let at = record.at;
-        if at < action_at {
+        let down = |t: Duration| t >= action_at && drill.back_at.is_none_or(|back| t < back);
+        let seen = record.at;
+        if failed && down(seen) {
+            drill.failed += 1;
+            drill.first_error = Some(drill.first_error.map_or(seen, |t| t.min(seen)));
+            drill.last_error = Some(drill.last_error.map_or(seen, |t| t.max(seen)));
+        }
+        if server.is_none() || server != self.drill_server {
             return;
         }
-        let from_drill_server = server.is_some() && server == self.drill_server;
-        if drill.back_at.is_none_or(|back| at < back) {
-            if failed {
-                drill.failed += 1;
-                drill.first_error = Some(drill.first_error.map_or(at, |t| t.min(at)));
-                drill.last_error = Some(drill.last_error.map_or(at, |t| t.max(at)));
-            }
-            if from_drill_server {
-                drill.last_served = Some(drill.last_served.map_or(at, |t| t.max(at)));
-            }
-        } else if from_drill_server {
-            drill.readmitted = Some(drill.readmitted.map_or(at, |t| t.min(at)));
+        let sent = record.at.saturating_sub(record.uncorrected);
+        if down(sent) {
+            drill.last_served = Some(drill.last_served.map_or(sent, |t| t.max(sent)));
+        } else if drill.back_at.is_some_and(|back| sent >= back) {
+            drill.readmitted = Some(drill.readmitted.map_or(sent, |t| t.min(sent)));
         }
     }
 
@@ -606,6 +621,7 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
             address: "127.0.0.1:1".into(),
             expected: Front::expected(&[], &[1, 2]).unwrap(),
+            farm: [1, 2].into(),
             drill: Some(FailoverDrill {
                 server_id: 2,
                 action: FailoverAction::Health as i32,
@@ -640,8 +656,9 @@ mod tests {
         assert_eq!(failover.failed_requests, 1);
         assert_eq!(failover.first_error_ms, Some(100.0));
         assert_eq!(failover.failover_ms, Some(100.0));
-        assert_eq!(failover.detection_ms, Some(300.0));
-        assert_eq!(failover.readmission_ms, Some(400.0));
+        // Judged by send times: each answer took 2 ms.
+        assert_eq!(failover.detection_ms, Some(298.0));
+        assert_eq!(failover.readmission_ms, Some(398.0));
         let seconds: Vec<u32> = result.timeline.iter().map(|s| s.second).collect();
         assert_eq!(seconds, [0, 1, 3]);
         assert_eq!(result.timeline[2].unattributed, 1);
@@ -653,6 +670,7 @@ mod tests {
             url: String::new(),
             address: String::new(),
             expected: Front::expected(&[], &[1, 2]).unwrap(),
+            farm: [1, 2].into(),
             drill: None,
         };
         let mut tally = FrontTally::new(&front);

@@ -185,6 +185,7 @@ impl Plan {
                 url: front_url.clone(),
                 address,
                 expected,
+                farm: farm.iter().copied().collect(),
                 drill: *failover,
             })
         };
@@ -439,7 +440,10 @@ impl LoadTests {
             plan.drills.clone(),
         ) {
             // Tracked with the workers, so that the run ends only once its server is back.
-            workers.spawn(front::run_drill(drill, drills, run.clone()));
+            workers.spawn(tracing::Instrument::instrument(
+                front::run_drill(drill, drills, run.clone()),
+                run_span.clone(),
+            ));
         }
         workers.close();
 

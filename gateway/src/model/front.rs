@@ -202,7 +202,7 @@ pub struct ShareSecond {
     pub requests: u64,
     /// Of those, failures.
     pub failures: u64,
-    /// Of those, answers no server of the farm gave (the front's own).
+    /// Of those, requests no server of the farm answered (the front's own answers, or none).
     pub unattributed: u64,
     /// Answers per server.
     pub backends: Vec<BackendCount>,
@@ -225,9 +225,10 @@ pub struct FailoverResult {
     pub failed_requests: u64,
     /// Failover time: the last failure before the server was back, from the action.
     pub failover_ms: Option<f64>,
-    /// Detection time: the server's last answer before it was back, from the action.
+    /// Detection time: the last request sent to the server (and answered) before it was back,
+    /// from the action.
     pub detection_ms: Option<f64>,
-    /// Re-admission time: its first answer after it was back, from its return.
+    /// Re-admission time: the first request sent to it after it was back, from its return.
     pub readmission_ms: Option<f64>,
 }
 
@@ -238,7 +239,7 @@ pub struct FrontResult {
     pub url: String,
     /// Every server expected or seen.
     pub backends: Vec<BackendShare>,
-    /// Answers that named no server of the farm.
+    /// Requests no server of the farm answered: the front's own answers, or none at all.
     pub unattributed: u64,
     /// Largest over smallest share / expected share; 1 is fair, 0 means a server got none.
     pub max_min_ratio: f64,

@@ -1201,7 +1201,8 @@ export type ShareSecond = Message<"farm.v1.ShareSecond"> & {
   failures: bigint;
 
   /**
-   * Of those, answers no server of the farm gave (the front's own, e.g. its 503).
+   * Of those, requests no server of the farm answered: the front's own answers (e.g. its
+   * 503), answers naming no server of the farm, and requests that got no answer.
    *
    * @generated from field: uint64 unattributed = 4;
    */
@@ -1280,17 +1281,17 @@ export type FailoverResult = Message<"farm.v1.FailoverResult"> & {
   failoverMs?: number | undefined;
 
   /**
-   * Detection time: the last answer the server gave before it was back, counted from the
-   * action (when the front stopped sending to it). For a health drill, where the server
-   * still serves, this is how long the front's health check took.
+   * Detection time: when the front last sent the server a request it answered before it was
+   * back, counted from the action (when the front stopped sending to it). For a health drill,
+   * where the server still serves, this is how long the front's health check took.
    *
    * @generated from field: optional double detection_ms = 8;
    */
   detectionMs?: number | undefined;
 
   /**
-   * Re-admission time: the first answer the server gave after it was back, counted from its
-   * return.
+   * Re-admission time: when the front first sent the server a request after it was back,
+   * counted from its return.
    *
    * @generated from field: optional double readmission_ms = 9;
    */
@@ -1325,7 +1326,8 @@ export type FrontResult = Message<"farm.v1.FrontResult"> & {
   backends: BackendResult[];
 
   /**
-   * Answers that named no server of this farm (the front's own answers).
+   * Requests no server of the farm answered: the front's own answers, answers naming no
+   * server of the farm, and requests that got no answer at all.
    *
    * @generated from field: uint64 unattributed = 3;
    */
@@ -1354,7 +1356,8 @@ export type FrontResult = Message<"farm.v1.FrontResult"> & {
   timeline: ShareSecond[];
 
   /**
-   * Whether the timeline stopped early because it reached its bound (200,000 server-seconds).
+   * Whether the timeline stopped early because it reached its bound: 200,000 entries, one per
+   * second with answers and one per server that answered in it.
    *
    * @generated from field: bool timeline_truncated = 7;
    */
