@@ -76,9 +76,9 @@ mod timeouts {
 }
 
 /// How many more servers a request whose connection failed is tried on: a node stopped or
-/// killed between two health checks costs the client nothing. Every balancer retries only
-/// when the request did not reach the node (or, for nginx and caddy, when it is idempotent),
-/// so no request is served twice.
+/// killed between two health checks costs the client nothing. haproxy retries only a request
+/// that did not reach a node; nginx and caddy also retry an idempotent one that did (and timed
+/// out), so a GET can be served twice, a POST never.
 const RETRIES: u32 = 2;
 
 /// `farm lb`.
