@@ -331,10 +331,17 @@ impl Task {
             .command
             .split_first()
             .expect("validated: the node command is not empty");
-        let spawned = Command::new(program)
+        let trace_env = farm_telemetry::child_env(None);
+        let mut command = Command::new(program);
+        if !trace_env.is_empty() {
+            // The node exports its traces where this agent does, under its own name.
+            for name in farm_telemetry::CHILD_ENV_REMOVED {
+                command.env_remove(name);
+            }
+            command.envs(trace_env);
+        }
+        let spawned = command
             .args(args)
-            // The node exports its traces where this agent does (when it does).
-            .envs(farm_telemetry::child_env(None))
             // The node's fault channel: only its agent can write to it.
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())

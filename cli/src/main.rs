@@ -131,7 +131,11 @@ fn main() -> ExitCode {
         }
     });
     if let Some(telemetry) = telemetry {
-        telemetry.shutdown();
+        // Inside the runtime: the exporters' gRPC channels run on it, and a one-thread runtime
+        // moves only while something blocks on it.
+        runtime.block_on(async move {
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        });
     }
     match outcome {
         Ok(code) => code,

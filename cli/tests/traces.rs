@@ -74,6 +74,8 @@ async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
         Some(command.span_id.clone())
     );
     let node = one("farm-node", "POST /simulate-load");
+    // (That a node makes no span for untraced requests is `node/src/server.rs`'s unit test:
+    // such spans would not be exported anyway, nodes never starting a trace.)
     assert_eq!(
         parent_of(node).map(|p| p.span_id.clone()),
         Some(agent.span_id.clone())
@@ -128,24 +130,6 @@ async fn one_rest_call_is_one_trace_from_the_gateway_to_the_node() {
     assert!(
         load_spans.len() < 10,
         "no span per load request: {load_spans:#?}"
-    );
-
-    // Untraced traffic makes no node spans: a hundred plain requests leave none behind.
-    let address = farm.node_address(2).await;
-    for _ in 0..100 {
-        let _ = common::get(&format!("http://{address}/health")).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let node_spans = collector
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.service == "farm-node" && s.trace_id != trace_id && s.trace_id != load_trace)
-        .count();
-    assert_eq!(
-        node_spans, 0,
-        "a node traces only requests with a sampled traceparent"
     );
 }
 

@@ -50,9 +50,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let route = metrics::RouteLabel::of(&request);
-        let span = self
-            .state
-            .traced()
+        let span = (self.state.traced() && worth_a_trace(&request, route.as_str()))
             .then(|| request_span(&request, route.as_str()));
         let _entered = span.as_ref().map(tracing::Span::enter);
         let seen = Seen {
@@ -80,6 +78,14 @@ struct Seen {
     state: AppState,
     /// The request's span, when the gateway exports traces.
     span: Option<tracing::Span>,
+}
+
+/// Whether a request gets a span: always when its caller traces it; otherwise not for the
+/// scrapes that come every few seconds (`/metrics`, Prometheus' service discovery), which would
+/// crowd real traces out of the export queue.
+fn worth_a_trace(request: &Request, route: &str) -> bool {
+    request.headers().contains_key("traceparent")
+        || !matches!(route, "/metrics" | "/api/prometheus/targets")
 }
 
 /// A request's span, its parent the caller's trace context if the request carries one.

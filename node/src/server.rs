@@ -232,6 +232,23 @@ async fn serve_connection(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
 }
 
+/// The route template of `path`, for span names: a few fixed names, whatever the client
+/// sends.
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/health" => "/health",
+        "/ready" => "/ready",
+        "/metrics" => "/metrics",
+        "/metrics/prometheus" => "/metrics/prometheus",
+        "/slow-endpoint" => "/slow-endpoint",
+        "/simulate-load" => "/simulate-load",
+        p if p.starts_with("/error/") => "/error/{code}",
+        p if p.starts_with("/data/") => "/data/{size_kb}",
+        _ => "unmatched",
+    }
+}
+
 /// The span of a request that carries a sampled `traceparent`, joined to the caller's trace;
 /// `None` for every other request, which costs one header lookup. The span is not entered:
 /// the node makes no spans below it, and it ends when the answer is ready.
@@ -243,7 +260,7 @@ fn request_span<B>(request: &http::Request<B>) -> Option<tracing::Span> {
     let span = tracing::info_span!(
         target: farm_telemetry::target::NODE,
         "request",
-        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.name = %format!("{} {}", request.method(), route_of(request.uri().path())),
         otel.kind = "server",
         http.request.method = %request.method(),
         url.path = %request.uri().path(),
@@ -391,5 +408,36 @@ impl Node {
             Some(rate) => response.map(|body| Body::new(Throttled::new(body, rate))),
             None => response,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, traceparent: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri(path);
+        if let Some(value) = traceparent {
+            builder = builder.header("traceparent", value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_a_sampled_traceparent_makes_a_span() {
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(request_span(&request("/", None)).is_none());
+        assert!(request_span(&request("/", Some(unsampled))).is_none());
+        assert!(request_span(&request("/", Some("junk"))).is_none());
+        assert!(request_span(&request("/", Some(sampled))).is_some());
+    }
+
+    #[test]
+    fn span_names_come_from_a_fixed_set_of_routes() {
+        assert_eq!(route_of("/data/123"), "/data/{size_kb}");
+        assert_eq!(route_of("/error/503"), "/error/{code}");
+        assert_eq!(route_of("/health"), "/health");
+        assert_eq!(route_of("/anything/the/client/wants"), "unmatched");
     }
 }

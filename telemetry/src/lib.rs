@@ -16,7 +16,8 @@
 //! line when it answers again); nothing waits for it. The batch processor
 //! runs on a thread and Tokio runtime of its own (`TokioCurrentThread`), so it works the same
 //! under the one-thread runtimes of agents and nodes and the many-thread one of the
-//! controller, and never runs in their request paths.
+//! controller; only the exporters' gRPC channels run on the process's own runtime, off its
+//! request paths.
 //!
 //! # Sampling follows the parent
 //! Every process samples as its parent did. Without a parent, the gateway and the controller
@@ -264,6 +265,11 @@ fn percent_decode(value: &str) -> Option<String> {
 
 /// The settings this process exports with, once [`Telemetry::start`] ran.
 static IN_FORCE: OnceLock<Settings> = OnceLock::new();
+
+/// Variables a child process must not inherit when this process exports: the child's
+/// endpoint is the one [`child_env`] gives, and its service name is its own.
+pub const CHILD_ENV_REMOVED: [&str; 2] =
+    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME"];
 
 /// The environment a child process (an agent and its node, a container) needs to export its
 /// traces to the collector this process exports to; empty while tracing is off. With

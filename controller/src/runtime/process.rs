@@ -244,7 +244,12 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
     if let Some(token) = &config.token {
         command.env(farm_proto::auth::TOKEN_ENV, token.as_str());
     }
-    command.envs(config.trace_env.iter().map(|(k, v)| (k, v)));
+    if !config.trace_env.is_empty() {
+        for name in farm_telemetry::CHILD_ENV_REMOVED {
+            command.env_remove(name);
+        }
+        command.envs(config.trace_env.iter().map(|(k, v)| (k, v)));
+    }
     command
         .args(agent.args())
         .stdin(std::process::Stdio::null())
