@@ -30,13 +30,10 @@ fn command_span(command: &Command) -> tracing::Span {
     if context.is_empty() || !within_bounds {
         return tracing::Span::none();
     }
-    let name = match &command.action {
-        Some(command::Action::SimulateLoad(_)) => "simulate_load",
-        Some(command::Action::NodeAction(_)) => "node_action",
-        Some(command::Action::SetSampleIntervalMs(_)) => "set_sample_interval",
-        Some(command::Action::SetFaults(_)) => "set_faults",
-        None => "unknown",
-    };
+    let name = command
+        .action
+        .as_ref()
+        .map_or("unknown", command::Action::name);
     let span = tracing::info_span!(
         target: farm_telemetry::target::AGENT,
         "command",

@@ -41,9 +41,9 @@ pub(crate) const MIN_CHECK_INTERVAL_MS: u32 = 100;
 /// Longest `--check-interval-ms`: past a minute a dead server stays in rotation too long for
 /// a testbed.
 pub(crate) const MAX_CHECK_INTERVAL_MS: u32 = 60_000;
-/// Largest `--weight`: haproxy's largest (nginx has none); 0 is left out, stopping a server is
-/// what takes it out of rotation.
-pub(crate) const MAX_WEIGHT: u32 = 256;
+/// Largest `--weight`: haproxy's largest (nginx has none), and a load test's through a front;
+/// 0 is left out, stopping a server is what takes it out of rotation.
+pub(crate) const MAX_WEIGHT: u32 = farm_proto::limits::MAX_BACKEND_WEIGHT;
 /// Largest `--fall` and `--rise`.
 pub(crate) const MAX_CHECK_COUNT: u32 = 10;
 /// How long one health check may take at most; shorter when checks come more often.
@@ -186,8 +186,8 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     Ok(address)
 }
 
-/// `ID=WEIGHT` for --weight.
-fn parse_weight(text: &str) -> Result<(u32, u32), String> {
+/// `ID=WEIGHT` of `--weight`, for `farm lb config` and `farm load-test --front` alike.
+pub(crate) fn parse_weight(text: &str) -> Result<(u32, u32), String> {
     let (id, weight) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not ID=WEIGHT (for example 3=5)"))?;

@@ -84,19 +84,8 @@ pub(crate) struct LoadTestArgs {
 
 /// `ID=W` of `--weight`.
 fn parse_weight(raw: &str) -> Result<BackendWeight, String> {
-    let (id, weight) = raw
-        .split_once('=')
-        .ok_or_else(|| format!("expected ID=W, e.g. 3=2, got {raw:?}"))?;
-    Ok(BackendWeight {
-        server_id: id
-            .trim()
-            .parse()
-            .map_err(|_| format!("{id:?} is not a server id"))?,
-        weight: weight
-            .trim()
-            .parse()
-            .map_err(|_| format!("{weight:?} is not a whole weight"))?,
-    })
+    let (server_id, weight) = crate::lb::parse_weight(raw)?;
+    Ok(BackendWeight { server_id, weight })
 }
 
 /// `ACTION:ID` of `--failover`; its times come from `--failover-at` and `--failover-for`.

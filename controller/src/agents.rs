@@ -89,7 +89,7 @@ impl AgentLink {
         let span = tracing::info_span!(
             target: farm_telemetry::target::CONTROLLER,
             "agent command",
-            otel.name = %format!("command {}", command_name(&action)),
+            otel.name = %format!("command {}", action.name()),
             otel.kind = "client",
             farm.command.id = id,
         );
@@ -124,16 +124,6 @@ impl AgentLink {
         .unwrap_or(Err(CommandError::Timeout(deadline)));
         lock(&self.pending).remove(&id);
         outcome
-    }
-}
-
-/// A command's name in traces.
-fn command_name(action: &command::Action) -> &'static str {
-    match action {
-        command::Action::SimulateLoad(_) => "simulate_load",
-        command::Action::NodeAction(_) => "node_action",
-        command::Action::SetSampleIntervalMs(_) => "set_sample_interval",
-        command::Action::SetFaults(_) => "set_faults",
     }
 }
 

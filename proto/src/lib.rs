@@ -30,3 +30,15 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+impl v1::command::Action {
+    /// The command's name, as traces and logs show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SimulateLoad(_) => "simulate_load",
+            Self::NodeAction(_) => "node_action",
+            Self::SetSampleIntervalMs(_) => "set_sample_interval",
+            Self::SetFaults(_) => "set_faults",
+        }
+    }
+}
