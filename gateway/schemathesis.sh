@@ -47,7 +47,12 @@ echo "schemathesis.sh: farm of $SERVERS servers up, gateway on $FARM_GATEWAY_URL
 # The slowest answer the API documents is a broadcast with its longest deadline (30 s) to a
 # server that does not answer (schemathesis pauses servers too); allow that and a margin.
 #
-# Two passes: every operation but the faults first, then the faults. Fuzzed faults are real
+# Three passes: every operation but the faults and the load-test starts first, then the
+# load-test starts, then the faults. A load test's rules across fields (a front or servers,
+# never both; weights and a failover drill only with a front; a drill that ends within the run;
+# a front on this machine) cannot be said in JSON Schema either, so the second pass does not
+# demand that every schema-valid request be accepted; the controller refuses those with a 400
+# naming the field. Fuzzed faults are real
 # (a minute's latency, hangs), and a load test of the first pass against a server that hangs
 # would outlast any response-time bound; the fault operations themselves never wait on a node.
 # The faults' rules across fields (one latency shape, percentiles that do not decrease,
@@ -68,7 +73,11 @@ run() {
     "$@"
 }
 status=0
-run --exclude-tag faults "$@" || status=$?
+LOAD_STARTS='^(runLoadTest|startLoadTest)$'
+run --exclude-tag faults --exclude-operation-id-regex "$LOAD_STARTS" "$@" || status=$?
+if [[ $status -eq 0 ]]; then
+  run --include-operation-id-regex "$LOAD_STARTS" --exclude-checks positive_data_acceptance "$@" || status=$?
+fi
 if [[ $status -eq 0 ]]; then
   run --include-tag faults --exclude-checks positive_data_acceptance,use_after_free "$@" || status=$?
 fi
