@@ -407,7 +407,7 @@ fn print_front(f: &FrontResult) {
             time(d.failover_ms)
         );
         println!(
-            "               last answer from it (detection) {}   re-admitted {}",
+            "               last request sent to it (detection) {}   first sent after its return (re-admission) {}",
             time(d.detection_ms),
             time(d.readmission_ms)
         );
