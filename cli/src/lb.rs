@@ -21,7 +21,7 @@ mod nginx;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -285,16 +285,7 @@ fn backends(servers: &[Server]) -> Vec<Backend> {
     let mut backends: Vec<Backend> = servers
         .iter()
         .filter_map(|server| {
-            let mut address: SocketAddr = server.node_address.parse().ok()?;
-            if address.port() == 0 {
-                return None;
-            }
-            if address.ip().is_unspecified() {
-                address.set_ip(match address.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                });
-            }
+            let address = farm_proto::reachable_node_address(&server.node_address)?;
             Some(Backend {
                 id: server.id,
                 address,

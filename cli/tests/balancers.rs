@@ -158,6 +158,37 @@ fn expected_downtime_s(drill: &FailoverResult, detection_ms: f64) -> f64 {
     (readmitted - action - detection_ms) / 1000.0
 }
 
+/// haproxy's own stats agree with a drill on `server`: one more check-down than `before`
+/// (checks down, seconds down), and the seconds it counted down within `tolerance` of the
+/// drill's figures, `detection_ms` being how long haproxy took to notice.
+fn downtime_agrees(
+    stats: &std::collections::BTreeMap<u32, common::balancer::StatRow>,
+    server: u32,
+    before: (u64, u64),
+    drill: &FailoverResult,
+    detection_ms: f64,
+    tolerance: f64,
+) {
+    let (downs, downtime) = (
+        stats[&server].number("chkdown"),
+        stats[&server].number("downtime"),
+    );
+    assert_eq!(
+        downs,
+        before.0 + 1,
+        "haproxy took server {server} down once"
+    );
+    let counted = (downtime - before.1) as f64;
+    let expected = expected_downtime_s(drill, detection_ms);
+    eprintln!(
+        "haproxy counted server {server} down {counted} s; the drill's figures say {expected:.2} s"
+    );
+    assert!(
+        (counted - expected).abs() <= tolerance,
+        "haproxy's downtime {counted} s against the drill's {expected:.2} s: {drill:?}"
+    );
+}
+
 /// `farm lb config ARGS` as a user types it, with no FARM_CONTROLLER from the environment.
 fn farm_lb_config(args: &[&str], dir: &Path) -> Output {
     Command::new(farm_bin())
@@ -346,17 +377,9 @@ async fn haproxy_in_front_of_the_farm() {
         killed.readmission_ms.is_some_and(|t| t < 2500.0),
         "{killed:?}"
     );
-    let stats = balancer.server_stats().await;
-    let (downs_now, downtime_now) = downs(&stats, 3);
-    assert_eq!(downs_now, kill_downs + 1, "haproxy took server 3 down once");
-    let counted = (downtime_now - kill_downtime) as f64;
     // haproxy notices a refused check at once or within one interval: about 0 to 0.4 s.
-    let expected = expected_downtime_s(&killed, 200.0);
-    eprintln!("haproxy counted server 3 down {counted} s; the drill's figures say {expected:.2} s");
-    assert!(
-        (counted - expected).abs() <= 1.5,
-        "haproxy's downtime {counted} s against the drill's {expected:.2} s: {killed:?}"
-    );
+    let stats = balancer.server_stats().await;
+    downtime_agrees(&stats, 3, (kill_downs, kill_downtime), &killed, 200.0, 1.5);
 
     // Step 3d: server 4's /health fails for 3 s while it serves: nothing fails, haproxy stops
     // sending to it after two failed checks (detection), and sends again after two good ones.
@@ -374,18 +397,13 @@ async fn haproxy_in_front_of_the_farm() {
         "{failed_health:?}"
     );
     let stats = balancer.server_stats().await;
-    let (downs_now, downtime_now) = downs(&stats, 4);
-    assert_eq!(
-        downs_now,
-        health_downs + 1,
-        "haproxy took server 4 down once"
-    );
-    let counted = (downtime_now - health_downtime) as f64;
-    let expected = expected_downtime_s(&failed_health, detection);
-    eprintln!("haproxy counted server 4 down {counted} s; the drill's figures say {expected:.2} s");
-    assert!(
-        (counted - expected).abs() <= 1.0,
-        "haproxy's downtime {counted} s against the drill's {expected:.2} s: {failed_health:?}"
+    downtime_agrees(
+        &stats,
+        4,
+        (health_downs, health_downtime),
+        &failed_health,
+        detection,
+        1.0,
     );
     eventually(
         FOLLOW_LIMIT,

@@ -42,3 +42,21 @@ impl v1::command::Action {
         }
     }
 }
+
+/// Where a server's node can be reached from this machine, from the `node_address` its agent
+/// reported: `None` while it has no port yet (the kernel has not picked one); a node listening
+/// on every interface is reached over loopback. What balancer configs and scrape targets name.
+pub fn reachable_node_address(node_address: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let mut address: SocketAddr = node_address.parse().ok()?;
+    if address.port() == 0 {
+        return None;
+    }
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Some(address)
+}

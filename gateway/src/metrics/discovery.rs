@@ -20,8 +20,6 @@
 //! too), which is why it lives here with the rest of the Prometheus surface and not in
 //! [`crate::model`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use axum::extract::State;
 use farm_proto::v1 as pb;
 use schemars::JsonSchema;
@@ -73,7 +71,7 @@ pub(crate) fn target_groups(servers: &[pb::Server]) -> Vec<TargetGroup> {
     let mut groups: Vec<(u32, TargetGroup)> = servers
         .iter()
         .filter_map(|server| {
-            let address = reachable(&server.node_address)?;
+            let address = farm_proto::reachable_node_address(&server.node_address)?.to_string();
             Some((
                 server.id,
                 TargetGroup {
@@ -90,21 +88,6 @@ pub(crate) fn target_groups(servers: &[pb::Server]) -> Vec<TargetGroup> {
         .collect();
     groups.sort_by_key(|(id, _)| *id);
     groups.into_iter().map(|(_, group)| group).collect()
-}
-
-/// `node_address` as a scrape target, or `None` while it has no port.
-fn reachable(node_address: &str) -> Option<String> {
-    let mut address: SocketAddr = node_address.parse().ok()?;
-    if address.port() == 0 {
-        return None;
-    }
-    if address.ip().is_unspecified() {
-        address.set_ip(match address.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
-    }
-    Some(address.to_string())
 }
 
 /// `GET /api/prometheus/targets`.
