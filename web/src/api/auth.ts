@@ -19,6 +19,9 @@ export const CHANGING_CALLS: ReadonlySet<string> = new Set([
   "/farm.v1.FarmService/StopLoadTest",
   "/farm.v1.FarmService/SetFaults",
   "/farm.v1.FarmService/ClearFaults",
+  "/farm.v1.FarmService/RunScenario",
+  "/farm.v1.FarmService/StartScenario",
+  "/farm.v1.FarmService/StopScenario",
 ]);
 
 /** Where the farm keeps its token, for the dialog that asks for it. */
