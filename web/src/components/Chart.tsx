@@ -1,7 +1,9 @@
 // Hand-rolled SVG charts: a line/area chart with a hover read-out for the overview and the
 // server detail, and a tiny sparkline for the cards. The SVG scales with its box
 // (preserveAspectRatio="none", strokes that do not scale); labels are HTML so text stays crisp.
+// A chart can carry bands under its lines: a scenario's load phases and its faults.
 import { memo, useId, useMemo, useRef, useState } from "react";
+import { bandBoxes, bandsAt, bandSummary, type Band, type BandBox } from "../state/scenario";
 
 export interface Series {
   label: string;
@@ -24,6 +26,13 @@ interface ChartProps {
   /** Text beside the title (the latest value by default). */
   headline?: string;
   windowLabel?: string;
+  /** Phases and faults drawn under the lines, on the same clock as `times`. */
+  bands?: readonly Band[];
+  /** A fixed time axis; otherwise from the first to the last of `times`. */
+  range?: readonly [number, number];
+  /** The foot's two ends, in place of the window label and "now". */
+  foot?: readonly [string, string];
+  testid?: string;
 }
 
 const W = 600;
@@ -47,13 +56,15 @@ function path(values: readonly number[], t: readonly number[], t0: number, span:
   return d;
 }
 
-export const Chart = memo(function Chart({ title, times, series, height = 120, max, empty = "Waiting for data…", headline, windowLabel }: ChartProps) {
+export const Chart = memo(function Chart({ title, times, series, height = 120, max, empty = "Waiting for data…", headline, windowLabel, bands, range, foot, testid }: ChartProps) {
   const id = useId();
   const box = useRef<HTMLDivElement>(null);
   const [hover, setHover] = useState<number | null>(null);
   const n = times.length;
-  const t0 = n ? times[0] : 0;
-  const span = n > 1 ? times[n - 1] - t0 : 0;
+  const t0 = range ? range[0] : n ? times[0] : 0;
+  const span = range ? Math.max(0, range[1] - range[0]) : n > 1 ? times[n - 1] - t0 : 0;
+  const boxes = useMemo(() => (bands && bands.length && span > 0 ? bandBoxes(bands, t0, t0 + span) : []), [bands, t0, span]);
+  const drawn = n >= 2 || (range !== undefined && span > 0);
   const top = useMemo(() => {
     if (max !== undefined) return max;
     let m = 0;
@@ -71,9 +82,11 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
     setHover(best);
   };
   const hi = hover !== null && hover < n ? hover : null;
-  const summary = series.map((s) => `${s.label} ${n ? s.format(s.values[s.values.length - 1]) : "no data"}`).join(", ");
+  const bandText = bandSummary(boxes);
+  const summary = series.map((s) => `${s.label} ${n ? s.format(s.values[s.values.length - 1]) : "no data"}`).join(", ") + (bandText ? `; ${bandText}` : "");
+  const hoverBands = hi !== null && bands ? bandsAt(bands, times[hi], 500) : [];
   return (
-    <figure className="chart" aria-labelledby={`${id}-t`}>
+    <figure className="chart" aria-labelledby={`${id}-t`} data-testid={testid}>
       <figcaption className="chart-head">
         <span id={`${id}-t`} className="chart-title">
           {title}
@@ -89,11 +102,14 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
         role="img"
         aria-label={`${title}: ${summary}`}
       >
-        {n < 2 ? (
+        {!drawn ? (
           <div className="chart-empty">{empty}</div>
         ) : (
           <>
             <svg viewBox={`0 0 ${W} ${h}`} preserveAspectRatio="none" aria-hidden="true">
+              {boxes.map((b) => (
+                <BandShape key={b.band.key} b={b} h={h} />
+              ))}
               {[0.25, 0.5, 0.75].map((f) => (
                 <line key={f} x1={0} x2={W} y1={h * f} y2={h * f} className="grid-line" />
               ))}
@@ -110,6 +126,10 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
                 <line x1={((times[hi] - t0) / span) * W} x2={((times[hi] - t0) / span) * W} y1={0} y2={h} className="cursor-line" />
               )}
             </svg>
+            {boxes.map((b) => (
+              <BandLabel key={b.band.key} b={b} />
+            ))}
+            {n < 2 && <div className="chart-empty chart-empty-over">{empty}</div>}
             <span className="chart-max">{series[0]?.format(top)}</span>
             {hi !== null && (
               <div className="chart-tip" style={{ left: `${span > 0 ? ((times[hi] - t0) / span) * 100 : 100}%` }}>
@@ -119,20 +139,82 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
                     <i style={{ background: s.color }} /> {s.label} <b>{s.format(s.values[hi])}</b>
                   </div>
                 ))}
+                {hoverBands.map((b) => (
+                  <div key={b.key} className={`tip-band tip-${b.kind}`}>
+                    {b.kind === "phase" ? "phase" : "fault"} {b.label}
+                  </div>
+                ))}
               </div>
             )}
           </>
         )}
       </div>
-      {windowLabel && n > 1 && (
+      {foot && drawn ? (
         <div className="chart-foot" aria-hidden="true">
-          <span>{windowLabel}</span>
-          <span>now</span>
+          <span>{foot[0]}</span>
+          <span>{foot[1]}</span>
         </div>
+      ) : (
+        windowLabel &&
+        n > 1 && (
+          <div className="chart-foot" aria-hidden="true">
+            <span>{windowLabel}</span>
+            <span>now</span>
+          </div>
+        )
       )}
     </figure>
   );
 });
+
+/**
+ * A phase as a shaded stretch with its start marked, a fault as a red stretch (a line for a
+ * moment). The data attributes name what is drawn, for the browser tests.
+ */
+function BandShape({ b, h }: { b: BandBox; h: number }) {
+  const x0 = b.x0 * W;
+  const x1 = b.x1 * W;
+  const common = { "data-band": b.band.kind, "data-label": b.band.label, "data-run": b.band.runId, "data-live": b.band.live ? "true" : undefined };
+  if (b.band.kind === "phase") {
+    return (
+      <g {...common}>
+        <rect x={x0} y={0} width={Math.max(0, x1 - x0)} height={h} className={`band-phase band-shade-${b.band.index % 2}`} />
+        {!b.cutStart && <line x1={x0} x2={x0} y1={0} y2={h} className="band-edge" />}
+      </g>
+    );
+  }
+  if (b.band.instant || x1 - x0 < 1.5) {
+    return (
+      <g {...common} data-instant={b.band.instant ? "true" : undefined}>
+        <line x1={x0} x2={x0} y1={0} y2={h} className="band-moment" />
+      </g>
+    );
+  }
+  return (
+    <g {...common}>
+      <rect x={x0} y={0} width={x1 - x0} height={h} className="band-fault" />
+      <line x1={x0} x2={x1} y1={h - 1} y2={h - 1} className="band-fault-edge" />
+    </g>
+  );
+}
+
+/** A band's name over it: phases along the top, faults along the bottom, one row per lane. */
+function BandLabel({ b }: { b: BandBox }) {
+  const left = `${b.x0 * 100}%`;
+  // A moment's label may run past it; a stretch's stays within it.
+  const width = b.band.kind === "fault" && (b.band.instant || b.x1 - b.x0 < 0.0025) ? undefined : `${Math.max(0, b.x1 - b.x0) * 100}%`;
+  const title = b.band.kind === "fault" && b.band.serverIds.length ? `${b.band.label} on server ${b.band.serverIds.join(", ")}` : b.band.label;
+  return (
+    <span
+      className={`band-label band-label-${b.band.kind}`}
+      style={b.band.kind === "fault" ? { left, width, bottom: 2 + b.lane * 15 } : { left, width }}
+      title={title}
+      aria-hidden="true"
+    >
+      {b.band.label}
+    </span>
+  );
+}
 
 interface SparkProps {
   values: readonly number[];

@@ -1,7 +1,9 @@
 // The farm at a glance: servers by status, the headline numbers, and charts of the last
-// minutes (kept across reloads by the store's FarmHistory).
+// minutes (kept across reloads by the store's FarmHistory), with the scenario runs' phases
+// and faults drawn as bands over them.
 import { useMemo } from "react";
 import { Chart } from "./Chart";
+import { useScenarioBands } from "../api/scenarios";
 import { useSnapshot, useStore } from "./context";
 import { bytes, count, ms, pct, rate } from "./format";
 import { STATUSES, type Status } from "../state/model";
@@ -15,6 +17,7 @@ interface Props {
 export function Overview({ statuses, toggleStatus }: Props) {
   const { farm, historyRevision } = useSnapshot();
   const store = useStore();
+  const bands = useScenarioBands(null);
   const counts = useMemo(() => countByStatus(farm.ordered), [farm.ordered]);
   const t = farm.totals;
   const errorRate = t && t.rps > 0 ? (t.eps / t.rps) * 100 : 0;
@@ -76,6 +79,8 @@ export function Overview({ statuses, toggleStatus }: Props) {
           title="Requests / s"
           times={cols.t}
           windowLabel={windowLabel}
+          bands={bands}
+          testid="farm-chart-rps"
           series={[
             { label: "requests/s", values: cols.rps, color: "var(--accent)", format: rate, area: true },
             { label: "errors/s", values: cols.eps, color: "var(--bad)", format: rate },
@@ -85,18 +90,24 @@ export function Overview({ statuses, toggleStatus }: Props) {
           title="CPU per server (mean)"
           times={cols.t}
           windowLabel={windowLabel}
+          bands={bands}
+          testid="farm-chart-cpu"
           series={[{ label: "CPU", values: cols.cpu, color: "var(--violet)", format: (v) => pct(v), area: true }]}
         />
         <Chart
           title="Memory (farm)"
           times={cols.t}
           windowLabel={windowLabel}
+          bands={bands}
+          testid="farm-chart-memory"
           series={[{ label: "memory", values: cols.mem, color: "var(--teal)", format: bytes, area: true }]}
         />
         <Chart
           title="Healthy servers"
           times={cols.t}
           windowLabel={windowLabel}
+          bands={bands}
+          testid="farm-chart-healthy"
           headline={`${counts.healthy} / ${farm.ordered.length}`}
           series={[
             { label: "healthy", values: cols.healthy, color: "var(--ok)", format: count, area: true },

@@ -1,6 +1,7 @@
 // One server: live numbers from the Watch stream, its history (GetServer, refreshed while
-// open, with the live samples appended in between), its events, its actions, its faults,
-// and a form to simulate load on it.
+// open, with the live samples appended in between) with the scenario runs' phases and the
+// faults they set on this server as bands, its events, its actions, its faults, and a form
+// to simulate load on it.
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Chart } from "./Chart";
 import { useNow, useSnapshot, useToast } from "./context";
@@ -10,6 +11,7 @@ import { FaultPanel } from "./Faults";
 import { IconClose } from "./icons";
 import { errorText, farmClient } from "../api/client";
 import { faultLabel } from "../api/faults";
+import { useScenarioBands } from "../api/scenarios";
 import { AgentEventKind, type AgentEvent, type MetricsSample } from "../gen/farm/v1/agent_pb";
 
 interface Point {
@@ -62,6 +64,7 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
   const [loadError, setLoadError] = useState<string | null>(null);
   const panel = useRef<HTMLDivElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
+  const bands = useScenarioBands(id);
 
   // Focus moves into the dialog, Escape closes it, focus goes back where it was.
   useEffect(() => {
@@ -189,13 +192,15 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
 
         {loadError && <p className="error-text">Could not load the history: {loadError}</p>}
         <div className="detail-charts">
-          <Chart title="CPU" times={cols.t} height={90} series={[{ label: "CPU", values: cols.cpu, color: "var(--violet)", format: (v) => pct(v), area: true }]} />
-          <Chart title="Memory" times={cols.t} height={90} series={[{ label: "memory", values: cols.mem, color: "var(--teal)", format: bytes, area: true }]} />
-          <Chart title="Requests / s" times={cols.t} height={90} series={[{ label: "requests/s", values: cols.rps, color: "var(--accent)", format: rate, area: true }]} />
+          <Chart title="CPU" times={cols.t} height={90} bands={bands} testid="server-chart-cpu" series={[{ label: "CPU", values: cols.cpu, color: "var(--violet)", format: (v) => pct(v), area: true }]} />
+          <Chart title="Memory" times={cols.t} height={90} bands={bands} testid="server-chart-memory" series={[{ label: "memory", values: cols.mem, color: "var(--teal)", format: bytes, area: true }]} />
+          <Chart title="Requests / s" times={cols.t} height={90} bands={bands} testid="server-chart-rps" series={[{ label: "requests/s", values: cols.rps, color: "var(--accent)", format: rate, area: true }]} />
           <Chart
             title="Latency"
             times={cols.t}
             height={90}
+            bands={bands}
+            testid="server-chart-latency"
             series={[
               { label: "p99", values: cols.p99, color: "var(--warn)", format: ms },
               { label: "p50", values: cols.p50, color: "var(--accent)", format: ms },
