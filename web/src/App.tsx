@@ -3,6 +3,7 @@ import { tokenPrompt } from "./api/client";
 import { Controls } from "./components/Controls";
 import { Header } from "./components/Header";
 import { LoadTest } from "./components/LoadTest";
+import { Scenarios } from "./components/Scenarios";
 import { Overview } from "./components/Overview";
 import { ServerDetail } from "./components/ServerDetail";
 import { ServerGrid } from "./components/ServerGrid";
@@ -18,7 +19,7 @@ export function App() {
   const { farm } = useSnapshot();
   const [query, setQuery] = useState<GridQuery>(DEFAULT_QUERY);
   const [selected, setSelected] = useState<ReadonlySet<number>>(new Set());
-  const section = route[0] === "load-test" || route[0] === "controls" ? route[0] : "servers";
+  const section = route[0] === "load-test" || route[0] === "scenarios" || route[0] === "controls" ? route[0] : "servers";
   const detailId = section === "servers" && route[1] ? Number(route[1]) : null;
 
   const shown = useMemo(() => applyQuery(farm.ordered, query), [farm.ordered, query]);
@@ -75,6 +76,7 @@ export function App() {
           </>
         )}
         {section === "load-test" && <LoadTest selected={liveSelection} />}
+        {section === "scenarios" && <Scenarios runId={route[1] ? decodeURIComponent(route[1]) : null} />}
         {section === "controls" && <Controls selected={liveSelection} />}
       </main>
       <footer className="footer">

@@ -5,6 +5,7 @@ import type { Connection } from "../state/watch";
 const TABS = [
   { path: "servers", label: "Servers" },
   { path: "load-test", label: "Load test" },
+  { path: "scenarios", label: "Scenarios" },
   { path: "controls", label: "Controls" },
 ];
 
