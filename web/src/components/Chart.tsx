@@ -36,6 +36,8 @@ interface ChartProps {
 }
 
 const W = 600;
+/** About the width of a character of a band's label (10 px bold), for the room it takes. */
+const LABEL_CHAR_PX = 6;
 
 function niceMax(v: number): number {
   if (!(v > 0)) return 1;
@@ -44,16 +46,21 @@ function niceMax(v: number): number {
   return 10 * p;
 }
 
-function path(values: readonly number[], t: readonly number[], t0: number, span: number, max: number, h: number): string {
+/** The line through the finite values, and the first and last x it reaches (for an area). */
+function path(values: readonly number[], t: readonly number[], t0: number, span: number, max: number, h: number): { d: string; x0: number; x1: number } {
   let d = "";
+  let x0 = 0;
+  let x1 = W;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!Number.isFinite(v)) continue;
     const x = span > 0 ? ((t[i] - t0) / span) * W : W;
     const y = h - (Math.min(v, max) / max) * h;
+    if (!d) x0 = x;
+    x1 = x;
     d += `${d ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
   }
-  return d;
+  return { d, x0, x1 };
 }
 
 export const Chart = memo(function Chart({ title, times, series, height = 120, max, empty = "Waiting for data…", headline, windowLabel, bands, range, foot, testid }: ChartProps) {
@@ -63,7 +70,12 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
   const n = times.length;
   const t0 = range ? range[0] : n ? times[0] : 0;
   const span = range ? Math.max(0, range[1] - range[0]) : n > 1 ? times[n - 1] - t0 : 0;
-  const boxes = useMemo(() => (bands && bands.length && span > 0 ? bandBoxes(bands, t0, t0 + span) : []), [bands, t0, span]);
+  // The box's width as last laid out (charts re-render with their data): a label's room.
+  const width = box.current?.clientWidth || W;
+  const boxes = useMemo(
+    () => (bands && bands.length && span > 0 ? bandBoxes(bands, t0, t0 + span, (b) => (b.label.length * LABEL_CHAR_PX + 12) / width) : []),
+    [bands, t0, span, width],
+  );
   const drawn = n >= 2 || (range !== undefined && span > 0);
   const top = useMemo(() => {
     if (max !== undefined) return max;
@@ -114,10 +126,10 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
                 <line key={f} x1={0} x2={W} y1={h * f} y2={h * f} className="grid-line" />
               ))}
               {series.map((s, i) => {
-                const d = path(s.values, times, t0, span, top, h);
+                const { d, x0, x1 } = path(s.values, times, t0, span, top, h);
                 return (
                   <g key={i}>
-                    {s.area && d && <path d={`${d}L${W},${h}L0,${h}Z`} fill={s.color} className="chart-area" />}
+                    {s.area && d && <path d={`${d}L${x1.toFixed(1)},${h}L${x0.toFixed(1)},${h}Z`} fill={s.color} className="chart-area" />}
                     <path d={d} stroke={s.color} className="chart-line" />
                   </g>
                 );
@@ -126,9 +138,13 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
                 <line x1={((times[hi] - t0) / span) * W} x2={((times[hi] - t0) / span) * W} y1={0} y2={h} className="cursor-line" />
               )}
             </svg>
-            {boxes.map((b) => (
-              <BandLabel key={b.band.key} b={b} />
-            ))}
+            {boxes.length > 0 && (
+              <div className="band-labels" aria-hidden="true">
+                {boxes.map((b) => (
+                  <BandLabel key={b.band.key} b={b} />
+                ))}
+              </div>
+            )}
             {n < 2 && <div className="chart-empty chart-empty-over">{empty}</div>}
             <span className="chart-max">{series[0]?.format(top)}</span>
             {hi !== null && (
@@ -200,17 +216,13 @@ function BandShape({ b, h }: { b: BandBox; h: number }) {
 
 /** A band's name over it: phases along the top, faults along the bottom, one row per lane. */
 function BandLabel({ b }: { b: BandBox }) {
-  const left = `${b.x0 * 100}%`;
-  // A moment's label may run past it; a stretch's stays within it.
-  const width = b.band.kind === "fault" && (b.band.instant || b.x1 - b.x0 < 0.0025) ? undefined : `${Math.max(0, b.x1 - b.x0) * 100}%`;
   const title = b.band.kind === "fault" && b.band.serverIds.length ? `${b.band.label} on server ${b.band.serverIds.join(", ")}` : b.band.label;
+  // A phase's name stays within it; a fault's may run past its band (its row is its own for
+  // the label's room), up to the chart's edge.
+  const place: React.CSSProperties =
+    b.band.kind === "phase" ? { left: `${b.x0 * 100}%`, width: `${Math.max(0, b.x1 - b.x0) * 100}%` } : { left: `${b.x0 * 100}%`, maxWidth: `${(1 - b.x0) * 100}%`, bottom: 2 + b.lane * 15 };
   return (
-    <span
-      className={`band-label band-label-${b.band.kind}`}
-      style={b.band.kind === "fault" ? { left, width, bottom: 2 + b.lane * 15 } : { left, width }}
-      title={title}
-      aria-hidden="true"
-    >
+    <span className={`band-label band-label-${b.band.kind}`} style={place} title={title}>
       {b.band.label}
     </span>
   );

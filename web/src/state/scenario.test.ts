@@ -193,6 +193,13 @@ describe("bandBoxes", () => {
     expect(boxes.map((b) => [b.band.label, b.lane])).toEqual([["a", 0], ["b", 1], ["c", 1], ["d", 0]]);
   });
 
+  it("keeps a lane taken while a fault's label needs the room", () => {
+    const bands = [band("fault", 0, 500, "a"), band("fault", 1000, 1500, "b"), band("fault", 4000, 4500, "c")];
+    expect(bandBoxes(bands, 0, 10_000).map((b) => b.lane)).toEqual([0, 0, 0]);
+    expect(bandBoxes(bands, 0, 10_000, 0.2).map((b) => b.lane)).toEqual([0, 1, 0]);
+    expect(bandBoxes(bands, 0, 10_000, (b) => (b.label === "a" ? 0.5 : 0)).map((b) => b.lane)).toEqual([0, 1, 1]);
+  });
+
   it("draws nothing in an empty window", () => {
     expect(bandBoxes([band("phase", 0, 10)], 5, 5)).toEqual([]);
   });
@@ -210,12 +217,11 @@ describe("timelineSeries", () => {
   const second = (s: number, requests: number, failures = 0, p99 = 5, provisional = false) =>
     create(LoadSecondSchema, { second: s, requests: BigInt(requests), failures: BigInt(failures), p50Ms: p99 / 2, p99Ms: p99, provisional });
 
-  it("is dense from second 0, on the wall clock, with the error rate in percent", () => {
+  it("is dense from second 0, on the wall clock", () => {
     const s = timelineSeries([second(0, 50), second(2, 40, 10, 9)], T);
     expect(s.times).toEqual([T + 500, T + 1500, T + 2500]);
     expect(s.requests).toEqual([50, 0, 40]);
     expect(s.failures).toEqual([0, 0, 10]);
-    expect(s.errorRate).toEqual([0, 0, 25]);
     expect(s.p99).toEqual([5, NaN, 9]);
     expect(s.p50).toEqual([2.5, NaN, 4.5]);
   });

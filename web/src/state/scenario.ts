@@ -214,10 +214,11 @@ export interface BandBox {
 
 /**
  * The bands within a chart's window [t0, t1] (same clock as the bands), clipped to it, with
- * a lane per fault: overlapping faults take the lowest free lane. Bands wholly outside the
- * window are left out; so is everything when the window is empty.
+ * a lane per fault: overlapping faults take the lowest free lane. A fault's label needs room
+ * too: it holds its lane for at least `labelRoom` (a fraction of the width) from its start.
+ * Bands wholly outside the window are left out; so is everything when the window is empty.
  */
-export function bandBoxes(bands: readonly Band[], t0: number, t1: number): BandBox[] {
+export function bandBoxes(bands: readonly Band[], t0: number, t1: number, labelRoom: number | ((b: Band) => number) = 0): BandBox[] {
   if (!(t1 > t0)) return [];
   const span = t1 - t0;
   const frac = (t: number) => (Math.min(Math.max(t, t0), t1) - t0) / span;
@@ -231,7 +232,8 @@ export function bandBoxes(bands: readonly Band[], t0: number, t1: number): BandB
   for (const b of faults) {
     let lane = laneEnds.findIndex((end) => end < b.start);
     if (lane < 0) lane = laneEnds.length;
-    laneEnds[lane] = b.end;
+    const room = typeof labelRoom === "number" ? labelRoom : labelRoom(b);
+    laneEnds[lane] = Math.max(b.end, Math.max(b.start, t0) + room * span);
     boxes.push({ band: b, x0: frac(b.start), x1: frac(b.end), lane, cutStart: b.start < t0, cutEnd: b.end > t1 });
   }
   return boxes;
@@ -263,8 +265,6 @@ export interface TimelineSeries {
   /** Requests that ended in each second: the throughput, in requests per second. */
   requests: number[];
   failures: number[];
-  /** Failures over requests, in percent (0 for a second without requests). */
-  errorRate: number[];
   /** NaN for a second without an answered request. */
   p50: number[];
   p99: number[];
@@ -279,7 +279,7 @@ export function timelineSeries(timeline: readonly LoadSecond[], loadStartedAtMs:
   const done = timeline.filter((s) => !s.provisional);
   const last = done.reduce((m, s) => Math.max(m, s.second), -1);
   const by = new Map(done.map((s) => [s.second, s]));
-  const out: TimelineSeries = { times: [], requests: [], failures: [], errorRate: [], p50: [], p99: [] };
+  const out: TimelineSeries = { times: [], requests: [], failures: [], p50: [], p99: [] };
   for (let k = 0; k <= last; k++) {
     const s = by.get(k);
     const requests = s ? Number(s.requests) : 0;
@@ -288,7 +288,6 @@ export function timelineSeries(timeline: readonly LoadSecond[], loadStartedAtMs:
     out.times.push(loadStartedAtMs + k * 1000 + 500);
     out.requests.push(requests);
     out.failures.push(failures);
-    out.errorRate.push(requests > 0 ? (failures / requests) * 100 : 0);
     out.p50.push(answered ? s.p50Ms : NaN);
     out.p99.push(answered ? s.p99Ms : NaN);
   }
