@@ -242,7 +242,6 @@ function RunList({ runs, selected, error, unsupported, loaded }: { runs: readonl
                 <th scope="col">Run</th>
                 <th scope="col">State</th>
                 <th scope="col">Verdicts</th>
-                <th scope="col">Started</th>
                 <th scope="col">
                   <span className="sr-only">Stop</span>
                 </th>
@@ -259,16 +258,15 @@ function RunList({ runs, selected, error, unsupported, loaded }: { runs: readonl
                       <button type="button" className="link-btn sc-run-name" onClick={() => navigate(`scenarios/${encodeURIComponent(r.runId)}`)} aria-current={current ? "true" : undefined}>
                         {r.name || r.runId}
                       </button>
-                      <div className="muted sc-run-id">{r.runId}</div>
+                      <div className="muted sc-run-id">
+                        {r.runId} · <time dateTime={new Date(Number(r.startedAtMs)).toISOString()}>{clock(Number(r.startedAtMs))}</time>
+                      </div>
                     </td>
                     <td>
                       <StateBadge state={state} />
                     </td>
                     <td>
                       <VerdictTally passed={c.passed} failed={c.failed} provisional={c.provisional} />
-                    </td>
-                    <td>
-                      <time dateTime={new Date(Number(r.startedAtMs)).toISOString()}>{clock(Number(r.startedAtMs))}</time>
                     </td>
                     <td>
                       {state === "running" && (
@@ -461,10 +459,7 @@ function RunDetail({ runId, listed }: { runId: string | null; listed: ScenarioRe
             height={110}
             testid="scenario-chart-errors"
             empty={live ? "Waiting for the first second…" : "No requests"}
-            series={[
-              { label: "failed/s", values: series.failures, color: "var(--bad)", format: rate, area: true },
-              { label: "error rate %", values: series.errorRate, color: "var(--warn)", format: (v) => pct(v) },
-            ]}
+            series={[{ label: "failed/s", values: series.failures, color: "var(--bad)", format: rate, area: true }]}
             headline={requests ? pct((failures / requests) * 100, 2) : undefined}
           />
           <Chart
