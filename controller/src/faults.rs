@@ -82,7 +82,7 @@ pub async fn hand_over(
 }
 
 /// Every `when` of `profile`, with the name of its kind.
-fn whens_mut(profile: &mut FaultProfile) -> Vec<(&'static str, &mut Option<FaultWhen>)> {
+pub fn whens_mut(profile: &mut FaultProfile) -> Vec<(&'static str, &mut Option<FaultWhen>)> {
     let mut whens = Vec::new();
     macro_rules! push {
         ($($kind:ident),*) => {$(

@@ -18,7 +18,7 @@ pub const TOKEN_ENV: &str = "FARM_TOKEN";
 /// The `FarmService` calls that change the farm or put load on it, by their gRPC paths: the
 /// calls that need the farm's token where the controller (or the gateway in front of it)
 /// listens beyond loopback. Every other call only reads.
-pub const CHANGING_CALLS: [&str; 9] = [
+pub const CHANGING_CALLS: [&str; 12] = [
     "/farm.v1.FarmService/ServerAction",
     "/farm.v1.FarmService/SimulateLoad",
     "/farm.v1.FarmService/ScaleFarm",
@@ -28,6 +28,9 @@ pub const CHANGING_CALLS: [&str; 9] = [
     "/farm.v1.FarmService/StopLoadTest",
     "/farm.v1.FarmService/SetFaults",
     "/farm.v1.FarmService/ClearFaults",
+    "/farm.v1.FarmService/RunScenario",
+    "/farm.v1.FarmService/StartScenario",
+    "/farm.v1.FarmService/StopScenario",
 ];
 
 /// A farm's token, checked to be usable on the wire.

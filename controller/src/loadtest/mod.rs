@@ -10,7 +10,9 @@
 //!   lowering the rate (coordinated omission). The latency from the actual send is kept
 //!   beside it, uncorrected, to show the difference.
 //!
-//! An optional ramp raises the rate (open) or starts the workers (closed) linearly.
+//! An optional ramp raises the rate (open) or starts the workers (closed) linearly; or the
+//! run goes through [`phases`], each with its own rate, ramped or not (open), or its own
+//! workers (closed). Results come per phase and second by second as well as for the run.
 //!
 //! A run may go through a front instead ([`front`]): every request to one load balancer in
 //! front of the farm, each answer attributed to the server that gave it, with an optional
@@ -22,6 +24,7 @@
 
 pub mod front;
 pub mod http1;
+pub mod phases;
 mod tally;
 mod worker;
 
@@ -44,6 +47,7 @@ use farm_proto::limits::{
     MAX_TIMEOUT_MS, MAX_TOTAL_REQUESTS,
 };
 use front::{Drills, Front, Network};
+use phases::{Phase, Schedule, Shape};
 use tally::Tally;
 use worker::{Endpoint, Run, Share, Worker};
 
@@ -76,7 +80,12 @@ pub struct Plan {
     duration: Duration,
     timeout: Duration,
     model: Model,
+    /// Closed model without phases in the spec: the workers start one after another over it.
     ramp: Duration,
+    /// The run's phases, end to end: the spec's, or the ramp and the steady part.
+    phases: Vec<Phase>,
+    /// Open model: when each request falls due.
+    schedule: Option<Schedule>,
     /// The spec with defaults applied, reported with the result.
     spec: LoadTestSpec,
     /// A run through a front: every request goes to it.
@@ -102,6 +111,7 @@ impl Plan {
             front_url,
             weights,
             failover,
+            phases,
         } = spec;
         let concurrency = match *concurrency {
             0 => farm_proto::limits::DEFAULT_CONCURRENCY,
@@ -123,26 +133,62 @@ impl Plan {
             )));
         }
         let total = (*total_requests > 0).then_some(*total_requests);
-        let duration_seconds = match (*duration_seconds, total) {
-            (0, None) => 60,
-            (0, Some(_)) => MAX_DURATION_SECONDS,
-            (d, _) => d,
-        };
-        let rate = *rate_per_second;
-        let model = if rate == 0.0 {
-            Model::Closed
-        } else if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND {
-            Model::Open { rate }
+        let (duration, laid_phases, model) = if phases.is_empty() {
+            let duration_seconds = match (*duration_seconds, total) {
+                (0, None) => 60,
+                (0, Some(_)) => MAX_DURATION_SECONDS,
+                (d, _) => d,
+            };
+            let rate = *rate_per_second;
+            let model = if rate == 0.0 {
+                Model::Closed
+            } else if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SECOND {
+                Model::Open { rate }
+            } else {
+                return Err(Error::InvalidArgument(format!(
+                    "spec.rate_per_second must be 0 (closed model) or up to {MAX_RATE_PER_SECOND}, got {rate}"
+                )));
+            };
+            if *ramp_up_seconds > duration_seconds {
+                return Err(Error::InvalidArgument(format!(
+                    "spec.ramp_up_seconds ({ramp_up_seconds}) must not exceed the run's duration ({duration_seconds} s)"
+                )));
+            }
+            let duration = Duration::from_secs(u64::from(duration_seconds));
+            let ramp = Duration::from_secs(u64::from(*ramp_up_seconds));
+            let rate = if let Model::Open { rate } = model {
+                rate
+            } else {
+                0.0
+            };
+            let laid = phases::implied(rate, ramp, duration, concurrency);
+            (duration, laid, model)
         } else {
-            return Err(Error::InvalidArgument(format!(
-                "spec.rate_per_second must be 0 (closed model) or up to {MAX_RATE_PER_SECOND}, got {rate}"
-            )));
+            if *rate_per_second != 0.0 || *ramp_up_seconds != 0 || *total_requests != 0 {
+                return Err(Error::InvalidArgument(
+                    "spec.phases set the pace: leave spec.rate_per_second, spec.ramp_up_seconds and spec.total_requests at 0".into(),
+                ));
+            }
+            let (laid, shape) = phases::from_spec(phases, concurrency)?;
+            let duration = laid.last().map_or(Duration::ZERO, |p| p.end);
+            if *duration_seconds != 0
+                && u128::from(*duration_seconds) != duration.as_millis().div_ceil(1000)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "spec.duration_seconds ({duration_seconds}) must be 0 or the phases' length rounded up ({} s)",
+                    duration.as_millis().div_ceil(1000)
+                )));
+            }
+            let model = match shape {
+                Shape::Open => Model::Open {
+                    rate: Schedule::new(&laid).peak(),
+                },
+                Shape::Closed => Model::Closed,
+            };
+            (duration, laid, model)
         };
-        if *ramp_up_seconds > duration_seconds {
-            return Err(Error::InvalidArgument(format!(
-                "spec.ramp_up_seconds ({ramp_up_seconds}) must not exceed the run's duration ({duration_seconds} s)"
-            )));
-        }
+        let duration_seconds =
+            u32::try_from(duration.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
         let method = targets::method(method, "spec.method")?;
         let path = targets::path(path, "spec.path")?;
         let timeout = targets::millis(
@@ -151,7 +197,6 @@ impl Plan {
             MAX_TIMEOUT_MS,
             "spec.timeout_ms",
         )?;
-        let duration = Duration::from_secs(u64::from(duration_seconds));
         let front = if front_url.is_empty() {
             if !weights.is_empty() || failover.is_some() {
                 return Err(Error::InvalidArgument(
@@ -220,7 +265,9 @@ impl Plan {
             front_url: front_url.clone(),
             weights: weights.clone(),
             failover: *failover,
+            phases: phases.clone(),
         };
+        let schedule = matches!(model, Model::Open { .. }).then(|| Schedule::new(&laid_phases));
         Ok(Self {
             targets,
             concurrency,
@@ -229,6 +276,8 @@ impl Plan {
             timeout,
             model,
             ramp: Duration::from_secs(u64::from(*ramp_up_seconds)),
+            phases: laid_phases,
+            schedule,
             spec,
             front,
             drills: None,
@@ -242,32 +291,9 @@ impl Plan {
     }
 }
 
-/// When request `n` (from 0) is due, after the run's start, at `rate` per second with a linear
-/// ramp from zero over `ramp`: during the ramp n(t) = rate·t²/(2·ramp), after it the rate is
-/// constant. `None` when that lies beyond what a `Duration` holds (a vanishingly small rate):
-/// such a request is never due within any run.
-fn due_at(n: u64, rate: f64, ramp: Duration) -> Option<Duration> {
-    let n = n as f64;
-    let ramp_s = ramp.as_secs_f64();
-    let ramp_requests = rate * ramp_s / 2.0;
-    let seconds = if n < ramp_requests {
-        (2.0 * n * ramp_s / rate).sqrt()
-    } else {
-        ramp_s + (n - ramp_requests) / rate
-    };
-    Duration::try_from_secs_f64(seconds).ok()
-}
-
 /// How many requests the open schedule makes due within `elapsed`, capped by the total.
-fn scheduled_by(plan: &Plan, rate: f64, elapsed: Duration) -> u64 {
-    let t = elapsed.as_secs_f64();
-    let ramp = plan.ramp.as_secs_f64();
-    let due = if t < ramp {
-        rate * t * t / (2.0 * ramp)
-    } else {
-        rate * ramp / 2.0 + rate * (t - ramp)
-    };
-    let due = due.floor() as u64;
+fn scheduled_by(plan: &Plan, elapsed: Duration) -> u64 {
+    let due = plan.schedule.as_ref().map_or(0, |s| s.due_by(elapsed));
     plan.total.map_or(due, |total| due.min(total))
 }
 
@@ -426,14 +452,9 @@ impl LoadTests {
                 worker::homes(index, concurrency, plan.targets.len()),
             );
             match plan.model {
-                Model::Closed => {
-                    let delay = plan.ramp.mul_f64(index as f64 / concurrency as f64);
-                    workers.spawn(worker.run_closed(delay));
-                }
-                Model::Open { rate } => {
-                    workers.spawn(worker.run_open(rate));
-                }
-            }
+                Model::Closed => workers.spawn(worker.run_closed(index)),
+                Model::Open { .. } => workers.spawn(worker.run_open()),
+            };
         }
         if let (Some(drill), Some(drills)) = (
             plan.front.as_ref().and_then(|f| f.drill),
@@ -459,8 +480,16 @@ impl LoadTests {
                         otel.name = %name,
                     )
                 };
-                let mut ramping = !plan.ramp.is_zero();
-                let mut current_phase = Some(phase(if ramping { "ramp" } else { "steady" }));
+                // The phases in order; the span of the one under way.
+                let mut next_phase = 0;
+                let mut current_phase = None;
+                let mut enter_phases = |elapsed: Duration| {
+                    while let Some(p) = plan.phases.get(next_phase).filter(|p| p.start <= elapsed) {
+                        current_phase = Some(phase(&p.name));
+                        next_phase += 1;
+                    }
+                };
+                enter_phases(Duration::ZERO);
                 let mut ticker = tokio::time::interval_at(
                     tokio::time::Instant::now() + PROGRESS_EVERY,
                     PROGRESS_EVERY,
@@ -481,14 +510,17 @@ impl LoadTests {
                             break;
                         }
                         _ = ticker.tick() => {
-                            if ramping && run.started.elapsed() >= plan.ramp {
-                                ramping = false;
-                                current_phase = Some(phase("steady"));
-                            }
+                            enter_phases(run.started.elapsed());
+                            let elapsed = run.started.elapsed();
+                            let result = {
+                                let mut tally = lock(&run.tally);
+                                tally.close_seconds(&plan, elapsed, false);
+                                tally.result(&plan, elapsed)
+                            };
                             let progress = RunLoadTestResponse {
                                 run_id: run_id.clone(),
                                 done: false,
-                                result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
+                                result: Some(result),
                                 stopped_reason: String::new(),
                             };
                             // A slow reader skips a progress report rather than stalling the run.
@@ -496,18 +528,25 @@ impl LoadTests {
                         }
                     }
                 }
-                if let (Model::Open { rate }, "") = (plan.model, stopped_reason.as_str()) {
+                if let (Model::Open { .. }, "") = (plan.model, stopped_reason.as_str()) {
                     // What the schedule asked for by the end, less what was sent, was held back
                     // by requests in flight.
                     let horizon = tokio::time::Instant::now().min(run.deadline) - run.started;
-                    let due = scheduled_by(&plan, rate, horizon);
+                    let due = scheduled_by(&plan, horizon);
                     lock(&run.tally).dropped = due.saturating_sub(run.sent.load(Ordering::Relaxed));
                 }
+                drop(enter_phases);
                 drop(current_phase);
+                let elapsed = run.started.elapsed();
+                let result = {
+                    let mut tally = lock(&run.tally);
+                    tally.close_seconds(&plan, elapsed, true);
+                    tally.result(&plan, elapsed)
+                };
                 let last = RunLoadTestResponse {
                     run_id: run_id.clone(),
                     done: true,
-                    result: Some(lock(&run.tally).result(&plan, run.started.elapsed())),
+                    result: Some(result),
                     stopped_reason,
                 };
                 tracing::info!(%run_id, requests = last.result.as_ref().map_or(0, |r| r.requests), "Load test finished.");
@@ -523,29 +562,5 @@ impl LoadTests {
             run_span,
         ));
         (id, progress_rx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_fall_due_on_a_steady_schedule_after_the_ramp() {
-        let ms = |d: Option<Duration>| d.unwrap().as_secs_f64() * 1000.0;
-        assert_eq!(ms(due_at(0, 100.0, Duration::ZERO)), 0.0);
-        assert!((ms(due_at(50, 100.0, Duration::ZERO)) - 500.0).abs() < 1e-9);
-        // A 2 s ramp to 100/s makes 100 requests due in its course, the 100th at 2 s.
-        assert!((ms(due_at(100, 100.0, Duration::from_secs(2))) - 2000.0).abs() < 1e-6);
-        assert!((ms(due_at(25, 100.0, Duration::from_secs(2))) - 1000.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn a_vanishing_rate_is_never_due_and_does_not_panic() {
-        assert_eq!(due_at(5, 1e-300, Duration::ZERO), None);
-        assert_eq!(
-            due_at(u64::MAX, f64::MIN_POSITIVE, Duration::from_secs(1)),
-            None
-        );
     }
 }

@@ -4,10 +4,13 @@
 //! in one go when it is full or a few tens of milliseconds old, so that the lock is taken
 //! hundreds of times less often and progress reports lag by at most [`Batch::MAX_AGE`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use farm_proto::v1::{ErrorCount, LatencySummary, LoadTestResult, ServerLoadResult, StatusCount};
+use farm_proto::v1::{
+    ErrorCount, LatencySummary, LoadSecond, LoadTestResult, PhaseResult, ServerLoadResult,
+    StatusCount,
+};
 use hdrhistogram::Histogram;
 
 use super::front::FrontTally;
@@ -52,8 +55,9 @@ pub(super) struct Batch {
 impl Batch {
     /// Most records a worker holds back.
     const CAPACITY: usize = 256;
-    /// Longest a record is held back from progress reports.
-    const MAX_AGE: Duration = Duration::from_millis(50);
+    /// Longest a record is held back from progress reports, unless its worker is busy with a
+    /// request (then up to the request's timeout).
+    pub(super) const MAX_AGE: Duration = Duration::from_millis(50);
 
     pub(super) fn new() -> Self {
         Self {
@@ -71,10 +75,14 @@ impl Batch {
         self.records.len() >= Self::CAPACITY || now.duration_since(self.since) >= Self::MAX_AGE
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Empties the batch into `tally`.
-    pub(super) fn flush_into(&mut self, tally: &mut Tally) {
+    pub(super) fn flush_into(&mut self, tally: &mut Tally, plan: &Plan) {
         for record in self.records.drain(..) {
-            tally.record(record);
+            tally.record(record, plan);
         }
     }
 }
@@ -95,6 +103,106 @@ pub(super) struct Tally {
     failures: u64,
     /// Runs through a front: the figures by the server that answered.
     pub front: Option<FrontTally>,
+    /// Second by second.
+    seconds: Seconds,
+    /// Phase by phase, in the plan's order.
+    phases: Vec<PhaseTally>,
+}
+
+/// One phase's figures.
+struct PhaseTally {
+    requests: u64,
+    failures: u64,
+    latency: Histogram<u64>,
+}
+
+/// The per-second timeline. A second stays open, with a histogram of its own, while records
+/// may still arrive for it (a worker holds records back for at most a request's timeout);
+/// then it is closed into its figures and its histogram dropped, so a run of an hour keeps
+/// an hour of small entries and only the last few histograms.
+struct Seconds {
+    closed: Vec<LoadSecond>,
+    /// Seconds `closed.len()`, `closed.len() + 1`, … in order.
+    open: VecDeque<OpenSecond>,
+}
+
+struct OpenSecond {
+    requests: u64,
+    failures: u64,
+    latency: Histogram<u64>,
+}
+
+impl Seconds {
+    fn record(&mut self, at: Duration, failed: bool, micros: Option<u64>) {
+        let second = usize::try_from(at.as_secs()).unwrap_or(usize::MAX);
+        if let Some(closed) = self.closed.get_mut(second) {
+            // Late for a closed second: counted, its percentiles stay as they were.
+            closed.requests += 1;
+            closed.failures += u64::from(failed);
+            return;
+        }
+        let index = second - self.closed.len();
+        while self.open.len() <= index {
+            self.open.push_back(OpenSecond {
+                requests: 0,
+                failures: 0,
+                latency: histogram(2),
+            });
+        }
+        let open = &mut self.open[index];
+        open.requests += 1;
+        open.failures += u64::from(failed);
+        if let Some(micros) = micros {
+            open.latency.saturating_record(micros);
+        }
+    }
+
+    /// Closes every second that ends before `before`.
+    fn close_before(&mut self, before: Duration) {
+        while (self.closed.len() as u64 + 1) * 1000 <= before.as_millis() as u64 {
+            let Some(open) = self.open.pop_front() else {
+                // A second in which nothing ended.
+                let second = self.closed.len() as u32;
+                self.closed.push(LoadSecond {
+                    second,
+                    ..LoadSecond::default()
+                });
+                continue;
+            };
+            let second = self.closed.len() as u32;
+            self.closed.push(open.figures(second, false));
+        }
+    }
+
+    fn timeline(&self) -> Vec<LoadSecond> {
+        let first_open = self.closed.len() as u32;
+        self.closed
+            .iter()
+            .cloned()
+            .chain(
+                self.open
+                    .iter()
+                    .zip(first_open..)
+                    .map(|(open, second)| open.figures(second, true)),
+            )
+            .collect()
+    }
+}
+
+impl OpenSecond {
+    fn figures(&self, second: u32, provisional: bool) -> LoadSecond {
+        let summary = summary(&self.latency);
+        LoadSecond {
+            second,
+            requests: self.requests,
+            failures: self.failures,
+            p50_ms: summary.p50_ms,
+            p90_ms: summary.p90_ms,
+            p99_ms: summary.p99_ms,
+            max_ms: summary.max_ms,
+            provisional,
+        }
+    }
 }
 
 struct ServerTally {
@@ -141,10 +249,39 @@ impl Tally {
             errors: BTreeMap::new(),
             requests: 0,
             failures: 0,
+            seconds: Seconds {
+                closed: Vec::new(),
+                open: VecDeque::new(),
+            },
+            phases: plan
+                .phases
+                .iter()
+                .map(|_| PhaseTally {
+                    requests: 0,
+                    failures: 0,
+                    latency: histogram(2),
+                })
+                .collect(),
         }
     }
 
-    fn record(&mut self, record: Record) {
+    /// Closes the seconds no record can still arrive for, `elapsed` into the run: records
+    /// reach the tally at most a request's timeout (plus a batch's age) after they end.
+    pub(super) fn close_seconds(&mut self, plan: &Plan, elapsed: Duration, finished: bool) {
+        if finished {
+            // Every second the run lasted, and any later one a request still ended in.
+            self.seconds
+                .close_before(Duration::from_secs(elapsed.as_secs()));
+            let open = self.seconds.open.len() as u64;
+            let through = self.seconds.closed.len() as u64 + open;
+            self.seconds.close_before(Duration::from_secs(through));
+        } else {
+            self.seconds
+                .close_before(elapsed.saturating_sub(plan.timeout + Duration::from_secs(1)));
+        }
+    }
+
+    fn record(&mut self, record: Record, plan: &Plan) {
         let micros = to_micros(record.latency);
         self.requests += 1;
         let failed = match record.outcome {
@@ -163,6 +300,21 @@ impl Tally {
         if failed {
             self.failures += 1;
         }
+        let answered = record.outcome.is_ok().then_some(micros);
+        self.seconds.record(record.at, failed, answered);
+        // The phase it ended in; one that ends after the last phase counts in the last.
+        let phase = plan
+            .phases
+            .iter()
+            .position(|p| record.at < p.end)
+            .unwrap_or(plan.phases.len().saturating_sub(1));
+        if let Some(p) = self.phases.get_mut(phase) {
+            p.requests += 1;
+            p.failures += u64::from(failed);
+            if let Some(micros) = answered {
+                p.latency.saturating_record(micros);
+            }
+        }
         if let Some(front) = self.front.as_mut() {
             front.record(&record, failed);
         }
@@ -179,6 +331,27 @@ impl Tally {
 
     /// The figures so far, `elapsed` into the run.
     pub(super) fn result(&self, plan: &Plan, elapsed: Duration) -> LoadTestResult {
+        let phases = plan
+            .phases
+            .iter()
+            .zip(&self.phases)
+            .map(|(phase, tally)| {
+                let lasted = elapsed.min(phase.end).saturating_sub(phase.start);
+                PhaseResult {
+                    name: phase.name.clone(),
+                    start_ms: millis(phase.start),
+                    end_ms: millis(phase.end),
+                    requests: tally.requests,
+                    failures: tally.failures,
+                    requests_per_second: if lasted.is_zero() {
+                        0.0
+                    } else {
+                        tally.requests as f64 / lasted.as_secs_f64()
+                    },
+                    latency: Some(summary(&tally.latency)),
+                }
+            })
+            .collect();
         let elapsed = elapsed.as_secs_f64();
         let open_rate = match plan.model {
             Model::Open { rate } => Some(rate),
@@ -230,8 +403,14 @@ impl Tally {
                     latency: Some(summary(&s.latency)),
                 })
                 .collect(),
+            timeline: self.seconds.timeline(),
+            phases,
         }
     }
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 pub(super) fn summary(h: &Histogram<u64>) -> LatencySummary {

@@ -27,8 +27,8 @@ use http::{HeaderValue, Method};
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::due_at;
 use super::http1::{Connection, EncodedRequest};
+use super::phases::{Turn, closed_turn};
 use super::tally::{Batch, Outcome, Record, Tally};
 use super::{Plan, lock};
 use crate::error::{Error, Result};
@@ -158,34 +158,58 @@ impl Worker {
         }
     }
 
-    /// Closed model: after `delay` (the ramp), sends request after request until the
-    /// shares of its targets are spent, the time is up, or the run is cancelled.
-    pub(super) async fn run_closed(mut self, delay: Duration) {
+    /// Closed model, as worker `index`: sends request after request while the run's phase
+    /// (and ramp) give it a turn, until the shares of its targets are spent, the time is
+    /// up, or the run is cancelled.
+    pub(super) async fn run_closed(mut self, index: usize) {
         let run = self.run.clone();
-        if self.wait_until(run.started + delay).await {
-            let mut turn = 0;
-            while let Some(home) = self.next_in_turn(&mut turn) {
-                let target = self.homes[home].target;
-                if run.shares[target].claim().is_none() {
-                    self.homes[home].done = true;
+        let plan = &run.plan;
+        let workers = plan.concurrency as usize;
+        let mut turn = 0;
+        loop {
+            match closed_turn(
+                &plan.phases,
+                plan.ramp,
+                index,
+                workers,
+                run.started.elapsed(),
+            ) {
+                Turn::Now => {}
+                Turn::Never => break,
+                Turn::From(at) => {
+                    let at = run.started + at;
+                    if at >= run.deadline || !self.wait_until(at).await {
+                        break;
+                    }
                     continue;
                 }
-                let sent = Instant::now();
-                let Some(outcome) = self.send(home).await else {
-                    break;
-                };
-                let answered = Instant::now();
-                let latency = answered - sent;
-                self.record(target, outcome, latency, latency, answered);
             }
+            let Some(home) = self.next_in_turn(&mut turn) else {
+                break;
+            };
+            let target = self.homes[home].target;
+            if run.shares[target].claim().is_none() {
+                self.homes[home].done = true;
+                continue;
+            }
+            let sent = Instant::now();
+            let Some(outcome) = self.send(home).await else {
+                break;
+            };
+            let answered = Instant::now();
+            let latency = answered - sent;
+            self.record(target, outcome, latency, latency, answered);
         }
         self.flush();
     }
 
-    /// Open model at `rate` per second: claims its targets' requests in the run's order,
-    /// sends each when it is due, and measures from then.
-    pub(super) async fn run_open(mut self, rate: f64) {
+    /// Open model: claims its targets' requests in the run's order, sends each when it is
+    /// due on the run's schedule, and measures from then.
+    pub(super) async fn run_open(mut self) {
         let run = self.run.clone();
+        let Some(schedule) = run.plan.schedule.as_ref() else {
+            return;
+        };
         let targets = run.plan.targets.len() as u64;
         while let Some(home) = self.first_due(targets) {
             let target = self.homes[home].target;
@@ -194,7 +218,8 @@ impl Worker {
                 continue;
             };
             let n = k.saturating_mul(targets).saturating_add(target as u64);
-            let due = due_at(n, rate, run.plan.ramp)
+            let due = schedule
+                .due_at(n)
                 .and_then(|d| run.started.checked_add(d))
                 .filter(|due| *due < run.deadline);
             let Some(due) = due else {
@@ -240,8 +265,13 @@ impl Worker {
 
     /// Waits until `at`; false if the run was cancelled meanwhile.
     async fn wait_until(&mut self, at: tokio::time::Instant) -> bool {
-        if at <= tokio::time::Instant::now() {
+        let now = tokio::time::Instant::now();
+        if at <= now {
             return !self.run.cancel.is_cancelled();
+        }
+        if at - now > Batch::MAX_AGE && !self.batch.is_empty() {
+            // A long wait would hold these records back from the per-second figures.
+            self.flush();
         }
         self.timer.as_mut().reset(at);
         tokio::select! {
@@ -309,7 +339,8 @@ impl Worker {
     }
 
     fn flush(&mut self) {
-        self.batch.flush_into(&mut lock(&self.run.tally));
+        self.batch
+            .flush_into(&mut lock(&self.run.tally), &self.run.plan);
     }
 }
 

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file farm/v1/farm.proto.
  */
 export const file_farm_v1_farm: GenFile = /*@__PURE__*/
-  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEizwIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoARIlCgZmYXVsdHMYDSABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyKzAgoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0SEQoJZnJvbnRfdXJsGAogASgJEicKB3dlaWdodHMYCyADKAsyFi5mYXJtLnYxLkJhY2tlbmRXZWlnaHQSKAoIZmFpbG92ZXIYDCABKAsyFi5mYXJtLnYxLkZhaWxvdmVyRHJpbGwicgoOTGF0ZW5jeVN1bW1hcnkSDgoGcDUwX21zGAEgASgBEg4KBnA5MF9tcxgCIAEoARIOCgZwOTlfbXMYAyABKAESDwoHcDk5OV9tcxgEIAEoARIOCgZtYXhfbXMYBSABKAESDwoHbWVhbl9tcxgGIAEoASIqCgtTdGF0dXNDb3VudBIMCgRjb2RlGAEgASgNEg0KBWNvdW50GAIgASgEIikKCkVycm9yQ291bnQSDAoEa2luZBgBIAEoCRINCgVjb3VudBgCIAEoBCJzChBTZXJ2ZXJMb2FkUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSLNAwoOTG9hZFRlc3RSZXN1bHQSEAoIcmVxdWVzdHMYASABKAQSEQoJc3VjY2Vzc2VzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEhcKD2VsYXBzZWRfc2Vjb25kcxgEIAEoARIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAUgASgBEigKB2xhdGVuY3kYBiABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5EioKDHN0YXR1c19jb2RlcxgHIAMoCzIULmZhcm0udjEuU3RhdHVzQ291bnQSIwoGZXJyb3JzGAggAygLMhMuZmFybS52MS5FcnJvckNvdW50Ei0KCnBlcl9zZXJ2ZXIYCSADKAsyGS5mYXJtLnYxLlNlcnZlckxvYWRSZXN1bHQSNAoTbGF0ZW5jeV91bmNvcnJlY3RlZBgKIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSEwoLdGFyZ2V0X3JhdGUYCyABKAESDwoHZHJvcHBlZBgMIAEoBBIjCgRzcGVjGA0gASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMSIwoFZnJvbnQYDiABKAsyFC5mYXJtLnYxLkZyb250UmVzdWx0IjIKDUJhY2tlbmRXZWlnaHQSEQoJc2VydmVyX2lkGAEgASgNEg4KBndlaWdodBgCIAEoDSJrCg1GYWlsb3ZlckRyaWxsEhEKCXNlcnZlcl9pZBgBIAEoDRInCgZhY3Rpb24YAiABKA4yFy5mYXJtLnYxLkZhaWxvdmVyQWN0aW9uEg0KBWF0X21zGAMgASgNEg8KB2Rvd25fbXMYBCABKA0ilwEKDUJhY2tlbmRSZXN1bHQSEQoJc2VydmVyX2lkGAEgASgNEhAKCHJlcXVlc3RzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEigKB2xhdGVuY3kYBCABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5Eg0KBXNoYXJlGAUgASgBEhYKDmV4cGVjdGVkX3NoYXJlGAYgASgBIjMKDEJhY2tlbmRDb3VudBIRCglzZXJ2ZXJfaWQYASABKA0SEAoIcmVxdWVzdHMYAiABKAQigAEKC1NoYXJlU2Vjb25kEg4KBnNlY29uZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIUCgx1bmF0dHJpYnV0ZWQYBCABKAQSJwoIYmFja2VuZHMYBSADKAsyFS5mYXJtLnYxLkJhY2tlbmRDb3VudCLpAgoORmFpbG92ZXJSZXN1bHQSJQoFZHJpbGwYASABKAsyFi5mYXJtLnYxLkZhaWxvdmVyRHJpbGwSGQoMYWN0aW9uX2F0X21zGAIgASgBSACIAQESFwoKYmFja19hdF9tcxgDIAEoAUgBiAEBEg0KBWVycm9yGAQgASgJEhsKDmZpcnN0X2Vycm9yX21zGAUgASgBSAKIAQESFwoPZmFpbGVkX3JlcXVlc3RzGAYgASgEEhgKC2ZhaWxvdmVyX21zGAcgASgBSAOIAQESGQoMZGV0ZWN0aW9uX21zGAggASgBSASIAQESGwoOcmVhZG1pc3Npb25fbXMYCSABKAFIBYgBAUIPCg1fYWN0aW9uX2F0X21zQg0KC19iYWNrX2F0X21zQhEKD19maXJzdF9lcnJvcl9tc0IOCgxfZmFpbG92ZXJfbXNCDwoNX2RldGVjdGlvbl9tc0IRCg9fcmVhZG1pc3Npb25fbXMi9wEKC0Zyb250UmVzdWx0EgsKA3VybBgBIAEoCRIoCghiYWNrZW5kcxgCIAMoCzIWLmZhcm0udjEuQmFja2VuZFJlc3VsdBIUCgx1bmF0dHJpYnV0ZWQYAyABKAQSFQoNbWF4X21pbl9yYXRpbxgEIAEoARIVCg1tYXhfZGV2aWF0aW9uGAUgASgBEiYKCHRpbWVsaW5lGAYgAygLMhQuZmFybS52MS5TaGFyZVNlY29uZBIaChJ0aW1lbGluZV90cnVuY2F0ZWQYByABKAgSKQoIZmFpbG92ZXIYCCABKAsyFy5mYXJtLnYxLkZhaWxvdmVyUmVzdWx0IjkKElJ1bkxvYWRUZXN0UmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuZmFybS52MS5Mb2FkVGVzdFNwZWMidAoTUnVuTG9hZFRlc3RSZXNwb25zZRIOCgZydW5faWQYASABKAkSDAoEZG9uZRgCIAEoCBInCgZyZXN1bHQYAyABKAsyFy5mYXJtLnYxLkxvYWRUZXN0UmVzdWx0EhYKDnN0b3BwZWRfcmVhc29uGAQgASgJIiQKEkdldExvYWRUZXN0UmVxdWVzdBIOCgZydW5faWQYASABKAkiQAoTR2V0TG9hZFRlc3RSZXNwb25zZRIpCgNydW4YASABKAsyHC5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVzcG9uc2UiOwoUU3RhcnRMb2FkVGVzdFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmZhcm0udjEuTG9hZFRlc3RTcGVjIicKFVN0YXJ0TG9hZFRlc3RSZXNwb25zZRIOCgZydW5faWQYASABKAkiJQoTU3RvcExvYWRUZXN0UmVxdWVzdBIOCgZydW5faWQYASABKAkiQQoUU3RvcExvYWRUZXN0UmVzcG9uc2USKQoDcnVuGAEgASgLMhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlIhYKFExpc3RMb2FkVGVzdHNSZXF1ZXN0IkMKFUxpc3RMb2FkVGVzdHNSZXNwb25zZRIqCgRydW5zGAEgAygLMhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlIiMKEFNjYWxlRmFybVJlcXVlc3QSDwoHc2VydmVycxgBIAEoDSJEChFTY2FsZUZhcm1SZXNwb25zZRINCgVhZGRlZBgBIAMoDRIPCgdyZW1vdmVkGAIgAygNEg8KB3NlcnZlcnMYAyABKA0iSgoTU2ltdWxhdGVMb2FkUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEh8KBGxvYWQYAiABKAsyES5mYXJtLnYxLkxvYWRTcGVjIkEKFFNpbXVsYXRlTG9hZFJlc3BvbnNlEikKCG91dGNvbWVzGAEgAygLMhcuZmFybS52MS5Db21tYW5kT3V0Y29tZSJmChBCcm9hZGNhc3RSZXF1ZXN0EhIKCnNlcnZlcl9pZHMYASADKA0SDgoGbWV0aG9kGAIgASgJEgwKBHBhdGgYAyABKAkSDAoEYm9keRgEIAEoCRISCgp0aW1lb3V0X21zGAUgASgNIo0BCg5Ccm9hZGNhc3RSZXBseRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSEwoLc3RhdHVzX2NvZGUYAyABKA0SEgoKbGF0ZW5jeV9tcxgEIAEoARIMCgRib2R5GAUgASgJEhYKDmJvZHlfdHJ1bmNhdGVkGAYgASgIEg0KBWVycm9yGAcgASgJIj0KEUJyb2FkY2FzdFJlc3BvbnNlEigKB3JlcGxpZXMYASADKAsyFy5mYXJtLnYxLkJyb2FkY2FzdFJlcGx5IicKDFdhdGNoUmVxdWVzdBIXCg9taW5faW50ZXJ2YWxfbXMYASABKA0ikwEKDVdhdGNoUmVzcG9uc2USDAoEZnVsbBgBIAEoCBIgCgdzZXJ2ZXJzGAIgAygLMg8uZmFybS52MS5TZXJ2ZXISGgoScmVtb3ZlZF9zZXJ2ZXJfaWRzGAMgAygNEiUKB21ldHJpY3MYBCABKAsyFC5mYXJtLnYxLkZhcm1NZXRyaWNzEg8KB3ZlcnNpb24YBSABKAQigQEKDEZhdWx0VGFyZ2V0cxISCgpzZXJ2ZXJfaWRzGAEgAygNEiUKBnN0YXR1cxgCIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEgsKA2FsbBgDIAEoCBIVCg1zaGFyZV9wZXJjZW50GAQgASgBEhIKCnNoYXJlX3NlZWQYBSABKAQiYQoQU2V0RmF1bHRzUmVxdWVzdBImCgd0YXJnZXRzGAEgASgLMhUuZmFybS52MS5GYXVsdFRhcmdldHMSJQoGZmF1bHRzGAIgASgLMhUuZmFybS52MS5GYXVsdFByb2ZpbGUiXwoSQ2xlYXJGYXVsdHNSZXF1ZXN0EiYKB3RhcmdldHMYASABKAsyFS5mYXJtLnYxLkZhdWx0VGFyZ2V0cxIhCgVraW5kcxgCIAMoDjISLmZhcm0udjEuRmF1bHRLaW5kIkgKDFNlcnZlckZhdWx0cxIRCglzZXJ2ZXJfaWQYASABKA0SJQoGZmF1bHRzGAIgASgLMhUuZmFybS52MS5GYXVsdFByb2ZpbGUiZgoRU2V0RmF1bHRzUmVzcG9uc2USKQoIb3V0Y29tZXMYASADKAsyFy5mYXJtLnYxLkNvbW1hbmRPdXRjb21lEiYKB3NlcnZlcnMYAiADKAsyFS5mYXJtLnYxLlNlcnZlckZhdWx0cyJoChNDbGVhckZhdWx0c1Jlc3BvbnNlEikKCG91dGNvbWVzGAEgAygLMhcuZmFybS52MS5Db21tYW5kT3V0Y29tZRImCgdzZXJ2ZXJzGAIgAygLMhUuZmFybS52MS5TZXJ2ZXJGYXVsdHMiEwoRTGlzdEZhdWx0c1JlcXVlc3QiPAoSTGlzdEZhdWx0c1Jlc3BvbnNlEiYKB3NlcnZlcnMYASADKAsyFS5mYXJtLnYxLlNlcnZlckZhdWx0cyq6AQoMU2VydmVyU3RhdHVzEh0KGVNFUlZFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVTRVJWRVJfU1RBVFVTX0hFQUxUSFkQARIaChZTRVJWRVJfU1RBVFVTX0RFR1JBREVEEAISGQoVU0VSVkVSX1NUQVRVU19TVE9QUEVEEAMSGgoWU0VSVkVSX1NUQVRVU19TVEFSVElORxAEEh0KGVNFUlZFUl9TVEFUVVNfVU5SRUFDSEFCTEUQBSrsAQoQU2VydmVyQWN0aW9uS2luZBIiCh5TRVJWRVJfQUNUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhTRVJWRVJfQUNUSU9OX0tJTkRfU1RBUlQQARIbChdTRVJWRVJfQUNUSU9OX0tJTkRfU1RPUBACEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9SRVNUQVJUEAMSGwoXU0VSVkVSX0FDVElPTl9LSU5EX0tJTEwQBBIcChhTRVJWRVJfQUNUSU9OX0tJTkRfUEFVU0UQBRIeChpTRVJWRVJfQUNUSU9OX0tJTkRfVU5QQVVTRRAGKpwBCg5GYWlsb3ZlckFjdGlvbhIfChtGQUlMT1ZFUl9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRGQUlMT1ZFUl9BQ1RJT05fS0lMTBABEhgKFEZBSUxPVkVSX0FDVElPTl9TVE9QEAISGQoVRkFJTE9WRVJfQUNUSU9OX1BBVVNFEAMSGgoWRkFJTE9WRVJfQUNUSU9OX0hFQUxUSBAEMuAJCgtGYXJtU2VydmljZRJICgtMaXN0U2VydmVycxIbLmZhcm0udjEuTGlzdFNlcnZlcnNSZXF1ZXN0GhwuZmFybS52MS5MaXN0U2VydmVyc1Jlc3BvbnNlEkIKCUdldFNlcnZlchIZLmZhcm0udjEuR2V0U2VydmVyUmVxdWVzdBoaLmZhcm0udjEuR2V0U2VydmVyUmVzcG9uc2USSwoMU2VydmVyQWN0aW9uEhwuZmFybS52MS5TZXJ2ZXJBY3Rpb25SZXF1ZXN0Gh0uZmFybS52MS5TZXJ2ZXJBY3Rpb25SZXNwb25zZRJICgtDaGVja0hlYWx0aBIbLmZhcm0udjEuQ2hlY2tIZWFsdGhSZXF1ZXN0GhwuZmFybS52MS5DaGVja0hlYWx0aFJlc3BvbnNlEkUKCkdldE1ldHJpY3MSGi5mYXJtLnYxLkdldE1ldHJpY3NSZXF1ZXN0GhsuZmFybS52MS5HZXRNZXRyaWNzUmVzcG9uc2USSgoLUnVuTG9hZFRlc3QSGy5mYXJtLnYxLlJ1bkxvYWRUZXN0UmVxdWVzdBocLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZTABEk4KDVN0YXJ0TG9hZFRlc3QSHS5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXF1ZXN0Gh4uZmFybS52MS5TdGFydExvYWRUZXN0UmVzcG9uc2USSwoMU3RvcExvYWRUZXN0EhwuZmFybS52MS5TdG9wTG9hZFRlc3RSZXF1ZXN0Gh0uZmFybS52MS5TdG9wTG9hZFRlc3RSZXNwb25zZRJICgtHZXRMb2FkVGVzdBIbLmZhcm0udjEuR2V0TG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5HZXRMb2FkVGVzdFJlc3BvbnNlEk4KDUxpc3RMb2FkVGVzdHMSHS5mYXJtLnYxLkxpc3RMb2FkVGVzdHNSZXF1ZXN0Gh4uZmFybS52MS5MaXN0TG9hZFRlc3RzUmVzcG9uc2USQgoJU2NhbGVGYXJtEhkuZmFybS52MS5TY2FsZUZhcm1SZXF1ZXN0GhouZmFybS52MS5TY2FsZUZhcm1SZXNwb25zZRJLCgxTaW11bGF0ZUxvYWQSHC5mYXJtLnYxLlNpbXVsYXRlTG9hZFJlcXVlc3QaHS5mYXJtLnYxLlNpbXVsYXRlTG9hZFJlc3BvbnNlEkIKCUJyb2FkY2FzdBIZLmZhcm0udjEuQnJvYWRjYXN0UmVxdWVzdBoaLmZhcm0udjEuQnJvYWRjYXN0UmVzcG9uc2USOAoFV2F0Y2gSFS5mYXJtLnYxLldhdGNoUmVxdWVzdBoWLmZhcm0udjEuV2F0Y2hSZXNwb25zZTABEkIKCVNldEZhdWx0cxIZLmZhcm0udjEuU2V0RmF1bHRzUmVxdWVzdBoaLmZhcm0udjEuU2V0RmF1bHRzUmVzcG9uc2USSAoLQ2xlYXJGYXVsdHMSGy5mYXJtLnYxLkNsZWFyRmF1bHRzUmVxdWVzdBocLmZhcm0udjEuQ2xlYXJGYXVsdHNSZXNwb25zZRJFCgpMaXN0RmF1bHRzEhouZmFybS52MS5MaXN0RmF1bHRzUmVxdWVzdBobLmZhcm0udjEuTGlzdEZhdWx0c1Jlc3BvbnNlYgZwcm90bzM", [file_farm_v1_agent, file_farm_v1_faults]);
+  fileDesc("ChJmYXJtL3YxL2Zhcm0ucHJvdG8SB2Zhcm0udjEizwIKBlNlcnZlchIKCgJpZBgBIAEoDRIMCgRuYW1lGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZhcm0udjEuU2VydmVyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFAoMbm9kZV9hZGRyZXNzGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFQoNYWdlbnRfdmVyc2lvbhgHIAEoCRIRCgljb25uZWN0ZWQYCCABKAgSFAoMbGFzdF9zZWVuX21zGAkgASgEEicKB21ldHJpY3MYCiABKAsyFi5mYXJtLnYxLk1ldHJpY3NTYW1wbGUSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgLIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgMIAEoARIlCgZmYXVsdHMYDSABKAsyFS5mYXJtLnYxLkZhdWx0UHJvZmlsZSJSChJMaXN0U2VydmVyc1JlcXVlc3QSJQoGc3RhdHVzGAEgASgOMhUuZmFybS52MS5TZXJ2ZXJTdGF0dXMSFQoNa25vd25fdmVyc2lvbhgCIAEoBCJbChNMaXN0U2VydmVyc1Jlc3BvbnNlEiAKB3NlcnZlcnMYASADKAsyDy5mYXJtLnYxLlNlcnZlchIPCgd2ZXJzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCIlChBHZXRTZXJ2ZXJSZXF1ZXN0EhEKCXNlcnZlcl9pZBgBIAEoDSKCAQoRR2V0U2VydmVyUmVzcG9uc2USHwoGc2VydmVyGAEgASgLMg8uZmFybS52MS5TZXJ2ZXISJwoHaGlzdG9yeRgCIAMoCzIWLmZhcm0udjEuTWV0cmljc1NhbXBsZRIjCgZldmVudHMYAyADKAsyEy5mYXJtLnYxLkFnZW50RXZlbnQiVAoTU2VydmVyQWN0aW9uUmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEikKBmFjdGlvbhgCIAEoDjIZLmZhcm0udjEuU2VydmVyQWN0aW9uS2luZCJACg5Db21tYW5kT3V0Y29tZRIRCglzZXJ2ZXJfaWQYASABKA0SCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCSJBChRTZXJ2ZXJBY3Rpb25SZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiKAoSQ2hlY2tIZWFsdGhSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYASABKA0iqQEKDFNlcnZlckhlYWx0aBIRCglzZXJ2ZXJfaWQYASABKA0SDAoEbmFtZRgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxIOCgZyZWFzb24YBCABKAkSEAoIcHJvYmVfb2sYBSABKAgSGAoQcHJvYmVfbGF0ZW5jeV91cxgGIAEoBBIVCg1zYW1wbGVfYWdlX21zGAcgASgEInIKE0NoZWNrSGVhbHRoUmVzcG9uc2USJgoHc2VydmVycxgBIAMoCzIVLmZhcm0udjEuU2VydmVySGVhbHRoEg8KB2hlYWx0aHkYAiABKA0SDQoFdG90YWwYAyABKA0SEwoLZHVyYXRpb25fdXMYBCABKAQiEwoRR2V0TWV0cmljc1JlcXVlc3QitwMKC0Zhcm1NZXRyaWNzEhQKDHRpbWVzdGFtcF9tcxgBIAEoBBIVCg1zZXJ2ZXJzX3RvdGFsGAIgASgNEg8KB2hlYWx0aHkYAyABKA0SEAoIZGVncmFkZWQYBCABKA0SDwoHc3RvcHBlZBgFIAEoDRIQCghzdGFydGluZxgGIAEoDRITCgt1bnJlYWNoYWJsZRgHIAEoDRIZChFjcHVfcGVyY2VudF90b3RhbBgIIAEoARIYChBjcHVfcGVyY2VudF9tZWFuGAkgASgBEhoKEm1lbW9yeV9ieXRlc190b3RhbBgKIAEoBBIWCg5yZXF1ZXN0c190b3RhbBgLIAEoBBIUCgxlcnJvcnNfdG90YWwYDCABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgNIAEoARIZChFlcnJvcnNfcGVyX3NlY29uZBgOIAEoARIaChJsYXRlbmN5X3A5OV9tc19tYXgYDyABKAESGwoTbGF0ZW5jeV9wNTBfbXNfbWVhbhgQIAEoARIRCglpbl9mbGlnaHQYESABKA0SHQoVYWdlbnRfc3RyZWFtc19yZWZ1c2VkGBIgASgEIjsKEkdldE1ldHJpY3NSZXNwb25zZRIlCgdtZXRyaWNzGAEgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcyLXAgoMTG9hZFRlc3RTcGVjEhIKCnNlcnZlcl9pZHMYASADKA0SDAoEcGF0aBgCIAEoCRIOCgZtZXRob2QYAyABKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFgoOdG90YWxfcmVxdWVzdHMYBSABKAQSGAoQZHVyYXRpb25fc2Vjb25kcxgGIAEoDRISCgp0aW1lb3V0X21zGAcgASgNEhcKD3JhdGVfcGVyX3NlY29uZBgIIAEoARIXCg9yYW1wX3VwX3NlY29uZHMYCSABKA0SEQoJZnJvbnRfdXJsGAogASgJEicKB3dlaWdodHMYCyADKAsyFi5mYXJtLnYxLkJhY2tlbmRXZWlnaHQSKAoIZmFpbG92ZXIYDCABKAsyFi5mYXJtLnYxLkZhaWxvdmVyRHJpbGwSIgoGcGhhc2VzGA0gAygLMhIuZmFybS52MS5Mb2FkUGhhc2UigQEKCUxvYWRQaGFzZRIMCgRuYW1lGAEgASgJEhMKC2R1cmF0aW9uX21zGAIgASgNEhEKBHJhdGUYAyABKAFIAIgBARIUCgdyYXRlX3RvGAQgASgBSAGIAQESEwoLY29uY3VycmVuY3kYBSABKA1CBwoFX3JhdGVCCgoIX3JhdGVfdG8ilQEKCkxvYWRTZWNvbmQSDgoGc2Vjb25kGAEgASgNEhAKCHJlcXVlc3RzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEg4KBnA1MF9tcxgEIAEoARIOCgZwOTBfbXMYBSABKAESDgoGcDk5X21zGAYgASgBEg4KBm1heF9tcxgHIAEoARITCgtwcm92aXNpb25hbBgIIAEoCCKoAQoLUGhhc2VSZXN1bHQSDAoEbmFtZRgBIAEoCRIQCghzdGFydF9tcxgCIAEoDRIOCgZlbmRfbXMYAyABKA0SEAoIcmVxdWVzdHMYBCABKAQSEAoIZmFpbHVyZXMYBSABKAQSGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgGIAEoARIoCgdsYXRlbmN5GAcgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeSJyCg5MYXRlbmN5U3VtbWFyeRIOCgZwNTBfbXMYASABKAESDgoGcDkwX21zGAIgASgBEg4KBnA5OV9tcxgDIAEoARIPCgdwOTk5X21zGAQgASgBEg4KBm1heF9tcxgFIAEoARIPCgdtZWFuX21zGAYgASgBIioKC1N0YXR1c0NvdW50EgwKBGNvZGUYASABKA0SDQoFY291bnQYAiABKAQiKQoKRXJyb3JDb3VudBIMCgRraW5kGAEgASgJEg0KBWNvdW50GAIgASgEInMKEFNlcnZlckxvYWRSZXN1bHQSEQoJc2VydmVyX2lkGAEgASgNEhAKCHJlcXVlc3RzGAIgASgEEhAKCGZhaWx1cmVzGAMgASgEEigKB2xhdGVuY3kYBCABKAsyFy5mYXJtLnYxLkxhdGVuY3lTdW1tYXJ5IpoECg5Mb2FkVGVzdFJlc3VsdBIQCghyZXF1ZXN0cxgBIAEoBBIRCglzdWNjZXNzZXMYAiABKAQSEAoIZmFpbHVyZXMYAyABKAQSFwoPZWxhcHNlZF9zZWNvbmRzGAQgASgBEhsKE3JlcXVlc3RzX3Blcl9zZWNvbmQYBSABKAESKAoHbGF0ZW5jeRgGIAEoCzIXLmZhcm0udjEuTGF0ZW5jeVN1bW1hcnkSKgoMc3RhdHVzX2NvZGVzGAcgAygLMhQuZmFybS52MS5TdGF0dXNDb3VudBIjCgZlcnJvcnMYCCADKAsyEy5mYXJtLnYxLkVycm9yQ291bnQSLQoKcGVyX3NlcnZlchgJIAMoCzIZLmZhcm0udjEuU2VydmVyTG9hZFJlc3VsdBI0ChNsYXRlbmN5X3VuY29ycmVjdGVkGAogASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeRITCgt0YXJnZXRfcmF0ZRgLIAEoARIPCgdkcm9wcGVkGAwgASgEEiMKBHNwZWMYDSABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYxIjCgVmcm9udBgOIAEoCzIULmZhcm0udjEuRnJvbnRSZXN1bHQSJQoIdGltZWxpbmUYDyADKAsyEy5mYXJtLnYxLkxvYWRTZWNvbmQSJAoGcGhhc2VzGBAgAygLMhQuZmFybS52MS5QaGFzZVJlc3VsdCIyCg1CYWNrZW5kV2VpZ2h0EhEKCXNlcnZlcl9pZBgBIAEoDRIOCgZ3ZWlnaHQYAiABKA0iawoNRmFpbG92ZXJEcmlsbBIRCglzZXJ2ZXJfaWQYASABKA0SJwoGYWN0aW9uGAIgASgOMhcuZmFybS52MS5GYWlsb3ZlckFjdGlvbhINCgVhdF9tcxgDIAEoDRIPCgdkb3duX21zGAQgASgNIpcBCg1CYWNrZW5kUmVzdWx0EhEKCXNlcnZlcl9pZBgBIAEoDRIQCghyZXF1ZXN0cxgCIAEoBBIQCghmYWlsdXJlcxgDIAEoBBIoCgdsYXRlbmN5GAQgASgLMhcuZmFybS52MS5MYXRlbmN5U3VtbWFyeRINCgVzaGFyZRgFIAEoARIWCg5leHBlY3RlZF9zaGFyZRgGIAEoASIzCgxCYWNrZW5kQ291bnQSEQoJc2VydmVyX2lkGAEgASgNEhAKCHJlcXVlc3RzGAIgASgEIoABCgtTaGFyZVNlY29uZBIOCgZzZWNvbmQYASABKA0SEAoIcmVxdWVzdHMYAiABKAQSEAoIZmFpbHVyZXMYAyABKAQSFAoMdW5hdHRyaWJ1dGVkGAQgASgEEicKCGJhY2tlbmRzGAUgAygLMhUuZmFybS52MS5CYWNrZW5kQ291bnQi6QIKDkZhaWxvdmVyUmVzdWx0EiUKBWRyaWxsGAEgASgLMhYuZmFybS52MS5GYWlsb3ZlckRyaWxsEhkKDGFjdGlvbl9hdF9tcxgCIAEoAUgAiAEBEhcKCmJhY2tfYXRfbXMYAyABKAFIAYgBARINCgVlcnJvchgEIAEoCRIbCg5maXJzdF9lcnJvcl9tcxgFIAEoAUgCiAEBEhcKD2ZhaWxlZF9yZXF1ZXN0cxgGIAEoBBIYCgtmYWlsb3Zlcl9tcxgHIAEoAUgDiAEBEhkKDGRldGVjdGlvbl9tcxgIIAEoAUgEiAEBEhsKDnJlYWRtaXNzaW9uX21zGAkgASgBSAWIAQFCDwoNX2FjdGlvbl9hdF9tc0INCgtfYmFja19hdF9tc0IRCg9fZmlyc3RfZXJyb3JfbXNCDgoMX2ZhaWxvdmVyX21zQg8KDV9kZXRlY3Rpb25fbXNCEQoPX3JlYWRtaXNzaW9uX21zIvcBCgtGcm9udFJlc3VsdBILCgN1cmwYASABKAkSKAoIYmFja2VuZHMYAiADKAsyFi5mYXJtLnYxLkJhY2tlbmRSZXN1bHQSFAoMdW5hdHRyaWJ1dGVkGAMgASgEEhUKDW1heF9taW5fcmF0aW8YBCABKAESFQoNbWF4X2RldmlhdGlvbhgFIAEoARImCgh0aW1lbGluZRgGIAMoCzIULmZhcm0udjEuU2hhcmVTZWNvbmQSGgoSdGltZWxpbmVfdHJ1bmNhdGVkGAcgASgIEikKCGZhaWxvdmVyGAggASgLMhcuZmFybS52MS5GYWlsb3ZlclJlc3VsdCI5ChJSdW5Mb2FkVGVzdFJlcXVlc3QSIwoEc3BlYxgBIAEoCzIVLmZhcm0udjEuTG9hZFRlc3RTcGVjInQKE1J1bkxvYWRUZXN0UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEgwKBGRvbmUYAiABKAgSJwoGcmVzdWx0GAMgASgLMhcuZmFybS52MS5Mb2FkVGVzdFJlc3VsdBIWCg5zdG9wcGVkX3JlYXNvbhgEIAEoCSIkChJHZXRMb2FkVGVzdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIkAKE0dldExvYWRUZXN0UmVzcG9uc2USKQoDcnVuGAEgASgLMhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlIjsKFFN0YXJ0TG9hZFRlc3RSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5mYXJtLnYxLkxvYWRUZXN0U3BlYyInChVTdGFydExvYWRUZXN0UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJIiUKE1N0b3BMb2FkVGVzdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIkEKFFN0b3BMb2FkVGVzdFJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSIWChRMaXN0TG9hZFRlc3RzUmVxdWVzdCJDChVMaXN0TG9hZFRlc3RzUmVzcG9uc2USKgoEcnVucxgBIAMoCzIcLmZhcm0udjEuUnVuTG9hZFRlc3RSZXNwb25zZSIjChBTY2FsZUZhcm1SZXF1ZXN0Eg8KB3NlcnZlcnMYASABKA0iRAoRU2NhbGVGYXJtUmVzcG9uc2USDQoFYWRkZWQYASADKA0SDwoHcmVtb3ZlZBgCIAMoDRIPCgdzZXJ2ZXJzGAMgASgNIkoKE1NpbXVsYXRlTG9hZFJlcXVlc3QSEgoKc2VydmVyX2lkcxgBIAMoDRIfCgRsb2FkGAIgASgLMhEuZmFybS52MS5Mb2FkU3BlYyJBChRTaW11bGF0ZUxvYWRSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUiZgoQQnJvYWRjYXN0UmVxdWVzdBISCgpzZXJ2ZXJfaWRzGAEgAygNEg4KBm1ldGhvZBgCIAEoCRIMCgRwYXRoGAMgASgJEgwKBGJvZHkYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoDSKNAQoOQnJvYWRjYXN0UmVwbHkSEQoJc2VydmVyX2lkGAEgASgNEgoKAm9rGAIgASgIEhMKC3N0YXR1c19jb2RlGAMgASgNEhIKCmxhdGVuY3lfbXMYBCABKAESDAoEYm9keRgFIAEoCRIWCg5ib2R5X3RydW5jYXRlZBgGIAEoCBINCgVlcnJvchgHIAEoCSI9ChFCcm9hZGNhc3RSZXNwb25zZRIoCgdyZXBsaWVzGAEgAygLMhcuZmFybS52MS5Ccm9hZGNhc3RSZXBseSInCgxXYXRjaFJlcXVlc3QSFwoPbWluX2ludGVydmFsX21zGAEgASgNIpMBCg1XYXRjaFJlc3BvbnNlEgwKBGZ1bGwYASABKAgSIAoHc2VydmVycxgCIAMoCzIPLmZhcm0udjEuU2VydmVyEhoKEnJlbW92ZWRfc2VydmVyX2lkcxgDIAMoDRIlCgdtZXRyaWNzGAQgASgLMhQuZmFybS52MS5GYXJtTWV0cmljcxIPCgd2ZXJzaW9uGAUgASgEIoEBCgxGYXVsdFRhcmdldHMSEgoKc2VydmVyX2lkcxgBIAMoDRIlCgZzdGF0dXMYAiABKA4yFS5mYXJtLnYxLlNlcnZlclN0YXR1cxILCgNhbGwYAyABKAgSFQoNc2hhcmVfcGVyY2VudBgEIAEoARISCgpzaGFyZV9zZWVkGAUgASgEImEKEFNldEZhdWx0c1JlcXVlc3QSJgoHdGFyZ2V0cxgBIAEoCzIVLmZhcm0udjEuRmF1bHRUYXJnZXRzEiUKBmZhdWx0cxgCIAEoCzIVLmZhcm0udjEuRmF1bHRQcm9maWxlIl8KEkNsZWFyRmF1bHRzUmVxdWVzdBImCgd0YXJnZXRzGAEgASgLMhUuZmFybS52MS5GYXVsdFRhcmdldHMSIQoFa2luZHMYAiADKA4yEi5mYXJtLnYxLkZhdWx0S2luZCJICgxTZXJ2ZXJGYXVsdHMSEQoJc2VydmVyX2lkGAEgASgNEiUKBmZhdWx0cxgCIAEoCzIVLmZhcm0udjEuRmF1bHRQcm9maWxlImYKEVNldEZhdWx0c1Jlc3BvbnNlEikKCG91dGNvbWVzGAEgAygLMhcuZmFybS52MS5Db21tYW5kT3V0Y29tZRImCgdzZXJ2ZXJzGAIgAygLMhUuZmFybS52MS5TZXJ2ZXJGYXVsdHMiaAoTQ2xlYXJGYXVsdHNSZXNwb25zZRIpCghvdXRjb21lcxgBIAMoCzIXLmZhcm0udjEuQ29tbWFuZE91dGNvbWUSJgoHc2VydmVycxgCIAMoCzIVLmZhcm0udjEuU2VydmVyRmF1bHRzIhMKEUxpc3RGYXVsdHNSZXF1ZXN0IjwKEkxpc3RGYXVsdHNSZXNwb25zZRImCgdzZXJ2ZXJzGAEgAygLMhUuZmFybS52MS5TZXJ2ZXJGYXVsdHMiQAoSUnVuU2NlbmFyaW9SZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIRCgRzZWVkGAIgASgESACIAQFCBwoFX3NlZWQifgoTU2NlbmFyaW9QaGFzZVdpbmRvdxIMCgRuYW1lGAEgASgJEhAKCHN0YXJ0X21zGAIgASgNEg4KBmVuZF9tcxgDIAEoDRIRCglyYXRlX2Zyb20YBCABKAESDwoHcmF0ZV90bxgFIAEoARITCgtjb25jdXJyZW5jeRgGIAEoDSKXAQoTU2NlbmFyaW9GYXVsdFJlY29yZBIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEhIKCnNlcnZlcl9pZHMYAyADKA0SDQoFYXRfbXMYBCABKA0SDgoGZm9yX21zGAUgASgNEhIKCmFwcGxpZWRfbXMYBiABKA0SEAoIZW5kZWRfbXMYByABKA0SDQoFZXJyb3IYCCABKAkiWgoNU2NlbmFyaW9DaGVjaxIMCgR3aGVuGAEgASgJEg0KBWNoZWNrGAIgASgJEg4KBnBhc3NlZBgDIAEoCBIOCgZkZXRhaWwYBCABKAkSDAoEbGluZRgFIAEoDSKGAQoPU2NlbmFyaW9WZXJkaWN0EhEKCWFzc2VydGlvbhgBIAEoCRIOCgZwYXNzZWQYAiABKAgSEAoIb2JzZXJ2ZWQYAyABKAESEQoJdGhyZXNob2xkGAQgASgBEg4KBmRldGFpbBgFIAEoCRIMCgRsaW5lGAYgASgNEg0KBWZpbmFsGAcgASgIIqYDCg5TY2VuYXJpb1JlcG9ydBIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRIMCgRzZWVkGAMgASgEEiUKBXN0YXRlGAQgASgOMhYuZmFybS52MS5TY2VuYXJpb1N0YXRlEg4KBnJlYXNvbhgFIAEoCRIVCg1zdGFydGVkX2F0X21zGAYgASgEEhMKC2VuZGVkX2F0X21zGAcgASgEEhoKEmxvYWRfc3RhcnRlZF9hdF9tcxgIIAEoBBIsCgZwaGFzZXMYCSADKAsyHC5mYXJtLnYxLlNjZW5hcmlvUGhhc2VXaW5kb3cSLAoGZmF1bHRzGAogAygLMhwuZmFybS52MS5TY2VuYXJpb0ZhdWx0UmVjb3JkEiYKBmNoZWNrcxgLIAMoCzIWLmZhcm0udjEuU2NlbmFyaW9DaGVjaxIqCgh2ZXJkaWN0cxgMIAMoCzIYLmZhcm0udjEuU2NlbmFyaW9WZXJkaWN0EiUKBGxvYWQYDSABKAsyFy5mYXJtLnYxLkxvYWRUZXN0UmVzdWx0EhIKCmFib3J0ZWRfYnkYDiABKAkiSQoQU2NlbmFyaW9Qcm9ncmVzcxInCgZyZXBvcnQYASABKAsyFy5mYXJtLnYxLlNjZW5hcmlvUmVwb3J0EgwKBGRvbmUYAiABKAgiQgoUU3RhcnRTY2VuYXJpb1JlcXVlc3QSDgoGc291cmNlGAEgASgJEhEKBHNlZWQYAiABKARIAIgBAUIHCgVfc2VlZCInChVTdGFydFNjZW5hcmlvUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJIicKFUdldFNjZW5hcmlvUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiQQoWR2V0U2NlbmFyaW9SdW5SZXNwb25zZRInCgZyZXBvcnQYASABKAsyFy5mYXJtLnYxLlNjZW5hcmlvUmVwb3J0IhkKF0xpc3RTY2VuYXJpb1J1bnNSZXF1ZXN0IkEKGExpc3RTY2VuYXJpb1J1bnNSZXNwb25zZRIlCgRydW5zGAEgAygLMhcuZmFybS52MS5TY2VuYXJpb1JlcG9ydCIlChNTdG9wU2NlbmFyaW9SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI/ChRTdG9wU2NlbmFyaW9SZXNwb25zZRInCgZyZXBvcnQYASABKAsyFy5mYXJtLnYxLlNjZW5hcmlvUmVwb3J0IiYKFENoZWNrU2NlbmFyaW9SZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCSI/Cg9TY2VuYXJpb1Byb2JsZW0SDAoEbGluZRgBIAEoDRINCgVmaWVsZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIlIKFUNoZWNrU2NlbmFyaW9SZXNwb25zZRINCgV2YWxpZBgBIAEoCBIqCghwcm9ibGVtcxgCIAMoCzIYLmZhcm0udjEuU2NlbmFyaW9Qcm9ibGVtKroBCgxTZXJ2ZXJTdGF0dXMSHQoZU0VSVkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNFUlZFUl9TVEFUVVNfSEVBTFRIWRABEhoKFlNFUlZFUl9TVEFUVVNfREVHUkFERUQQAhIZChVTRVJWRVJfU1RBVFVTX1NUT1BQRUQQAxIaChZTRVJWRVJfU1RBVFVTX1NUQVJUSU5HEAQSHQoZU0VSVkVSX1NUQVRVU19VTlJFQUNIQUJMRRAFKuwBChBTZXJ2ZXJBY3Rpb25LaW5kEiIKHlNFUlZFUl9BQ1RJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9TVEFSVBABEhsKF1NFUlZFUl9BQ1RJT05fS0lORF9TVE9QEAISHgoaU0VSVkVSX0FDVElPTl9LSU5EX1JFU1RBUlQQAxIbChdTRVJWRVJfQUNUSU9OX0tJTkRfS0lMTBAEEhwKGFNFUlZFUl9BQ1RJT05fS0lORF9QQVVTRRAFEh4KGlNFUlZFUl9BQ1RJT05fS0lORF9VTlBBVVNFEAYqnAEKDkZhaWxvdmVyQWN0aW9uEh8KG0ZBSUxPVkVSX0FDVElPTl9VTlNQRUNJRklFRBAAEhgKFEZBSUxPVkVSX0FDVElPTl9LSUxMEAESGAoURkFJTE9WRVJfQUNUSU9OX1NUT1AQAhIZChVGQUlMT1ZFUl9BQ1RJT05fUEFVU0UQAxIaChZGQUlMT1ZFUl9BQ1RJT05fSEVBTFRIEAQqtwEKDVNjZW5hcmlvU3RhdGUSHgoaU0NFTkFSSU9fU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTQ0VOQVJJT19TVEFURV9SVU5OSU5HEAESGQoVU0NFTkFSSU9fU1RBVEVfUEFTU0VEEAISGQoVU0NFTkFSSU9fU1RBVEVfRkFJTEVEEAMSGgoWU0NFTkFSSU9fU1RBVEVfQUJPUlRFRBAEEhgKFFNDRU5BUklPX1NUQVRFX0VSUk9SEAUywg0KC0Zhcm1TZXJ2aWNlEkgKC0xpc3RTZXJ2ZXJzEhsuZmFybS52MS5MaXN0U2VydmVyc1JlcXVlc3QaHC5mYXJtLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQgoJR2V0U2VydmVyEhkuZmFybS52MS5HZXRTZXJ2ZXJSZXF1ZXN0GhouZmFybS52MS5HZXRTZXJ2ZXJSZXNwb25zZRJLCgxTZXJ2ZXJBY3Rpb24SHC5mYXJtLnYxLlNlcnZlckFjdGlvblJlcXVlc3QaHS5mYXJtLnYxLlNlcnZlckFjdGlvblJlc3BvbnNlEkgKC0NoZWNrSGVhbHRoEhsuZmFybS52MS5DaGVja0hlYWx0aFJlcXVlc3QaHC5mYXJtLnYxLkNoZWNrSGVhbHRoUmVzcG9uc2USRQoKR2V0TWV0cmljcxIaLmZhcm0udjEuR2V0TWV0cmljc1JlcXVlc3QaGy5mYXJtLnYxLkdldE1ldHJpY3NSZXNwb25zZRJKCgtSdW5Mb2FkVGVzdBIbLmZhcm0udjEuUnVuTG9hZFRlc3RSZXF1ZXN0GhwuZmFybS52MS5SdW5Mb2FkVGVzdFJlc3BvbnNlMAESTgoNU3RhcnRMb2FkVGVzdBIdLmZhcm0udjEuU3RhcnRMb2FkVGVzdFJlcXVlc3QaHi5mYXJtLnYxLlN0YXJ0TG9hZFRlc3RSZXNwb25zZRJLCgxTdG9wTG9hZFRlc3QSHC5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlcXVlc3QaHS5mYXJtLnYxLlN0b3BMb2FkVGVzdFJlc3BvbnNlEkgKC0dldExvYWRUZXN0EhsuZmFybS52MS5HZXRMb2FkVGVzdFJlcXVlc3QaHC5mYXJtLnYxLkdldExvYWRUZXN0UmVzcG9uc2USTgoNTGlzdExvYWRUZXN0cxIdLmZhcm0udjEuTGlzdExvYWRUZXN0c1JlcXVlc3QaHi5mYXJtLnYxLkxpc3RMb2FkVGVzdHNSZXNwb25zZRJCCglTY2FsZUZhcm0SGS5mYXJtLnYxLlNjYWxlRmFybVJlcXVlc3QaGi5mYXJtLnYxLlNjYWxlRmFybVJlc3BvbnNlEksKDFNpbXVsYXRlTG9hZBIcLmZhcm0udjEuU2ltdWxhdGVMb2FkUmVxdWVzdBodLmZhcm0udjEuU2ltdWxhdGVMb2FkUmVzcG9uc2USQgoJQnJvYWRjYXN0EhkuZmFybS52MS5Ccm9hZGNhc3RSZXF1ZXN0GhouZmFybS52MS5Ccm9hZGNhc3RSZXNwb25zZRI4CgVXYXRjaBIVLmZhcm0udjEuV2F0Y2hSZXF1ZXN0GhYuZmFybS52MS5XYXRjaFJlc3BvbnNlMAESQgoJU2V0RmF1bHRzEhkuZmFybS52MS5TZXRGYXVsdHNSZXF1ZXN0GhouZmFybS52MS5TZXRGYXVsdHNSZXNwb25zZRJICgtDbGVhckZhdWx0cxIbLmZhcm0udjEuQ2xlYXJGYXVsdHNSZXF1ZXN0GhwuZmFybS52MS5DbGVhckZhdWx0c1Jlc3BvbnNlEkUKCkxpc3RGYXVsdHMSGi5mYXJtLnYxLkxpc3RGYXVsdHNSZXF1ZXN0GhsuZmFybS52MS5MaXN0RmF1bHRzUmVzcG9uc2USRwoLUnVuU2NlbmFyaW8SGy5mYXJtLnYxLlJ1blNjZW5hcmlvUmVxdWVzdBoZLmZhcm0udjEuU2NlbmFyaW9Qcm9ncmVzczABEk4KDVN0YXJ0U2NlbmFyaW8SHS5mYXJtLnYxLlN0YXJ0U2NlbmFyaW9SZXF1ZXN0Gh4uZmFybS52MS5TdGFydFNjZW5hcmlvUmVzcG9uc2USUQoOR2V0U2NlbmFyaW9SdW4SHi5mYXJtLnYxLkdldFNjZW5hcmlvUnVuUmVxdWVzdBofLmZhcm0udjEuR2V0U2NlbmFyaW9SdW5SZXNwb25zZRJXChBMaXN0U2NlbmFyaW9SdW5zEiAuZmFybS52MS5MaXN0U2NlbmFyaW9SdW5zUmVxdWVzdBohLmZhcm0udjEuTGlzdFNjZW5hcmlvUnVuc1Jlc3BvbnNlEksKDFN0b3BTY2VuYXJpbxIcLmZhcm0udjEuU3RvcFNjZW5hcmlvUmVxdWVzdBodLmZhcm0udjEuU3RvcFNjZW5hcmlvUmVzcG9uc2USTgoNQ2hlY2tTY2VuYXJpbxIdLmZhcm0udjEuQ2hlY2tTY2VuYXJpb1JlcXVlc3QaHi5mYXJtLnYxLkNoZWNrU2NlbmFyaW9SZXNwb25zZWIGcHJvdG8z", [file_farm_v1_agent, file_farm_v1_faults]);
 
 /**
  * Server is one server of the farm as the controller knows it.
@@ -738,6 +738,15 @@ export type LoadTestSpec = Message<"farm.v1.LoadTestSpec"> & {
    * @generated from field: farm.v1.FailoverDrill failover = 12;
    */
   failover?: FailoverDrill | undefined;
+
+  /**
+   * Load phases, one after another (at most 32): then the run lasts their sum, and
+   * rate_per_second, ramp_up_seconds and total_requests stay 0 (duration_seconds 0 or the
+   * sum rounded up). Either every phase has a rate (open model) or none has (closed model).
+   *
+   * @generated from field: repeated farm.v1.LoadPhase phases = 13;
+   */
+  phases: LoadPhase[];
 };
 
 /**
@@ -746,6 +755,191 @@ export type LoadTestSpec = Message<"farm.v1.LoadTestSpec"> & {
  */
 export const LoadTestSpecSchema: GenMessage<LoadTestSpec> = /*@__PURE__*/
   messageDesc(file_farm_v1_farm, 14);
+
+/**
+ * LoadPhase is one stretch of a load test with its own rate (open model) or concurrency
+ * (closed model).
+ *
+ * @generated from message farm.v1.LoadPhase
+ */
+export type LoadPhase = Message<"farm.v1.LoadPhase"> & {
+  /**
+   * Its name, unique within the run (1 to 64 bytes): what results and assertions call it.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * How long it lasts, in milliseconds (100 to 3,600,000; the phases together at most an hour).
+   *
+   * @generated from field: uint32 duration_ms = 2;
+   */
+  durationMs: number;
+
+  /**
+   * Open model: the rate at its start, in requests per second (0 to 1,000,000).
+   *
+   * @generated from field: optional double rate = 3;
+   */
+  rate?: number | undefined;
+
+  /**
+   * Open model: the rate at its end; the rate runs linearly from `rate` to it. Unset: `rate`
+   * throughout.
+   *
+   * @generated from field: optional double rate_to = 4;
+   */
+  rateTo?: number | undefined;
+
+  /**
+   * Closed model: the workers sending during it (1 to the spec's concurrency; 0 means the
+   * spec's concurrency).
+   *
+   * @generated from field: uint32 concurrency = 5;
+   */
+  concurrency: number;
+};
+
+/**
+ * Describes the message farm.v1.LoadPhase.
+ * Use `create(LoadPhaseSchema)` to create a new message.
+ */
+export const LoadPhaseSchema: GenMessage<LoadPhase> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 15);
+
+/**
+ * LoadSecond is one second of a run: the requests that ended in it.
+ *
+ * @generated from message farm.v1.LoadSecond
+ */
+export type LoadSecond = Message<"farm.v1.LoadSecond"> & {
+  /**
+   * Seconds since the run's start: this entry covers [second, second + 1).
+   *
+   * @generated from field: uint32 second = 1;
+   */
+  second: number;
+
+  /**
+   * Requests that ended (were answered or failed) in it.
+   *
+   * @generated from field: uint64 requests = 2;
+   */
+  requests: bigint;
+
+  /**
+   * Of those, the ones that failed or were answered with status 500 or more.
+   *
+   * @generated from field: uint64 failures = 3;
+   */
+  failures: bigint;
+
+  /**
+   * Latency of its answered requests, in milliseconds: median.
+   *
+   * @generated from field: double p50_ms = 4;
+   */
+  p50Ms: number;
+
+  /**
+   * 90th percentile.
+   *
+   * @generated from field: double p90_ms = 5;
+   */
+  p90Ms: number;
+
+  /**
+   * 99th percentile.
+   *
+   * @generated from field: double p99_ms = 6;
+   */
+  p99Ms: number;
+
+  /**
+   * Largest.
+   *
+   * @generated from field: double max_ms = 7;
+   */
+  maxMs: number;
+
+  /**
+   * Whether requests may still end in it (progress reports only): its figures may still grow.
+   *
+   * @generated from field: bool provisional = 8;
+   */
+  provisional: boolean;
+};
+
+/**
+ * Describes the message farm.v1.LoadSecond.
+ * Use `create(LoadSecondSchema)` to create a new message.
+ */
+export const LoadSecondSchema: GenMessage<LoadSecond> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 16);
+
+/**
+ * PhaseResult is one phase's figures: the requests that ended during it.
+ *
+ * @generated from message farm.v1.PhaseResult
+ */
+export type PhaseResult = Message<"farm.v1.PhaseResult"> & {
+  /**
+   * The phase's name ("ramp" and "steady" for a run without phases).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * When it starts and ends, in milliseconds since the run's start.
+   *
+   * @generated from field: uint32 start_ms = 2;
+   */
+  startMs: number;
+
+  /**
+   * See start_ms.
+   *
+   * @generated from field: uint32 end_ms = 3;
+   */
+  endMs: number;
+
+  /**
+   * Requests that ended during it.
+   *
+   * @generated from field: uint64 requests = 4;
+   */
+  requests: bigint;
+
+  /**
+   * Of those, failures (no answer, or status 500 or more).
+   *
+   * @generated from field: uint64 failures = 5;
+   */
+  failures: bigint;
+
+  /**
+   * Ended requests per second of the phase (so far, while it runs).
+   *
+   * @generated from field: double requests_per_second = 6;
+   */
+  requestsPerSecond: number;
+
+  /**
+   * Latency of its answered requests (two significant digits).
+   *
+   * @generated from field: farm.v1.LatencySummary latency = 7;
+   */
+  latency?: LatencySummary | undefined;
+};
+
+/**
+ * Describes the message farm.v1.PhaseResult.
+ * Use `create(PhaseResultSchema)` to create a new message.
+ */
+export const PhaseResultSchema: GenMessage<PhaseResult> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 17);
 
 /**
  * LatencySummary summarises latencies from an HDR histogram, in milliseconds.
@@ -801,7 +995,7 @@ export type LatencySummary = Message<"farm.v1.LatencySummary"> & {
  * Use `create(LatencySummarySchema)` to create a new message.
  */
 export const LatencySummarySchema: GenMessage<LatencySummary> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 15);
+  messageDesc(file_farm_v1_farm, 18);
 
 /**
  * StatusCount counts answers with one HTTP status.
@@ -829,7 +1023,7 @@ export type StatusCount = Message<"farm.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 16);
+  messageDesc(file_farm_v1_farm, 19);
 
 /**
  * ErrorCount counts requests that failed without an HTTP answer, by kind.
@@ -857,7 +1051,7 @@ export type ErrorCount = Message<"farm.v1.ErrorCount"> & {
  * Use `create(ErrorCountSchema)` to create a new message.
  */
 export const ErrorCountSchema: GenMessage<ErrorCount> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 17);
+  messageDesc(file_farm_v1_farm, 20);
 
 /**
  * ServerLoadResult is one target server's share of a load test.
@@ -899,7 +1093,7 @@ export type ServerLoadResult = Message<"farm.v1.ServerLoadResult"> & {
  * Use `create(ServerLoadResultSchema)` to create a new message.
  */
 export const ServerLoadResultSchema: GenMessage<ServerLoadResult> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 18);
+  messageDesc(file_farm_v1_farm, 21);
 
 /**
  * LoadTestResult is a load test's outcome so far (progress) or in the end.
@@ -1005,6 +1199,20 @@ export type LoadTestResult = Message<"farm.v1.LoadTestResult"> & {
    * @generated from field: farm.v1.FrontResult front = 14;
    */
   front?: FrontResult | undefined;
+
+  /**
+   * Second by second, from the run's start (at most one entry per second of the run).
+   *
+   * @generated from field: repeated farm.v1.LoadSecond timeline = 15;
+   */
+  timeline: LoadSecond[];
+
+  /**
+   * Phase by phase: the spec's phases, or the ramp (if any) and the steady part.
+   *
+   * @generated from field: repeated farm.v1.PhaseResult phases = 16;
+   */
+  phases: PhaseResult[];
 };
 
 /**
@@ -1012,7 +1220,7 @@ export type LoadTestResult = Message<"farm.v1.LoadTestResult"> & {
  * Use `create(LoadTestResultSchema)` to create a new message.
  */
 export const LoadTestResultSchema: GenMessage<LoadTestResult> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 19);
+  messageDesc(file_farm_v1_farm, 22);
 
 /**
  * Load tests through a front: a load balancer (or any proxy) in front of the farm's servers.
@@ -1044,7 +1252,7 @@ export type BackendWeight = Message<"farm.v1.BackendWeight"> & {
  * Use `create(BackendWeightSchema)` to create a new message.
  */
 export const BackendWeightSchema: GenMessage<BackendWeight> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 20);
+  messageDesc(file_farm_v1_farm, 23);
 
 /**
  * FailoverDrill takes one server down during a run through a front and brings it back.
@@ -1087,7 +1295,7 @@ export type FailoverDrill = Message<"farm.v1.FailoverDrill"> & {
  * Use `create(FailoverDrillSchema)` to create a new message.
  */
 export const FailoverDrillSchema: GenMessage<FailoverDrill> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 21);
+  messageDesc(file_farm_v1_farm, 24);
 
 /**
  * BackendResult is one server's part of a run through a front.
@@ -1143,7 +1351,7 @@ export type BackendResult = Message<"farm.v1.BackendResult"> & {
  * Use `create(BackendResultSchema)` to create a new message.
  */
 export const BackendResultSchema: GenMessage<BackendResult> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 22);
+  messageDesc(file_farm_v1_farm, 25);
 
 /**
  * BackendCount is one server's answers in one second.
@@ -1171,7 +1379,7 @@ export type BackendCount = Message<"farm.v1.BackendCount"> & {
  * Use `create(BackendCountSchema)` to create a new message.
  */
 export const BackendCountSchema: GenMessage<BackendCount> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 23);
+  messageDesc(file_farm_v1_farm, 26);
 
 /**
  * ShareSecond is one second of a run through a front.
@@ -1221,7 +1429,7 @@ export type ShareSecond = Message<"farm.v1.ShareSecond"> & {
  * Use `create(ShareSecondSchema)` to create a new message.
  */
 export const ShareSecondSchema: GenMessage<ShareSecond> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 24);
+  messageDesc(file_farm_v1_farm, 27);
 
 /**
  * FailoverResult is what a failover drill measured. Times are milliseconds; the absent ones
@@ -1303,7 +1511,7 @@ export type FailoverResult = Message<"farm.v1.FailoverResult"> & {
  * Use `create(FailoverResultSchema)` to create a new message.
  */
 export const FailoverResultSchema: GenMessage<FailoverResult> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 25);
+  messageDesc(file_farm_v1_farm, 28);
 
 /**
  * FrontResult is how a front spread a run's requests over the farm's servers.
@@ -1376,7 +1584,7 @@ export type FrontResult = Message<"farm.v1.FrontResult"> & {
  * Use `create(FrontResultSchema)` to create a new message.
  */
 export const FrontResultSchema: GenMessage<FrontResult> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 26);
+  messageDesc(file_farm_v1_farm, 29);
 
 /**
  * RunLoadTestRequest starts a load test.
@@ -1397,7 +1605,7 @@ export type RunLoadTestRequest = Message<"farm.v1.RunLoadTestRequest"> & {
  * Use `create(RunLoadTestRequestSchema)` to create a new message.
  */
 export const RunLoadTestRequestSchema: GenMessage<RunLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 27);
+  messageDesc(file_farm_v1_farm, 30);
 
 /**
  * RunLoadTestResponse is one progress report; the last one has done set.
@@ -1439,7 +1647,7 @@ export type RunLoadTestResponse = Message<"farm.v1.RunLoadTestResponse"> & {
  * Use `create(RunLoadTestResponseSchema)` to create a new message.
  */
 export const RunLoadTestResponseSchema: GenMessage<RunLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 28);
+  messageDesc(file_farm_v1_farm, 31);
 
 /**
  * GetLoadTestRequest names a load test.
@@ -1460,7 +1668,7 @@ export type GetLoadTestRequest = Message<"farm.v1.GetLoadTestRequest"> & {
  * Use `create(GetLoadTestRequestSchema)` to create a new message.
  */
 export const GetLoadTestRequestSchema: GenMessage<GetLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 29);
+  messageDesc(file_farm_v1_farm, 32);
 
 /**
  * GetLoadTestResponse is a load test: its latest progress, or its final report.
@@ -1481,7 +1689,7 @@ export type GetLoadTestResponse = Message<"farm.v1.GetLoadTestResponse"> & {
  * Use `create(GetLoadTestResponseSchema)` to create a new message.
  */
 export const GetLoadTestResponseSchema: GenMessage<GetLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 30);
+  messageDesc(file_farm_v1_farm, 33);
 
 /**
  * StartLoadTestRequest describes a load test to run on its own.
@@ -1502,7 +1710,7 @@ export type StartLoadTestRequest = Message<"farm.v1.StartLoadTestRequest"> & {
  * Use `create(StartLoadTestRequestSchema)` to create a new message.
  */
 export const StartLoadTestRequestSchema: GenMessage<StartLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 31);
+  messageDesc(file_farm_v1_farm, 34);
 
 /**
  * StartLoadTestResponse names the load test that started.
@@ -1523,7 +1731,7 @@ export type StartLoadTestResponse = Message<"farm.v1.StartLoadTestResponse"> & {
  * Use `create(StartLoadTestResponseSchema)` to create a new message.
  */
 export const StartLoadTestResponseSchema: GenMessage<StartLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 32);
+  messageDesc(file_farm_v1_farm, 35);
 
 /**
  * StopLoadTestRequest names a running load test to stop.
@@ -1544,7 +1752,7 @@ export type StopLoadTestRequest = Message<"farm.v1.StopLoadTestRequest"> & {
  * Use `create(StopLoadTestRequestSchema)` to create a new message.
  */
 export const StopLoadTestRequestSchema: GenMessage<StopLoadTestRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 33);
+  messageDesc(file_farm_v1_farm, 36);
 
 /**
  * StopLoadTestResponse is the final report of the load test that was stopped.
@@ -1565,7 +1773,7 @@ export type StopLoadTestResponse = Message<"farm.v1.StopLoadTestResponse"> & {
  * Use `create(StopLoadTestResponseSchema)` to create a new message.
  */
 export const StopLoadTestResponseSchema: GenMessage<StopLoadTestResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 34);
+  messageDesc(file_farm_v1_farm, 37);
 
 /**
  * ListLoadTestsRequest asks for the kept load tests.
@@ -1580,7 +1788,7 @@ export type ListLoadTestsRequest = Message<"farm.v1.ListLoadTestsRequest"> & {
  * Use `create(ListLoadTestsRequestSchema)` to create a new message.
  */
 export const ListLoadTestsRequestSchema: GenMessage<ListLoadTestsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 35);
+  messageDesc(file_farm_v1_farm, 38);
 
 /**
  * ListLoadTestsResponse holds the kept load tests, oldest first.
@@ -1601,7 +1809,7 @@ export type ListLoadTestsResponse = Message<"farm.v1.ListLoadTestsResponse"> & {
  * Use `create(ListLoadTestsResponseSchema)` to create a new message.
  */
 export const ListLoadTestsResponseSchema: GenMessage<ListLoadTestsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 36);
+  messageDesc(file_farm_v1_farm, 39);
 
 /**
  * ScaleFarmRequest sets the number of servers.
@@ -1623,7 +1831,7 @@ export type ScaleFarmRequest = Message<"farm.v1.ScaleFarmRequest"> & {
  * Use `create(ScaleFarmRequestSchema)` to create a new message.
  */
 export const ScaleFarmRequestSchema: GenMessage<ScaleFarmRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 37);
+  messageDesc(file_farm_v1_farm, 40);
 
 /**
  * ScaleFarmResponse says what scaling did.
@@ -1658,7 +1866,7 @@ export type ScaleFarmResponse = Message<"farm.v1.ScaleFarmResponse"> & {
  * Use `create(ScaleFarmResponseSchema)` to create a new message.
  */
 export const ScaleFarmResponseSchema: GenMessage<ScaleFarmResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 38);
+  messageDesc(file_farm_v1_farm, 41);
 
 /**
  * SimulateLoadRequest applies a simulated load on chosen servers.
@@ -1686,7 +1894,7 @@ export type SimulateLoadRequest = Message<"farm.v1.SimulateLoadRequest"> & {
  * Use `create(SimulateLoadRequestSchema)` to create a new message.
  */
 export const SimulateLoadRequestSchema: GenMessage<SimulateLoadRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 39);
+  messageDesc(file_farm_v1_farm, 42);
 
 /**
  * SimulateLoadResponse has one outcome per target server.
@@ -1707,7 +1915,7 @@ export type SimulateLoadResponse = Message<"farm.v1.SimulateLoadResponse"> & {
  * Use `create(SimulateLoadResponseSchema)` to create a new message.
  */
 export const SimulateLoadResponseSchema: GenMessage<SimulateLoadResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 40);
+  messageDesc(file_farm_v1_farm, 43);
 
 /**
  * BroadcastRequest is one HTTP request to send to many servers at once.
@@ -1756,7 +1964,7 @@ export type BroadcastRequest = Message<"farm.v1.BroadcastRequest"> & {
  * Use `create(BroadcastRequestSchema)` to create a new message.
  */
 export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 41);
+  messageDesc(file_farm_v1_farm, 44);
 
 /**
  * BroadcastReply is one server's answer to a broadcast.
@@ -1819,7 +2027,7 @@ export type BroadcastReply = Message<"farm.v1.BroadcastReply"> & {
  * Use `create(BroadcastReplySchema)` to create a new message.
  */
 export const BroadcastReplySchema: GenMessage<BroadcastReply> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 42);
+  messageDesc(file_farm_v1_farm, 45);
 
 /**
  * BroadcastResponse has one reply per target server, ordered by id.
@@ -1840,7 +2048,7 @@ export type BroadcastResponse = Message<"farm.v1.BroadcastResponse"> & {
  * Use `create(BroadcastResponseSchema)` to create a new message.
  */
 export const BroadcastResponseSchema: GenMessage<BroadcastResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 43);
+  messageDesc(file_farm_v1_farm, 46);
 
 /**
  * WatchRequest opens a watch of the farm.
@@ -1861,7 +2069,7 @@ export type WatchRequest = Message<"farm.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 44);
+  messageDesc(file_farm_v1_farm, 47);
 
 /**
  * WatchResponse is a snapshot (full) or the changes since the previous message.
@@ -1910,7 +2118,7 @@ export type WatchResponse = Message<"farm.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 45);
+  messageDesc(file_farm_v1_farm, 48);
 
 /**
  * FaultTargets chooses servers: by id, by status, or every server; then, optionally, a
@@ -1961,7 +2169,7 @@ export type FaultTargets = Message<"farm.v1.FaultTargets"> & {
  * Use `create(FaultTargetsSchema)` to create a new message.
  */
 export const FaultTargetsSchema: GenMessage<FaultTargets> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 46);
+  messageDesc(file_farm_v1_farm, 49);
 
 /**
  * SetFaultsRequest sets faults on servers.
@@ -1989,7 +2197,7 @@ export type SetFaultsRequest = Message<"farm.v1.SetFaultsRequest"> & {
  * Use `create(SetFaultsRequestSchema)` to create a new message.
  */
 export const SetFaultsRequestSchema: GenMessage<SetFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 47);
+  messageDesc(file_farm_v1_farm, 50);
 
 /**
  * ClearFaultsRequest clears faults on servers.
@@ -2017,7 +2225,7 @@ export type ClearFaultsRequest = Message<"farm.v1.ClearFaultsRequest"> & {
  * Use `create(ClearFaultsRequestSchema)` to create a new message.
  */
 export const ClearFaultsRequestSchema: GenMessage<ClearFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 48);
+  messageDesc(file_farm_v1_farm, 51);
 
 /**
  * ServerFaults is one server's fault profile.
@@ -2045,7 +2253,7 @@ export type ServerFaults = Message<"farm.v1.ServerFaults"> & {
  * Use `create(ServerFaultsSchema)` to create a new message.
  */
 export const ServerFaultsSchema: GenMessage<ServerFaults> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 49);
+  messageDesc(file_farm_v1_farm, 52);
 
 /**
  * SetFaultsResponse says what each target server now has.
@@ -2075,7 +2283,7 @@ export type SetFaultsResponse = Message<"farm.v1.SetFaultsResponse"> & {
  * Use `create(SetFaultsResponseSchema)` to create a new message.
  */
 export const SetFaultsResponseSchema: GenMessage<SetFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 50);
+  messageDesc(file_farm_v1_farm, 53);
 
 /**
  * ClearFaultsResponse says what each target server now has.
@@ -2103,7 +2311,7 @@ export type ClearFaultsResponse = Message<"farm.v1.ClearFaultsResponse"> & {
  * Use `create(ClearFaultsResponseSchema)` to create a new message.
  */
 export const ClearFaultsResponseSchema: GenMessage<ClearFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 51);
+  messageDesc(file_farm_v1_farm, 54);
 
 /**
  * ListFaultsRequest asks for every server that has faults.
@@ -2118,7 +2326,7 @@ export type ListFaultsRequest = Message<"farm.v1.ListFaultsRequest"> & {
  * Use `create(ListFaultsRequestSchema)` to create a new message.
  */
 export const ListFaultsRequestSchema: GenMessage<ListFaultsRequest> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 52);
+  messageDesc(file_farm_v1_farm, 55);
 
 /**
  * ListFaultsResponse holds the servers that have faults.
@@ -2139,7 +2347,672 @@ export type ListFaultsResponse = Message<"farm.v1.ListFaultsResponse"> & {
  * Use `create(ListFaultsResponseSchema)` to create a new message.
  */
 export const ListFaultsResponseSchema: GenMessage<ListFaultsResponse> = /*@__PURE__*/
-  messageDesc(file_farm_v1_farm, 53);
+  messageDesc(file_farm_v1_farm, 56);
+
+/**
+ * RunScenarioRequest is a scenario to run.
+ *
+ * @generated from message farm.v1.RunScenarioRequest
+ */
+export type RunScenarioRequest = Message<"farm.v1.RunScenarioRequest"> & {
+  /**
+   * The scenario file's text (YAML, at most 65,536 bytes).
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * Overrides the file's seed: the same seed gives the same fault decisions.
+   *
+   * @generated from field: optional uint64 seed = 2;
+   */
+  seed?: bigint | undefined;
+};
+
+/**
+ * Describes the message farm.v1.RunScenarioRequest.
+ * Use `create(RunScenarioRequestSchema)` to create a new message.
+ */
+export const RunScenarioRequestSchema: GenMessage<RunScenarioRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 57);
+
+/**
+ * ScenarioPhaseWindow is one load phase as it was planned.
+ *
+ * @generated from message farm.v1.ScenarioPhaseWindow
+ */
+export type ScenarioPhaseWindow = Message<"farm.v1.ScenarioPhaseWindow"> & {
+  /**
+   * Its name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Milliseconds after the load's start.
+   *
+   * @generated from field: uint32 start_ms = 2;
+   */
+  startMs: number;
+
+  /**
+   * See start_ms.
+   *
+   * @generated from field: uint32 end_ms = 3;
+   */
+  endMs: number;
+
+  /**
+   * Open model: the rate at its start and end (requests per second).
+   *
+   * @generated from field: double rate_from = 4;
+   */
+  rateFrom: number;
+
+  /**
+   * See rate_from.
+   *
+   * @generated from field: double rate_to = 5;
+   */
+  rateTo: number;
+
+  /**
+   * Closed model: its workers.
+   *
+   * @generated from field: uint32 concurrency = 6;
+   */
+  concurrency: number;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioPhaseWindow.
+ * Use `create(ScenarioPhaseWindowSchema)` to create a new message.
+ */
+export const ScenarioPhaseWindowSchema: GenMessage<ScenarioPhaseWindow> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 58);
+
+/**
+ * ScenarioFaultRecord is one fault of the scenario: what was planned and what happened.
+ *
+ * @generated from message farm.v1.ScenarioFaultRecord
+ */
+export type ScenarioFaultRecord = Message<"farm.v1.ScenarioFaultRecord"> & {
+  /**
+   * The fault's id in the file.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Its kind as written: latency, abort, hang, throughput, close, reset, rate_limit, health,
+   * readiness, partition, kill, stop, restart, pause.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * The servers it was applied to (after the seeded share, if any).
+   *
+   * @generated from field: repeated uint32 server_ids = 3;
+   */
+  serverIds: number[];
+
+  /**
+   * When it was planned, in milliseconds after the load's start.
+   *
+   * @generated from field: uint32 at_ms = 4;
+   */
+  atMs: number;
+
+  /**
+   * How long it was planned to last, in milliseconds (0: an instant, such as a restart, or a
+   * kill left to the farm to restart).
+   *
+   * @generated from field: uint32 for_ms = 5;
+   */
+  forMs: number;
+
+  /**
+   * When it was applied and when it ended (undone, or cleared itself), in milliseconds after
+   * the load's start; 0 while it has not.
+   *
+   * @generated from field: uint32 applied_ms = 6;
+   */
+  appliedMs: number;
+
+  /**
+   * See applied_ms.
+   *
+   * @generated from field: uint32 ended_ms = 7;
+   */
+  endedMs: number;
+
+  /**
+   * What went wrong applying or undoing it; empty when nothing did.
+   *
+   * @generated from field: string error = 8;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioFaultRecord.
+ * Use `create(ScenarioFaultRecordSchema)` to create a new message.
+ */
+export const ScenarioFaultRecordSchema: GenMessage<ScenarioFaultRecord> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 59);
+
+/**
+ * ScenarioCheck is one steady-state check, before or after the load.
+ *
+ * @generated from message farm.v1.ScenarioCheck
+ */
+export type ScenarioCheck = Message<"farm.v1.ScenarioCheck"> & {
+  /**
+   * "before" or "after".
+   *
+   * @generated from field: string when = 1;
+   */
+  when: string;
+
+  /**
+   * The check as written, e.g. "all_healthy within 10s".
+   *
+   * @generated from field: string check = 2;
+   */
+  check: string;
+
+  /**
+   * Whether it held.
+   *
+   * @generated from field: bool passed = 3;
+   */
+  passed: boolean;
+
+  /**
+   * What was seen, e.g. "9 of 10 servers healthy after 10.0 s; server 4: unreachable".
+   *
+   * @generated from field: string detail = 4;
+   */
+  detail: string;
+
+  /**
+   * Its line in the file.
+   *
+   * @generated from field: uint32 line = 5;
+   */
+  line: number;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioCheck.
+ * Use `create(ScenarioCheckSchema)` to create a new message.
+ */
+export const ScenarioCheckSchema: GenMessage<ScenarioCheck> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 60);
+
+/**
+ * ScenarioVerdict is one SLO assertion's verdict.
+ *
+ * @generated from message farm.v1.ScenarioVerdict
+ */
+export type ScenarioVerdict = Message<"farm.v1.ScenarioVerdict"> & {
+  /**
+   * The assertion as written, normalised: "latency.p99 < 300ms during hold".
+   *
+   * @generated from field: string assertion = 1;
+   */
+  assertion: string;
+
+  /**
+   * Whether it held.
+   *
+   * @generated from field: bool passed = 2;
+   */
+  passed: boolean;
+
+  /**
+   * The figure it was judged on, in the metric's unit (milliseconds, a ratio from 0 to 1, or
+   * requests per second; for a recovery, the seconds it took, or -1 when it never recovered).
+   *
+   * @generated from field: double observed = 3;
+   */
+  observed: number;
+
+  /**
+   * The bound, in the same unit.
+   *
+   * @generated from field: double threshold = 4;
+   */
+  threshold: number;
+
+  /**
+   * In words, with by how much it missed: "p99 412.0 ms against < 300 ms: 112.0 ms over".
+   *
+   * @generated from field: string detail = 5;
+   */
+  detail: string;
+
+  /**
+   * Its line in the file.
+   *
+   * @generated from field: uint32 line = 6;
+   */
+  line: number;
+
+  /**
+   * False while the run goes on and the verdict may still change (progress reports).
+   *
+   * @generated from field: bool final = 7;
+   */
+  final: boolean;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioVerdict.
+ * Use `create(ScenarioVerdictSchema)` to create a new message.
+ */
+export const ScenarioVerdictSchema: GenMessage<ScenarioVerdict> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 61);
+
+/**
+ * ScenarioReport is a scenario run: the plan, the timeline and the verdicts.
+ *
+ * @generated from message farm.v1.ScenarioReport
+ */
+export type ScenarioReport = Message<"farm.v1.ScenarioReport"> & {
+  /**
+   * The run's id ("sc-N").
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The scenario's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The seed its fault decisions used.
+   *
+   * @generated from field: uint64 seed = 3;
+   */
+  seed: bigint;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: farm.v1.ScenarioState state = 4;
+   */
+  state: ScenarioState;
+
+  /**
+   * Why it was aborted or could not run; empty otherwise.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * When it started and ended, in milliseconds since the Unix epoch (ended 0 while it runs).
+   *
+   * @generated from field: uint64 started_at_ms = 6;
+   */
+  startedAtMs: bigint;
+
+  /**
+   * See started_at_ms.
+   *
+   * @generated from field: uint64 ended_at_ms = 7;
+   */
+  endedAtMs: bigint;
+
+  /**
+   * When its load started, in milliseconds since the Unix epoch (0 before): every offset in
+   * the report counts from it.
+   *
+   * @generated from field: uint64 load_started_at_ms = 8;
+   */
+  loadStartedAtMs: bigint;
+
+  /**
+   * The load's phases.
+   *
+   * @generated from field: repeated farm.v1.ScenarioPhaseWindow phases = 9;
+   */
+  phases: ScenarioPhaseWindow[];
+
+  /**
+   * The faults.
+   *
+   * @generated from field: repeated farm.v1.ScenarioFaultRecord faults = 10;
+   */
+  faults: ScenarioFaultRecord[];
+
+  /**
+   * The steady-state checks done so far.
+   *
+   * @generated from field: repeated farm.v1.ScenarioCheck checks = 11;
+   */
+  checks: ScenarioCheck[];
+
+  /**
+   * One verdict per SLO assertion (provisional while it runs).
+   *
+   * @generated from field: repeated farm.v1.ScenarioVerdict verdicts = 12;
+   */
+  verdicts: ScenarioVerdict[];
+
+  /**
+   * The load's figures: its per-second timeline and per-phase results.
+   *
+   * @generated from field: farm.v1.LoadTestResult load = 13;
+   */
+  load?: LoadTestResult | undefined;
+
+  /**
+   * The abort condition that held, as written; empty when none did.
+   *
+   * @generated from field: string aborted_by = 14;
+   */
+  abortedBy: string;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioReport.
+ * Use `create(ScenarioReportSchema)` to create a new message.
+ */
+export const ScenarioReportSchema: GenMessage<ScenarioReport> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 62);
+
+/**
+ * ScenarioProgress is one progress report of RunScenario; the last one has done set.
+ *
+ * @generated from message farm.v1.ScenarioProgress
+ */
+export type ScenarioProgress = Message<"farm.v1.ScenarioProgress"> & {
+  /**
+   * The run so far, or final.
+   *
+   * @generated from field: farm.v1.ScenarioReport report = 1;
+   */
+  report?: ScenarioReport | undefined;
+
+  /**
+   * Whether the run has ended.
+   *
+   * @generated from field: bool done = 2;
+   */
+  done: boolean;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioProgress.
+ * Use `create(ScenarioProgressSchema)` to create a new message.
+ */
+export const ScenarioProgressSchema: GenMessage<ScenarioProgress> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 63);
+
+/**
+ * StartScenarioRequest is a scenario to run on its own.
+ *
+ * @generated from message farm.v1.StartScenarioRequest
+ */
+export type StartScenarioRequest = Message<"farm.v1.StartScenarioRequest"> & {
+  /**
+   * The scenario file's text (YAML, at most 65,536 bytes).
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * Overrides the file's seed.
+   *
+   * @generated from field: optional uint64 seed = 2;
+   */
+  seed?: bigint | undefined;
+};
+
+/**
+ * Describes the message farm.v1.StartScenarioRequest.
+ * Use `create(StartScenarioRequestSchema)` to create a new message.
+ */
+export const StartScenarioRequestSchema: GenMessage<StartScenarioRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 64);
+
+/**
+ * StartScenarioResponse names the run that started.
+ *
+ * @generated from message farm.v1.StartScenarioResponse
+ */
+export type StartScenarioResponse = Message<"farm.v1.StartScenarioResponse"> & {
+  /**
+   * The run's id, for GetScenarioRun and StopScenario.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message farm.v1.StartScenarioResponse.
+ * Use `create(StartScenarioResponseSchema)` to create a new message.
+ */
+export const StartScenarioResponseSchema: GenMessage<StartScenarioResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 65);
+
+/**
+ * GetScenarioRunRequest names a scenario run.
+ *
+ * @generated from message farm.v1.GetScenarioRunRequest
+ */
+export type GetScenarioRunRequest = Message<"farm.v1.GetScenarioRunRequest"> & {
+  /**
+   * The run's id (at most 64 bytes).
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message farm.v1.GetScenarioRunRequest.
+ * Use `create(GetScenarioRunRequestSchema)` to create a new message.
+ */
+export const GetScenarioRunRequestSchema: GenMessage<GetScenarioRunRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 66);
+
+/**
+ * GetScenarioRunResponse is a scenario run's latest report.
+ *
+ * @generated from message farm.v1.GetScenarioRunResponse
+ */
+export type GetScenarioRunResponse = Message<"farm.v1.GetScenarioRunResponse"> & {
+  /**
+   * The report; its state says whether the run has ended.
+   *
+   * @generated from field: farm.v1.ScenarioReport report = 1;
+   */
+  report?: ScenarioReport | undefined;
+};
+
+/**
+ * Describes the message farm.v1.GetScenarioRunResponse.
+ * Use `create(GetScenarioRunResponseSchema)` to create a new message.
+ */
+export const GetScenarioRunResponseSchema: GenMessage<GetScenarioRunResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 67);
+
+/**
+ * ListScenarioRunsRequest asks for the kept scenario runs.
+ *
+ * @generated from message farm.v1.ListScenarioRunsRequest
+ */
+export type ListScenarioRunsRequest = Message<"farm.v1.ListScenarioRunsRequest"> & {
+};
+
+/**
+ * Describes the message farm.v1.ListScenarioRunsRequest.
+ * Use `create(ListScenarioRunsRequestSchema)` to create a new message.
+ */
+export const ListScenarioRunsRequestSchema: GenMessage<ListScenarioRunsRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 68);
+
+/**
+ * ListScenarioRunsResponse holds the running and the kept finished scenario runs (the last
+ * 20), oldest first, without their per-second timelines (GetScenarioRun has them).
+ *
+ * @generated from message farm.v1.ListScenarioRunsResponse
+ */
+export type ListScenarioRunsResponse = Message<"farm.v1.ListScenarioRunsResponse"> & {
+  /**
+   * The runs.
+   *
+   * @generated from field: repeated farm.v1.ScenarioReport runs = 1;
+   */
+  runs: ScenarioReport[];
+};
+
+/**
+ * Describes the message farm.v1.ListScenarioRunsResponse.
+ * Use `create(ListScenarioRunsResponseSchema)` to create a new message.
+ */
+export const ListScenarioRunsResponseSchema: GenMessage<ListScenarioRunsResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 69);
+
+/**
+ * StopScenarioRequest names a running scenario to abort.
+ *
+ * @generated from message farm.v1.StopScenarioRequest
+ */
+export type StopScenarioRequest = Message<"farm.v1.StopScenarioRequest"> & {
+  /**
+   * The run's id (at most 64 bytes).
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message farm.v1.StopScenarioRequest.
+ * Use `create(StopScenarioRequestSchema)` to create a new message.
+ */
+export const StopScenarioRequestSchema: GenMessage<StopScenarioRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 70);
+
+/**
+ * StopScenarioResponse is the aborted run's final report.
+ *
+ * @generated from message farm.v1.StopScenarioResponse
+ */
+export type StopScenarioResponse = Message<"farm.v1.StopScenarioResponse"> & {
+  /**
+   * The final report.
+   *
+   * @generated from field: farm.v1.ScenarioReport report = 1;
+   */
+  report?: ScenarioReport | undefined;
+};
+
+/**
+ * Describes the message farm.v1.StopScenarioResponse.
+ * Use `create(StopScenarioResponseSchema)` to create a new message.
+ */
+export const StopScenarioResponseSchema: GenMessage<StopScenarioResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 71);
+
+/**
+ * CheckScenarioRequest is a scenario file to check against this farm.
+ *
+ * @generated from message farm.v1.CheckScenarioRequest
+ */
+export type CheckScenarioRequest = Message<"farm.v1.CheckScenarioRequest"> & {
+  /**
+   * The scenario file's text (YAML, at most 65,536 bytes).
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message farm.v1.CheckScenarioRequest.
+ * Use `create(CheckScenarioRequestSchema)` to create a new message.
+ */
+export const CheckScenarioRequestSchema: GenMessage<CheckScenarioRequest> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 72);
+
+/**
+ * ScenarioProblem is one thing wrong with a scenario file.
+ *
+ * @generated from message farm.v1.ScenarioProblem
+ */
+export type ScenarioProblem = Message<"farm.v1.ScenarioProblem"> & {
+  /**
+   * Its line in the file (from 1; 0 when it concerns the whole file).
+   *
+   * @generated from field: uint32 line = 1;
+   */
+  line: number;
+
+  /**
+   * The field, as a path: "faults[1].servers".
+   *
+   * @generated from field: string field = 2;
+   */
+  field: string;
+
+  /**
+   * What is wrong.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message farm.v1.ScenarioProblem.
+ * Use `create(ScenarioProblemSchema)` to create a new message.
+ */
+export const ScenarioProblemSchema: GenMessage<ScenarioProblem> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 73);
+
+/**
+ * CheckScenarioResponse says whether a scenario file would run on this farm.
+ *
+ * @generated from message farm.v1.CheckScenarioResponse
+ */
+export type CheckScenarioResponse = Message<"farm.v1.CheckScenarioResponse"> & {
+  /**
+   * Whether it would: no problems.
+   *
+   * @generated from field: bool valid = 1;
+   */
+  valid: boolean;
+
+  /**
+   * Every problem found, in the order of the file.
+   *
+   * @generated from field: repeated farm.v1.ScenarioProblem problems = 2;
+   */
+  problems: ScenarioProblem[];
+};
+
+/**
+ * Describes the message farm.v1.CheckScenarioResponse.
+ * Use `create(CheckScenarioResponseSchema)` to create a new message.
+ */
+export const CheckScenarioResponseSchema: GenMessage<CheckScenarioResponse> = /*@__PURE__*/
+  messageDesc(file_farm_v1_farm, 74);
 
 /**
  * ServerStatus is the controller's verdict on a server.
@@ -2306,6 +3179,61 @@ export enum FailoverAction {
  */
 export const FailoverActionSchema: GenEnum<FailoverAction> = /*@__PURE__*/
   enumDesc(file_farm_v1_farm, 2);
+
+/**
+ * ScenarioState is where a scenario run stands.
+ *
+ * @generated from enum farm.v1.ScenarioState
+ */
+export enum ScenarioState {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: SCENARIO_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Checking the steady state before, or running.
+   *
+   * @generated from enum value: SCENARIO_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * Ended; every assertion and steady-state check held.
+   *
+   * @generated from enum value: SCENARIO_STATE_PASSED = 2;
+   */
+  PASSED = 2,
+
+  /**
+   * Ended; at least one assertion or steady-state check after the run failed.
+   *
+   * @generated from enum value: SCENARIO_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * Stopped early: an abort condition held, StopScenario was called, or the caller left.
+   *
+   * @generated from enum value: SCENARIO_STATE_ABORTED = 4;
+   */
+  ABORTED = 4,
+
+  /**
+   * Could not run: the steady state did not hold before the load, or the farm refused a step.
+   *
+   * @generated from enum value: SCENARIO_STATE_ERROR = 5;
+   */
+  ERROR = 5,
+}
+
+/**
+ * Describes the enum farm.v1.ScenarioState.
+ */
+export const ScenarioStateSchema: GenEnum<ScenarioState> = /*@__PURE__*/
+  enumDesc(file_farm_v1_farm, 3);
 
 /**
  * FarmService is served by the controller on :50051 next to gRPC reflection and grpc.health.v1.
@@ -2488,6 +3416,67 @@ export const FarmService: GenService<{
     methodKind: "unary";
     input: typeof ListFaultsRequestSchema;
     output: typeof ListFaultsResponseSchema;
+  },
+  /**
+   * Runs a scenario file and streams its progress; the last message has done set and the
+   * final report. Closing the stream aborts the run.
+   *
+   * @generated from rpc farm.v1.FarmService.RunScenario
+   */
+  runScenario: {
+    methodKind: "server_streaming";
+    input: typeof RunScenarioRequestSchema;
+    output: typeof ScenarioProgressSchema;
+  },
+  /**
+   * Starts a scenario on its own; follow it with GetScenarioRun.
+   *
+   * @generated from rpc farm.v1.FarmService.StartScenario
+   */
+  startScenario: {
+    methodKind: "unary";
+    input: typeof StartScenarioRequestSchema;
+    output: typeof StartScenarioResponseSchema;
+  },
+  /**
+   * A scenario run by id: its latest report while it runs, or its final one.
+   *
+   * @generated from rpc farm.v1.FarmService.GetScenarioRun
+   */
+  getScenarioRun: {
+    methodKind: "unary";
+    input: typeof GetScenarioRunRequestSchema;
+    output: typeof GetScenarioRunResponseSchema;
+  },
+  /**
+   * The kept scenario runs, with their verdicts.
+   *
+   * @generated from rpc farm.v1.FarmService.ListScenarioRuns
+   */
+  listScenarioRuns: {
+    methodKind: "unary";
+    input: typeof ListScenarioRunsRequestSchema;
+    output: typeof ListScenarioRunsResponseSchema;
+  },
+  /**
+   * Aborts a running scenario: its load stops, its faults are undone, its report is kept.
+   *
+   * @generated from rpc farm.v1.FarmService.StopScenario
+   */
+  stopScenario: {
+    methodKind: "unary";
+    input: typeof StopScenarioRequestSchema;
+    output: typeof StopScenarioResponseSchema;
+  },
+  /**
+   * Checks a scenario file against this farm without running it.
+   *
+   * @generated from rpc farm.v1.FarmService.CheckScenario
+   */
+  checkScenario: {
+    methodKind: "unary";
+    input: typeof CheckScenarioRequestSchema;
+    output: typeof CheckScenarioResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_farm_v1_farm, 0);
