@@ -194,6 +194,7 @@ pub(crate) async fn run(args: LoadTestArgs) -> anyhow::Result<ExitCode> {
             Some(drill) => Some(drill_times(drill, &args)?),
             None => None,
         },
+        phases: Vec::new(),
     };
     let mut stream = client
         .run_load_test(crate::roles::with_token(

@@ -10,6 +10,7 @@
 //! - [`report`]: `farm status` and `farm health`, tables from a running controller.
 //! - [`loadtest`]: `farm load-test`, a load test run by the controller's engine.
 //! - [`fault`]: `farm fault set|clear|list`, servers that misbehave on command.
+//! - [`scenario`]: `farm scenario run|check|list|show|stop`, incidents as code.
 //! - [`lb`]: `farm lb config haproxy|nginx|caddy`, a load balancer's config for the farm.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
@@ -21,6 +22,7 @@ mod lb;
 mod loadtest;
 mod report;
 mod roles;
+mod scenario;
 mod signal;
 mod token;
 mod up;
@@ -51,6 +53,9 @@ enum Command {
     LoadTest(loadtest::LoadTestArgs),
     /// Make servers misbehave on command: set, clear and list their faults.
     Fault(fault::FaultArgs),
+    /// Incidents as code: run and check scenario files (load phases, faults at offsets, SLO
+    /// verdicts).
+    Scenario(scenario::ScenarioArgs),
     /// Put a load balancer in front of the farm: `farm lb config haproxy|nginx|caddy` writes
     /// its config (and with --watch keeps it current).
     Lb(lb::LbArgs),
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
             Command::Health(args) => report::health(args).await,
             Command::LoadTest(args) => loadtest::run(args).await,
             Command::Fault(args) => fault::run(args).await,
+            Command::Scenario(args) => scenario::run(args).await,
             Command::Lb(args) => lb::run(args).await,
             Command::Agent(args) => roles::agent(args).await,
             Command::Node(args) => roles::node(args).await,

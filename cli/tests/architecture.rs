@@ -13,6 +13,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("farm-proto", &[]),
     ("farm-backoff", &[]),
     ("farm-telemetry", &[]),
+    // Scenario files: read offline by the CLI, run by the controller.
+    ("farm-scenario", &["farm-proto"]),
     // The node's client carries the caller's trace context.
     ("farm-node-api", &["farm-proto", "farm-telemetry"]),
     // The node server: the contract's bounds and its own API types.
@@ -37,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "farm-node-api",
             "farm-backoff",
             "farm-telemetry",
+            "farm-scenario",
         ],
     ),
     // The gateway is a client of the controller's gRPC API and nothing else.
@@ -53,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "farm-agent",
             "farm-controller",
             "farm-gateway",
+            "farm-scenario",
         ],
     ),
 ];

@@ -52,6 +52,7 @@ pub struct Farm {
     runtime: Option<Arc<dyn Runtime>>,
     client: NodeClient,
     load_tests: LoadTests,
+    scenarios: crate::scenario::Scenarios,
     access: crate::Access,
     shutdown: CancellationToken,
 }
@@ -70,14 +71,91 @@ impl Farm {
             runtime,
             client: NodeClient::new(),
             load_tests,
+            scenarios: crate::scenario::Scenarios::default(),
             access,
             shutdown,
         }
     }
 
+    /// Checks and starts a scenario run.
+    fn start_scenario_run(
+        &self,
+        source: &str,
+        seed: Option<u64>,
+    ) -> std::result::Result<(String, tokio::sync::watch::Receiver<pb::ScenarioReport>), Status>
+    {
+        if source.len() > farm_scenario::MAX_SOURCE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "source must be at most {} bytes, got {}",
+                farm_scenario::MAX_SOURCE_BYTES,
+                source.len()
+            )));
+        }
+        self.scenarios
+            .start(self, source, seed, &self.shutdown)
+            .map_err(|e| match e {
+                crate::scenario::StartError::Invalid(_) => Status::invalid_argument(e.to_string()),
+                crate::scenario::StartError::TooMany(_) => {
+                    Status::resource_exhausted(e.to_string())
+                }
+            })
+    }
+
+    /// The farm's registry.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The load-test engine.
+    pub(crate) fn load_tests(&self) -> &LoadTests {
+        &self.load_tests
+    }
+
+    /// Whether the farm's runtime can cut a server off (partition faults).
+    pub(crate) fn can_partition(&self) -> bool {
+        self.runtime.as_ref().is_some_and(|r| r.can_partition())
+    }
+
+    /// Sets `profile`'s faults on `ids` (stamped now, merged into their profiles); Err
+    /// gathers the servers where it did not take.
+    pub(crate) async fn set_faults_on(
+        &self,
+        ids: &[u32],
+        profile: pb::FaultProfile,
+    ) -> std::result::Result<(), String> {
+        let given =
+            faults::stamp(profile, now_ms(), self.can_partition()).map_err(|e| e.to_string())?;
+        let (outcomes, _) = self.change_faults(ids, |p| faults::merge(p, &given)).await;
+        failures(outcomes)
+    }
+
+    /// Clears faults of `kind` on `ids`.
+    pub(crate) async fn clear_faults_on(
+        &self,
+        ids: &[u32],
+        kind: pb::FaultKind,
+    ) -> std::result::Result<(), String> {
+        let (outcomes, _) = self.change_faults(ids, |p| faults::clear(p, &[kind])).await;
+        failures(outcomes)
+    }
+
+    /// Applies a lifecycle action to every server of `ids` at once.
+    pub(crate) async fn act_on(
+        &self,
+        ids: &[u32],
+        action: ServerActionKind,
+    ) -> std::result::Result<(), String> {
+        let outcomes = fan_out(ids, |id| {
+            let farm = self.clone();
+            async move { farm.act(id, action).await }
+        })
+        .await;
+        failures(outcomes)
+    }
+
     /// The plan of a load test's `spec`, checked against the farm; a front may be on the
     /// runtime's own networks, and a failover drill is carried out by this service.
-    async fn load_test_plan(
+    pub(crate) async fn load_test_plan(
         &self,
         spec: Option<pb::LoadTestSpec>,
     ) -> std::result::Result<loadtest::Plan, Status> {
@@ -254,6 +332,27 @@ impl loadtest::front::Drills for Farm {
             pb::FailoverAction::Unspecified => return Err("no action given".into()),
         };
         self.drill_act(id, kind).await
+    }
+}
+
+fn scenario_not_found(run_id: &str) -> Status {
+    Status::not_found(format!(
+        "no scenario run {run_id:?} is running, nor among the last {} finished",
+        crate::scenario::KEPT_RUNS
+    ))
+}
+
+/// Ok when every outcome is, else the failed ones in words.
+fn failures(outcomes: Vec<CommandOutcome>) -> std::result::Result<(), String> {
+    let failed: Vec<String> = outcomes
+        .into_iter()
+        .filter(|o| !o.ok)
+        .map(|o| format!("server {}: {}", o.server_id, o.message))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 
@@ -618,6 +717,129 @@ impl FarmService for Farm {
                 .collect()
         });
         Ok(Response::new(pb::ListFaultsResponse { servers }))
+    }
+
+    type RunScenarioStream = BoxStream<pb::ScenarioProgress>;
+
+    async fn run_scenario(
+        &self,
+        request: Request<pb::RunScenarioRequest>,
+    ) -> std::result::Result<Response<Self::RunScenarioStream>, Status> {
+        self.check_change(&request)?;
+        let pb::RunScenarioRequest { source, seed } = request.into_inner();
+        let (run_id, mut reports) = self.start_scenario_run(&source, seed)?;
+        let (tx, rx) = mpsc::channel(4);
+        let scenarios = self.scenarios.clone();
+        tokio::spawn(async move {
+            loop {
+                let report = reports.borrow_and_update().clone();
+                let done = report.state != pb::ScenarioState::Running as i32;
+                let progress = pb::ScenarioProgress {
+                    report: Some(report),
+                    done,
+                };
+                if tx.send(Ok(progress)).await.is_err() {
+                    // The caller left: the run is aborted, as a load test's would be.
+                    scenarios.stop(&run_id);
+                    return;
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    changed = reports.changed() => if changed.is_err() { return },
+                    () = tx.closed() => {
+                        scenarios.stop(&run_id);
+                        return;
+                    }
+                }
+                // At most one report a second; the runner changes it more often.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn start_scenario(
+        &self,
+        request: Request<pb::StartScenarioRequest>,
+    ) -> std::result::Result<Response<pb::StartScenarioResponse>, Status> {
+        self.check_change(&request)?;
+        let pb::StartScenarioRequest { source, seed } = request.into_inner();
+        let (run_id, _) = self.start_scenario_run(&source, seed)?;
+        Ok(Response::new(pb::StartScenarioResponse { run_id }))
+    }
+
+    async fn get_scenario_run(
+        &self,
+        request: Request<pb::GetScenarioRunRequest>,
+    ) -> std::result::Result<Response<pb::GetScenarioRunResponse>, Status> {
+        let run_id = request.into_inner().run_id;
+        let report = self
+            .scenarios
+            .get(&run_id)
+            .ok_or_else(|| scenario_not_found(&run_id))?;
+        Ok(Response::new(pb::GetScenarioRunResponse {
+            report: Some(report),
+        }))
+    }
+
+    async fn list_scenario_runs(
+        &self,
+        _request: Request<pb::ListScenarioRunsRequest>,
+    ) -> std::result::Result<Response<pb::ListScenarioRunsResponse>, Status> {
+        Ok(Response::new(pb::ListScenarioRunsResponse {
+            runs: self.scenarios.list(),
+        }))
+    }
+
+    async fn stop_scenario(
+        &self,
+        request: Request<pb::StopScenarioRequest>,
+    ) -> std::result::Result<Response<pb::StopScenarioResponse>, Status> {
+        self.check_change(&request)?;
+        let run_id = request.into_inner().run_id;
+        let mut reports = self
+            .scenarios
+            .follow(&run_id)
+            .ok_or_else(|| scenario_not_found(&run_id))?;
+        self.scenarios.stop(&run_id);
+        // The load stops at once; undoing the faults takes a moment.
+        let ended = tokio::time::timeout(
+            crate::scenario::STOP_WAIT,
+            reports.wait_for(|r| r.state != pb::ScenarioState::Running as i32),
+        )
+        .await;
+        match ended {
+            Ok(Ok(report)) => Ok(Response::new(pb::StopScenarioResponse {
+                report: Some(report.clone()),
+            })),
+            _ => Err(Status::deadline_exceeded(format!(
+                "scenario {run_id:?} is stopping; fetch it with GetScenarioRun"
+            ))),
+        }
+    }
+
+    async fn check_scenario(
+        &self,
+        request: Request<pb::CheckScenarioRequest>,
+    ) -> std::result::Result<Response<pb::CheckScenarioResponse>, Status> {
+        let source = request.into_inner().source;
+        let problems = match crate::scenario::check(self, &source) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems,
+        };
+        Ok(Response::new(pb::CheckScenarioResponse {
+            valid: problems.is_empty(),
+            problems: problems
+                .into_iter()
+                .map(|p| pb::ScenarioProblem {
+                    line: p.line,
+                    field: p.field,
+                    message: p.message,
+                })
+                .collect(),
+        }))
     }
 
     type WatchStream = BoxStream<WatchResponse>;

@@ -15,6 +15,7 @@
 //! - [`health`], [`loadtest`], [`broadcast`], [`targets`]: what the API does with nodes.
 //! - [`faults`]: the servers' fault profiles, kept here and handed to agents and runtimes.
 //! - [`runtime`]: where servers live (local processes by default).
+//! - [`scenario`]: scenario files run against the farm: load, faults, verdicts.
 
 pub mod agents;
 pub mod aggregate;
@@ -26,6 +27,7 @@ pub mod health;
 pub mod loadtest;
 pub mod registry;
 pub mod runtime;
+pub mod scenario;
 pub mod status;
 pub mod targets;
 
