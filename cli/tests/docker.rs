@@ -423,6 +423,30 @@ async fn a_partition_cuts_a_server_off_the_farm_until_cleared_or_over() {
         .unwrap()
         .into_inner();
     assert!(faults.servers.is_empty(), "{faults:?}");
+
+    // The example scenario of a partition that heals passes on this farm.
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/partition-heals.yaml");
+    let run = std::process::Command::new(common::farm_bin())
+        .args([
+            "scenario",
+            "run",
+            "--json",
+            "--controller",
+            &farm.controller_url(),
+        ])
+        .arg(&example)
+        .env("FARM_DATA_DIR", &farm.data_dir)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap_or_default();
+    assert_eq!(
+        (run.status.code(), report["state"].as_str()),
+        (Some(0), Some("passed")),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(report["faults"][0]["server_ids"], serde_json::json!([2]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
