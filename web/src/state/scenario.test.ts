@@ -75,6 +75,13 @@ describe("runState and verdicts", () => {
     });
   });
 
+  it("says a recovery not seen is not yet seen while provisional, and never once final", () => {
+    const recover = { assertion: "recover from slow2: latency.p99 < 100ms within 3s for 2s", observed: -1, threshold: 3 };
+    expect(verdictView(verdict({ ...recover, final: false }))).toMatchObject({ observed: "not yet", threshold: "3 s", status: "failing" });
+    expect(verdictView(verdict({ ...recover, final: true }))).toMatchObject({ observed: "never", status: "failed" });
+    expect(verdictView(verdict({ ...recover, observed: 0.99, passed: true, final: true }))).toMatchObject({ observed: "0.99 s", status: "passed" });
+  });
+
   it("reads the unit from the metric", () => {
     expect(verdictUnit("latency.p50 < 0.001ms")).toBe("ms");
     expect(verdictUnit("error_rate < 1% during peak")).toBe("ratio");
@@ -118,10 +125,14 @@ describe("runBands", () => {
       faults: [
         { id: "slow", kind: "latency", serverIds: [2], atMs: 2000, forMs: 3000, appliedMs: 2010 },
         { id: "later", kind: "abort", serverIds: [1], atMs: 6000, forMs: 1000 },
-        { id: "broken", kind: "partition", serverIds: [1], atMs: 1000, forMs: 1000, error: "a partition needs the docker runtime" },
+        { id: "broken", kind: "pause", serverIds: [1], atMs: 1000, forMs: 1000, appliedMs: 1030, error: "server 1 is not running" },
+        { id: "stuck", kind: "stop", serverIds: [3], atMs: 500, forMs: 1000, appliedMs: 510, endedMs: 1520, error: "undoing it: server 3 did not start" },
       ],
     });
-    expect(runBands(r, T + 3500).filter((b) => b.kind === "fault").map((b) => [b.label, b.start - T, b.end - T])).toEqual([["slow · latency", 2010, 3500]]);
+    expect(runBands(r, T + 3500).filter((b) => b.kind === "fault").map((b) => [b.label, b.start - T, b.end - T])).toEqual([
+      ["slow · latency", 2010, 3500],
+      ["stuck · stop", 510, 1520],
+    ]);
     // Without a now: to the chart's right edge.
     expect(runBands(r).find((b) => b.kind === "fault")!.end).toBe(Infinity);
   });

@@ -59,7 +59,8 @@ export function verdictView(v: ScenarioVerdict): VerdictView {
     status: v.final ? (v.passed ? "passed" : "failed") : v.passed ? "passing" : "failing",
     passed: v.passed,
     final: v.final,
-    observed: formatFigure(v.observed, unit, true),
+    // A recovery not seen yet while the run goes on is not "never" (yet).
+    observed: unit === "seconds" && v.observed < 0 && !v.final ? "not yet" : formatFigure(v.observed, unit, true),
     threshold: formatFigure(v.threshold, unit, false),
     detail: v.detail,
   };
@@ -133,7 +134,7 @@ export interface Band {
  * aborted or could not run stops its phases where its load stopped. A fault is drawn from
  * when it was applied to when it ended; one that has not ended runs to `now` while the run
  * goes on (Infinity: to the chart's right edge), to its run's end otherwise. A fault never
- * applied (not yet, or its apply failed) has no band.
+ * applied (not yet, or its apply failed) has no band; one whose undo failed has its band.
  */
 export function runBands(report: ScenarioReport, now = Infinity): Band[] {
   const base = Number(report.loadStartedAtMs);
@@ -150,8 +151,10 @@ export function runBands(report: ScenarioReport, now = Infinity): Band[] {
     bands.push({ key: `${report.runId}/phase/${p.name}`, kind: "phase", label: p.name, start, end, instant: false, serverIds: [], runId: report.runId, live, index });
   });
   report.faults.forEach((f, index) => {
-    const applied = f.appliedMs > 0 || f.endedMs > 0 || (f.atMs === 0 && !f.error);
-    if (!applied) return;
+    // A failed apply leaves its moment and the error, and never ends; a failed undo ends.
+    const failed = f.error !== "" && f.endedMs === 0;
+    const applied = f.appliedMs > 0 || f.endedMs > 0 || f.atMs === 0;
+    if (!applied || failed) return;
     const start = base + f.appliedMs;
     const instant = f.forMs === 0;
     let end: number;
