@@ -69,9 +69,31 @@ async function stopRun(runId: string, toast: ReturnType<typeof useToast>): Promi
 
 // ── the file and its start ───────────────────────────────────────────────────
 
+const SOURCE_KEY = "farm.scenario.source";
+
+/** The file being edited, kept in the tab's sessionStorage so that leaving the section keeps it. */
+function useSource(): [string, (s: string) => void] {
+  const [source, set] = useState(() => {
+    try {
+      return sessionStorage.getItem(SOURCE_KEY) ?? "";
+    } catch {
+      return "";
+    }
+  });
+  const setSource = (s: string) => {
+    set(s);
+    try {
+      sessionStorage.setItem(SOURCE_KEY, s);
+    } catch {
+      // Storage disabled or full: the text lives until the section is left.
+    }
+  };
+  return [source, setSource];
+}
+
 function ScenarioForm() {
   const toast = useToast();
-  const [source, setSource] = useState("");
+  const [source, setSource] = useSource();
   const [problems, setProblems] = useState<ScenarioProblem[] | null>(null);
   const [valid, setValid] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -142,6 +164,7 @@ function ScenarioForm() {
           id="sc-source"
           ref={text}
           rows={16}
+          wrap="off"
           spellCheck={false}
           autoComplete="off"
           value={source}
@@ -164,6 +187,19 @@ function ScenarioForm() {
         </button>
         <button type="button" className="btn" onClick={() => void run("check")()} disabled={busy !== null}>
           {busy === "check" ? "Checking…" : "Check"}
+        </button>
+        <button
+          type="button"
+          className="btn btn-ghost"
+          onClick={() => {
+            setSource(EXAMPLE);
+            setProblems(null);
+            setValid(false);
+            setError(null);
+          }}
+          disabled={busy !== null}
+        >
+          Example
         </button>
         <label className="btn btn-ghost file-btn">
           Load a file…
@@ -189,7 +225,7 @@ function ScenarioForm() {
             {problems.map((p, i) => (
               <li key={i} data-testid="scenario-problem" data-line={p.line} data-field={p.field}>
                 {p.line > 0 ? (
-                  <button type="button" className="link-btn" onClick={() => goTo(p.line)} aria-label={`Go to line ${p.line}`}>
+                  <button type="button" className="link-btn" onClick={() => goTo(p.line)} aria-label={`Go to line ${p.line}${p.field ? `, ${p.field}` : ""}`}>
                     line {p.line}
                   </button>
                 ) : (
@@ -206,19 +242,24 @@ function ScenarioForm() {
   );
 }
 
-const PLACEHOLDER = `name: checkout-under-latency
+/** A small file to start from: server 2 slow for 5 s under 50 req/s. */
+const EXAMPLE = `version: 1
+name: slow-server-2
+steady_state:
+  - { check: all_healthy, within: 10s }
 load:
   phases:
-    - name: warm
-      duration: 4s
-      rate: 50
+    - { name: warm, for: 5s, rate: 50 }
+    - { name: hold, for: 10s, rate: 50 }
 faults:
-  - id: slow
-    kind: latency
-    at: 2s
-    for: 3s
-assertions:
-  - latency.p99 < 300ms`;
+  - { id: slow2, kind: latency, servers: [2], at: 5s, for: 5s, delay: 200ms }
+slo:
+  - { metric: latency.p99, lt: 300ms, during: hold }
+  - { metric: error_rate, lt: 1% }
+  - { recover: slow2, metric: latency.p99, lt: 100ms, within: 3s, stable_for: 2s }
+`;
+
+const PLACEHOLDER = `${EXAMPLE.split("\n").slice(0, 9).join("\n")}\n…`;
 
 // ── the runs ─────────────────────────────────────────────────────────────────
 
