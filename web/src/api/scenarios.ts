@@ -19,8 +19,16 @@ export function useScenarioRuns(): RunsSnapshot {
   return useSyncExternalStore(scenarioRuns.subscribe, scenarioRuns.getSnapshot);
 }
 
-/** The scenario bands for the farm's charts (`serverId` null) or for one server's. */
+const NO_BANDS: Band[] = [];
+
+/**
+ * The scenario bands for the farm's charts (`serverId` null) or for one server's; the same
+ * empty array while there are none, so that a poll without runs redraws no chart.
+ */
 export function useScenarioBands(serverId: number | null = null): Band[] {
   const { runs } = useScenarioRuns();
-  return useMemo(() => farmBands(runs, serverId), [runs, serverId]);
+  return useMemo(() => {
+    const bands = farmBands(runs, serverId);
+    return bands.length ? bands : NO_BANDS;
+  }, [runs, serverId]);
 }
