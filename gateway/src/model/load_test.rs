@@ -54,14 +54,16 @@ fn default_load_timeout_ms() -> u32 {
     farm_proto::limits::DEFAULT_LOAD_TIMEOUT_MS
 }
 
-/// `POST /api/load-test` body: a load test against servers of this farm (never a URL:
-/// the host is always the target server's node). The request stays open until the run
-/// ends and answers with its final result.
+/// `POST /api/load-test` and `POST /api/load-tests` body: a load test against servers of
+/// this farm (never a URL: the host is always the target server's node). The first holds
+/// the request open until the run ends and answers with its final result; the second
+/// answers at once with the run's id.
 ///
 /// Closed model (`rate_per_second` 0): `concurrency` workers each send their next request
 /// when the previous one is answered. Open model (`rate_per_second` > 0): requests go out
 /// at that rate whatever the answers do, latency measured from each request's intended
 /// send time. The run ends after `total_requests` or `duration_seconds`, whichever first.
+/// Or `phases` set the pace, one after another, and the run lasts their sum.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadTestRequest {
@@ -118,6 +120,136 @@ pub struct LoadTestRequest {
     /// With `front_url`: a server taken down during the run and brought back.
     #[serde(default)]
     pub failover: Option<FailoverDrill>,
+    /// Stretches of the run, one after another, each with its own rate (open model: every
+    /// phase has `rate`) or workers (closed model: none has). The run then lasts their sum,
+    /// which must be within the gateway's maximum (`--max-load-test-seconds`, as for
+    /// `duration_seconds`); `rate_per_second`, `ramp_up_seconds` and `total_requests` stay
+    /// 0, and `duration_seconds`, if given, is the sum in whole seconds, rounded up.
+    #[serde(default)]
+    #[schemars(length(max = MAX_PHASES))]
+    pub phases: Vec<LoadPhase>,
+}
+
+/// Most phases a load test may have (the controller's bound).
+pub const MAX_PHASES: usize = 32;
+/// Longest phase name, in bytes (the controller's bound).
+pub const MAX_PHASE_NAME_LEN: usize = 64;
+/// A phase name: 1 to 64 visible ASCII characters (so characters and bytes agree).
+const PHASE_NAME_PATTERN: &str = "^[!-~]{1,64}$";
+/// Shortest phase, in milliseconds (the controller's bound).
+pub const MIN_PHASE_MS: u32 = 100;
+/// Longest phase, in milliseconds: the longest run (an hour).
+pub const MAX_PHASE_MS: u32 = limits::MAX_DURATION_SECONDS * 1000;
+
+/// One stretch of a load test with its own rate (open model) or workers (closed model).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadPhase {
+    /// Its name, unique within the run: what the per-phase results call it.
+    #[schemars(length(min = 1, max = MAX_PHASE_NAME_LEN), regex(pattern = PHASE_NAME_PATTERN))]
+    pub name: String,
+    /// How long it lasts, in milliseconds.
+    #[serde(deserialize_with = "uint::one")]
+    #[schemars(range(min = MIN_PHASE_MS, max = MAX_PHASE_MS))]
+    pub duration_ms: u32,
+    /// Open model: the rate at its start, in requests per second.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = limits::MAX_RATE_PER_SECOND))]
+    pub rate: Option<f64>,
+    /// Open model: the rate at its end; the rate runs linearly from `rate` to it. Absent:
+    /// `rate` throughout.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = limits::MAX_RATE_PER_SECOND))]
+    pub rate_to: Option<f64>,
+    /// Closed model: its workers, at most the run's `concurrency`; 0 means the run's
+    /// `concurrency`.
+    #[serde(default, deserialize_with = "uint::one")]
+    #[schemars(range(min = 0, max = limits::MAX_CONCURRENCY))]
+    pub concurrency: u32,
+}
+
+impl LoadPhase {
+    /// Checks the bounds the schema states, naming the field as `field.<name>`.
+    fn validate(&self, field: &str) -> Result<(), ApiError> {
+        let name = &self.name;
+        if name.is_empty()
+            || name.len() > MAX_PHASE_NAME_LEN
+            || !name.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ApiError::InvalidArgument(format!(
+                "{field}.name must be 1 to {MAX_PHASE_NAME_LEN} visible ASCII characters, got {name:?}"
+            )));
+        }
+        range(
+            &format!("{field}.duration_ms"),
+            self.duration_ms,
+            MIN_PHASE_MS,
+            MAX_PHASE_MS,
+        )?;
+        for (key, rate) in [("rate", self.rate), ("rate_to", self.rate_to)] {
+            if let Some(rate) = rate {
+                range(
+                    &format!("{field}.{key}"),
+                    rate,
+                    0.0,
+                    limits::MAX_RATE_PER_SECOND,
+                )?;
+            }
+        }
+        range(
+            &format!("{field}.concurrency"),
+            self.concurrency,
+            0,
+            limits::MAX_CONCURRENCY,
+        )
+    }
+
+    fn into_proto(self) -> pb::LoadPhase {
+        pb::LoadPhase {
+            name: self.name,
+            duration_ms: self.duration_ms,
+            rate: self.rate,
+            rate_to: self.rate_to,
+            concurrency: self.concurrency,
+        }
+    }
+
+    fn from_proto(p: pb::LoadPhase) -> Self {
+        Self {
+            name: p.name,
+            duration_ms: p.duration_ms,
+            rate: p.rate.map(finite),
+            rate_to: p.rate_to.map(finite),
+            concurrency: p.concurrency,
+        }
+    }
+}
+
+/// Checks `phases` against the bounds the schema states and against `max_seconds`, the
+/// gateway's bound on a run; returns the run's length in whole seconds, rounded up (0
+/// without phases). The rules across phases (all with a rate or none, unique names, workers
+/// within the run's) are the controller's, which names the phase at fault.
+fn phases_seconds(phases: &[LoadPhase], max_seconds: u32) -> Result<u32, ApiError> {
+    if phases.len() > MAX_PHASES {
+        return Err(ApiError::InvalidArgument(format!(
+            "phases lists {} phases; at most {MAX_PHASES}",
+            phases.len()
+        )));
+    }
+    let mut total_ms: u64 = 0;
+    for (i, phase) in phases.iter().enumerate() {
+        phase.validate(&format!("phases[{i}]"))?;
+        total_ms += u64::from(phase.duration_ms);
+    }
+    let seconds = total_ms.div_ceil(1000);
+    if seconds > u64::from(max_seconds) {
+        return Err(ApiError::InvalidArgument(format!(
+            "phases last {:.1} s together; at most {max_seconds} s (the gateway's --max-load-test-seconds)",
+            total_ms as f64 / 1000.0
+        )));
+    }
+    // Within max_seconds here, so it fits.
+    Ok(u32::try_from(seconds).unwrap_or(max_seconds))
 }
 
 impl LoadTestRequest {
@@ -145,11 +277,35 @@ impl LoadTestRequest {
         )?;
         range("ramp_up_seconds", self.ramp_up_seconds, 0, max_seconds)?;
         let front = front_fields(self.front_url, self.weights, self.failover)?;
-        let duration = self.duration_seconds.unwrap_or(if self.total_requests > 0 {
-            max_seconds
+        let phased = phases_seconds(&self.phases, max_seconds)?;
+        let duration = if self.phases.is_empty() {
+            self.duration_seconds.unwrap_or(if self.total_requests > 0 {
+                max_seconds
+            } else {
+                60.min(max_seconds)
+            })
         } else {
-            60.min(max_seconds)
-        });
+            for (field, set) in [
+                ("rate_per_second", self.rate_per_second != 0.0),
+                ("ramp_up_seconds", self.ramp_up_seconds != 0),
+                ("total_requests", self.total_requests != 0),
+            ] {
+                if set {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "{field} must be 0 with phases: the phases set the pace and the length"
+                    )));
+                }
+            }
+            if let Some(d) = self.duration_seconds
+                && d != phased
+            {
+                return Err(ApiError::InvalidArgument(format!(
+                    "duration_seconds must be absent with phases, or their length rounded up ({phased} s), got {d}"
+                )));
+            }
+            // Explicit, so that the blocking route's deadline covers the whole run.
+            phased
+        };
         Ok(pb::LoadTestSpec {
             server_ids: self.server_ids,
             path: self.path,
@@ -163,6 +319,7 @@ impl LoadTestRequest {
             front_url: front.front_url,
             weights: front.weights,
             failover: front.failover,
+            phases: self.phases.into_iter().map(LoadPhase::into_proto).collect(),
         })
     }
 }
@@ -194,6 +351,9 @@ pub struct LoadTestSpec {
     pub weights: Vec<BackendWeight>,
     /// The failover drill, or null.
     pub failover: Option<FailoverDrill>,
+    /// The phases asked for (empty: the run's pace came from `rate_per_second` and
+    /// `ramp_up_seconds`).
+    pub phases: Vec<LoadPhase>,
 }
 
 impl From<pb::LoadTestSpec> for LoadTestSpec {
@@ -211,6 +371,7 @@ impl From<pb::LoadTestSpec> for LoadTestSpec {
             front_url: (!s.front_url.is_empty()).then_some(s.front_url),
             weights: weights_from_proto(s.weights),
             failover: drill_from_proto(s.failover),
+            phases: s.phases.into_iter().map(LoadPhase::from_proto).collect(),
         }
     }
 }
@@ -276,6 +437,76 @@ pub struct ServerLoad {
     pub latency: Latency,
 }
 
+/// One second of a run: the requests that ended in it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LoadSecond {
+    /// Seconds since the run's start: this entry covers `[second, second + 1)`.
+    pub second: u32,
+    /// Requests that ended (were answered or failed) in it.
+    pub requests: u64,
+    /// Of those, the ones that failed or were answered with status 500 or more.
+    pub failures: u64,
+    /// Latency of its answered requests, in milliseconds: median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// While the run goes on: requests may still end in this second, so its figures may
+    /// still grow.
+    pub provisional: bool,
+}
+
+impl From<pb::LoadSecond> for LoadSecond {
+    fn from(s: pb::LoadSecond) -> Self {
+        Self {
+            second: s.second,
+            requests: s.requests,
+            failures: s.failures,
+            p50_ms: finite(s.p50_ms),
+            p90_ms: finite(s.p90_ms),
+            p99_ms: finite(s.p99_ms),
+            max_ms: finite(s.max_ms),
+            provisional: s.provisional,
+        }
+    }
+}
+
+/// One phase's figures: the requests that ended during it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PhaseResult {
+    /// The phase's name (`ramp` and `steady` for a run without phases).
+    pub name: String,
+    /// When it starts, in milliseconds since the run's start.
+    pub start_ms: u32,
+    /// When it ends, in milliseconds since the run's start.
+    pub end_ms: u32,
+    /// Requests that ended during it.
+    pub requests: u64,
+    /// Of those, failures (no answer, or status 500 or more).
+    pub failures: u64,
+    /// Ended requests per second of the phase (so far, while it runs).
+    pub requests_per_second: f64,
+    /// Latency of its answered requests (two significant digits).
+    pub latency: Latency,
+}
+
+impl From<pb::PhaseResult> for PhaseResult {
+    fn from(p: pb::PhaseResult) -> Self {
+        Self {
+            name: p.name,
+            start_ms: p.start_ms,
+            end_ms: p.end_ms,
+            requests: p.requests,
+            failures: p.failures,
+            requests_per_second: finite(p.requests_per_second),
+            latency: p.latency.map(Latency::from).unwrap_or_default(),
+        }
+    }
+}
+
 /// A load test's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LoadTestResult {
@@ -307,6 +538,10 @@ pub struct LoadTestResult {
     pub spec: Option<LoadTestSpec>,
     /// A run through a front: how it spread the requests over the servers.
     pub front: Option<FrontResult>,
+    /// Second by second from the run's start, one entry per second of the run at most.
+    pub timeline: Vec<LoadSecond>,
+    /// Phase by phase: the spec's phases, or the ramp (if any) and the steady part.
+    pub phases: Vec<PhaseResult>,
 }
 
 impl From<pb::LoadTestResult> for LoadTestResult {
@@ -349,6 +584,8 @@ impl From<pb::LoadTestResult> for LoadTestResult {
                 .collect(),
             spec: r.spec.map(LoadTestSpec::from),
             front: r.front.map(FrontResult::from),
+            timeline: r.timeline.into_iter().map(LoadSecond::from).collect(),
+            phases: r.phases.into_iter().map(PhaseResult::from).collect(),
         }
     }
 }

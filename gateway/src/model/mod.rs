@@ -15,7 +15,7 @@
 //!
 //! # Layout
 //! One module per resource: [`servers`], [`actions`], [`faults`], [`health`] (with the farm's metrics),
-//! [`load_test`] (with [`front`]: runs through a load balancer), [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
+//! [`load_test`] (its phases, per-second and per-phase results; with [`front`]: runs through a load balancer), [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
 //! lenient reader of whole numbers, and this module holds the validators they share.
 
 mod actions;
@@ -117,6 +117,83 @@ mod tests {
         let req: LoadTestRequest = serde_json::from_str(r#"{"duration_seconds": 301}"#).unwrap();
         let e = req.into_spec(300).unwrap_err();
         assert!(e.to_string().contains("duration_seconds"), "{e}");
+    }
+
+    #[test]
+    fn phases_are_bounded_by_field_and_their_sum_by_the_gateway() {
+        let spec = |body: &str, max_seconds: u32| {
+            serde_json::from_str::<LoadTestRequest>(body)
+                .unwrap()
+                .into_spec(max_seconds)
+        };
+        let two = r#"{"phases": [
+            {"name": "warm", "duration_ms": 1500, "rate": 10, "rate_to": 40},
+            {"name": "hold", "duration_ms": 1000, "rate": 40}
+        ]}"#;
+        let ok = spec(two, 300).unwrap();
+        assert_eq!(
+            ok.duration_seconds, 3,
+            "2.5 s rounded up, not the default 60"
+        );
+        assert_eq!(ok.phases.len(), 2);
+        assert_eq!(ok.phases[0].rate_to, Some(40.0));
+        assert_eq!(ok.phases[1].rate_to, None);
+        let e = spec(two, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("phases") && e.contains("--max-load-test-seconds"),
+            "{e}"
+        );
+        for (body, field) in [
+            (
+                r#"{"phases": [{"name": "", "duration_ms": 500}]}"#,
+                "phases[0].name",
+            ),
+            (
+                r#"{"phases": [{"name": "a b", "duration_ms": 500}]}"#,
+                "phases[0].name",
+            ),
+            (
+                r#"{"phases": [{"name": "a", "duration_ms": 500}, {"name": "b", "duration_ms": 99}]}"#,
+                "phases[1].duration_ms",
+            ),
+            (
+                r#"{"phases": [{"name": "a", "duration_ms": 500, "rate": 2e6}]}"#,
+                "phases[0].rate",
+            ),
+            (
+                r#"{"phases": [{"name": "a", "duration_ms": 500, "rate": 1, "rate_to": -1}]}"#,
+                "phases[0].rate_to",
+            ),
+            (
+                r#"{"phases": [{"name": "a", "duration_ms": 500, "concurrency": 1001}]}"#,
+                "phases[0].concurrency",
+            ),
+            (
+                r#"{"rate_per_second": 5, "phases": [{"name": "a", "duration_ms": 500, "rate": 1}]}"#,
+                "rate_per_second",
+            ),
+            (
+                r#"{"total_requests": 5, "phases": [{"name": "a", "duration_ms": 500}]}"#,
+                "total_requests",
+            ),
+            (
+                r#"{"duration_seconds": 2, "phases": [{"name": "a", "duration_ms": 500}]}"#,
+                "duration_seconds",
+            ),
+        ] {
+            let e = spec(body, 300).unwrap_err().to_string();
+            assert!(e.contains(field), "{body}: {e}");
+        }
+        let e = serde_json::from_str::<LoadTestRequest>(
+            r#"{"phases": [{"name": "a", "duration_ms": 500, "rps": 1}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rps"), "{e}");
+        let many: Vec<String> = (0..33)
+            .map(|i| format!(r#"{{"name": "p{i}", "duration_ms": 100}}"#))
+            .collect();
+        let e = spec(&format!(r#"{{"phases": [{}]}}"#, many.join(",")), 300).unwrap_err();
+        assert!(e.to_string().contains("at most 32"), "{e}");
     }
 
     #[test]
