@@ -37,7 +37,7 @@ pub enum ErrorCode {
     /// 403: the request names a host that is not the farm's (`Host`), or comes from a web
     /// page of another origin.
     Forbidden,
-    /// 404: no such server, load test or route.
+    /// 404: no such server, load test, scenario run or route.
     NotFound,
     /// 405: the route exists, the method does not (see the `Allow` header).
     MethodNotAllowed,

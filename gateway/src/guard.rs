@@ -3,10 +3,11 @@
 //! - The `Host` header must name the farm: an IP address, `localhost`, or a name given with
 //!   `--allowed-hosts`. A web page that rebinds its own DNS name to this machine's address
 //!   sends its own name and is refused (403), so it can neither read nor change the farm.
-//! - A change (any `POST`, `PUT`, `PATCH` or `DELETE`, and the grpc-web calls of
-//!   [`farm_proto::auth::CHANGING_CALLS`]) sent by a web page must come from an origin the
-//!   gateway allows (its own, the dev server, or `--cors-origins`): browsers send `Origin`
-//!   with every such request, also the "simple" ones CORS never asks about (403).
+//! - A change (any `POST`, `PUT`, `PATCH` or `DELETE` but the reads of [`READING_POSTS`], and
+//!   the grpc-web calls of [`farm_proto::auth::CHANGING_CALLS`]) sent by a web page must come
+//!   from an origin the gateway allows (its own, the dev server, or `--cors-origins`):
+//!   browsers send `Origin` with every such request, also the "simple" ones CORS never asks
+//!   about (403).
 //! - Where the gateway listens beyond loopback, a change must carry the farm's token as a
 //!   bearer token (401). Reads stay open to whoever reaches the gateway.
 //!
@@ -58,6 +59,11 @@ where
     }
 }
 
+/// The REST routes that are `POST` only to carry a body too large for a query, and only
+/// read: their RPCs are not among [`farm_proto::auth::CHANGING_CALLS`], so they need no
+/// more here than over grpc-web.
+const READING_POSTS: [&str; 1] = ["/api/scenarios/check"];
+
 /// Whether `request` changes the farm (or loads it): see the module's documentation.
 fn changes(request: &Request) -> bool {
     match *request.method() {
@@ -65,6 +71,7 @@ fn changes(request: &Request) -> bool {
         Method::POST if crate::grpc_web::is_grpc_web(request.headers()) => {
             farm_proto::auth::CHANGING_CALLS.contains(&request.uri().path())
         }
+        Method::POST => !READING_POSTS.contains(&request.uri().path()),
         _ => true,
     }
 }

@@ -10,7 +10,13 @@
 //! | `GET /api/health[?timeout_ms=1000]` | `CheckHealth` |
 //! | `GET /api/metrics` | `GetMetrics` |
 //! | `POST /api/load-test` | `RunLoadTest`, read to its final message |
+//! | `POST /api/load-tests` | `StartLoadTest` |
 //! | `GET /api/load-tests`, `GET /api/load-tests/{id}` | `ListLoadTests`, `GetLoadTest` |
+//! | `POST /api/load-tests/{id}/stop` | `StopLoadTest` |
+//! | `POST /api/scenarios` | `StartScenario` (202, with the run's links) |
+//! | `GET /api/scenarios`, `GET /api/scenarios/{run_id}` | `ListScenarioRuns`, `GetScenarioRun` |
+//! | `POST /api/scenarios/{run_id}/stop` | `StopScenario` |
+//! | `POST /api/scenarios/check` | `CheckScenario` |
 //! | `POST /api/simulate-load` | `SimulateLoad` |
 //! | `POST /api/broadcast` | `Broadcast` |
 //! | `POST /api/scale` | `ScaleFarm` |
@@ -22,20 +28,23 @@
 //!
 //! Every call has a deadline: the request timeout for ordinary calls, or the request's own
 //! bound plus that timeout for calls that carry one (a health probe's `timeout_ms`, a load
-//! test's duration, a broadcast's `timeout_ms`).
+//! test's duration, a broadcast's `timeout_ms`), or plus the time the controller may take
+//! beyond it (a stopped scenario's faults being undone).
 
 use std::time::Duration;
 
+use aide::OperationOutput;
 use aide::axum::routing::{get_with, post_with};
 use aide::axum::{ApiRouter, IntoApiResponse};
-use aide::openapi::OpenApi;
+use aide::generate::GenContext;
+use aide::openapi::{OpenApi, Operation, Response as ApiResponse};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use farm_proto::v1 as pb;
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
 
 use crate::AppState;
 use crate::coalesce::{SharedJson, Versioned};
@@ -43,11 +52,12 @@ use crate::controller::within;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfNoneMatch};
 use crate::model::{
-    ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, ClearFaultsQuery,
-    ClearFaultsRequest, FarmMetrics, FaultList, FaultProfile, FaultTargets, FaultsResult, Health,
-    HealthQuery, Links, LoadTestList, LoadTestPath, LoadTestRequest, LoadTestRun, Outcomes,
-    ScaleRequest, ScaleResult, ServerDetail, ServerFaults, ServerList, ServerPath, ServersQuery,
-    SetFaultsRequest, SimulateLoadRequest,
+    ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, CheckScenarioRequest,
+    ClearFaultsQuery, ClearFaultsRequest, FarmMetrics, FaultList, FaultProfile, FaultTargets,
+    FaultsResult, Health, HealthQuery, Links, LoadTestList, LoadTestPath, LoadTestRequest,
+    LoadTestRun, Outcomes, ScaleRequest, ScaleResult, ScenarioCheckResult, ScenarioPath,
+    ScenarioReport, ScenarioRunList, ScenarioStarted, ServerDetail, ServerFaults, ServerList,
+    ServerPath, ServersQuery, SetFaultsRequest, SimulateLoadRequest, StartScenarioRequest,
 };
 use crate::{docs, grpc_web, metrics};
 
@@ -59,8 +69,38 @@ const SCALE_GRACE: Duration = Duration::from_secs(60);
 /// Extra time a simulated load may take past the request timeout (the controller gives
 /// each agent 5 s to accept it).
 const SIMULATE_GRACE: Duration = Duration::from_secs(5);
+/// Extra time stopping a scenario may take past the request timeout: the controller waits
+/// up to 15 s for the run's faults to be undone before it answers.
+const SCENARIO_STOP_GRACE: Duration = Duration::from_secs(15);
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// A JSON answer with status 202: the work was started and goes on after the answer. It
+/// documents itself as that one 202 response.
+struct Accepted<T>(T);
+
+impl<T: serde::Serialize> IntoResponse for Accepted<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::ACCEPTED, axum::Json(self.0)).into_response()
+    }
+}
+
+impl<T: schemars::JsonSchema> OperationOutput for Accepted<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<ApiResponse> {
+        axum::Json::<T>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<u16>, ApiResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(StatusCode::ACCEPTED.as_u16()), r)])
+            .unwrap_or_default()
+    }
+}
 
 /// Every route, the docs, grpc-web and the fallback, with their state; [`crate::router`]
 /// puts the layers around them.
@@ -183,6 +223,54 @@ fn api_routes() -> ApiRouter<AppState> {
             }),
         )
         .api_route(
+            "/api/scenarios",
+            get_with(list_scenario_runs, |op| {
+                op.id("listScenarioRuns").tag("scenarios").summary(
+                    "The running scenario runs and the kept finished ones (the last 20), without their per-second timelines",
+                )
+            })
+            .post_with(start_scenario, |op| {
+                op.id("startScenario")
+                    .tag("scenarios")
+                    .summary("Start a scenario file; answers at once with the run's id and links (at most 2 run at once)")
+                    .description(
+                        "The body carries the scenario file's text: YAML that gives the target, \
+                         the steady-state checks before and after, the load's phases, the faults \
+                         at their offsets, the SLO assertions and the abort conditions. Its \
+                         format is described in `docs/scenarios.md` of the farm's source tree. \
+                         A file that is not valid, or names servers this farm lacks, is a 400 \
+                         whose message lists every problem with its line and field (as \
+                         `POST /api/scenarios/check` does, without starting anything). Follow \
+                         the run with `GET /api/scenarios/{run_id}`; it goes on by itself, \
+                         changing the farm (faults, server actions) and loading it.",
+                    )
+            }),
+        )
+        .api_route(
+            "/api/scenarios/check",
+            post_with(check_scenario, |op| {
+                op.id("checkScenario").tag("scenarios").summary(
+                    "Check a scenario file against this farm without running it: every problem with its line and field",
+                )
+            }),
+        )
+        .api_route(
+            "/api/scenarios/{run_id}",
+            get_with(get_scenario_run, |op| {
+                op.id("getScenarioRun").tag("scenarios").summary(
+                    "One scenario run: its latest report while it runs (verdicts provisional), its final one once ended",
+                )
+            }),
+        )
+        .api_route(
+            "/api/scenarios/{run_id}/stop",
+            post_with(stop_scenario, |op| {
+                op.id("stopScenario").tag("scenarios").summary(
+                    "Abort a scenario run: its load stops, its faults are undone; answers its final report (also for a run that has ended)",
+                )
+            }),
+        )
+        .api_route(
             "/api/simulate-load",
             post_with(simulate_load, |op| {
                 op.id("simulateLoad")
@@ -276,6 +364,7 @@ async fn info() -> impl IntoApiResponse {
             health: "/api/health".into(),
             farm_metrics: "/api/metrics".into(),
             load_tests: "/api/load-tests".into(),
+            scenarios: "/api/scenarios".into(),
             grpc_web: "/farm.v1.FarmService/".into(),
         },
     })
@@ -606,6 +695,94 @@ async fn load_test_run<T>(
         .into_inner())
     .ok_or_else(|| ApiError::NotFound(format!("no load test {:?}", path.id)))?;
     Ok(axum::Json(run.into()))
+}
+
+async fn start_scenario(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<StartScenarioRequest>,
+) -> Result<Accepted<ScenarioStarted>, ApiError> {
+    let request = body.into_proto()?;
+    let mut client = state.controller().client();
+    let started = within(
+        state.config().request_timeout,
+        client.start_scenario(request),
+    )
+    .await?;
+    Ok(Accepted(ScenarioStarted::new(started.into_inner().run_id)))
+}
+
+async fn check_scenario(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CheckScenarioRequest>,
+) -> ApiResult<ScenarioCheckResult> {
+    let request = body.into_proto()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.check_scenario(request),
+    )
+    .await?;
+    Ok(axum::Json(response.into_inner().into()))
+}
+
+async fn list_scenario_runs(State(state): State<AppState>) -> ApiResult<ScenarioRunList> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.list_scenario_runs(pb::ListScenarioRunsRequest {}),
+    )
+    .await?;
+    Ok(axum::Json(ScenarioRunList {
+        runs: response
+            .into_inner()
+            .runs
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    }))
+}
+
+async fn get_scenario_run(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ScenarioPath>,
+) -> ApiResult<ScenarioReport> {
+    path.validate()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_scenario_run(pb::GetScenarioRunRequest {
+            run_id: path.run_id.clone(),
+        }),
+    )
+    .await?;
+    scenario_report(&path, response.into_inner().report)
+}
+
+async fn stop_scenario(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<ScenarioPath>,
+) -> ApiResult<ScenarioReport> {
+    path.validate()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout + SCENARIO_STOP_GRACE,
+        client.stop_scenario(pb::StopScenarioRequest {
+            run_id: path.run_id.clone(),
+        }),
+    )
+    .await?;
+    scenario_report(&path, response.into_inner().report)
+}
+
+/// The report the controller answered with; it answers an unknown id with a not-found
+/// status, so a missing report means the same.
+fn scenario_report(
+    path: &ScenarioPath,
+    report: Option<pb::ScenarioReport>,
+) -> ApiResult<ScenarioReport> {
+    let report =
+        report.ok_or_else(|| ApiError::NotFound(format!("no scenario run {:?}", path.run_id)))?;
+    Ok(axum::Json(report.into()))
 }
 
 async fn simulate_load(

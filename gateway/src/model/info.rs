@@ -20,6 +20,8 @@ pub struct Links {
     pub farm_metrics: String,
     /// The kept load tests.
     pub load_tests: String,
+    /// The scenario runs.
+    pub scenarios: String,
     /// grpc-web base URL for `farm.v1.FarmService` (POST `/farm.v1.FarmService/<Method>`).
     pub grpc_web: String,
 }

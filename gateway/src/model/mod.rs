@@ -15,7 +15,7 @@
 //!
 //! # Layout
 //! One module per resource: [`servers`], [`actions`], [`faults`], [`health`] (with the farm's metrics),
-//! [`load_test`] (its phases, per-second and per-phase results; with [`front`]: runs through a load balancer), [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
+//! [`load_test`] (its phases, per-second and per-phase results; with [`front`]: runs through a load balancer), [`scenarios`], [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
 //! lenient reader of whole numbers, and this module holds the validators they share.
 
 mod actions;
@@ -25,6 +25,7 @@ mod health;
 mod info;
 mod load_test;
 mod operations;
+mod scenarios;
 mod servers;
 pub mod uint;
 
@@ -35,6 +36,7 @@ pub use health::*;
 pub use info::*;
 pub use load_test::*;
 pub use operations::*;
+pub use scenarios::*;
 pub use servers::*;
 
 use farm_proto::limits::{self, MAX_TARGETS};
@@ -194,6 +196,38 @@ mod tests {
             .collect();
         let e = spec(&format!(r#"{{"phases": [{}]}}"#, many.join(",")), 300).unwrap_err();
         assert!(e.to_string().contains("at most 32"), "{e}");
+    }
+
+    #[test]
+    fn scenario_sources_are_bounded_in_bytes_and_reports_read_plainly() {
+        let body = |source: &str| serde_json::json!({ "source": source, "seed": 7 }).to_string();
+        let ok: StartScenarioRequest = serde_json::from_str(&body("version: 1")).unwrap();
+        assert_eq!(ok.into_proto().unwrap().seed, Some(7));
+        // 40,000 characters of two bytes each: within maxLength, beyond the bytes.
+        let wide: StartScenarioRequest = serde_json::from_str(&body(&"é".repeat(40_000))).unwrap();
+        let e = wide.into_proto().unwrap_err().to_string();
+        assert!(e.contains("source") && e.contains("65536"), "{e}");
+        let e = serde_json::from_str::<CheckScenarioRequest>(&body("version: 1")).unwrap_err();
+        assert!(e.to_string().contains("seed"), "check takes no seed: {e}");
+
+        let report = ScenarioReport::from(farm_proto::v1::ScenarioReport {
+            run_id: "sc-1".into(),
+            state: farm_proto::v1::ScenarioState::Passed as i32,
+            verdicts: vec![farm_proto::v1::ScenarioVerdict {
+                r#final: true,
+                observed: f64::NAN,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["state"], "passed");
+        assert_eq!(json["verdicts"][0]["final"], true);
+        assert_eq!(json["verdicts"][0]["observed"], 0.0);
+        assert!(json["ended_at_ms"].is_null() && json["reason"].is_null());
+        let started = serde_json::to_value(ScenarioStarted::new("sc-4".into())).unwrap();
+        assert_eq!(started["links"]["run"], "/api/scenarios/sc-4");
+        assert_eq!(started["links"]["stop"], "/api/scenarios/sc-4/stop");
     }
 
     #[test]
