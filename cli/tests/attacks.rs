@@ -376,6 +376,18 @@ async fn beyond_loopback_changes_need_the_farms_token() {
             .status,
         200
     );
+    // Starting and stopping a scenario change the farm; checking one only reads it.
+    let scenarios = format!("{}/api/scenarios", farm.gateway_url());
+    let source = br#"{"source": "version: 1"}"#;
+    common::http("POST", &scenarios, &json, source)
+        .await
+        .expect_error(401, "unauthenticated");
+    common::http("POST", &format!("{scenarios}/sc-1/stop"), &json, b"")
+        .await
+        .expect_error(401, "unauthenticated");
+    let check = common::http("POST", &format!("{scenarios}/check"), &json, source).await;
+    assert_eq!(check.status, 200, "{}", check.text());
+    assert_eq!(check.json()["valid"], false);
     let bearer = format!("Bearer {}", token.trim());
     let right = [
         ("content-type", "application/json"),

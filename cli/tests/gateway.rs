@@ -510,7 +510,14 @@ async fn docs_work_offline_and_the_schema_covers_every_route() {
         ("/api/metrics", "get"),
         ("/api/load-test", "post"),
         ("/api/load-tests", "get"),
+        ("/api/load-tests", "post"),
         ("/api/load-tests/{id}", "get"),
+        ("/api/load-tests/{id}/stop", "post"),
+        ("/api/scenarios", "get"),
+        ("/api/scenarios", "post"),
+        ("/api/scenarios/check", "post"),
+        ("/api/scenarios/{run_id}", "get"),
+        ("/api/scenarios/{run_id}/stop", "post"),
         ("/api/simulate-load", "post"),
         ("/api/broadcast", "post"),
         ("/api/scale", "post"),
@@ -530,6 +537,29 @@ async fn docs_work_offline_and_the_schema_covers_every_route() {
         1000
     );
     assert_eq!(schemas["LoadTestRequest"]["additionalProperties"], false);
+    assert_eq!(
+        schemas["LoadTestRequest"]["properties"]["phases"]["maxItems"],
+        32
+    );
+    assert_eq!(
+        schemas["LoadPhase"]["properties"]["duration_ms"]["minimum"],
+        100
+    );
+    assert_eq!(
+        schemas["StartScenarioRequest"]["properties"]["source"]["maxLength"],
+        65536
+    );
+    let start = &paths["/api/scenarios"]["post"];
+    assert!(
+        start["responses"]["202"].is_object(),
+        "a started scenario is a 202: {start}"
+    );
+    assert!(
+        start["description"]
+            .as_str()
+            .unwrap()
+            .contains("docs/scenarios.md")
+    );
     assert!(schemas["ErrorBody"].is_object());
 }
 
@@ -719,4 +749,216 @@ async fn a_long_load_test_is_started_then_followed_by_its_id() {
         let reply = post_json(&format!("{base}/api/load-tests/{other}/stop"), "").await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
+}
+
+/// A scenario of 3 s of open-model load at 20 requests a second on every server, whose one
+/// SLO holds on a healthy farm.
+const TINY_SCENARIO: &str = "\
+version: 1
+name: rest-tiny
+target: { servers: all, path: /health }
+load:
+  model: open
+  phases:
+    - { name: hold, for: 3s, rate: 20 }
+slo:
+  - { metric: error_rate, lt: 5%, during: all }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_is_checked_started_and_followed_to_its_verdict() {
+    let farm = Farm::up(2);
+    let base = farm.gateway_url();
+    let body = |source: &str| serde_json::json!({ "source": source }).to_string();
+
+    // Checked first: nothing starts.
+    let check = post_json(&format!("{base}/api/scenarios/check"), &body(TINY_SCENARIO)).await;
+    assert_eq!(check.status, 200, "{}", check.text());
+    assert_eq!(check.json()["valid"], true, "{}", check.text());
+    assert_eq!(check.json()["problems"], serde_json::json!([]));
+
+    let started = post_json(
+        &format!("{base}/api/scenarios"),
+        &serde_json::json!({ "source": TINY_SCENARIO, "seed": 42 }).to_string(),
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let started = started.json();
+    let id = started["run_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sc-"), "{started}");
+    let url = format!("{base}/api/scenarios/{id}");
+    assert_eq!(started["links"]["run"], format!("/api/scenarios/{id}"));
+    assert_eq!(
+        started["links"]["stop"],
+        format!("/api/scenarios/{id}/stop")
+    );
+
+    let listed = get(&format!("{base}/api/scenarios")).await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert!(
+        listed.json()["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["run_id"] == id.as_str()),
+        "{}",
+        listed.text()
+    );
+
+    // Followed by id until it ends: 3 s of load, no steady-state checks.
+    let report = eventually(Duration::from_secs(30), "the scenario to end", || {
+        let url = url.clone();
+        async move {
+            let reply = get(&url).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let report = reply.json();
+            (report["state"] != "running").then_some(report)
+        }
+    })
+    .await;
+    assert_eq!(report["state"], "passed", "{report}");
+    assert_eq!(report["name"], "rest-tiny");
+    assert_eq!(report["seed"], 42);
+    assert!(report["reason"].is_null(), "{report}");
+    assert!(report["ended_at_ms"].as_u64() > report["started_at_ms"].as_u64());
+    assert_eq!(report["phases"][0]["name"], "hold", "{report}");
+    let load = &report["load"];
+    let seconds = load["timeline"].as_array().unwrap();
+    assert!(
+        (3..=4).contains(&seconds.len()),
+        "about one entry per second of 3 s: {load}"
+    );
+    assert!(seconds.iter().all(|s| s["provisional"] == false), "{load}");
+    assert_eq!(load["failures"], 0, "{load}");
+    assert_eq!(load["phases"][0]["name"], "hold", "{load}");
+    let verdicts = report["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 1, "{report}");
+    assert_eq!(verdicts[0]["passed"], true, "{report}");
+    assert_eq!(verdicts[0]["final"], true, "{report}");
+    assert_eq!(verdicts[0]["line"], 9, "{report}");
+
+    // Stopping a run that has ended answers its final report again.
+    let stopped = post_json(&format!("{url}/stop"), "").await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(stopped.json()["state"], "passed");
+
+    // A file with an unknown key: a 400 naming its line and field, and nothing started.
+    let typo = TINY_SCENARIO.replace("target:", "tagret:");
+    let m = post_json(&format!("{base}/api/scenarios"), &body(&typo))
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("line 3") && m.contains("tagret"), "{m}");
+    let checked = post_json(&format!("{base}/api/scenarios/check"), &body(&typo)).await;
+    assert_eq!(checked.status, 200, "{}", checked.text());
+    let checked = checked.json();
+    assert_eq!(checked["valid"], false, "{checked}");
+    let problem = &checked["problems"][0];
+    assert_eq!(problem["line"], 3, "{checked}");
+    assert_eq!(problem["field"], "tagret", "{checked}");
+    assert!(
+        problem["message"].as_str().unwrap().contains("target"),
+        "{checked}"
+    );
+    let runs = get(&format!("{base}/api/scenarios")).await.json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+
+    // Bounds and unknown ids.
+    let m = post_json(&format!("{base}/api/scenarios"), &body(&"#".repeat(65_537)))
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("source"), "{m}");
+    let m = post_json(
+        &format!("{base}/api/scenarios/check"),
+        r#"{"source": "version: 1", "seed": 1}"#,
+    )
+    .await
+    .expect_error(422, "unprocessable_entity");
+    assert!(m.contains("seed"), "{m}");
+    get(&format!("{base}/api/scenarios/sc-999999"))
+        .await
+        .expect_error(404, "not_found");
+    post_json(&format!("{base}/api/scenarios/sc-999999/stop"), "")
+        .await
+        .expect_error(404, "not_found");
+    let m = get(&format!("{base}/api/scenarios/{}", "x".repeat(65)))
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("run_id"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_test_in_phases_reports_each_phase_and_each_second() {
+    let farm = Farm::up_with(
+        1,
+        &["--max-load-test-seconds", "2"],
+        Duration::from_secs(30),
+    );
+    let base = farm.gateway_url();
+    let run = post_json(
+        &format!("{base}/api/load-test"),
+        r#"{"path": "/health", "phases": [
+            {"name": "warm", "duration_ms": 1000, "rate": 20},
+            {"name": "hold", "duration_ms": 1000, "rate": 40}
+        ]}"#,
+    )
+    .await;
+    assert_eq!(run.status, 200, "{}", run.text());
+    let run = run.json();
+    let result = &run["result"];
+    assert_eq!(result["spec"]["duration_seconds"], 2, "{result}");
+    let asked: Vec<&str> = result["spec"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(asked, ["warm", "hold"], "{result}");
+    let phases = result["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{result}");
+    assert_eq!(phases[0]["name"], "warm");
+    assert_eq!(
+        (phases[1]["start_ms"].as_u64(), phases[1]["end_ms"].as_u64()),
+        (Some(1000), Some(2000))
+    );
+    // 20 and 40 requests are due; allow for the edges of a busy machine.
+    let requests = |p: &Value| p["requests"].as_u64().unwrap();
+    assert!((15..=25).contains(&requests(&phases[0])), "{result}");
+    assert!((30..=50).contains(&requests(&phases[1])), "{result}");
+    let seconds = result["timeline"].as_array().unwrap();
+    assert!((2..=3).contains(&seconds.len()), "{result}");
+    let total: u64 = seconds
+        .iter()
+        .map(|s| s["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, result["requests"].as_u64().unwrap(), "{result}");
+
+    // The phases' sum is held to the gateway's bound on a run, as a duration is.
+    let m = post_json(
+        &format!("{base}/api/load-test"),
+        r#"{"phases": [
+            {"name": "a", "duration_ms": 1500, "rate": 5},
+            {"name": "b", "duration_ms": 1000, "rate": 5}
+        ]}"#,
+    )
+    .await
+    .expect_error(400, "invalid_argument");
+    assert!(m.contains("phases") && m.contains("2 s"), "{m}");
+    let m = post_json(
+        &format!("{base}/api/load-tests"),
+        r#"{"phases": [{"name": "a", "duration_ms": 50, "rate": 5}]}"#,
+    )
+    .await
+    .expect_error(400, "invalid_argument");
+    assert!(m.contains("phases[0].duration_ms"), "{m}");
+    // The controller's rules across phases come back naming the phase.
+    let m = post_json(
+        &format!("{base}/api/load-test"),
+        r#"{"phases": [
+            {"name": "a", "duration_ms": 500, "rate": 5},
+            {"name": "b", "duration_ms": 500}
+        ]}"#,
+    )
+    .await
+    .expect_error(400, "invalid_argument");
+    assert!(m.contains("phases[1].rate"), "{m}");
 }
