@@ -47,12 +47,15 @@ echo "schemathesis.sh: farm of $SERVERS servers up, gateway on $FARM_GATEWAY_URL
 # The slowest answer the API documents is a broadcast with its longest deadline (30 s) to a
 # server that does not answer (schemathesis pauses servers too); allow that and a margin.
 #
-# Three passes: every operation but the faults and the load-test starts first, then the
-# load-test starts, then the faults. A load test's rules across fields (a front or servers,
-# never both; weights and a failover drill only with a front; a drill that ends within the run;
-# a front on this machine) cannot be said in JSON Schema either, so the second pass does not
+# Three passes: every operation but the faults, the load-test starts and the scenarios first,
+# then the load-test starts and the scenarios, then the faults. A load test's rules across
+# fields (a front or servers, never both; weights and a failover drill only with a front; a
+# drill that ends within the run; a front on this machine; phases that all have a rate or none)
+# cannot be said in JSON Schema either, nor can a scenario file's (YAML in a string, whose
+# size is bounded in bytes where `maxLength` counts characters), so the second pass does not
 # demand that every schema-valid request be accepted; the controller refuses those with a 400
-# naming the field. Fuzzed faults are real
+# naming the field, or the line and field. Scenario starts and stops change the farm and
+# load it, as load-test starts do. Fuzzed faults are real
 # (a minute's latency, hangs), and a load test of the first pass against a server that hangs
 # would outlast any response-time bound; the fault operations themselves never wait on a node.
 # The faults' rules across fields (one latency shape, percentiles that do not decrease,
@@ -62,7 +65,7 @@ echo "schemathesis.sh: farm of $SERVERS servers up, gateway on $FARM_GATEWAY_URL
 # empties the profile, and the profile of a server of the farm is always there, `{}` when it
 # has none. Every other check holds.
 run() {
-  schemathesis run "$FARM_GATEWAY_URL/openapi.json" \
+  schemathesis --config-file gateway/schemathesis.toml run "$FARM_GATEWAY_URL/openapi.json" \
     --checks all \
     --max-examples "$MAX_EXAMPLES" \
     --workers 1 \
@@ -73,7 +76,7 @@ run() {
     "$@"
 }
 status=0
-LOAD_STARTS='^(runLoadTest|startLoadTest)$'
+LOAD_STARTS='^(runLoadTest|startLoadTest|startScenario|stopScenario|checkScenario)$'
 run --exclude-tag faults --exclude-operation-id-regex "$LOAD_STARTS" "$@" || status=$?
 if [[ $status -eq 0 ]]; then
   run --include-operation-id-regex "$LOAD_STARTS" --exclude-checks positive_data_acceptance "$@" || status=$?
