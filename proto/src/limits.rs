@@ -136,6 +136,14 @@ pub const MAX_TIMEOUT_MS: u32 = 60_000;
 pub const MAX_DETACHED_LOAD_TESTS: usize = 4;
 /// Longest load-test id the API looks up, in bytes.
 pub const MAX_RUN_ID_LEN: usize = 64;
+/// Most phases of one load test (or scenario).
+pub const MAX_LOAD_PHASES: usize = 32;
+/// Longest phase name, in bytes (visible ASCII).
+pub const MAX_PHASE_NAME_LEN: usize = 64;
+/// Shortest phase, in milliseconds.
+pub const MIN_PHASE_MS: u32 = 100;
+/// Largest scenario file, in bytes.
+pub const MAX_SCENARIO_SOURCE_BYTES: usize = 65_536;
 /// Longest load test `POST /api/load-test` holds its HTTP request open for by default, in
 /// seconds; `--max-load-test-seconds` sets it from 1 to [`MAX_DURATION_SECONDS`].
 pub const DEFAULT_MAX_REST_LOAD_TEST_SECONDS: u32 = 300;

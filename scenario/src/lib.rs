@@ -37,9 +37,9 @@ pub use model::{
 };
 
 /// Most bytes a scenario file may have.
-pub const MAX_SOURCE_BYTES: usize = 65_536;
+pub const MAX_SOURCE_BYTES: usize = farm_proto::limits::MAX_SCENARIO_SOURCE_BYTES;
 /// Most load phases.
-pub const MAX_PHASES: usize = 32;
+pub const MAX_PHASES: usize = farm_proto::limits::MAX_LOAD_PHASES;
 /// Most faults.
 pub const MAX_FAULTS: usize = 64;
 /// Most SLO assertions.

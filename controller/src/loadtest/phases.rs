@@ -8,17 +8,14 @@
 
 use std::time::Duration;
 
-use farm_proto::limits::{MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_RATE_PER_SECOND};
+use farm_proto::limits::{
+    MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_LOAD_PHASES as MAX_PHASES, MAX_PHASE_NAME_LEN,
+    MAX_RATE_PER_SECOND, MIN_PHASE_MS,
+};
 use farm_proto::v1::LoadPhase;
 
 use crate::error::{Error, Result};
 
-/// Most phases a run may have.
-pub const MAX_PHASES: usize = 32;
-/// Longest phase name, in bytes.
-pub const MAX_PHASE_NAME_LEN: usize = 64;
-/// Shortest phase.
-pub const MIN_PHASE_MS: u32 = 100;
 
 /// One stretch of a run.
 #[derive(Debug, Clone, PartialEq)]

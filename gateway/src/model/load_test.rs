@@ -9,7 +9,10 @@ use super::front::{
 };
 use super::{finite, node_path, range, server_ids, uint};
 use crate::error::ApiError;
-use farm_proto::limits::{self, MAX_PATH_LEN, MAX_RUN_ID_LEN, MAX_TARGETS, NODE_PATH_PATTERN};
+use farm_proto::limits::{
+    self, MAX_LOAD_PHASES as MAX_PHASES, MAX_PATH_LEN, MAX_PHASE_NAME_LEN, MAX_RUN_ID_LEN,
+    MAX_TARGETS, MIN_PHASE_MS, NODE_PATH_PATTERN,
+};
 
 /// An HTTP method a request to a node may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -130,14 +133,8 @@ pub struct LoadTestRequest {
     pub phases: Vec<LoadPhase>,
 }
 
-/// Most phases a load test may have (the controller's bound).
-pub const MAX_PHASES: usize = 32;
-/// Longest phase name, in bytes (the controller's bound).
-pub const MAX_PHASE_NAME_LEN: usize = 64;
 /// A phase name: 1 to 64 visible ASCII characters (so characters and bytes agree).
 const PHASE_NAME_PATTERN: &str = "^[!-~]{1,64}$";
-/// Shortest phase, in milliseconds (the controller's bound).
-pub const MIN_PHASE_MS: u32 = 100;
 /// Longest phase, in milliseconds: the longest run (an hour).
 pub const MAX_PHASE_MS: u32 = limits::MAX_DURATION_SECONDS * 1000;
 

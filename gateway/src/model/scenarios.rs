@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{LoadTestResult, finite, uint};
 use crate::error::ApiError;
 
-/// Largest scenario file, in bytes (the controller's bound).
-pub const MAX_SCENARIO_SOURCE_BYTES: usize = 65_536;
+use farm_proto::limits::MAX_SCENARIO_SOURCE_BYTES;
 
 /// Checks the size of a scenario file's text, in bytes as the controller counts them.
 fn source_size(source: &str) -> Result<(), ApiError> {
