@@ -16,7 +16,6 @@ use farm_proto::v1::LoadPhase;
 
 use crate::error::{Error, Result};
 
-
 /// One stretch of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phase {
