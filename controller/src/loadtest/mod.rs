@@ -535,7 +535,6 @@ impl LoadTests {
                     let due = scheduled_by(&plan, horizon);
                     lock(&run.tally).dropped = due.saturating_sub(run.sent.load(Ordering::Relaxed));
                 }
-                drop(enter_phases);
                 drop(current_phase);
                 let elapsed = run.started.elapsed();
                 let result = {

@@ -418,7 +418,7 @@ mod tests {
             concurrency: 11,
             ..LoadPhase::default()
         };
-        assert!(error(&[closed.clone()]).contains("phases[0].concurrency"));
+        assert!(error(std::slice::from_ref(&closed)).contains("phases[0].concurrency"));
         assert!(error(&[open("a", 1000, 1.0), closed]).contains("phases[1].rate is missing"));
         assert!(error(&[open("a", 3_600_001, 1.0)]).contains("together"));
         let (laid, shape) = from_spec(&[open("a", 1000, 5.0), open("b", 500, 6.0)], 10).unwrap();
