@@ -384,3 +384,63 @@ async fn bad_scenarios_are_refused_by_line_and_field_and_nothing_runs() {
     );
     assert!(runs(&farm).await.is_empty());
 }
+
+#[tokio::test]
+async fn every_lifecycle_fault_is_applied_and_undone_under_a_ramped_load() {
+    let farm = Farm::up(4);
+    let path = file(
+        "version: 1\n\
+         name: lifecycle\n\
+         steady_state:\n\
+         \x20 - { check: all_healthy, within: 20s }\n\
+         load:\n\
+         \x20 phases:\n\
+         \x20   - { name: ramp, for: 3s, rate: { from: 10, to: 40 } }\n\
+         \x20   - { name: hold, for: 5s, rate: 40 }\n\
+         faults:\n\
+         \x20 - { id: stop1, at: 1s, for: 2s, kind: stop, servers: [1] }\n\
+         \x20 - { id: pause2, at: 1s, for: 2s, kind: pause, servers: [2] }\n\
+         \x20 - { id: restart3, at: 2s, kind: restart, servers: [3] }\n\
+         \x20 - { id: kill4, at: 3s, kind: kill, servers: [4] }\n\
+         slo:\n\
+         \x20 - { metric: error_rate, lt: 60%, during: all }\n",
+    );
+    let (code, report) = run(&farm, &path, &[]);
+    assert_eq!(
+        (code, report["state"].as_str()),
+        (0, Some("passed")),
+        "{report:#}"
+    );
+    for fault in report["faults"].as_array().unwrap() {
+        let (applied, ended) = (
+            fault["applied_ms"].as_u64().unwrap(),
+            fault["ended_ms"].as_u64().unwrap(),
+        );
+        assert!(applied > 0 && fault["error"] == "", "{fault}");
+        if fault["for_ms"] == 0 {
+            // An instant: a restart, or a kill the farm restarts by itself.
+            assert_eq!(ended, applied, "{fault}");
+        } else {
+            assert!(ended >= applied + 1900, "{fault}");
+        }
+    }
+    // The steady state after the load held: every server came back.
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["passed"] == true),
+        "{report:#}"
+    );
+    // The open schedule followed the ramp: (10 + 40) / 2 × 3 = 75 requests due in it, then
+    // 200. A phase counts the requests that ended in it, and the paused server held some of
+    // the ramp's until the hold, so the ramp has at most its 75 and the two together 275.
+    let phases = report["load"]["phases"].as_array().unwrap();
+    let requests = |i: usize| phases[i]["requests"].as_u64().unwrap();
+    assert!((40..=76).contains(&requests(0)), "{phases:?}");
+    assert!(
+        (265..=285).contains(&(requests(0) + requests(1))),
+        "{phases:?}"
+    );
+}
