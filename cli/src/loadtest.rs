@@ -288,13 +288,7 @@ impl Progress {
             r.failures,
             r.elapsed_seconds
         );
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(err, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+        write_progress(self.terminal, &line);
     }
 
     fn finish(&self) {
@@ -304,7 +298,18 @@ impl Progress {
     }
 }
 
-fn latency_json(l: &Option<LatencySummary>) -> serde_json::Value {
+/// Writes a progress line to standard error: over the last one on a terminal, else below it.
+pub(crate) fn write_progress(terminal: bool, line: &str) {
+    let mut err = std::io::stderr().lock();
+    if terminal {
+        let _ = write!(err, "\r{line}\x1b[K");
+    } else {
+        let _ = writeln!(err, "{line}");
+    }
+    let _ = err.flush();
+}
+
+pub(crate) fn latency_json(l: &Option<LatencySummary>) -> serde_json::Value {
     l.map_or(serde_json::Value::Null, |l| {
         json!({"p50_ms": l.p50_ms, "p90_ms": l.p90_ms, "p99_ms": l.p99_ms, "p999_ms": l.p999_ms, "max_ms": l.max_ms, "mean_ms": l.mean_ms})
     })

@@ -414,13 +414,7 @@ impl Live {
                 f64::from(total) / 1000.0
             ),
         };
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(err, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+        crate::loadtest::write_progress(self.terminal, &line);
     }
 }
 
@@ -496,11 +490,7 @@ fn print_report(report: &ScenarioReport) {
 
 fn to_json(report: &ScenarioReport) -> serde_json::Value {
     let load = report.load.clone().unwrap_or_default();
-    let latency = |l: &Option<farm_proto::v1::LatencySummary>| {
-        l.map_or(serde_json::Value::Null, |l| {
-            json!({"p50_ms": l.p50_ms, "p90_ms": l.p90_ms, "p99_ms": l.p99_ms, "p999_ms": l.p999_ms, "max_ms": l.max_ms, "mean_ms": l.mean_ms})
-        })
-    };
+    let latency = crate::loadtest::latency_json;
     json!({
         "run_id": report.run_id,
         "name": report.name,

@@ -75,6 +75,19 @@ async fn runs(farm: &Farm) -> Vec<pb::ScenarioReport> {
         .runs
 }
 
+/// Every fault a run set was undone: no server has any left.
+async fn assert_no_faults_left(farm: &Farm) {
+    let faults = farm
+        .client()
+        .await
+        .list_faults(pb::ListFaultsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .servers;
+    assert!(faults.is_empty(), "{faults:?}");
+}
+
 #[tokio::test]
 async fn the_example_scenarios_pass_against_a_real_farm() {
     let farm = Farm::up(6);
@@ -236,15 +249,7 @@ async fn an_abort_rule_stops_the_run_and_undoes_its_faults() {
     // Its fault was undone before the report came back.
     let fault = &report["faults"][0];
     assert!(fault["ended_ms"].as_u64().unwrap() > fault["applied_ms"].as_u64().unwrap());
-    let faults = farm
-        .client()
-        .await
-        .list_faults(pb::ListFaultsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .servers;
-    assert!(faults.is_empty(), "{faults:?}");
+    assert_no_faults_left(&farm).await;
 }
 
 #[tokio::test]
@@ -296,13 +301,7 @@ async fn a_stopped_scenario_ends_aborted_with_its_faults_undone() {
     assert_eq!(report.state, pb::ScenarioState::Aborted as i32);
     assert_eq!(report.reason, "stopped before its end");
     assert!(report.faults[0].ended_ms > 0);
-    let faults = client
-        .list_faults(pb::ListFaultsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .servers;
-    assert!(faults.is_empty(), "{faults:?}");
+    assert_no_faults_left(&farm).await;
 }
 
 #[tokio::test]
