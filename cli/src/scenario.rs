@@ -5,7 +5,8 @@
 //! Exit codes of `run`: [`PASSED`] when every assertion and check held, [`SLO_FAILED`] when
 //! one did not, [`NOT_RUN`] when the run was aborted or could not run (an invalid file, an
 //! unreachable farm, a steady state that did not hold before the load). `check` exits
-//! [`PASSED`] for a valid file and [`INVALID`] otherwise.
+//! [`PASSED`] for a valid file and [`INVALID`] otherwise. Either exits 1 when the command
+//! itself fails (`check --controller` cannot reach the farm, `--report` cannot be written).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

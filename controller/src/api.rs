@@ -116,41 +116,43 @@ impl Farm {
         self.runtime.as_ref().is_some_and(|r| r.can_partition())
     }
 
-    /// Sets `profile`'s faults on `ids` (stamped now, merged into their profiles); Err
-    /// gathers the servers where it did not take.
+    /// Sets `profile`'s faults on `ids` (stamped now, merged into their profiles): one
+    /// outcome per server.
     pub(crate) async fn set_faults_on(
         &self,
         ids: &[u32],
         profile: pb::FaultProfile,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<Vec<CommandOutcome>, String> {
         let given =
             faults::stamp(profile, now_ms(), self.can_partition()).map_err(|e| e.to_string())?;
-        let (outcomes, _) = self.change_faults(ids, |p| faults::merge(p, &given)).await;
-        failures(outcomes)
+        Ok(self
+            .change_faults(ids, |p| faults::merge(p, &given))
+            .await
+            .0)
     }
 
-    /// Clears faults of `kind` on `ids`.
+    /// Clears faults of `kind` on `ids`: one outcome per server.
     pub(crate) async fn clear_faults_on(
         &self,
         ids: &[u32],
         kind: pb::FaultKind,
-    ) -> std::result::Result<(), String> {
-        let (outcomes, _) = self.change_faults(ids, |p| faults::clear(p, &[kind])).await;
-        failures(outcomes)
+    ) -> Vec<CommandOutcome> {
+        self.change_faults(ids, |p| faults::clear(p, &[kind]))
+            .await
+            .0
     }
 
-    /// Applies a lifecycle action to every server of `ids` at once.
+    /// Applies a lifecycle action to every server of `ids` at once: one outcome per server.
     pub(crate) async fn act_on(
         &self,
         ids: &[u32],
         action: ServerActionKind,
-    ) -> std::result::Result<(), String> {
-        let outcomes = fan_out(ids, |id| {
+    ) -> Vec<CommandOutcome> {
+        fan_out(ids, |id| {
             let farm = self.clone();
             async move { farm.act(id, action).await }
         })
-        .await;
-        failures(outcomes)
+        .await
     }
 
     /// The plan of a load test's `spec`, checked against the farm; a front may be on the
@@ -340,20 +342,6 @@ fn scenario_not_found(run_id: &str) -> Status {
         "no scenario run {run_id:?} is running, nor among the last {} finished",
         crate::scenario::KEPT_RUNS
     ))
-}
-
-/// Ok when every outcome is, else the failed ones in words.
-fn failures(outcomes: Vec<CommandOutcome>) -> std::result::Result<(), String> {
-    let failed: Vec<String> = outcomes
-        .into_iter()
-        .filter(|o| !o.ok)
-        .map(|o| format!("server {}: {}", o.server_id, o.message))
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
-    }
 }
 
 /// Runs `task` for every server of `ids` at once; one outcome per id, in the order given.
@@ -753,7 +741,7 @@ impl FarmService for Farm {
                         return;
                     }
                 }
-                // At most one report a second; the runner changes it more often.
+                // At most four reports a second; the runner changes it more often.
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });

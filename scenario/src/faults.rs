@@ -18,7 +18,7 @@ use crate::read::{self, Ctx, Fields};
 use crate::scenario::{LoadInfo, read_path, read_servers};
 use crate::units::format_duration;
 use crate::yaml::Node;
-use crate::{Fault, FaultAction, MAX_FAULTS};
+use crate::{Fault, FaultAction, MAX_FAULTS, Selection};
 
 /// What an SLO may say about a fault: its id and when it ends.
 pub(crate) struct FaultRef {
@@ -140,7 +140,78 @@ pub(crate) fn read(
             None => ok = false,
         }
     }
+    if ok && let Some(load) = load {
+        ok = no_overlaps(ctx, &faults, load.end);
+    }
     (ok.then_some(faults), refs)
+}
+
+/// The kind of fault profile a fault sets; `None` for the lifecycle actions. A server holds
+/// one fault of each kind at a time (`close` and `reset` are one kind, a connection fault).
+fn profile_kind(action: &FaultAction) -> Option<&'static str> {
+    let FaultAction::Profile(p) = action else {
+        return None;
+    };
+    Some(if p.latency.is_some() {
+        "latency"
+    } else if p.abort.is_some() {
+        "abort"
+    } else if p.hang.is_some() {
+        "hang"
+    } else if p.throughput.is_some() {
+        "throughput"
+    } else if p.connection.is_some() {
+        "connection (close or reset)"
+    } else if p.rate_limit.is_some() {
+        "rate_limit"
+    } else if p.health.is_some() {
+        "health"
+    } else if p.readiness.is_some() {
+        "readiness"
+    } else {
+        "partition"
+    })
+}
+
+/// Refuses two faults of one kind on shared servers at overlapping times: a server holds one
+/// fault of each kind, so the later would replace the earlier, and the first to end would
+/// clear both. True when there is none.
+fn no_overlaps(ctx: &mut Ctx, faults: &[Fault], load_end: Duration) -> bool {
+    let window = |f: &Fault| (f.at, f.duration.map_or(load_end, |d| f.at + d));
+    let share_servers = |a: &Fault, b: &Fault| match (&a.servers.selection, &b.servers.selection) {
+        (Selection::Ids(x), Selection::Ids(y)) => x.iter().any(|id| y.contains(id)),
+        _ => true,
+    };
+    let mut ok = true;
+    for (j, later) in faults.iter().enumerate() {
+        let Some(kind) = profile_kind(&later.action) else {
+            continue;
+        };
+        let (start, end) = window(later);
+        if let Some((i, earlier)) = faults[..j].iter().enumerate().find(|(_, earlier)| {
+            let (s, e) = window(earlier);
+            profile_kind(&earlier.action) == Some(kind)
+                && share_servers(earlier, later)
+                && s < end
+                && start < e
+        }) {
+            let (s, e) = window(earlier);
+            ctx.report(
+                later.line,
+                &format!("faults[{j}].at"),
+                format!(
+                    "overlaps faults[{i}] (`{}`, {kind} on some of the same servers from {} to {}): \
+                     a server holds one {kind} fault at a time, so the later would replace the \
+                     earlier and the first to end would clear both",
+                    earlier.id,
+                    format_duration(s),
+                    format_duration(e)
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// What reading one fault gave: the fault when whole, and what SLOs need even when not.

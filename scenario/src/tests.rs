@@ -278,7 +278,7 @@ fn every_fault_kind_becomes_its_action_or_profile() {
   - { kind: hang, at: 1s, servers: [1], max: 2s, percent: 10 }
   - { kind: throughput, at: 1s, servers: [1], bytes_per_second: 1024 }
   - { kind: close, at: 1s, servers: [1] }
-  - { kind: reset, at: 1s, servers: [1] }
+  - { kind: reset, at: 1s, servers: [2] }
   - { kind: rate_limit, at: 1s, servers: [1], requests_per_second: 20, retry_after: 2s }
   - { kind: health, at: 1s, servers: [1], status: 500 }
   - { kind: readiness, at: 1s, servers: [1] }
@@ -939,4 +939,23 @@ fn windows_line_ends_and_a_byte_order_mark_read_the_same() {
     find(&refuse(&crlf), 8, "faults[0].at");
     let bom = format!("\u{feff}{BASE}");
     assert_eq!(parse(&bom), parse(BASE));
+}
+
+#[test]
+fn two_faults_of_one_kind_on_shared_servers_at_once_are_refused() {
+    let problems = refuse(&with(
+        "faults:\n\
+         \x20 - { id: a, at: 1s, for: 5s, kind: latency, servers: [1, 2], delay: 10ms }\n\
+         \x20 - { id: b, at: 3s, for: 1s, kind: latency, servers: all, delay: 20ms }\n",
+    ));
+    let overlap = find(&problems, 9, "faults[1].at");
+    assert!(overlap.message.contains("overlaps faults[0]"), "{overlap}");
+    // Other kinds, other servers, or one after the other: all fine.
+    for ok in [
+        "faults:\n  - { at: 1s, for: 5s, kind: latency, servers: [1], delay: 10ms }\n  - { at: 2s, for: 1s, kind: abort, servers: [1] }\n",
+        "faults:\n  - { at: 1s, for: 5s, kind: latency, servers: [1], delay: 10ms }\n  - { id: l2, at: 2s, for: 1s, kind: latency, servers: [2], delay: 10ms }\n",
+        "faults:\n  - { at: 1s, for: 2s, kind: latency, servers: [1], delay: 10ms }\n  - { id: l2, at: 3s, for: 1s, kind: latency, servers: [1], delay: 10ms }\n",
+    ] {
+        parse(&with(ok)).unwrap_or_else(|p| panic!("{p:?}\n{ok}"));
+    }
 }

@@ -50,6 +50,10 @@ impl Phase {
 
     /// Open model: seconds into it when `m` of its requests are due (`m` at most its total).
     fn time_of(&self, m: f64) -> f64 {
+        if m <= 0.0 {
+            // Its first request, due at its start (also when its rate starts at zero).
+            return 0.0;
+        }
         let length = self.seconds();
         let slope = (self.rate_to - self.rate_from) / length;
         if slope.abs() < 1e-12 {
@@ -335,6 +339,8 @@ mod tests {
         assert!((ms(ramped.due_at(150)) - 2500.0).abs() < 1e-6);
         assert_eq!(ramped.due_by(Duration::from_secs(2)), 100);
         assert_eq!(ramped.due_by(Duration::from_secs(3)), 200);
+        // The first request of a ramp from zero is due at once.
+        assert_eq!(ms(ramped.due_at(0)), 0.0);
     }
 
     #[test]

@@ -58,9 +58,14 @@ fn judge(
                 During::All => (Some(Figures::of_run(load)), last),
                 During::Phase(name) => {
                     let phase = load.phases.iter().find(|p| p.name == *name);
+                    // Requests that end in a phase reach the figures up to a request's
+                    // timeout (and a second) after it.
+                    let settle_ms = load.spec.as_ref().map_or(0, |s| s.timeout_ms) + 1000;
                     let ended = last
-                        || phase
-                            .is_some_and(|p| load.elapsed_seconds * 1000.0 >= f64::from(p.end_ms));
+                        || phase.is_some_and(|p| {
+                            load.elapsed_seconds * 1000.0
+                                >= f64::from(p.end_ms) + f64::from(settle_ms)
+                        });
                     (phase.map(Figures::of_phase), ended)
                 }
             };
@@ -168,12 +173,24 @@ fn judge(
                     ),
                     true,
                 ),
+                Recovery::Waiting if last => verdict(
+                    false,
+                    -1.0,
+                    within_s,
+                    format!(
+                        "the load ended before {} could be seen meeting {} for {} s in a row after {fault}'s end",
+                        metric_name(*metric),
+                        bound_text(*metric, *bound),
+                        stable_for.as_secs()
+                    ),
+                    true,
+                ),
                 Recovery::Waiting => verdict(
                     false,
                     -1.0,
                     within_s,
                     format!("waiting for the seconds after {fault}'s end"),
-                    last,
+                    false,
                 ),
             }
         }
@@ -206,12 +223,13 @@ fn recovery(
     let within_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
     // The last second a recovery may start in and still be on time.
     let last_start = u32::try_from((u64::from(end_ms) + within_ms) / 1000).unwrap_or(u32::MAX);
+    // The closed seconds run from 0 without a gap: second n is at index n.
     let meets = |second: u32| {
         seconds
-            .iter()
-            .find(|s| s.second == second)
-            .is_some_and(|s| s.requests > 0 && bound.holds(second_value(s, metric)))
+            .get(second as usize)
+            .is_some_and(|s| meets_in(s, metric, bound))
     };
+
     let seen = seconds.iter().map(|s| s.second + 1).max().unwrap_or(0);
     let mut start = first;
     while start <= last_start.max(first) {
@@ -245,8 +263,15 @@ pub(super) fn abort_rule<'a>(
         closed.len() >= window
             && closed[closed.len() - window..]
                 .iter()
-                .all(|s| s.requests > 0 && rule.bound.holds(second_value(s, rule.metric)))
+                .all(|s| meets_in(s, rule.metric, rule.bound))
     })
+}
+
+/// Whether one second meets `bound`. A second in which no request ended has no error rate
+/// and no latency, so it meets no bound of theirs; its throughput is zero.
+fn meets_in(second: &LoadSecond, metric: Metric, bound: Bound) -> bool {
+    let measured = second.requests > 0 || metric == Metric::Throughput;
+    measured && bound.holds(second_value(second, metric))
 }
 
 /// A window's figures.

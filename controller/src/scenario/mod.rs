@@ -356,7 +356,7 @@ impl Runner {
         let load_over = CancellationToken::new();
         let faults = TaskTracker::new();
         for index in 0..scenario.faults.len() {
-            faults.spawn(self.fault(index, load_started, load_over.clone()));
+            faults.spawn(self.fault(index, load_started, load_stop.clone(), load_over.clone()));
         }
         faults.close();
 
@@ -405,6 +405,19 @@ impl Runner {
         }
         if stopped {
             return Err(Ended::Aborted("stopped before its end".into()));
+        }
+        // A fault that did not go as planned leaves the run's question unanswered.
+        if let Some(fault) = self
+            .report
+            .borrow()
+            .faults
+            .iter()
+            .find(|f| !f.error.is_empty())
+        {
+            return Err(Ended::CouldNotRun(format!(
+                "fault {} did not go as planned: {}",
+                fault.id, fault.error
+            )));
         }
 
         // The steady state after.
@@ -459,14 +472,10 @@ impl Runner {
     async fn check(&self, check: &farm_scenario::Check, when: &str) -> Result<bool, Ended> {
         let deadline = tokio::time::Instant::now() + check.within;
         let started = tokio::time::Instant::now();
-        let targets = match &self.scenario.target.servers.selection {
-            Selection::All => None,
-            Selection::Ids(ids) => Some(ids.clone()),
-        };
         let (passed, detail) = loop {
+            // The steady state is the farm's: every server, not only the load's targets.
             let statuses: Vec<(u32, Status, String)> = self.farm.registry().read(|entries| {
                 entries
-                    .filter(|e| targets.as_ref().is_none_or(|ids| ids.contains(&e.id)))
                     .map(|e| (e.id, e.status, e.status_reason.clone()))
                     .collect()
             });
@@ -528,6 +537,7 @@ impl Runner {
         &self,
         index: usize,
         load_started: tokio::time::Instant,
+        load_stop: CancellationToken,
         load_over: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static {
         let farm = self.farm.clone();
@@ -537,7 +547,9 @@ impl Runner {
         async move {
             let fault = &scenario.faults[index];
             let since_load = |at: tokio::time::Instant| millis(at - load_started).max(1);
+            // A run stopped or aborted before a fault's time never applies it.
             tokio::select! {
+                () = load_stop.cancelled() => return,
                 () = load_over.cancelled() => return,
                 () = tokio::time::sleep_until(load_started + fault.at) => {}
             }
@@ -558,11 +570,10 @@ impl Runner {
             let applied_at = tokio::time::Instant::now();
             record(&|f| {
                 f.applied_ms = since_load(applied_at);
-                if let Err(error) = &applied {
-                    f.error = error.clone();
-                }
+                f.error = applied.failed.join("; ");
             });
-            if applied.is_err() {
+            // Only the servers that took it are undone; the others never changed.
+            if applied.took.is_empty() {
                 return;
             }
             let undo = match (&fault.action, fault.duration) {
@@ -577,14 +588,51 @@ impl Runner {
                 () = load_over.cancelled() => {}
                 () = tokio::time::sleep_until(applied_at + lasts) => {}
             }
-            let undone = farm.undo(undo, &ids).await;
+            let undone = farm.undo(undo, &applied.took).await;
             let ended_at = tokio::time::Instant::now();
             record(&|f| {
                 f.ended_ms = since_load(ended_at);
-                if let Err(error) = &undone {
-                    f.error = format!("undoing it: {error}");
+                if !undone.failed.is_empty() {
+                    let undoing = format!("undoing it: {}", undone.failed.join("; "));
+                    f.error = if f.error.is_empty() {
+                        undoing
+                    } else {
+                        format!("{}; {undoing}", f.error)
+                    };
                 }
             });
+        }
+    }
+}
+
+/// What an action did to the servers it named.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The servers it took on.
+    took: Vec<u32>,
+    /// The others, each with why: "server 3: …".
+    failed: Vec<String>,
+}
+
+impl Outcome {
+    fn of(outcomes: Vec<pb::CommandOutcome>) -> Self {
+        let mut outcome = Self::default();
+        for o in outcomes {
+            if o.ok {
+                outcome.took.push(o.server_id);
+            } else {
+                outcome
+                    .failed
+                    .push(format!("server {}: {}", o.server_id, o.message));
+            }
+        }
+        outcome
+    }
+
+    fn none_of(ids: &[u32], why: &str) -> Self {
+        Self {
+            took: Vec::new(),
+            failed: ids.iter().map(|id| format!("server {id}: {why}")).collect(),
         }
     }
 }
@@ -625,7 +673,7 @@ impl Farm {
         ids: &[u32],
         lasts: Duration,
         seed: u64,
-    ) -> Result<(), String> {
+    ) -> Outcome {
         let down = match (&fault.action, fault.duration) {
             (FaultAction::Profile(profile), _) => {
                 let mut profile = profile.clone();
@@ -638,44 +686,43 @@ impl Farm {
                     when.duration_seconds = seconds;
                     when.seed = seed;
                 }
-                return self.set_faults_on(ids, profile).await;
+                return match self.set_faults_on(ids, profile).await {
+                    Ok(outcomes) => Outcome::of(outcomes),
+                    Err(why) => Outcome::none_of(ids, &why),
+                };
             }
-            (FaultAction::Restart, _) => return self.act_on(ids, ServerActionKind::Restart).await,
-            (FaultAction::Kill, None) => return self.act_on(ids, ServerActionKind::Kill).await,
+            (FaultAction::Restart, _) => {
+                return Outcome::of(self.act_on(ids, ServerActionKind::Restart).await);
+            }
+            (FaultAction::Kill, None) => {
+                return Outcome::of(self.act_on(ids, ServerActionKind::Kill).await);
+            }
             // Held down: the farm's restart after a crash is held back until the end.
             (FaultAction::Kill, Some(_)) => pb::FailoverAction::Kill,
             (FaultAction::Stop, _) => pb::FailoverAction::Stop,
             (FaultAction::Pause, _) => pb::FailoverAction::Pause,
         };
         let down_ms = millis(lasts);
-        let mut errors = Vec::new();
+        let mut outcome = Outcome::default();
         for &id in ids {
-            if let Err(e) = crate::loadtest::front::Drills::take_down(self, id, down, down_ms).await
-            {
-                errors.push(format!("server {id}: {e}"));
+            match crate::loadtest::front::Drills::take_down(self, id, down, down_ms).await {
+                Ok(()) => outcome.took.push(id),
+                Err(e) => outcome.failed.push(format!("server {id}: {e}")),
             }
         }
-        joined(errors)
+        outcome
     }
 
     /// Undoes what `action` did to `ids`.
-    async fn undo(&self, action: &FaultAction, ids: &[u32]) -> Result<(), String> {
+    async fn undo(&self, action: &FaultAction, ids: &[u32]) -> Outcome {
         let up = match action {
             FaultAction::Profile(profile) => {
-                return self.clear_faults_on(ids, profile_kind(profile)).await;
+                return Outcome::of(self.clear_faults_on(ids, profile_kind(profile)).await);
             }
             FaultAction::Kill | FaultAction::Stop => ServerActionKind::Start,
             FaultAction::Pause => ServerActionKind::Unpause,
-            FaultAction::Restart => return Ok(()),
+            FaultAction::Restart => return Outcome::default(),
         };
-        self.act_on(ids, up).await
-    }
-}
-
-fn joined(errors: Vec<String>) -> Result<(), String> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
+        Outcome::of(self.act_on(ids, up).await)
     }
 }
