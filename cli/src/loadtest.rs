@@ -315,7 +315,7 @@ pub(crate) fn latency_json(l: &Option<LatencySummary>) -> serde_json::Value {
     })
 }
 
-fn to_json(run: &RunLoadTestResponse) -> serde_json::Value {
+pub(crate) fn to_json(run: &RunLoadTestResponse) -> serde_json::Value {
     let r = run.result.clone().unwrap_or_default();
     json!({
         "run_id": run.run_id,
@@ -420,7 +420,7 @@ fn print_front(f: &FrontResult) {
     }
 }
 
-fn print_tables(run: &RunLoadTestResponse) {
+pub(crate) fn print_tables(run: &RunLoadTestResponse) {
     let r: LoadTestResult = run.result.clone().unwrap_or_default();
     println!(
         "load test {}{}",

@@ -11,6 +11,7 @@
 //! - [`loadtest`]: `farm load-test`, a load test run by the controller's engine.
 //! - [`fault`]: `farm fault set|clear|list`, servers that misbehave on command.
 //! - [`scenario`]: `farm scenario run|check|list|show|stop`, incidents as code.
+//! - [`history`]: `farm runs list|show|compare` and `farm events`, from the farm's history.
 //! - [`lb`]: `farm lb config haproxy|nginx|caddy`, a load balancer's config for the farm.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
@@ -18,6 +19,7 @@
 
 mod docker;
 mod fault;
+mod history;
 mod lb;
 mod loadtest;
 mod report;
@@ -56,6 +58,12 @@ enum Command {
     /// Incidents as code: run and check scenario files (load phases, faults at offsets, SLO
     /// verdicts).
     Scenario(scenario::ScenarioArgs),
+    /// The farm's past and running load tests and scenario runs, kept across restarts: list,
+    /// show, compare two.
+    Runs(history::RunsArgs),
+    /// The farm's events (servers added, status changes, faults, runs), kept across
+    /// restarts; --follow keeps printing them.
+    Events(history::EventsArgs),
     /// Put a load balancer in front of the farm: `farm lb config haproxy|nginx|caddy` writes
     /// its config (and with --watch keeps it current).
     Lb(lb::LbArgs),
@@ -159,6 +167,8 @@ fn main() -> ExitCode {
             Command::LoadTest(args) => loadtest::run(args).await,
             Command::Fault(args) => fault::run(args).await,
             Command::Scenario(args) => scenario::run(args).await,
+            Command::Runs(args) => history::runs(args).await,
+            Command::Events(args) => history::events(args).await,
             Command::Lb(args) => lb::run(args).await,
             Command::Agent(args) => roles::agent(args).await,
             Command::Node(args) => roles::node(args).await,

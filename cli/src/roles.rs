@@ -33,6 +33,43 @@ pub(crate) struct FarmData {
     data_dir: Option<std::path::PathBuf>,
 }
 
+/// Where the controller keeps the farm's history (`farm up`, `farm controller`).
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The farm's history: an SQLite file that keeps every load test and scenario run, the
+    /// farm's events and its metrics across restarts. Default:
+    /// `<data dir>/history/<farm>-<controller port>.sqlite` (the port it listens on, also
+    /// when the kernel picked it), so that farms side by side keep theirs apart and a farm
+    /// started again on its port finds its own.
+    #[arg(long, env = "FARM_HISTORY")]
+    history: Option<std::path::PathBuf>,
+}
+
+impl HistoryArgs {
+    /// Opens the history, `farm` naming the farm in the default file name; a file that
+    /// cannot be used is an error naming it and the cause.
+    pub(crate) fn open(
+        &self,
+        data: &FarmData,
+        farm: &str,
+        controller_port: u16,
+    ) -> anyhow::Result<farm_history::History> {
+        let path = self.history.clone().unwrap_or_else(|| {
+            data.data_dir()
+                .join("history")
+                .join(format!("{farm}-{controller_port}.sqlite"))
+        });
+        let (history, interrupted) = farm_history::History::open(&path)?;
+        if interrupted > 0 {
+            eprintln!(
+                "farm: history {}: {interrupted} run(s) were under way when the last controller stopped; kept as interrupted",
+                path.display()
+            );
+        }
+        Ok(history)
+    }
+}
+
 impl FarmData {
     fn data_dir(&self) -> std::path::PathBuf {
         self.data_dir
@@ -73,6 +110,8 @@ pub(crate) struct ControllerArgs {
     max_servers: u32,
     #[command(flatten)]
     data: FarmData,
+    #[command(flatten)]
+    history: HistoryArgs,
     #[command(flatten)]
     pub(crate) trace: TraceArgs,
 }
@@ -319,6 +358,11 @@ fn bind_reusing_port(address: SocketAddr) -> std::io::Result<TcpListener> {
 pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let token = args.data.controller_token()?;
     let listener = bind(args.listen, "controller", "--listen").await?;
+    let history = args.history.open(
+        &args.data,
+        args.docker_farm.as_deref().unwrap_or("farm"),
+        listener.local_addr()?.port(),
+    )?;
     warn_beyond_loopback("controller", listener.local_addr()?);
     let registry =
         farm_controller::Registry::new(Duration::from_millis(u64::from(args.sample_interval_ms)))
@@ -342,6 +386,7 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
             token: Some(token),
             guard_changes: !args.listen.ip().is_loopback(),
         },
+        Some(history),
         shutdown_token(),
     )
     .await?;

@@ -419,7 +419,7 @@ impl Live {
     }
 }
 
-fn print_report(report: &ScenarioReport) {
+pub(crate) fn print_report(report: &ScenarioReport) {
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -489,7 +489,7 @@ fn print_report(report: &ScenarioReport) {
     }
 }
 
-fn to_json(report: &ScenarioReport) -> serde_json::Value {
+pub(crate) fn to_json(report: &ScenarioReport) -> serde_json::Value {
     let load = report.load.clone().unwrap_or_default();
     let latency = crate::loadtest::latency_json;
     json!({

@@ -77,6 +77,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     data: FarmData,
     #[command(flatten)]
+    history: crate::roles::HistoryArgs,
+    #[command(flatten)]
     pub(crate) trace: crate::roles::TraceArgs,
 }
 
@@ -114,6 +116,7 @@ impl Servers {
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let token = args.data.controller_token()?;
+
     let runtime_config = ProcessRuntimeConfig {
         binary: std::env::current_exe().context("cannot find the farm binary")?,
         controller_url: String::new(),
@@ -144,6 +147,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     )?;
     let listener = bind(args.listen, "controller", "--listen").await?;
     let controller_addr = listener.local_addr()?;
+    let history = args.history.open(
+        &args.data,
+        match args.runtime {
+            RuntimeKind::Process => "farm",
+            RuntimeKind::Docker => &args.docker.name_prefix,
+        },
+        controller_addr.port(),
+    )?;
     let mut listeners = vec![listener];
     let gateway_listener = if args.no_gateway {
         None
@@ -206,6 +217,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             token: Some(token.clone()),
             guard_changes: !args.listen.ip().is_loopback(),
         },
+        Some(history),
         controller_shutdown.clone(),
     ));
     let gateway = match gateway_listener {

@@ -15,6 +15,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("farm-telemetry", &[]),
     // Scenario files: read offline by the CLI, run by the controller.
     ("farm-scenario", &["farm-proto"]),
+    // The farm's history: written and read by the controller, opened by the binary.
+    ("farm-history", &["farm-proto"]),
     // The node's client carries the caller's trace context.
     ("farm-node-api", &["farm-proto", "farm-telemetry"]),
     // The node server: the contract's bounds and its own API types.
@@ -40,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "farm-backoff",
             "farm-telemetry",
             "farm-scenario",
+            "farm-history",
         ],
     ),
     // The gateway is a client of the controller's gRPC API and nothing else.
@@ -57,6 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "farm-controller",
             "farm-gateway",
             "farm-scenario",
+            "farm-history",
         ],
     ),
 ];

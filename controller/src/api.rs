@@ -42,6 +42,12 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(5);
 /// How long after a failover drill's end its health fault clears itself, should the drill not
 /// clear it (the drill clears it on time).
 const DRILL_FAULT_MARGIN_SECONDS: u32 = 10;
+/// Runs per page of `ListRuns`, by default and at most.
+const DEFAULT_RUNS_PAGE: u32 = 20;
+const MAX_RUNS_PAGE: u32 = 100;
+/// Events per answer of `ListEvents`, by default and at most.
+const DEFAULT_EVENTS_PAGE: u32 = 100;
+const MAX_EVENTS_PAGE: u32 = 1000;
 /// The watch's heartbeat: a message at least this often, changed or not.
 const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -53,6 +59,7 @@ pub struct Farm {
     client: NodeClient,
     load_tests: LoadTests,
     scenarios: crate::scenario::Scenarios,
+    history: Option<farm_history::History>,
     access: crate::Access,
     shutdown: CancellationToken,
 }
@@ -63,6 +70,7 @@ impl Farm {
         registry: Registry,
         runtime: Option<Arc<dyn Runtime>>,
         load_tests: LoadTests,
+        history: Option<farm_history::History>,
         access: crate::Access,
         shutdown: CancellationToken,
     ) -> Self {
@@ -71,7 +79,8 @@ impl Farm {
             runtime,
             client: NodeClient::new(),
             load_tests,
-            scenarios: crate::scenario::Scenarios::default(),
+            scenarios: crate::scenario::Scenarios::new(history.clone()),
+            history,
             access,
             shutdown,
         }
@@ -99,6 +108,57 @@ impl Farm {
                     Status::resource_exhausted(e.to_string())
                 }
             })
+    }
+
+    /// Runs `read` on the history on the blocking pool.
+    async fn in_history<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&farm_history::History) -> farm_history::Result<T> + Send + 'static,
+    ) -> std::result::Result<T, Status> {
+        let history = self
+            .history
+            .clone()
+            .ok_or_else(|| Status::failed_precondition("this controller keeps no history"))?;
+        tokio::task::spawn_blocking(move || read(&history))
+            .await
+            .map_err(|e| Status::internal(format!("reading the history: {e}")))?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "Could not read the farm's history.");
+                Status::unavailable(e.to_string())
+            })
+    }
+
+    /// A run of the history, whole.
+    async fn stored_run(
+        &self,
+        run_id: &str,
+    ) -> std::result::Result<Option<pb::GetRunResponse>, Status> {
+        use prost::Message;
+        if self.history.is_none() {
+            return Ok(None);
+        }
+        if run_id.len() > farm_proto::limits::MAX_RUN_ID_LEN {
+            return Err(Status::invalid_argument(format!(
+                "run_id must be at most {} bytes",
+                farm_proto::limits::MAX_RUN_ID_LEN
+            )));
+        }
+        let id = run_id.to_string();
+        let Some(stored) = self.in_history(move |h| h.run(&id)).await? else {
+            return Ok(None);
+        };
+        let run = match pb::RunKind::try_from(stored.summary.kind) {
+            Ok(pb::RunKind::Scenario) => pb::ScenarioReport::decode(stored.report.as_slice())
+                .ok()
+                .map(pb::get_run_response::Run::Scenario),
+            _ => pb::RunLoadTestResponse::decode(stored.report.as_slice())
+                .ok()
+                .map(pb::get_run_response::Run::LoadTest),
+        };
+        Ok(Some(pb::GetRunResponse {
+            summary: Some(stored.summary),
+            run,
+        }))
     }
 
     /// The farm's registry.
@@ -577,13 +637,18 @@ impl FarmService for Farm {
         request: Request<GetLoadTestRequest>,
     ) -> std::result::Result<Response<GetLoadTestResponse>, Status> {
         let run_id = request.into_inner().run_id;
-        let run = self.load_tests.get(&run_id).ok_or_else(|| {
-            Status::not_found(format!(
-                "no load test {run_id:?} is running, nor among the last {} finished",
+        if let Some(run) = self.load_tests.get(&run_id) {
+            return Ok(Response::new(GetLoadTestResponse { run: Some(run) }));
+        }
+        match self.stored_run(&run_id).await?.and_then(|r| r.run) {
+            Some(pb::get_run_response::Run::LoadTest(run)) => {
+                Ok(Response::new(GetLoadTestResponse { run: Some(run) }))
+            }
+            _ => Err(Status::not_found(format!(
+                "no load test {run_id:?} is running, nor among the last {} finished, nor in the farm's history",
                 loadtest::KEPT_RUNS
-            ))
-        })?;
-        Ok(Response::new(GetLoadTestResponse { run: Some(run) }))
+            ))),
+        }
     }
 
     async fn start_load_test(
@@ -707,7 +772,7 @@ impl FarmService for Farm {
         Ok(Response::new(pb::ListFaultsResponse { servers }))
     }
 
-    type RunScenarioStream = BoxStream<pb::ScenarioProgress>;
+    type RunScenarioStream = BoxStream<pb::RunScenarioResponse>;
 
     async fn run_scenario(
         &self,
@@ -722,7 +787,7 @@ impl FarmService for Farm {
             loop {
                 let report = reports.borrow_and_update().clone();
                 let done = report.state != pb::ScenarioState::Running as i32;
-                let progress = pb::ScenarioProgress {
+                let progress = pb::RunScenarioResponse {
                     report: Some(report),
                     done,
                 };
@@ -763,13 +828,19 @@ impl FarmService for Farm {
         request: Request<pb::GetScenarioRunRequest>,
     ) -> std::result::Result<Response<pb::GetScenarioRunResponse>, Status> {
         let run_id = request.into_inner().run_id;
-        let report = self
-            .scenarios
-            .get(&run_id)
-            .ok_or_else(|| scenario_not_found(&run_id))?;
-        Ok(Response::new(pb::GetScenarioRunResponse {
-            report: Some(report),
-        }))
+        if let Some(report) = self.scenarios.get(&run_id) {
+            return Ok(Response::new(pb::GetScenarioRunResponse {
+                report: Some(report),
+            }));
+        }
+        match self.stored_run(&run_id).await?.and_then(|r| r.run) {
+            Some(pb::get_run_response::Run::Scenario(report)) => {
+                Ok(Response::new(pb::GetScenarioRunResponse {
+                    report: Some(report),
+                }))
+            }
+            _ => Err(scenario_not_found(&run_id)),
+        }
     }
 
     async fn list_scenario_runs(
@@ -827,6 +898,116 @@ impl FarmService for Farm {
                     message: p.message,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> std::result::Result<Response<pb::ListRunsResponse>, Status> {
+        let pb::ListRunsRequest {
+            page_size,
+            page_token,
+            kind,
+        } = request.into_inner();
+        let page_size = match page_size {
+            0 => DEFAULT_RUNS_PAGE,
+            n if n > MAX_RUNS_PAGE => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size must be 1 to {MAX_RUNS_PAGE}, got {n}"
+                )));
+            }
+            n => n,
+        };
+        let kind = pb::RunKind::try_from(kind)
+            .map_err(|_| Status::invalid_argument(format!("kind {kind} is not a run kind")))?;
+        if page_token.len() > farm_proto::limits::MAX_RUN_ID_LEN {
+            return Err(Status::invalid_argument(
+                "page_token is not one this farm gave",
+            ));
+        }
+        let page = self
+            .in_history(move |h| h.runs(page_size, &page_token, kind))
+            .await?
+            .ok_or_else(|| Status::invalid_argument("page_token is not one this farm gave"))?;
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: page.runs,
+            next_page_token: page.next.unwrap_or_default(),
+            total: page.total,
+        }))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> std::result::Result<Response<pb::GetRunResponse>, Status> {
+        let run_id = request.into_inner().run_id;
+        let found = self
+            .stored_run(&run_id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no run {run_id:?} in the farm's history")))?;
+        Ok(Response::new(found))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> std::result::Result<Response<pb::ListEventsResponse>, Status> {
+        let pb::ListEventsRequest {
+            after_seq,
+            limit,
+            server_id,
+            newest,
+        } = request.into_inner();
+        let limit = match limit {
+            0 => DEFAULT_EVENTS_PAGE,
+            n if n > MAX_EVENTS_PAGE => {
+                return Err(Status::invalid_argument(format!(
+                    "limit must be 1 to {MAX_EVENTS_PAGE}, got {n}"
+                )));
+            }
+            n => n,
+        };
+        let (events, last_seq) = self
+            .in_history(move |h| h.events(after_seq, limit, server_id, newest))
+            .await?;
+        Ok(Response::new(pb::ListEventsResponse { events, last_seq }))
+    }
+
+    async fn get_metric_history(
+        &self,
+        request: Request<pb::GetMetricHistoryRequest>,
+    ) -> std::result::Result<Response<pb::GetMetricHistoryResponse>, Status> {
+        let pb::GetMetricHistoryRequest {
+            server_id,
+            from_ms,
+            to_ms,
+        } = request.into_inner();
+        let now = now_ms();
+        let to_ms = if to_ms == 0 { now } else { to_ms };
+        let from_ms = if from_ms == 0 {
+            to_ms.saturating_sub(farm_history::FINE_KEPT_SECONDS * 1000)
+        } else {
+            from_ms
+        };
+        if from_ms > to_ms {
+            return Err(Status::invalid_argument(format!(
+                "from_ms ({from_ms}) must not be after to_ms ({to_ms})"
+            )));
+        }
+        if to_ms - from_ms > farm_history::MAX_SPAN_MS {
+            return Err(Status::invalid_argument(format!(
+                "from_ms to to_ms may span at most a week ({} ms), got {} ms",
+                farm_history::MAX_SPAN_MS,
+                to_ms - from_ms
+            )));
+        }
+        let (points, resolution_seconds) = self
+            .in_history(move |h| h.points(server_id, from_ms, to_ms, now))
+            .await?;
+        Ok(Response::new(pb::GetMetricHistoryResponse {
+            points,
+            resolution_seconds,
         }))
     }
 

@@ -16,6 +16,7 @@
 //! - [`faults`]: the servers' fault profiles, kept here and handed to agents and runtimes.
 //! - [`runtime`]: where servers live (local processes by default).
 //! - [`scenario`]: scenario files run against the farm: load, faults, verdicts.
+//! - `recorder`: the farm written into its history ([`farm_history`]) once a second.
 
 pub mod agents;
 pub mod aggregate;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod faults;
 pub mod health;
 pub mod loadtest;
+mod recorder;
 pub mod registry;
 pub mod runtime;
 pub mod scenario;
@@ -210,8 +212,20 @@ pub async fn serve(
     registry: Registry,
     runtime: Option<Arc<dyn Runtime>>,
     access: Access,
+    history: Option<farm_history::History>,
     shutdown: CancellationToken,
 ) -> std::result::Result<(), tonic::transport::Error> {
+    let recorder = history.clone().map(|history| {
+        crate::recorder::write(&history, "the controller's start", |h| {
+            h.add_events(&[farm_history::NewEvent {
+                at_ms: farm_proto::now_ms(),
+                server_id: 0,
+                kind: "controller_started".into(),
+                detail: String::new(),
+            }])
+        });
+        tokio::spawn(recorder::run(registry.clone(), history, shutdown.clone()))
+    });
     let sweeper = {
         let (registry, runtime, shutdown) = (registry.clone(), runtime.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -257,10 +271,21 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the embedded descriptors are valid");
 
+    let load_tests = match &history {
+        Some(history) => match loadtest::LoadTests::with_history(history.clone()) {
+            Ok(load_tests) => load_tests,
+            Err(error) => {
+                tracing::warn!(%error, "Load-test ids start again at 1: the history could not say its last.");
+                loadtest::LoadTests::default()
+            }
+        },
+        None => loadtest::LoadTests::default(),
+    };
     let farm = api::Farm::new(
         registry.clone(),
         runtime,
-        loadtest::LoadTests::default(),
+        load_tests,
+        history,
         access.clone(),
         shutdown.clone(),
     );
@@ -285,5 +310,8 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
     sweeper.abort();
+    if let Some(recorder) = recorder {
+        recorder.abort();
+    }
     result
 }

@@ -34,7 +34,8 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use farm_proto::v1::{LoadTestSpec, RunLoadTestResponse};
+use farm_history::History;
+use farm_proto::v1::{LoadTestResult, LoadTestSpec, RunLoadTestResponse};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -320,12 +321,14 @@ pub enum DetachedError {
     NotRunning(String),
 }
 
-/// Runs load tests and keeps the finished ones.
+/// Runs load tests and keeps the finished ones; with a history, also writes every run to
+/// it when it starts and when it ends.
 #[derive(Debug, Clone)]
 pub struct LoadTests {
     finished: Arc<Mutex<VecDeque<RunLoadTestResponse>>>,
     detached: Arc<Mutex<HashMap<String, Detached>>>,
     next_id: Arc<AtomicU64>,
+    history: Option<History>,
 }
 
 impl Default for LoadTests {
@@ -334,11 +337,74 @@ impl Default for LoadTests {
             finished: Arc::default(),
             detached: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
+            history: None,
         }
     }
 }
 
+/// A load test's line in the history.
+fn history_line(run: &RunLoadTestResponse, started_at_ms: u64) -> farm_proto::v1::RunSummary {
+    let result = run.result.as_ref();
+    let spec = result.and_then(|r| r.spec.as_ref());
+    let name = spec.map_or_else(String::new, |s| {
+        let target = if s.front_url.is_empty() {
+            match s.server_ids.len() {
+                1 => "1 server".to_string(),
+                n => format!("{n} servers"),
+            }
+        } else {
+            s.front_url.clone()
+        };
+        format!("{} {} on {target}", s.method, s.path)
+    });
+    let state = match (run.done, run.stopped_reason.as_str()) {
+        (false, _) => "running",
+        (true, "") => "finished",
+        (true, reason) => reason,
+    };
+    farm_history::summary(
+        &run.run_id,
+        farm_proto::v1::RunKind::LoadTest,
+        name,
+        state,
+        started_at_ms,
+        if run.done { farm_proto::now_ms() } else { 0 },
+        result,
+        (0, 0),
+    )
+}
+
 impl LoadTests {
+    /// Load tests written to `history` too, their ids going on from the last it holds.
+    pub fn with_history(history: History) -> farm_history::Result<Self> {
+        let last = history.last_run_number("lt-")?;
+        Ok(Self {
+            next_id: Arc::new(AtomicU64::new(last + 1)),
+            history: Some(history),
+            ..Self::default()
+        })
+    }
+
+    /// Writes `run` to the history, if there is one.
+    fn remember(&self, run: &RunLoadTestResponse, started_at_ms: u64) {
+        use prost::Message;
+        let Some(history) = &self.history else {
+            return;
+        };
+        let line = history_line(run, started_at_ms);
+        let report = run.encode_to_vec();
+        let event = farm_history::NewEvent {
+            at_ms: farm_proto::now_ms(),
+            server_id: 0,
+            kind: if run.done { "run_ended" } else { "run_started" }.into(),
+            detail: format!("{} {}", run.run_id, line.state),
+        };
+        crate::recorder::write(history, "a load test", move |h| {
+            h.put_run(&line, &report)?;
+            h.add_events(&[event])
+        });
+    }
+
     /// A run by id: a detached run's latest report while it runs, else a finished run.
     pub fn get(&self, run_id: &str) -> Option<RunLoadTestResponse> {
         if let Some(running) = lock(&self.detached).get(run_id) {
@@ -419,6 +485,18 @@ impl LoadTests {
     ) -> (String, mpsc::Receiver<RunLoadTestResponse>) {
         let run_id = format!("lt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let id = run_id.clone();
+        let started_at_ms = farm_proto::now_ms();
+        self.remember(
+            &RunLoadTestResponse {
+                run_id: run_id.clone(),
+                result: Some(LoadTestResult {
+                    spec: Some(plan.spec.clone()),
+                    ..LoadTestResult::default()
+                }),
+                ..RunLoadTestResponse::default()
+            },
+            started_at_ms,
+        );
         let (progress_tx, progress_rx) = mpsc::channel(4);
         let started = tokio::time::Instant::now();
         let run = Arc::new(Run {
@@ -469,6 +547,7 @@ impl LoadTests {
         workers.close();
 
         let finished = self.finished.clone();
+        let this = self.clone();
         let phases_of = run_span.clone();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -556,6 +635,7 @@ impl LoadTests {
                     }
                     kept.push_back(last.clone());
                 }
+                this.remember(&last, started_at_ms);
                 let _ = progress_tx.send(last).await;
             },
             run_span,

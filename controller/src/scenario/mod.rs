@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use farm_history::History;
 use farm_proto::v1::{
     self as pb, FaultProfile, LoadPhase, LoadTestSpec, ScenarioCheck, ScenarioFaultRecord,
     ScenarioPhaseWindow, ScenarioReport, ScenarioState, ServerActionKind,
@@ -66,11 +67,58 @@ impl Entry {
     }
 }
 
-/// The scenario runs: running and kept.
+/// The scenario runs: running and kept; with a history, each is also written to it when it
+/// starts and when it ends.
 #[derive(Clone, Default)]
 pub struct Scenarios {
     runs: Arc<Mutex<VecDeque<Entry>>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
+    history: Option<History>,
+}
+
+/// Writes `report` to `history`, if there is one.
+fn remember(history: Option<&History>, report: &ScenarioReport) {
+    use prost::Message;
+    let Some(history) = history else {
+        return;
+    };
+    let state = match ScenarioState::try_from(report.state).unwrap_or(ScenarioState::Unspecified) {
+        ScenarioState::Running | ScenarioState::Unspecified => "running",
+        ScenarioState::Passed => "passed",
+        ScenarioState::Failed => "failed",
+        ScenarioState::Aborted => "aborted",
+        ScenarioState::Error => "error",
+    };
+    let passed = report.verdicts.iter().filter(|v| v.passed).count();
+    let line = farm_history::summary(
+        &report.run_id,
+        pb::RunKind::Scenario,
+        report.name.clone(),
+        state,
+        report.started_at_ms,
+        report.ended_at_ms,
+        report.load.as_ref(),
+        (
+            u32::try_from(passed).unwrap_or(u32::MAX),
+            u32::try_from(report.verdicts.len()).unwrap_or(u32::MAX),
+        ),
+    );
+    let event = farm_history::NewEvent {
+        at_ms: now_ms(),
+        server_id: 0,
+        kind: if state == "running" {
+            "run_started"
+        } else {
+            "run_ended"
+        }
+        .into(),
+        detail: format!("{} {state}", report.run_id),
+    };
+    let encoded = report.encode_to_vec();
+    crate::recorder::write(history, "a scenario run", move |h| {
+        h.put_run(&line, &encoded)?;
+        h.add_events(&[event])
+    });
 }
 
 impl std::fmt::Debug for Scenarios {
@@ -95,6 +143,20 @@ pub fn check(farm: &Farm, source: &str) -> Result<Scenario, Vec<farm_scenario::P
 }
 
 impl Scenarios {
+    /// Scenario runs, written to `history` too when there is one, their ids going on from
+    /// the last it holds.
+    pub fn new(history: Option<History>) -> Self {
+        let last = history
+            .as_ref()
+            .and_then(|h| h.last_run_number("sc-").ok())
+            .unwrap_or(0);
+        Self {
+            next_id: Arc::new(std::sync::atomic::AtomicU64::new(last)),
+            history,
+            ..Self::default()
+        }
+    }
+
     /// Checks and starts `source` on `farm`; the run goes on by itself until it ends, is
     /// stopped, or `shutdown`. Returns its id and its reports.
     pub fn start(
@@ -119,6 +181,7 @@ impl Scenarios {
                 + 1
         );
         let report = planned(&run_id, &scenario, seed);
+        remember(self.history.as_ref(), &report);
         let (tx, rx) = watch::channel(report);
         let stop = shutdown.child_token();
         runs.push_back(Entry {
@@ -140,6 +203,7 @@ impl Scenarios {
             seed,
             report: Arc::new(tx),
             stop,
+            history: self.history.clone(),
         };
         tokio::spawn(runner.run());
         Ok((run_id, rx))
@@ -302,6 +366,7 @@ struct Runner {
     seed: u64,
     report: Arc<watch::Sender<ScenarioReport>>,
     stop: CancellationToken,
+    history: Option<History>,
 }
 
 impl Runner {
@@ -321,6 +386,7 @@ impl Runner {
         });
         let report = self.report.borrow();
         tracing::info!(run_id = %report.run_id, state = ?state, reason = %report.reason, "Scenario ended.");
+        remember(self.history.as_ref(), &report);
     }
 
     async fn go(&self) -> Result<ScenarioState, Ended> {
