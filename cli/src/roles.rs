@@ -41,8 +41,12 @@ pub(crate) struct HistoryArgs {
     /// `<data dir>/history/<farm>-<controller port>.sqlite` (the port it listens on, also
     /// when the kernel picked it), so that farms side by side keep theirs apart and a farm
     /// started again on its port finds its own.
-    #[arg(long, env = "FARM_HISTORY")]
+    #[arg(long, env = "FARM_HISTORY", conflicts_with = "no_history")]
     history: Option<std::path::PathBuf>,
+    /// Keep no history: runs are kept in memory only (the last 20 of each kind) and events
+    /// and metric history are not kept.
+    #[arg(long, env = "FARM_NO_HISTORY")]
+    no_history: bool,
 }
 
 impl HistoryArgs {
@@ -53,7 +57,10 @@ impl HistoryArgs {
         data: &FarmData,
         farm: &str,
         controller_port: u16,
-    ) -> anyhow::Result<farm_history::History> {
+    ) -> anyhow::Result<Option<farm_history::History>> {
+        if self.no_history {
+            return Ok(None);
+        }
         let path = self.history.clone().unwrap_or_else(|| {
             data.data_dir()
                 .join("history")
@@ -66,7 +73,7 @@ impl HistoryArgs {
                 path.display()
             );
         }
-        Ok(history)
+        Ok(Some(history))
     }
 }
 
@@ -386,7 +393,7 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
             token: Some(token),
             guard_changes: !args.listen.ip().is_loopback(),
         },
-        Some(history),
+        history,
         shutdown_token(),
     )
     .await?;

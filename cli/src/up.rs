@@ -217,7 +217,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             token: Some(token.clone()),
             guard_changes: !args.listen.ip().is_loopback(),
         },
-        Some(history),
+        history,
         controller_shutdown.clone(),
     ));
     let gateway = match gateway_listener {
