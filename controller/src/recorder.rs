@@ -89,7 +89,7 @@ fn changes(before: &BTreeMap<u32, Seen>, now: &BTreeMap<u32, Seen>, at_ms: u64) 
     let mut events = Vec::new();
     for (&id, seen) in now {
         let Some(was) = before.get(&id) else {
-            events.push(event(id, "added", format!("{}", seen.status.as_str())));
+            events.push(event(id, "added", seen.status.as_str().to_string()));
             continue;
         };
         if was.status != seen.status {

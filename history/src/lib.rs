@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use farm_proto::v1::{FarmEvent, LatencySummary, MetricPoint, RunKind, RunSummary};
+use farm_proto::v1::{FarmEvent, MetricPoint, RunKind, RunSummary};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Runs kept (load tests and scenario runs together).
@@ -583,11 +583,7 @@ pub fn summary(
         requests: result.map_or(0, |r| r.requests),
         failures: result.map_or(0, |r| r.failures),
         requests_per_second: result.map_or(0.0, |r| r.requests_per_second),
-        latency: Some(
-            result
-                .and_then(|r| r.latency)
-                .unwrap_or(LatencySummary::default()),
-        ),
+        latency: Some(result.and_then(|r| r.latency).unwrap_or_default()),
         verdicts_passed: verdicts.0,
         verdicts_total: verdicts.1,
     }
