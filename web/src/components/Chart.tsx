@@ -1,7 +1,8 @@
 // Hand-rolled SVG charts: a line/area chart with a hover read-out for the overview and the
 // server detail, and a tiny sparkline for the cards. The SVG scales with its box
 // (preserveAspectRatio="none", strokes that do not scale); labels are HTML so text stays crisp.
-// A chart can carry bands under its lines: a scenario's load phases and its faults.
+// A chart can carry bands under its lines: a scenario's load phases and its faults. Its
+// figure says how many points it draws and the first one's time (data-points, data-from).
 import { memo, useId, useMemo, useRef, useState } from "react";
 import { bandBoxes, bandsAt, bandSummary, type Band, type BandBox } from "../state/scenario";
 
@@ -32,6 +33,8 @@ interface ChartProps {
   range?: readonly [number, number];
   /** The foot's two ends, in place of the window label and "now". */
   foot?: readonly [string, string];
+  /** The hover read-out's time (the clock time by default), e.g. "+3 s" on a run's axis. */
+  timeLabel?: (t: number) => string;
   testid?: string;
 }
 
@@ -63,7 +66,9 @@ function path(values: readonly number[], t: readonly number[], t0: number, span:
   return { d, x0, x1 };
 }
 
-export const Chart = memo(function Chart({ title, times, series, height = 120, max, empty = "Waiting for data…", headline, windowLabel, bands, range, foot, testid }: ChartProps) {
+const clockTime = (t: number) => new Date(t).toLocaleTimeString("en-GB", { hour12: false });
+
+export const Chart = memo(function Chart({ title, times, series, height = 120, max, empty = "Waiting for data…", headline, windowLabel, bands, range, foot, timeLabel = clockTime, testid }: ChartProps) {
   const id = useId();
   const box = useRef<HTMLDivElement>(null);
   const [hover, setHover] = useState<number | null>(null);
@@ -98,7 +103,7 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
   const summary = series.map((s) => `${s.label} ${n ? s.format(s.values[s.values.length - 1]) : "no data"}`).join(", ") + (bandText ? `; ${bandText}` : "");
   const hoverBands = hi !== null && bands ? bandsAt(bands, times[hi], 500) : [];
   return (
-    <figure className="chart" aria-labelledby={`${id}-t`} data-testid={testid}>
+    <figure className="chart" aria-labelledby={`${id}-t`} data-testid={testid} data-points={n} data-from={n ? Math.round(times[0]) : undefined}>
       <figcaption className="chart-head">
         <span id={`${id}-t`} className="chart-title">
           {title}
@@ -149,7 +154,7 @@ export const Chart = memo(function Chart({ title, times, series, height = 120, m
             <span className="chart-max">{series[0]?.format(top)}</span>
             {hi !== null && (
               <div className="chart-tip" style={{ left: `${span > 0 ? ((times[hi] - t0) / span) * 100 : 100}%` }}>
-                <div className="tip-time">{new Date(times[hi]).toLocaleTimeString("en-GB", { hour12: false })}</div>
+                <div className="tip-time">{timeLabel(times[hi])}</div>
                 {series.map((s, i) => (
                   <div key={i}>
                     <i style={{ background: s.color }} /> {s.label} <b>{s.format(s.values[hi])}</b>

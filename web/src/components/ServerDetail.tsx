@@ -1,7 +1,8 @@
 // One server: live numbers from the Watch stream, its history (GetServer, refreshed while
-// open, with the live samples appended in between) with the scenario runs' phases and the
-// faults they set on this server as bands, its events, its actions, its faults, and a form
-// to simulate load on it.
+// open, with the live samples appended in between; before its samples, the controller's
+// history of it, fetched once on open and on each reconnect, which reaches back past a
+// restart of the controller) with the scenario runs' phases and the faults they set on this
+// server as bands, its events, its actions, its faults, and a form to simulate load on it.
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Chart } from "./Chart";
 import { useNow, useSnapshot, useToast } from "./context";
@@ -11,6 +12,8 @@ import { FaultPanel } from "./Faults";
 import { IconClose } from "./icons";
 import { errorText, farmClient } from "../api/client";
 import { faultLabel } from "../api/faults";
+import { metricHistory } from "../api/history";
+import { historyTime, mergePoints, type MetricHistory } from "../state/history";
 import { useScenarioBands } from "../api/scenarios";
 import { AgentEventKind, type AgentEvent, type MetricsSample } from "../gen/farm/v1/agent_pb";
 
@@ -26,6 +29,8 @@ interface Point {
 
 const MAX_POINTS = 180;
 const REFRESH_MS = 5000;
+/** A sample this close to another of a fresher source is the same moment. */
+const SLACK_MS = 1000;
 
 function toPoints(samples: MetricsSample[]): Point[] {
   const out: Point[] = [];
@@ -39,6 +44,11 @@ function toPoints(samples: MetricsSample[]): Point[] {
     out.push({ t, cpu: s.cpuPercent, memory: Number(s.memoryBytes), rps, p50: s.latencyP50Ms, p99: s.latencyP99Ms, requests });
   }
   return out;
+}
+
+/** The controller's history of a server as chart points: it keeps no latency. */
+function historyPoints(h: MetricHistory): Point[] {
+  return h.points.map((p) => ({ t: historyTime(p, h.resolutionMs), cpu: p.cpu, memory: p.memory, rps: p.rps, p50: NaN, p99: NaN, requests: NaN }));
 }
 
 const EVENT_TEXT: Record<number, string> = {
@@ -56,7 +66,8 @@ const EVENT_TONE: Record<number, string> = {
 };
 
 export function ServerDetail({ id, close }: { id: number; close: () => void }) {
-  const { farm } = useSnapshot();
+  const { farm, connection } = useSnapshot();
+  const liveSince = connection.state === "live" ? connection.since : 0;
   const server = farm.servers.get(id);
   const now = useNow(1000);
   const [points, setPoints] = useState<Point[]>([]);
@@ -88,11 +99,7 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
       try {
         const r = await farmClient.getServer({ serverId: id });
         if (stopped) return;
-        setPoints((live) => {
-          const fetched = toPoints(r.history);
-          const last = fetched[fetched.length - 1]?.t ?? 0;
-          return [...fetched, ...live.filter((p) => p.t > last)].slice(-MAX_POINTS);
-        });
+        setPoints((shown) => mergePoints(shown, toPoints(r.history), SLACK_MS).slice(-MAX_POINTS));
         setEvents(r.events.slice().reverse());
         setLoadError(null);
       } catch (e) {
@@ -106,6 +113,22 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
       clearInterval(timer);
     };
   }, [id]);
+
+  // The controller's history over the charts' span, once per open and per reconnect.
+  useEffect(() => {
+    if (!liveSince) return;
+    const call = new AbortController();
+    metricHistory(id, Date.now() - MAX_POINTS * 1000, call.signal)
+      .then((h) => {
+        if (!h || call.signal.aborted) return;
+        const older = historyPoints(h);
+        setPoints((shown) => mergePoints(older, shown, Math.max(SLACK_MS, h.resolutionMs)).slice(-MAX_POINTS));
+      })
+      .catch(() => {
+        // The charts keep the server's own samples.
+      });
+    return () => call.abort();
+  }, [id, liveSince]);
 
   // Live samples from the Watch stream, between two refreshes.
   useEffect(() => {
