@@ -3,6 +3,7 @@ import { tokenPrompt } from "./api/client";
 import { Controls } from "./components/Controls";
 import { Header } from "./components/Header";
 import { LoadTest } from "./components/LoadTest";
+import { Runs } from "./components/Runs";
 import { Scenarios } from "./components/Scenarios";
 import { Overview } from "./components/Overview";
 import { ServerDetail } from "./components/ServerDetail";
@@ -13,13 +14,25 @@ import { navigate, useHashRoute, useSnapshot, useTheme } from "./components/cont
 import type { Status } from "./state/model";
 import { applyQuery, DEFAULT_QUERY, type GridQuery } from "./state/query";
 
+/** `#/runs/lt-1/lt-2` → the two runs to compare (the part that is not a run id is left as it is). */
+function chosenRuns(route: readonly string[]): string[] {
+  const ids = route.slice(1, 3).map((part) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  });
+  return [...new Set(ids)];
+}
+
 export function App() {
   const route = useHashRoute();
   const [theme, toggleTheme] = useTheme();
   const { farm } = useSnapshot();
   const [query, setQuery] = useState<GridQuery>(DEFAULT_QUERY);
   const [selected, setSelected] = useState<ReadonlySet<number>>(new Set());
-  const section = route[0] === "load-test" || route[0] === "scenarios" || route[0] === "controls" ? route[0] : "servers";
+  const section = route[0] === "load-test" || route[0] === "scenarios" || route[0] === "runs" || route[0] === "controls" ? route[0] : "servers";
   const detailId = section === "servers" && route[1] ? Number(route[1]) : null;
 
   const shown = useMemo(() => applyQuery(farm.ordered, query), [farm.ordered, query]);
@@ -77,6 +90,7 @@ export function App() {
         )}
         {section === "load-test" && <LoadTest selected={liveSelection} />}
         {section === "scenarios" && <Scenarios runId={route[1] ? decodeURIComponent(route[1]) : null} />}
+        {section === "runs" && <Runs chosen={chosenRuns(route)} />}
         {section === "controls" && <Controls selected={liveSelection} />}
       </main>
       <footer className="footer">

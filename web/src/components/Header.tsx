@@ -6,6 +6,7 @@ const TABS = [
   { path: "servers", label: "Servers" },
   { path: "load-test", label: "Load test" },
   { path: "scenarios", label: "Scenarios" },
+  { path: "runs", label: "Runs" },
   { path: "controls", label: "Controls" },
 ];
 
