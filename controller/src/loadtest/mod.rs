@@ -607,6 +607,11 @@ impl LoadTests {
                         }
                     }
                 }
+                // Workers stop at once when the run is cancelled, so their end can win the race
+                // with the cancellation's own branch: a cancelled run says so either way.
+                if stopped_reason.is_empty() && run.cancel.is_cancelled() {
+                    stopped_reason = "cancelled".into();
+                }
                 if let (Model::Open { .. }, "") = (plan.model, stopped_reason.as_str()) {
                     // What the schedule asked for by the end, less what was sent, was held back
                     // by requests in flight.
