@@ -47,8 +47,10 @@ echo "schemathesis.sh: farm of $SERVERS servers up, gateway on $FARM_GATEWAY_URL
 # The slowest answer the API documents is a broadcast with its longest deadline (30 s) to a
 # server that does not answer (schemathesis pauses servers too); allow that and a margin.
 #
-# Three passes: every operation but the faults, the load-test starts and the scenarios first,
-# then the load-test starts and the scenarios, then the faults. A load test's rules across
+# Three passes: every operation but the faults, the load-test starts and the scenarios first
+# (the history's reads among them: runs, events, metrics over time; schemathesis.toml says which
+# two of their rules JSON Schema cannot), then the load-test starts and the scenarios, then the
+# faults. A load test's rules across
 # fields (a front or servers, never both; weights and a failover drill only with a front; a
 # drill that ends within the run; a front on this machine; phases that all have a rate or none)
 # cannot be said in JSON Schema either, nor can a scenario file's (YAML in a string, whose

@@ -518,6 +518,10 @@ async fn docs_work_offline_and_the_schema_covers_every_route() {
         ("/api/scenarios/check", "post"),
         ("/api/scenarios/{run_id}", "get"),
         ("/api/scenarios/{run_id}/stop", "post"),
+        ("/api/runs", "get"),
+        ("/api/runs/{run_id}", "get"),
+        ("/api/events", "get"),
+        ("/api/metrics/history", "get"),
         ("/api/simulate-load", "post"),
         ("/api/broadcast", "post"),
         ("/api/scale", "post"),
@@ -561,6 +565,21 @@ async fn docs_work_offline_and_the_schema_covers_every_route() {
             .contains("docs/scenarios.md")
     );
     assert!(schemas["ErrorBody"].is_object());
+    let bound = |path: &str, name: &str, key: &str| {
+        let parameters = paths[path]["get"]["parameters"].as_array().unwrap();
+        let parameter = parameters
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} documents {name}: {parameters:?}"));
+        assert!(parameter["description"].is_string(), "{parameter}");
+        parameter["schema"][key].clone()
+    };
+    assert_eq!(bound("/api/runs", "page_size", "maximum"), 100);
+    assert_eq!(bound("/api/runs", "page_size", "minimum"), 1);
+    assert_eq!(bound("/api/runs", "page_token", "maxLength"), 64);
+    assert_eq!(bound("/api/events", "limit", "maximum"), 1000);
+    assert_eq!(bound("/api/runs/{run_id}", "run_id", "maxLength"), 64);
+    assert_eq!(bound("/api/metrics/history", "from_ms", "format"), "uint64");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -837,6 +856,39 @@ async fn a_scenario_is_checked_started_and_followed_to_its_verdict() {
     assert_eq!(verdicts[0]["final"], true, "{report}");
     assert_eq!(verdicts[0]["line"], 9, "{report}");
 
+    // The history has it too, whole, once it has noted its end.
+    let whole = eventually(
+        Duration::from_secs(20),
+        "the run's end in the history",
+        || {
+            let url = format!("{base}/api/runs/{id}");
+            async move {
+                let reply = get(&url).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                let whole = reply.json();
+                (whole["summary"]["state"] != "running").then_some(whole)
+            }
+        },
+    )
+    .await;
+    let summary = &whole["summary"];
+    assert_eq!(summary["kind"], "scenario", "{whole}");
+    assert_eq!(summary["state"], "passed", "{whole}");
+    assert_eq!(summary["name"], "rest-tiny", "{whole}");
+    assert_eq!(
+        (
+            summary["verdicts_passed"].as_u64(),
+            summary["verdicts_total"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{whole}"
+    );
+    assert_eq!(whole["scenario"]["run_id"], id.as_str(), "{whole}");
+    assert_eq!(whole["scenario"]["verdicts"], report["verdicts"], "{whole}");
+    assert!(whole["load_test"].is_null(), "{whole}");
+    let listed = get(&format!("{base}/api/runs?kind=scenario")).await.json();
+    assert_eq!(run_ids(&listed), [id.as_str()], "{listed}");
+
     // Stopping a run that has ended answers its final report again.
     let stopped = post_json(&format!("{url}/stop"), "").await;
     assert_eq!(stopped.status, 200, "{}", stopped.text());
@@ -961,4 +1013,305 @@ async fn a_load_test_in_phases_reports_each_phase_and_each_second() {
     .await
     .expect_error(400, "invalid_argument");
     assert!(m.contains("phases[1].rate"), "{m}");
+}
+
+/// `text` as a query parameter's value: every byte but the unreserved ones percent-encoded.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The `run_id`s of a page of `GET /api/runs`.
+fn run_ids(page: &Value) -> Vec<&str> {
+    page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect()
+}
+
+/// The points of a metric history, checked to be one a second and in order.
+fn points_by_the_second(history: &Value) -> &Vec<Value> {
+    assert_eq!(history["resolution_seconds"], 1, "{history}");
+    let points = history["points"].as_array().unwrap();
+    let at: Vec<u64> = points
+        .iter()
+        .map(|p| p["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{history}");
+    assert!(
+        at.iter().all(|ms| ms % 1000 == 0),
+        "whole seconds: {history}"
+    );
+    points
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_has_the_runs_the_events_and_the_metrics_over_time() {
+    let farm = Farm::up(2);
+    let base = farm.gateway_url();
+    let links = get(&format!("{base}/")).await.json()["links"].clone();
+    assert_eq!(links["runs"], "/api/runs", "{links}");
+    assert_eq!(links["metric_history"], "/api/metrics/history", "{links}");
+
+    // Two short load tests; the history lists the newest first, once both have ended.
+    let mut ran = Vec::new();
+    for _ in 0..2 {
+        let run = post_json(
+            &format!("{base}/api/load-test"),
+            r#"{"total_requests": 20, "concurrency": 2, "path": "/health"}"#,
+        )
+        .await;
+        assert_eq!(run.status, 200, "{}", run.text());
+        ran.push(run.json()["id"].as_str().unwrap().to_string());
+    }
+    let (older, newer) = (ran[0].as_str(), ran[1].as_str());
+    let runs = eventually(Duration::from_secs(20), "both runs in the history", || {
+        let url = format!("{base}/api/runs");
+        async move {
+            let reply = get(&url).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let page = reply.json();
+            let ended = page["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["state"] == "finished")
+                .count();
+            (ended == 2).then_some(page)
+        }
+    })
+    .await;
+    assert_eq!(run_ids(&runs), [newer, older], "{runs}");
+    assert_eq!(runs["total"], 2, "{runs}");
+    assert!(runs["next_page_token"].is_null(), "{runs}");
+    let line = &runs["runs"][0];
+    assert_eq!(line["kind"], "load_test", "{line}");
+    assert!(line["name"].as_str().unwrap().contains("/health"), "{line}");
+    assert_eq!(
+        (line["requests"].as_u64(), line["failures"].as_u64()),
+        (Some(20), Some(0))
+    );
+    assert!(
+        line["ended_at_ms"].as_u64() >= line["started_at_ms"].as_u64(),
+        "{line}"
+    );
+    assert!(line["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{line}");
+    assert_eq!(
+        (
+            line["verdicts_passed"].as_u64(),
+            line["verdicts_total"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+
+    // A page at a time: the first page's token fetches the next, the last has none.
+    let first = get(&format!("{base}/api/runs?page_size=1")).await.json();
+    assert_eq!(run_ids(&first), [newer], "{first}");
+    assert_eq!(first["total"], 2, "{first}");
+    let token = first["next_page_token"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let second = get(&format!(
+        "{base}/api/runs?page_size=1&page_token={}",
+        query_value(&token)
+    ))
+    .await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    let second = second.json();
+    assert_eq!(run_ids(&second), [older], "{second}");
+    assert!(second["next_page_token"].is_null(), "{second}");
+    let load_tests = get(&format!("{base}/api/runs?kind=load_test")).await.json();
+    assert_eq!(run_ids(&load_tests), [newer, older], "{load_tests}");
+    let scenarios = get(&format!("{base}/api/runs?kind=scenario")).await.json();
+    assert_eq!(run_ids(&scenarios), Vec::<&str>::new(), "{scenarios}");
+    assert_eq!(scenarios["total"], 0, "{scenarios}");
+
+    // One run, whole: its summary and its load test's report, as the load-test routes give it.
+    let whole = get(&format!("{base}/api/runs/{older}")).await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let whole = whole.json();
+    assert_eq!(whole["summary"]["run_id"], older, "{whole}");
+    assert_eq!(whole["summary"]["state"], "finished", "{whole}");
+    let report = &whole["load_test"];
+    assert_eq!(report["id"], older, "{whole}");
+    assert_eq!(report["done"], true, "{whole}");
+    assert_eq!(report["result"]["requests"], 20, "{whole}");
+    assert_eq!(report["result"]["spec"]["path"], "/health", "{whole}");
+    assert!(whole["scenario"].is_null(), "{whole}");
+
+    // The events, oldest first: the controller's start, the servers turning healthy after
+    // it (the history notes changes about once a second), the runs.
+    let after_start = |events: &Value| {
+        let list = events["events"].as_array().unwrap();
+        let started = list.iter().find(|e| e["kind"] == "controller_started")?;
+        list.iter()
+            .find(|e| e["kind"] == "status" && e["seq"].as_u64() > started["seq"].as_u64())
+            .map(|status| (started.clone(), status.clone()))
+    };
+    let events = eventually(
+        Duration::from_secs(20),
+        "a status change after the controller's start",
+        || {
+            let url = format!("{base}/api/events?newest=true");
+            async move {
+                let reply = get(&url).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                let events = reply.json();
+                after_start(&events).is_some().then_some(events)
+            }
+        },
+    )
+    .await;
+    let list = events["events"].as_array().unwrap();
+    let seqs: Vec<u64> = list.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{events}");
+    assert_eq!(
+        events["last_seq"].as_u64(),
+        seqs.last().copied(),
+        "{events}"
+    );
+    let (started, status) = after_start(&events).unwrap();
+    assert_eq!(started["server_id"], 0, "the farm's own: {started}");
+    assert!(status["server_id"].as_u64().unwrap() >= 1, "{status}");
+    assert!(
+        status["detail"].as_str().unwrap().contains("->"),
+        "{status}"
+    );
+    assert!(
+        status["at_ms"].as_u64() >= started["at_ms"].as_u64(),
+        "{events}"
+    );
+    let ended = list.iter().filter(|e| e["kind"] == "run_ended").count();
+    assert_eq!(ended, 2, "{events}");
+    // Read on from a number: the next event, and only it.
+    let next = get(&format!("{base}/api/events?after_seq={}&limit=1", seqs[0]))
+        .await
+        .json();
+    assert_eq!(next["events"].as_array().unwrap().len(), 1, "{next}");
+    assert_eq!(next["events"][0]["seq"], seqs[1], "{next}");
+    let one = get(&format!("{base}/api/events?server_id=1")).await.json();
+    let one = one["events"].as_array().unwrap();
+    assert!(
+        !one.is_empty() && one.iter().all(|e| e["server_id"] == 1),
+        "{one:?}"
+    );
+
+    // The farm's metrics and a server's, one point a second; `/api/metrics` is still the
+    // farm's latest figures.
+    let history = eventually(Duration::from_secs(20), "seconds of metrics", || {
+        let url = format!("{base}/api/metrics/history");
+        async move {
+            let reply = get(&url).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let history = reply.json();
+            let points = history["points"].as_array().unwrap();
+            // A point that counts a healthy server: the farm's figures are in.
+            let counted = points.iter().any(|p| p["healthy"].as_f64() > Some(0.0));
+            (points.len() >= 2 && counted).then_some(history)
+        }
+    })
+    .await;
+    let points = points_by_the_second(&history);
+    let last = points.last().unwrap();
+    assert!(last["memory_bytes"].as_u64().unwrap() > 0, "{history}");
+    assert!(
+        points
+            .iter()
+            .all(|p| (0.0..=2.0).contains(&p["healthy"].as_f64().unwrap())),
+        "{history}"
+    );
+    let reply = get(&format!("{base}/api/metrics/history?server_id=1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let server = reply.json();
+    let points = points_by_the_second(&server);
+    assert!(!points.is_empty(), "{server}");
+    assert!(
+        points
+            .iter()
+            .all(|p| (0.0..=1.0).contains(&p["healthy"].as_f64().unwrap())),
+        "{server}"
+    );
+    let to_ms = last["at_ms"].as_u64().unwrap();
+    let span = get(&format!(
+        "{base}/api/metrics/history?from_ms={}&to_ms={to_ms}",
+        to_ms - 60_000
+    ))
+    .await;
+    assert_eq!(span.status, 200, "{}", span.text());
+    let span = span.json();
+    let ends = points_by_the_second(&span)
+        .last()
+        .map(|p| p["at_ms"].clone());
+    assert_eq!(ends, Some(last["at_ms"].clone()), "{span}");
+    let now = get(&format!("{base}/api/metrics")).await;
+    assert_eq!(now.status, 200, "{}", now.text());
+    assert_eq!(now.json()["servers_total"], 2, "{}", now.text());
+
+    // Bad input names the parameter; an unknown run is not found.
+    for (query, code, field) in [
+        ("runs?page_size=101", "invalid_argument", "page_size"),
+        ("runs?page_size=0", "invalid_argument", "page_size"),
+        ("runs?page_size=many", "bad_request", "page_size"),
+        (
+            &format!("runs?page_token={}", "7".repeat(65)),
+            "invalid_argument",
+            "page_token",
+        ),
+        (
+            "runs?page_token=not-a-token",
+            "invalid_argument",
+            "page_token",
+        ),
+        ("runs?kind=both", "bad_request", "kind"),
+        ("events?limit=1001", "invalid_argument", "limit"),
+        ("events?limit=0", "invalid_argument", "limit"),
+        ("events?server_id=one", "bad_request", "server_id"),
+        ("events?after_seq=-1", "bad_request", "after_seq"),
+        ("events?newest=maybe", "bad_request", "newest"),
+        ("metrics/history?server_id=one", "bad_request", "server_id"),
+        ("metrics/history?from_ms=soon", "bad_request", "from_ms"),
+        (
+            &format!("metrics/history?from_ms=1&to_ms={to_ms}"),
+            "invalid_argument",
+            "from_ms",
+        ),
+    ] {
+        let m = get(&format!("{base}/api/{query}"))
+            .await
+            .expect_error(400, code);
+        assert!(m.contains(field), "{query}: {m}");
+    }
+    let m = get(&format!("{base}/api/runs/lt-999999"))
+        .await
+        .expect_error(404, "not_found");
+    assert!(m.contains("lt-999999"), "{m}");
+    let m = get(&format!("{base}/api/runs/{}", "x".repeat(65)))
+        .await
+        .expect_error(400, "invalid_argument");
+    assert!(m.contains("run_id"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farm_that_keeps_no_history_says_so() {
+    let farm = Farm::up_with(1, &["--no-history"], Duration::from_secs(30));
+    let base = farm.gateway_url();
+    for route in ["runs", "events", "metrics/history"] {
+        let m = get(&format!("{base}/api/{route}"))
+            .await
+            .expect_error(409, "conflict");
+        assert!(m.contains("no history"), "{route}: {m}");
+    }
+    get(&format!("{base}/api/runs/lt-1"))
+        .await
+        .expect_error(404, "not_found");
 }

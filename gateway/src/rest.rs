@@ -17,6 +17,10 @@
 //! | `GET /api/scenarios`, `GET /api/scenarios/{run_id}` | `ListScenarioRuns`, `GetScenarioRun` |
 //! | `POST /api/scenarios/{run_id}/stop` | `StopScenario` |
 //! | `POST /api/scenarios/check` | `CheckScenario` |
+//! | `GET /api/runs[?page_size=20&page_token=&kind=load_test]` | `ListRuns` (the history's runs, newest first, paged) |
+//! | `GET /api/runs/{run_id}` | `GetRun` |
+//! | `GET /api/events[?after_seq=0&limit=100&server_id=3&newest=true]` | `ListEvents` |
+//! | `GET /api/metrics/history[?server_id=3&from_ms=&to_ms=]` | `GetMetricHistory` |
 //! | `POST /api/simulate-load` | `SimulateLoad` |
 //! | `POST /api/broadcast` | `Broadcast` |
 //! | `POST /api/scale` | `ScaleFarm` |
@@ -53,11 +57,13 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfNoneMatch};
 use crate::model::{
     ActionRequest, ActionResult, ApiInfo, BroadcastRequest, BroadcastResult, CheckScenarioRequest,
-    ClearFaultsQuery, ClearFaultsRequest, FarmMetrics, FaultList, FaultProfile, FaultTargets,
-    FaultsResult, Health, HealthQuery, Links, LoadTestList, LoadTestPath, LoadTestRequest,
-    LoadTestRun, Outcomes, ScaleRequest, ScaleResult, ScenarioCheckResult, ScenarioPath,
-    ScenarioReport, ScenarioRunList, ScenarioStarted, ServerDetail, ServerFaults, ServerList,
-    ServerPath, ServersQuery, SetFaultsRequest, SimulateLoadRequest, StartScenarioRequest,
+    ClearFaultsQuery, ClearFaultsRequest, EventList, EventsQuery, FarmMetrics, FaultList,
+    FaultProfile, FaultTargets, FaultsResult, Health, HealthQuery, Links, LoadTestList,
+    LoadTestPath, LoadTestRequest, LoadTestRun, MetricHistory, MetricHistoryQuery, Outcomes,
+    RunDetail, RunList, RunPath, RunsQuery, ScaleRequest, ScaleResult, ScenarioCheckResult,
+    ScenarioPath, ScenarioReport, ScenarioRunList, ScenarioStarted, ServerDetail, ServerFaults,
+    ServerList, ServerPath, ServersQuery, SetFaultsRequest, SimulateLoadRequest,
+    StartScenarioRequest,
 };
 use crate::{docs, grpc_web, metrics};
 
@@ -271,6 +277,52 @@ fn api_routes() -> ApiRouter<AppState> {
             }),
         )
         .api_route(
+            "/api/runs",
+            get_with(list_runs, |op| {
+                op.id("listRuns").tag("history").summary(
+                    "The farm's load tests and scenario runs, running and past, newest first, a page at a time",
+                )
+                .description(
+                    "The farm's history outlives its controller: runs are kept in its data \
+                     directory (the oldest dropped first once there are many), so this lists \
+                     runs from before a restart too, unlike `GET /api/load-tests` and \
+                     `GET /api/scenarios`. A page that has a `next_page_token` is followed \
+                     by the next (older) one: pass it as `page_token`. A farm started with \
+                     `--no-history` keeps none: this route, `GET /api/events` and \
+                     `GET /api/metrics/history` then answer 409.",
+                )
+            }),
+        )
+        .api_route(
+            "/api/runs/{run_id}",
+            get_with(get_run, |op| {
+                op.id("getRun").tag("history").summary(
+                    "One run of the history, whole: its summary and its load test's or scenario's last report",
+                )
+            }),
+        )
+        .api_route(
+            "/api/events",
+            get_with(list_events, |op| {
+                op.id("listEvents").tag("history").summary(
+                    "The farm's events from its history, oldest first: servers added and removed, status changes, faults, runs, controller starts",
+                )
+                .description(
+                    "Events are numbered in the order they happened. Read on from where the \
+                     last answer ended by passing its `last_seq` as `after_seq`; \
+                     `newest=true` gives the latest `limit` events instead.",
+                )
+            }),
+        )
+        .api_route(
+            "/api/metrics/history",
+            get_with(metric_history, |op| {
+                op.id("getMetricHistory").tag("history").summary(
+                    "A server's or the farm's metrics over a span of at most a week: one point a second within the last hour, else one a minute",
+                )
+            }),
+        )
+        .api_route(
             "/api/simulate-load",
             post_with(simulate_load, |op| {
                 op.id("simulateLoad")
@@ -365,6 +417,9 @@ async fn info() -> impl IntoApiResponse {
             farm_metrics: "/api/metrics".into(),
             load_tests: "/api/load-tests".into(),
             scenarios: "/api/scenarios".into(),
+            runs: "/api/runs".into(),
+            events: "/api/events".into(),
+            metric_history: "/api/metrics/history".into(),
             grpc_web: "/farm.v1.FarmService/".into(),
         },
     })
@@ -783,6 +838,55 @@ fn scenario_report(
     let report =
         report.ok_or_else(|| ApiError::NotFound(format!("no scenario run {:?}", path.run_id)))?;
     Ok(axum::Json(report.into()))
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<RunsQuery>,
+) -> ApiResult<RunList> {
+    let request = query.into_proto()?;
+    let mut client = state.controller().client();
+    let response = within(state.config().request_timeout, client.list_runs(request)).await?;
+    Ok(axum::Json(response.into_inner().into()))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<RunPath>,
+) -> ApiResult<RunDetail> {
+    path.validate()?;
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_run(pb::GetRunRequest {
+            run_id: path.run_id.clone(),
+        }),
+    )
+    .await?;
+    Ok(axum::Json(RunDetail::new(&path, response.into_inner())?))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> ApiResult<EventList> {
+    let request = query.into_proto()?;
+    let mut client = state.controller().client();
+    let response = within(state.config().request_timeout, client.list_events(request)).await?;
+    Ok(axum::Json(response.into_inner().into()))
+}
+
+async fn metric_history(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<MetricHistoryQuery>,
+) -> ApiResult<MetricHistory> {
+    let mut client = state.controller().client();
+    let response = within(
+        state.config().request_timeout,
+        client.get_metric_history(query.into_proto()),
+    )
+    .await?;
+    Ok(axum::Json(response.into_inner().into()))
 }
 
 async fn simulate_load(

@@ -22,6 +22,13 @@ pub struct Links {
     pub load_tests: String,
     /// The scenario runs.
     pub scenarios: String,
+    /// The history's runs, load tests and scenario runs, including those from before the
+    /// controller's last restart.
+    pub runs: String,
+    /// The history's events.
+    pub events: String,
+    /// The farm's metrics over time (`?server_id=` for one server's).
+    pub metric_history: String,
     /// grpc-web base URL for `farm.v1.FarmService` (POST `/farm.v1.FarmService/<Method>`).
     pub grpc_web: String,
 }

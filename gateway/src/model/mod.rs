@@ -15,13 +15,14 @@
 //!
 //! # Layout
 //! One module per resource: [`servers`], [`actions`], [`faults`], [`health`] (with the farm's metrics),
-//! [`load_test`] (its phases, per-second and per-phase results; with [`front`]: runs through a load balancer), [`scenarios`], [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
+//! [`load_test`] (its phases, per-second and per-phase results; with [`front`]: runs through a load balancer), [`scenarios`], [`history`] (past runs, events, metrics over time), [`operations`] (simulated load, broadcast, scale) and [`info`]; [`uint`] is the
 //! lenient reader of whole numbers, and this module holds the validators they share.
 
 mod actions;
 mod faults;
 mod front;
 mod health;
+mod history;
 mod info;
 mod load_test;
 mod operations;
@@ -33,6 +34,7 @@ pub use actions::*;
 pub use faults::*;
 pub use front::*;
 pub use health::*;
+pub use history::*;
 pub use info::*;
 pub use load_test::*;
 pub use operations::*;
@@ -228,6 +230,113 @@ mod tests {
         let started = serde_json::to_value(ScenarioStarted::new("sc-4".into())).unwrap();
         assert_eq!(started["links"]["run"], "/api/scenarios/sc-4");
         assert_eq!(started["links"]["stop"], "/api/scenarios/sc-4/stop");
+    }
+
+    #[test]
+    fn history_queries_are_bounded_by_field_and_answers_read_plainly() {
+        use farm_proto::v1 as pb;
+        fn parse<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+            let uri: http::Uri = format!("/?{query}").parse().unwrap();
+            axum::extract::Query::<T>::try_from_uri(&uri)
+                .map(|q| q.0)
+                .map_err(|e| e.body_text())
+        }
+        let runs = |query: &str| parse::<RunsQuery>(query).unwrap().into_proto();
+        let page = runs("").unwrap();
+        assert_eq!((page.page_size, page.page_token.as_str()), (20, ""));
+        assert_eq!(page.kind, pb::RunKind::Unspecified as i32);
+        let page = runs("page_size=100&page_token=7&kind=load_test").unwrap();
+        assert_eq!((page.page_size, page.page_token.as_str()), (100, "7"));
+        assert_eq!(page.kind, pb::RunKind::LoadTest as i32);
+        for (query, field) in [
+            ("page_size=0", "page_size"),
+            ("page_size=101", "page_size"),
+            (&format!("page_token={}", "7".repeat(65)), "page_token"),
+            (&format!("page_token={}", "%C3%A9".repeat(33)), "page_token"),
+        ] {
+            let e = runs(query).unwrap_err().to_string();
+            assert!(e.contains(field), "{query}: {e}");
+        }
+        let e = parse::<RunsQuery>("kind=both").unwrap_err();
+        assert!(e.contains("both"), "{e}");
+
+        let events = |query: &str| parse::<EventsQuery>(query).unwrap().into_proto();
+        let all = events("").unwrap();
+        assert_eq!((all.after_seq, all.limit, all.server_id), (0, 100, None));
+        assert!(!all.newest);
+        let some = events("after_seq=9&limit=1000&server_id=0&newest=true").unwrap();
+        assert_eq!(
+            (some.after_seq, some.limit, some.server_id),
+            (9, 1000, Some(0))
+        );
+        assert!(some.newest);
+        for query in ["limit=0", "limit=1001"] {
+            let e = events(query).unwrap_err().to_string();
+            assert!(e.contains("limit"), "{query}: {e}");
+        }
+        let farm = parse::<MetricHistoryQuery>("").unwrap().into_proto();
+        assert_eq!((farm.server_id, farm.from_ms, farm.to_ms), (0, 0, 0));
+        let e = parse::<MetricHistoryQuery>("server_id=one").unwrap_err();
+        assert!(e.contains("whole number"), "{e}");
+
+        let long = RunPath {
+            run_id: "x".repeat(65),
+        };
+        assert!(long.validate().unwrap_err().to_string().contains("run_id"));
+        let wide = RunPath {
+            run_id: "é".repeat(64),
+        };
+        assert!(matches!(wide.validate(), Err(ApiError::NotFound(_))));
+
+        let summary = pb::RunSummary {
+            run_id: "lt-3".into(),
+            kind: pb::RunKind::LoadTest as i32,
+            state: "finished".into(),
+            requests_per_second: f64::INFINITY,
+            ..Default::default()
+        };
+        let detail = RunDetail::new(
+            &RunPath {
+                run_id: "lt-3".into(),
+            },
+            pb::GetRunResponse {
+                summary: Some(summary.clone()),
+                run: Some(pb::get_run_response::Run::LoadTest(
+                    pb::RunLoadTestResponse {
+                        run_id: "lt-3".into(),
+                        done: true,
+                        ..Default::default()
+                    },
+                )),
+            },
+        )
+        .unwrap();
+        let json = serde_json::to_value(&detail).unwrap();
+        assert_eq!(json["summary"]["kind"], "load_test");
+        assert_eq!(json["summary"]["state"], "finished");
+        assert_eq!(json["summary"]["requests_per_second"], 0.0);
+        assert!(json["summary"]["ended_at_ms"].is_null());
+        assert_eq!(json["load_test"]["id"], "lt-3");
+        assert!(json["scenario"].is_null());
+        let list = serde_json::to_value(RunList::from(pb::ListRunsResponse {
+            runs: vec![pb::RunSummary {
+                state: "something new".into(),
+                kind: 9,
+                ..summary
+            }],
+            next_page_token: String::new(),
+            total: 1,
+        }))
+        .unwrap();
+        assert_eq!(list["runs"][0]["state"], "unknown");
+        assert_eq!(list["runs"][0]["kind"], "unknown");
+        assert!(list["next_page_token"].is_null());
+        let event = serde_json::to_value(FarmEvent::from(pb::FarmEvent {
+            kind: "controller_started".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(event["kind"], "controller_started");
     }
 
     #[test]
