@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use farm_node_api::client::NodeClient;
 use farm_proto::limits::{
-    MAX_HEALTH_TIMEOUT_MS, MAX_LOAD_CPU_PERCENT, MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB,
+    DEFAULT_EVENTS_LIMIT, DEFAULT_RUNS_PAGE_SIZE, MAX_EVENTS_LIMIT, MAX_HEALTH_TIMEOUT_MS,
+    MAX_LOAD_CPU_PERCENT, MAX_LOAD_DURATION_SECONDS, MAX_LOAD_MEMORY_MB, MAX_RUNS_PAGE_SIZE,
     MAX_SERVERS, MAX_WATCH_INTERVAL_MS, MIN_WATCH_INTERVAL_MS,
 };
 use farm_proto::v1::farm_service_server::FarmService;
@@ -42,12 +43,6 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(5);
 /// How long after a failover drill's end its health fault clears itself, should the drill not
 /// clear it (the drill clears it on time).
 const DRILL_FAULT_MARGIN_SECONDS: u32 = 10;
-/// Runs per page of `ListRuns`, by default and at most.
-const DEFAULT_RUNS_PAGE: u32 = 20;
-const MAX_RUNS_PAGE: u32 = 100;
-/// Events per answer of `ListEvents`, by default and at most.
-const DEFAULT_EVENTS_PAGE: u32 = 100;
-const MAX_EVENTS_PAGE: u32 = 1000;
 /// The watch's heartbeat: a message at least this often, changed or not.
 const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -911,17 +906,17 @@ impl FarmService for Farm {
             kind,
         } = request.into_inner();
         let page_size = match page_size {
-            0 => DEFAULT_RUNS_PAGE,
-            n if n > MAX_RUNS_PAGE => {
+            0 => DEFAULT_RUNS_PAGE_SIZE,
+            n if n > MAX_RUNS_PAGE_SIZE => {
                 return Err(Status::invalid_argument(format!(
-                    "page_size must be 1 to {MAX_RUNS_PAGE}, got {n}"
+                    "page_size must be 1 to {MAX_RUNS_PAGE_SIZE}, got {n}"
                 )));
             }
             n => n,
         };
         let kind = pb::RunKind::try_from(kind)
             .map_err(|_| Status::invalid_argument(format!("kind {kind} is not a run kind")))?;
-        if page_token.len() > farm_proto::limits::MAX_RUN_ID_LEN {
+        if page_token.len() > farm_proto::limits::MAX_PAGE_TOKEN_LEN {
             return Err(Status::invalid_argument(
                 "page_token is not one this farm gave",
             ));
@@ -960,10 +955,10 @@ impl FarmService for Farm {
             newest,
         } = request.into_inner();
         let limit = match limit {
-            0 => DEFAULT_EVENTS_PAGE,
-            n if n > MAX_EVENTS_PAGE => {
+            0 => DEFAULT_EVENTS_LIMIT,
+            n if n > MAX_EVENTS_LIMIT => {
                 return Err(Status::invalid_argument(format!(
-                    "limit must be 1 to {MAX_EVENTS_PAGE}, got {n}"
+                    "limit must be 1 to {MAX_EVENTS_LIMIT}, got {n}"
                 )));
             }
             n => n,

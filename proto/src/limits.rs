@@ -142,6 +142,16 @@ pub const MAX_LOAD_PHASES: usize = 32;
 pub const MAX_PHASE_NAME_LEN: usize = 64;
 /// Shortest phase, in milliseconds.
 pub const MIN_PHASE_MS: u32 = 100;
+/// Runs on one page of `ListRuns`: by default, and at most.
+pub const DEFAULT_RUNS_PAGE_SIZE: u32 = 20;
+/// See [`DEFAULT_RUNS_PAGE_SIZE`].
+pub const MAX_RUNS_PAGE_SIZE: u32 = 100;
+/// Longest `ListRuns` page token, in bytes.
+pub const MAX_PAGE_TOKEN_LEN: usize = 64;
+/// Events in one `ListEvents` answer: by default, and at most.
+pub const DEFAULT_EVENTS_LIMIT: u32 = 100;
+/// See [`DEFAULT_EVENTS_LIMIT`].
+pub const MAX_EVENTS_LIMIT: u32 = 1000;
 /// Largest scenario file, in bytes.
 pub const MAX_SCENARIO_SOURCE_BYTES: usize = 65_536;
 /// Longest load test `POST /api/load-test` holds its HTTP request open for by default, in

@@ -20,8 +20,9 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0,
 ];
 
-/// The methods of `farm.v1.FarmService`, the only grpc-web routes counted by name.
-const GRPC_METHODS: [&str; 14] = [
+/// The methods of `farm.v1.FarmService`, the only grpc-web routes counted by name (a test
+/// holds the list to the proto's).
+const GRPC_METHODS: [&str; 27] = [
     "ListServers",
     "GetServer",
     "ServerAction",
@@ -36,6 +37,19 @@ const GRPC_METHODS: [&str; 14] = [
     "SimulateLoad",
     "Broadcast",
     "Watch",
+    "SetFaults",
+    "ClearFaults",
+    "ListFaults",
+    "RunScenario",
+    "StartScenario",
+    "GetScenarioRun",
+    "ListScenarioRuns",
+    "StopScenario",
+    "CheckScenario",
+    "ListRuns",
+    "GetRun",
+    "ListEvents",
+    "GetMetricHistory",
 ];
 
 #[derive(Debug, Default)]
@@ -183,5 +197,23 @@ impl RouteLabel {
             Self::GrpcWeb(path) => path,
             Self::Unmatched => "unmatched",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_of_the_service_is_counted_by_name() {
+        let proto = include_str!("../../../proto/proto/farm/v1/farm.proto");
+        let mut declared: Vec<&str> = proto
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc ")?.split('(').next())
+            .collect();
+        let mut counted = GRPC_METHODS.to_vec();
+        declared.sort_unstable();
+        counted.sort_unstable();
+        assert_eq!(counted, declared);
     }
 }

@@ -11,16 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::{Latency, LoadTestRun, ScenarioReport, finite, range, uint};
 use crate::error::ApiError;
 
-/// Most runs on one page of `GET /api/runs`.
-pub const MAX_RUNS_PAGE_SIZE: u32 = 100;
-/// Runs on a page when the request does not say.
-pub const DEFAULT_RUNS_PAGE_SIZE: u32 = 20;
-/// Longest page token, in bytes.
-pub const MAX_PAGE_TOKEN_LEN: usize = 64;
-/// Most events one `GET /api/events` answers with.
-pub const MAX_EVENTS_LIMIT: u32 = 1000;
-/// Events answered when the request does not say.
-pub const DEFAULT_EVENTS_LIMIT: u32 = 100;
+use farm_proto::limits::{
+    DEFAULT_EVENTS_LIMIT, DEFAULT_RUNS_PAGE_SIZE, MAX_EVENTS_LIMIT, MAX_PAGE_TOKEN_LEN,
+    MAX_RUNS_PAGE_SIZE,
+};
 
 /// What a run was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

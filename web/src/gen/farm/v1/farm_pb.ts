@@ -3280,7 +3280,7 @@ export type FarmEvent = Message<"farm.v1.FarmEvent"> & {
   /**
    * What: "added", "removed" (the farm scaled), "status" (a server's status changed:
    * healthy, degraded, stopped, starting, unreachable), "agent_connected" (a server's agent
-   * linked again), "fault_set", "fault_cleared", "run_started", "run_ended",
+   * linked again), "agent_disconnected", "fault_set", "fault_cleared", "run_started", "run_ended",
    * "controller_started".
    *
    * @generated from field: string kind = 4;
