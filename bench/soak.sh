@@ -49,7 +49,10 @@ agents() { pgrep -f -- "--controller $FARM_CONTROLLER_URL" || true; }
 nodes() { local a; for a in $(agents); do pgrep -P "$a" || true; done; }
 
 # sample: one line "<elapsed s> <farm up RSS> <farm up PSS> <agent RSS> <agent PSS> <node RSS>
-# <node PSS> <servers healthy>", sizes in KiB, per-process means for agents and nodes.
+# <node PSS> <servers healthy> <farm up anonymous RSS> <farm up file-backed RSS>", sizes in KiB,
+# per-process means for agents and nodes. farm up's RSS is split because its file-backed part
+# is the binary's code, faulted in as code paths first run (and given back under pressure),
+# while the anonymous part is the memory it allocates.
 sample() {
     local a n healthy
     a=$(agents); n=$(nodes)
@@ -71,7 +74,8 @@ def mean(pids, key, file):
     return sum(kib(p, key, file) for p in pids) // max(1, len(pids))
 print(elapsed, kib(farm, "VmRSS", "status"), kib(farm, "Pss", "smaps_rollup"),
       mean(agents, "VmRSS", "status"), mean(agents, "Pss", "smaps_rollup"),
-      mean(nodes, "VmRSS", "status"), mean(nodes, "Pss", "smaps_rollup"), healthy)
+      mean(nodes, "VmRSS", "status"), mean(nodes, "Pss", "smaps_rollup"), healthy,
+      kib(farm, "RssAnon", "status"), kib(farm, "RssFile", "status"))
 EOF
 }
 
@@ -138,7 +142,7 @@ poll & POLL=$!
 faults & FAULTS=$!
 
 SAMPLES=$FARM_WORK/samples.txt
-echo "#  s  farm-up-RSS farm-up-PSS agent-RSS agent-PSS node-RSS node-PSS healthy (KiB, means)"
+echo "#  s  farm-up-RSS farm-up-PSS agent-RSS agent-PSS node-RSS node-PSS healthy farm-up-anon farm-up-file (KiB, means)"
 sample | tee -a "$SAMPLES"
 while ((SECONDS < END)); do
     sleep "$SAMPLE_EVERY_S"
@@ -166,8 +170,10 @@ else
 fi
 python3 - "$SAMPLES" <<'EOF'
 import sys
-rows = [list(map(float, line.split()[:7])) for line in open(sys.argv[1]) if line.strip()]
-names = ["farm up RSS", "farm up PSS", "agent RSS", "agent PSS", "node RSS", "node PSS"]
+rows = [[float(x) for i, x in enumerate(line.split()) if i != 7]
+        for line in open(sys.argv[1]) if line.strip()]
+names = ["farm up RSS", "farm up PSS", "agent RSS", "agent PSS", "node RSS", "node PSS",
+         "farm up anon", "farm up file"]
 for i, name in enumerate(names, start=1):
     first, last, top = rows[0][i], rows[-1][i], max(r[i] for r in rows)
     print(f"soak: {name:12} first {first/1024:7.2f} MiB, last {last/1024:7.2f} MiB, "
