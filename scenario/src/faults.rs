@@ -146,33 +146,6 @@ pub(crate) fn read(
     (ok.then_some(faults), refs)
 }
 
-/// The kind of fault profile a fault sets; `None` for the lifecycle actions. A server holds
-/// one fault of each kind at a time (`close` and `reset` are one kind, a connection fault).
-fn profile_kind(action: &FaultAction) -> Option<&'static str> {
-    let FaultAction::Profile(p) = action else {
-        return None;
-    };
-    Some(if p.latency.is_some() {
-        "latency"
-    } else if p.abort.is_some() {
-        "abort"
-    } else if p.hang.is_some() {
-        "hang"
-    } else if p.throughput.is_some() {
-        "throughput"
-    } else if p.connection.is_some() {
-        "connection (close or reset)"
-    } else if p.rate_limit.is_some() {
-        "rate_limit"
-    } else if p.health.is_some() {
-        "health"
-    } else if p.readiness.is_some() {
-        "readiness"
-    } else {
-        "partition"
-    })
-}
-
 /// Refuses two faults of one kind on shared servers at overlapping times: a server holds one
 /// fault of each kind, so the later would replace the earlier, and the first to end would
 /// clear both. True when there is none.
@@ -184,13 +157,13 @@ fn no_overlaps(ctx: &mut Ctx, faults: &[Fault], load_end: Duration) -> bool {
     };
     let mut ok = true;
     for (j, later) in faults.iter().enumerate() {
-        let Some(kind) = profile_kind(&later.action) else {
+        let Some(kind) = later.action.profile_kind() else {
             continue;
         };
         let (start, end) = window(later);
         if let Some((i, earlier)) = faults[..j].iter().enumerate().find(|(_, earlier)| {
             let (s, e) = window(earlier);
-            profile_kind(&earlier.action) == Some(kind)
+            earlier.action.profile_kind() == Some(kind)
                 && share_servers(earlier, later)
                 && s < end
                 && start < e
@@ -200,10 +173,11 @@ fn no_overlaps(ctx: &mut Ctx, faults: &[Fault], load_end: Duration) -> bool {
                 later.line,
                 &format!("faults[{j}].at"),
                 format!(
-                    "overlaps faults[{i}] (`{}`, {kind} on some of the same servers from {} to {}): \
-                     a server holds one {kind} fault at a time, so the later would replace the \
-                     earlier and the first to end would clear both",
+                    "overlaps faults[{i}] (`{}`, {} on some of the same servers from {} to {}): \
+                     a server holds one fault of that kind at a time, so the later would replace \
+                     the earlier and the first to end would clear both",
                     earlier.id,
+                    earlier.action.kind(),
                     format_duration(s),
                     format_duration(e)
                 ),

@@ -2,6 +2,7 @@
 //! filled in, each part with the line it came from so that later checks (the farm's servers)
 //! can name it too.
 
+use farm_proto::v1::FaultKind;
 use std::time::Duration;
 
 use crate::Problem;
@@ -141,6 +142,67 @@ pub enum FaultAction {
     Restart,
     /// Frozen (SIGSTOP / docker pause), resumed after `for` (without: when the load ends).
     Pause,
+}
+
+impl FaultAction {
+    /// Its kind as a file names it: `latency`, `abort`, `hang`, `throughput`, `close`,
+    /// `reset`, `rate_limit`, `health`, `readiness`, `partition`, `kill`, `stop`, `restart`,
+    /// `pause`.
+    pub fn kind(&self) -> &'static str {
+        self.profile_kind().map_or(
+            match self {
+                Self::Kill => "kill",
+                Self::Stop => "stop",
+                Self::Restart => "restart",
+                _ => "pause",
+            },
+            |kind| match (kind, self) {
+                (FaultKind::Connection, Self::Profile(p))
+                    if p.connection.as_ref().is_some_and(|c| {
+                        c.mode == farm_proto::v1::ConnectionFaultMode::Reset as i32
+                    }) =>
+                {
+                    "reset"
+                }
+                (FaultKind::Connection, _) => "close",
+                (FaultKind::Latency, _) => "latency",
+                (FaultKind::Abort, _) => "abort",
+                (FaultKind::Hang, _) => "hang",
+                (FaultKind::Throughput, _) => "throughput",
+                (FaultKind::RateLimit, _) => "rate_limit",
+                (FaultKind::Health, _) => "health",
+                (FaultKind::Readiness, _) => "readiness",
+                (FaultKind::Partition | FaultKind::Unspecified, _) => "partition",
+            },
+        )
+    }
+
+    /// The kind of fault profile it sets, which a server holds one of at a time (`close` and
+    /// `reset` are one kind); `None` for the lifecycle actions.
+    pub fn profile_kind(&self) -> Option<FaultKind> {
+        let Self::Profile(p) = self else {
+            return None;
+        };
+        Some(if p.latency.is_some() {
+            FaultKind::Latency
+        } else if p.abort.is_some() {
+            FaultKind::Abort
+        } else if p.hang.is_some() {
+            FaultKind::Hang
+        } else if p.throughput.is_some() {
+            FaultKind::Throughput
+        } else if p.connection.is_some() {
+            FaultKind::Connection
+        } else if p.rate_limit.is_some() {
+            FaultKind::RateLimit
+        } else if p.health.is_some() {
+            FaultKind::Health
+        } else if p.readiness.is_some() {
+            FaultKind::Readiness
+        } else {
+            FaultKind::Partition
+        })
+    }
 }
 
 /// One SLO of the run.

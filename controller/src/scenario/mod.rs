@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use farm_history::History;
 use farm_proto::v1::{
-    self as pb, FaultProfile, LoadPhase, LoadTestSpec, ScenarioCheck, ScenarioFaultRecord,
-    ScenarioPhaseWindow, ScenarioReport, ScenarioState, ServerActionKind,
+    self as pb, LoadPhase, LoadTestSpec, ScenarioCheck, ScenarioFaultRecord, ScenarioPhaseWindow,
+    ScenarioReport, ScenarioState, ServerActionKind,
 };
 use farm_scenario::{CheckKind, FaultAction, Model, Scenario, Selection, When};
 use tokio::sync::watch;
@@ -278,7 +278,7 @@ fn planned(run_id: &str, scenario: &Scenario, seed: u64) -> ScenarioReport {
         .iter()
         .map(|fault| ScenarioFaultRecord {
             id: fault.id.clone(),
-            kind: kind_name(&fault.action).to_string(),
+            kind: fault.action.kind().to_string(),
             at_ms: millis(fault.at),
             for_ms: fault.duration.map_or(0, millis),
             ..ScenarioFaultRecord::default()
@@ -298,56 +298,6 @@ fn planned(run_id: &str, scenario: &Scenario, seed: u64) -> ScenarioReport {
 
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// The kind of a fault as the file names it.
-fn kind_name(action: &FaultAction) -> &'static str {
-    match action {
-        FaultAction::Kill => "kill",
-        FaultAction::Stop => "stop",
-        FaultAction::Restart => "restart",
-        FaultAction::Pause => "pause",
-        FaultAction::Profile(p) => {
-            if p.latency.is_some() {
-                "latency"
-            } else if p.abort.is_some() {
-                "abort"
-            } else if p.hang.is_some() {
-                "hang"
-            } else if p.throughput.is_some() {
-                "throughput"
-            } else if let Some(c) = &p.connection {
-                if c.mode == pb::ConnectionFaultMode::Reset as i32 {
-                    "reset"
-                } else {
-                    "close"
-                }
-            } else if p.rate_limit.is_some() {
-                "rate_limit"
-            } else if p.health.is_some() {
-                "health"
-            } else if p.readiness.is_some() {
-                "readiness"
-            } else {
-                "partition"
-            }
-        }
-    }
-}
-
-/// The fault kind a profile fault sets, to clear it alone.
-fn profile_kind(profile: &FaultProfile) -> pb::FaultKind {
-    match kind_name(&FaultAction::Profile(profile.clone())) {
-        "latency" => pb::FaultKind::Latency,
-        "abort" => pb::FaultKind::Abort,
-        "hang" => pb::FaultKind::Hang,
-        "throughput" => pb::FaultKind::Throughput,
-        "reset" | "close" => pb::FaultKind::Connection,
-        "rate_limit" => pb::FaultKind::RateLimit,
-        "health" => pb::FaultKind::Health,
-        "readiness" => pb::FaultKind::Readiness,
-        _ => pb::FaultKind::Partition,
-    }
 }
 
 /// A fault's own seed, from the run's seed and its place in the file.
@@ -782,8 +732,9 @@ impl Farm {
     /// Undoes what `action` did to `ids`.
     async fn undo(&self, action: &FaultAction, ids: &[u32]) -> Outcome {
         let up = match action {
-            FaultAction::Profile(profile) => {
-                return Outcome::of(self.clear_faults_on(ids, profile_kind(profile)).await);
+            FaultAction::Profile(_) => {
+                let kind = action.profile_kind().unwrap_or(pb::FaultKind::Unspecified);
+                return Outcome::of(self.clear_faults_on(ids, kind).await);
             }
             FaultAction::Kill | FaultAction::Stop => ServerActionKind::Start,
             FaultAction::Pause => ServerActionKind::Unpause,
