@@ -16,7 +16,8 @@
 # at the bounds the history states (FINE_KEPT_SECONDS, COARSE_KEPT_SECONDS, MAX_RUNS,
 # MAX_EVENTS). Nothing else runs on the farm; traffic stays on 127.0.0.1.
 #
-# Settings (environment): FARM_BIN, SERVERS (50), SETTLE_S (30), WINDOW_S (600).
+# Settings (environment): FARM_BIN, SERVERS (50), SETTLE_S (30), WINDOW_S (600), MODES
+# ("history no-history": which of the two to measure).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +31,12 @@ WINDOW_S=${WINDOW_S:-600}
 TICKS=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-history_bytes() { du -cb "$1"/history/*.sqlite* 2>/dev/null | tail -1 | cut -f1; }
+# The history's files in data directory $1, in bytes (0 when there are none).
+history_bytes() {
+    local files=("$1"/history/*.sqlite*)
+    [[ -e ${files[0]} ]] || { echo 0; return; }
+    du -cb "${files[@]}" | tail -1 | cut -f1
+}
 
 measure() {
     local label=$1
@@ -68,5 +74,11 @@ stop_farm_only() {
 }
 
 echo "history bench: $FARM_BIN, $SERVERS servers, settle ${SETTLE_S} s, window ${WINDOW_S} s; $(nproc) cores"
-measure history
-measure no-history --no-history
+MODES=${MODES:-history no-history}
+for mode in $MODES; do
+    case $mode in
+    history) measure history ;;
+    no-history) measure no-history --no-history ;;
+    *) echo "history bench: unknown mode $mode" >&2; exit 2 ;;
+    esac
+done
