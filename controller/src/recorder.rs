@@ -89,7 +89,12 @@ fn changes(before: &BTreeMap<u32, Seen>, now: &BTreeMap<u32, Seen>, at_ms: u64) 
     let mut events = Vec::new();
     for (&id, seen) in now {
         let Some(was) = before.get(&id) else {
+            // First seen: its state then, faults included (they may have been set within the
+            // second before the first look).
             events.push(event(id, "added", seen.status.as_str().to_string()));
+            if !seen.faults.is_empty() {
+                events.push(event(id, "fault_set", seen.faults.join(", ")));
+            }
             continue;
         };
         if was.status != seen.status {
@@ -231,7 +236,7 @@ mod tests {
         ]);
         let now = BTreeMap::from([
             (1, seen(Status::Unreachable, false, &["abort"])),
-            (3, seen(Status::Starting, false, &[])),
+            (3, seen(Status::Starting, false, &["hang"])),
         ]);
         let kinds: Vec<(u32, String, String)> = changes(&before, &now, 7)
             .into_iter()
@@ -244,6 +249,7 @@ mod tests {
                 (1, "agent_disconnected".into(), String::new()),
                 (1, "fault_set".into(), "abort".into()),
                 (3, "added".into(), "starting".into()),
+                (3, "fault_set".into(), "hang".into()),
                 (2, "removed".into(), String::new()),
             ]
         );
