@@ -94,7 +94,7 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
             "seed",
             0,
             u64::MAX.into(),
-            "a whole number (the seed)",
+            "a whole number from 0 to 2^64 - 1",
         )
         .map(|v| u64::try_from(v).ok()),
     };

@@ -194,7 +194,7 @@ pub struct ScenarioFault {
     /// Its kind as written: `latency`, `abort`, `hang`, `throughput`, `close`, `reset`,
     /// `rate_limit`, `health`, `readiness`, `partition`, `kill`, `stop`, `restart` or `pause`.
     pub kind: String,
-    /// The servers it was applied to (after the seeded share, if any).
+    /// The servers it was applied to (when a `share` was asked for, the ones it drew).
     pub server_ids: Vec<u32>,
     /// When it was planned, in milliseconds after the load's start.
     pub at_ms: u32,

@@ -2455,7 +2455,7 @@ export type ScenarioFaultRecord = Message<"farm.v1.ScenarioFaultRecord"> & {
   kind: string;
 
   /**
-   * The servers it was applied to (after the seeded share, if any).
+   * The servers it was applied to (when a `share` was asked for, the ones it drew).
    *
    * @generated from field: repeated uint32 server_ids = 3;
    */
