@@ -373,22 +373,7 @@ fn print_change(outcomes: &[pb::CommandOutcome], servers: &[pb::ServerFaults]) -
 
 /// The kinds of fault a profile holds, comma-separated (`latency,abort`); empty for none.
 pub(crate) fn kinds(profile: &FaultProfile) -> String {
-    [
-        ("latency", profile.latency.is_some()),
-        ("abort", profile.abort.is_some()),
-        ("hang", profile.hang.is_some()),
-        ("throughput", profile.throughput.is_some()),
-        ("connection", profile.connection.is_some()),
-        ("rate_limit", profile.rate_limit.is_some()),
-        ("health", profile.health.is_some()),
-        ("readiness", profile.readiness.is_some()),
-        ("partition", profile.partition.is_some()),
-    ]
-    .iter()
-    .filter(|(_, set)| *set)
-    .map(|(kind, _)| *kind)
-    .collect::<Vec<_>>()
-    .join(",")
+    profile.kinds().join(",")
 }
 
 /// A profile in a few words: `latency 200±50ms 100%; abort 503:20,500:5 30%`.

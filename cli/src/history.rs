@@ -198,8 +198,7 @@ async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
         (Some(get_run_response::Run::LoadTest(run)), false) => {
-            let summary = run_line(run.run_id.as_str(), &run_summary_state(&run));
-            println!("{summary}");
+            println!("load test {}: {}", run.run_id, run.state());
             crate::loadtest::print_tables(&run);
         }
         (Some(get_run_response::Run::Scenario(report)), true) => {
@@ -217,18 +216,6 @@ async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn run_summary_state(run: &farm_proto::v1::RunLoadTestResponse) -> String {
-    match (run.done, run.stopped_reason.as_str()) {
-        (false, _) => "running".into(),
-        (true, "") => "finished".into(),
-        (true, reason) => reason.into(),
-    }
-}
-
-fn run_line(run_id: &str, state: &str) -> String {
-    format!("load test {run_id}: {state}")
 }
 
 async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {

@@ -319,14 +319,9 @@ async fn show(args: ShowArgs, stop: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn state_name(raw: i32) -> &'static str {
-    match ScenarioState::try_from(raw).unwrap_or(ScenarioState::Unspecified) {
-        ScenarioState::Running => "running",
-        ScenarioState::Passed => "passed",
-        ScenarioState::Failed => "failed",
-        ScenarioState::Aborted => "aborted",
-        ScenarioState::Error => "error",
-        ScenarioState::Unspecified => "unknown",
-    }
+    ScenarioState::try_from(raw)
+        .unwrap_or(ScenarioState::Unspecified)
+        .name()
 }
 
 /// Live progress on standard error: one line a second, and a line for each step (a check,

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use farm_history::{History, NewEvent, Sample};
 use farm_proto::now_ms;
-use farm_proto::v1::FaultProfile;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
@@ -44,38 +43,6 @@ struct Seen {
     reason: String,
     linked: bool,
     faults: Vec<&'static str>,
-}
-
-/// The kinds of fault a profile holds.
-fn fault_kinds(profile: &FaultProfile) -> Vec<&'static str> {
-    let mut kinds = Vec::new();
-    let FaultProfile {
-        latency,
-        abort,
-        hang,
-        throughput,
-        connection,
-        rate_limit,
-        health,
-        readiness,
-        partition,
-    } = profile;
-    for (set, name) in [
-        (latency.is_some(), "latency"),
-        (abort.is_some(), "abort"),
-        (hang.is_some(), "hang"),
-        (throughput.is_some(), "throughput"),
-        (connection.is_some(), "connection"),
-        (rate_limit.is_some(), "rate_limit"),
-        (health.is_some(), "health"),
-        (readiness.is_some(), "readiness"),
-        (partition.is_some(), "partition"),
-    ] {
-        if set {
-            kinds.push(name);
-        }
-    }
-    kinds
 }
 
 /// The events between two looks at the farm, at `at_ms`.
@@ -186,7 +153,7 @@ pub(crate) async fn run(registry: Registry, history: History, shutdown: Cancella
                         status: e.status,
                         reason: e.status_reason.clone(),
                         linked: e.link.is_some(),
-                        faults: fault_kinds(&e.faults),
+                        faults: e.faults.kinds(),
                     },
                 );
             }

@@ -43,6 +43,52 @@ impl v1::command::Action {
     }
 }
 
+impl v1::FaultProfile {
+    /// The kinds of fault it holds, in the contract's order (`latency`, `abort`, ...).
+    pub fn kinds(&self) -> Vec<&'static str> {
+        [
+            ("latency", self.latency.is_some()),
+            ("abort", self.abort.is_some()),
+            ("hang", self.hang.is_some()),
+            ("throughput", self.throughput.is_some()),
+            ("connection", self.connection.is_some()),
+            ("rate_limit", self.rate_limit.is_some()),
+            ("health", self.health.is_some()),
+            ("readiness", self.readiness.is_some()),
+            ("partition", self.partition.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, set)| set.then_some(kind))
+        .collect()
+    }
+}
+
+impl v1::ScenarioState {
+    /// The state in one lowercase word, as the CLI and the history say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+            Self::Error => "error",
+            Self::Unspecified => "unknown",
+        }
+    }
+}
+
+impl v1::RunLoadTestResponse {
+    /// Where the run stands in one word: "running", "finished", or why it stopped early
+    /// ("cancelled").
+    pub fn state(&self) -> &str {
+        match (self.done, self.stopped_reason.as_str()) {
+            (false, _) => "running",
+            (true, "") => "finished",
+            (true, reason) => reason,
+        }
+    }
+}
+
 /// Where a server's node can be reached from this machine, from the `node_address` its agent
 /// reported: `None` while it has no port yet (the kernel has not picked one); a node listening
 /// on every interface is reached over loopback. What balancer configs and scrape targets name.

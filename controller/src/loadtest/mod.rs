@@ -357,11 +357,7 @@ fn history_line(run: &RunLoadTestResponse, started_at_ms: u64) -> farm_proto::v1
         };
         format!("{} {} on {target}", s.method, s.path)
     });
-    let state = match (run.done, run.stopped_reason.as_str()) {
-        (false, _) => "running",
-        (true, "") => "finished",
-        (true, reason) => reason,
-    };
+    let state = run.state();
     farm_history::summary(
         &run.run_id,
         farm_proto::v1::RunKind::LoadTest,
@@ -573,24 +569,21 @@ impl LoadTests {
                     tokio::time::Instant::now() + PROGRESS_EVERY,
                     PROGRESS_EVERY,
                 );
-                let mut stopped_reason = String::new();
                 loop {
                     tokio::select! {
                         _ = workers.wait() => break,
                         _ = progress_tx.closed() => {
-                            stopped_reason = "cancelled".into();
                             run.cancel.cancel();
                             workers.wait().await;
                             break;
                         }
                         _ = run.cancel.cancelled() => {
-                            stopped_reason = "cancelled".into();
                             workers.wait().await;
                             break;
                         }
                         _ = ticker.tick() => {
-                            enter_phases(run.started.elapsed());
                             let elapsed = run.started.elapsed();
+                            enter_phases(elapsed);
                             let result = {
                                 let mut tally = lock(&run.tally);
                                 tally.close_seconds(&plan, elapsed, false);
@@ -607,11 +600,13 @@ impl LoadTests {
                         }
                     }
                 }
-                // Workers stop at once when the run is cancelled, so their end can win the race
-                // with the cancellation's own branch: a cancelled run says so either way.
-                if stopped_reason.is_empty() && run.cancel.is_cancelled() {
-                    stopped_reason = "cancelled".into();
-                }
+                // Said by the token, not by the branch that ended the loop: workers stop at once
+                // when the run is cancelled, so their end can come first.
+                let stopped_reason = if run.cancel.is_cancelled() {
+                    "cancelled".to_string()
+                } else {
+                    String::new()
+                };
                 if let (Model::Open { .. }, "") = (plan.model, stopped_reason.as_str()) {
                     // What the schedule asked for by the end, less what was sent, was held back
                     // by requests in flight.

@@ -82,13 +82,9 @@ fn remember(history: Option<&History>, report: &ScenarioReport) {
     let Some(history) = history else {
         return;
     };
-    let state = match ScenarioState::try_from(report.state).unwrap_or(ScenarioState::Unspecified) {
-        ScenarioState::Running | ScenarioState::Unspecified => "running",
-        ScenarioState::Passed => "passed",
-        ScenarioState::Failed => "failed",
-        ScenarioState::Aborted => "aborted",
-        ScenarioState::Error => "error",
-    };
+    let state = ScenarioState::try_from(report.state)
+        .unwrap_or(ScenarioState::Unspecified)
+        .name();
     let passed = report.verdicts.iter().filter(|v| v.passed).count();
     let line = farm_history::summary(
         &report.run_id,
