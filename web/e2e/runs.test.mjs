@@ -52,6 +52,17 @@ describe("runs and history in the dashboard against farm up", () => {
       console.log(`# ${body.id} at ${rate} req/s: ${body.result.requests_per_second.toFixed(1)} req/s, p99 ${body.result.latency.p99_ms} ms, ${Date.now() - started} ms`);
       runs.push(body);
     }
+    // The history is written once a second from the agents' samples: wait until it holds three
+    // points and the load tests' traffic, and a second more, so that the page opens after them.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const r = await fetch(`${farm.url}/api/metrics/history?server_id=0`);
+      const points = (await r.json()).points ?? [];
+      if (points.length >= 3 && points.some((p) => p.requests_per_second > 0)) break;
+      assert.ok(Date.now() < deadline, `the history has no traffic after 20 s: ${JSON.stringify(points).slice(0, 400)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
     page = await browser.context.newPage();
     page.on("pageerror", (e) => errors.push(e.message));
     openedAt = Date.now();
