@@ -1149,25 +1149,35 @@ async fn the_history_has_the_runs_the_events_and_the_metrics_over_time() {
     assert_eq!(report["result"]["spec"]["path"], "/health", "{whole}");
     assert!(whole["scenario"].is_null(), "{whole}");
 
-    // The events, oldest first: the controller's start, the servers turning healthy after
-    // it (the history notes changes about once a second), the runs.
-    let after_start = |events: &Value| {
+    // The events, oldest first: the controller's start, then the servers as the history
+    // first saw them and their changes (it looks about once a second, so a server that
+    // turned healthy before its first look is "added" healthy, with no change of status).
+    let healthy_after_start = |events: &Value| {
         let list = events["events"].as_array().unwrap();
         let started = list.iter().find(|e| e["kind"] == "controller_started")?;
         list.iter()
-            .find(|e| e["kind"] == "status" && e["seq"].as_u64() > started["seq"].as_u64())
-            .map(|status| (started.clone(), status.clone()))
+            .find(|e| {
+                e["seq"].as_u64() > started["seq"].as_u64()
+                    && match e["kind"].as_str() {
+                        Some("added") => e["detail"] == "healthy",
+                        Some("status") => e["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("-> healthy")),
+                        _ => false,
+                    }
+            })
+            .map(|healthy| (started.clone(), healthy.clone()))
     };
     let events = eventually(
         Duration::from_secs(20),
-        "a status change after the controller's start",
+        "a server seen healthy after the controller's start",
         || {
             let url = format!("{base}/api/events?newest=true");
             async move {
                 let reply = get(&url).await;
                 assert_eq!(reply.status, 200, "{}", reply.text());
                 let events = reply.json();
-                after_start(&events).is_some().then_some(events)
+                healthy_after_start(&events).is_some().then_some(events)
             }
         },
     )
@@ -1180,17 +1190,20 @@ async fn the_history_has_the_runs_the_events_and_the_metrics_over_time() {
         seqs.last().copied(),
         "{events}"
     );
-    let (started, status) = after_start(&events).unwrap();
+    let (started, healthy) = healthy_after_start(&events).unwrap();
     assert_eq!(started["server_id"], 0, "the farm's own: {started}");
-    assert!(status["server_id"].as_u64().unwrap() >= 1, "{status}");
+    assert!(healthy["server_id"].as_u64().unwrap() >= 1, "{healthy}");
     assert!(
-        status["detail"].as_str().unwrap().contains("->"),
-        "{status}"
-    );
-    assert!(
-        status["at_ms"].as_u64() >= started["at_ms"].as_u64(),
+        healthy["at_ms"].as_u64() >= started["at_ms"].as_u64(),
         "{events}"
     );
+    for id in [1, 2] {
+        assert!(
+            list.iter()
+                .any(|e| e["server_id"] == id && e["kind"] == "added"),
+            "server {id} added: {events}"
+        );
+    }
     let ended = list.iter().filter(|e| e["kind"] == "run_ended").count();
     assert_eq!(ended, 2, "{events}");
     // Read on from a number: the next event, and only it.
