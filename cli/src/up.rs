@@ -109,7 +109,7 @@ impl Servers {
     async fn start(&self, servers: u32) -> anyhow::Result<()> {
         match self {
             Servers::Process(r) => Ok(r.start(1..=servers)?),
-            Servers::Docker(r) => Ok(r.start(&(1..=servers).collect::<Vec<_>>()).await?),
+            Servers::Docker(r) => Ok(r.start_farm(servers).await?),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The docker runtime against a real Docker engine: containers with the limits and labels
 //! asked for, every action, `docker kill` seen and recovered, scaling, metrics against
-//! `docker stats`, `farm down`, and clear errors with nothing half made.
+//! `docker stats`, `farm down`, a farm started again after a crash adopting the containers it
+//! left, and clear errors with nothing half made.
 //!
 //! These tests need a running engine (`.ci/run` installs Debian's docker.io and starts
 //! dockerd). Without one they fail and say so: they never pass by skipping. Every farm here
@@ -667,6 +668,102 @@ fn down_after_a_crash_removes_this_farm_only() {
         "untouched"
     );
     assert!(docker(&["rm", "-f", &bystander]).status.success());
+}
+
+/// `farm up` of `servers` docker servers on fixed ports with its data in `data_dir`, as a
+/// controller that starts again after a crash would be started.
+fn docker_farm_at(servers: u32, prefix: &str, base: u16, listen: &str, data_dir: &str) -> Farm {
+    let base = base.to_string();
+    let extra = [
+        "--runtime",
+        "docker",
+        "--name-prefix",
+        prefix,
+        "--node-base-port",
+        &base,
+        "--listen",
+        listen,
+    ];
+    Farm::start(
+        servers,
+        &extra,
+        &[("FARM_DATA_DIR", data_dir)],
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
+    require_engine();
+    let prefix = unique_prefix("adopt");
+    let _cleanup = Cleanup(prefix.clone());
+    let data_dir = common::unique_dir("adopt-data");
+    let data_dir = data_dir.to_str().unwrap();
+    // The same controller port and node ports both times: the containers' agents call the
+    // controller where they were told it is.
+    let listen = format!("127.0.0.1:{}", common::low_port());
+    let base = common::low_port_range(3);
+    let made = |id: u32| {
+        docker_text(&[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.StartedAt}}",
+            &format!("{prefix}-server-{id}"),
+        ])
+    };
+
+    let mut first = docker_farm_at(3, &prefix, base, &listen, data_dir);
+    let before: Vec<String> = (1..=3).map(made).collect();
+    signal(first.child.id(), Signal::SIGKILL);
+    wait_exit(&mut first.child, Duration::from_secs(5));
+    assert_eq!(farm_containers(&prefix).len(), 3, "a crash leaves them");
+
+    // Started again with fewer servers: the first two are taken as they are (same container,
+    // never restarted), the third is removed.
+    let second = docker_farm_at(2, &prefix, base, &listen, data_dir);
+    assert_eq!(made(1), before[0], "server 1 adopted, not made again");
+    assert_eq!(made(2), before[1], "server 2 adopted, not made again");
+    let mut names = farm_containers(&prefix);
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("{prefix}-server-1"), format!("{prefix}-server-2")]
+    );
+    let mut client = second.client().await;
+    let list = servers(&mut client).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(
+        list.iter().all(|s| is(s, ServerStatus::Healthy)),
+        "{list:?}"
+    );
+    // The adopted servers are the farm's to drive, and their history goes on.
+    act(&mut client, 1, ServerActionKind::Restart).await;
+    wait_status(&second, 1, ServerStatus::Healthy, Duration::from_secs(15)).await;
+    assert_ne!(made(1), before[0], "restarted through the engine");
+    let events = client
+        .list_events(farm_proto::v1::ListEventsRequest {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let starts = events
+        .iter()
+        .filter(|e| e.kind == "controller_started")
+        .count();
+    assert_eq!(starts, 2, "one history across the crash: {events:?}");
+
+    // A farm stopped as it should be removes them all.
+    drop(client);
+    drop(second);
+    assert!(
+        farm_containers(&prefix).is_empty(),
+        "containers left behind"
+    );
+    assert!(farm_networks(&prefix).is_empty(), "network left behind");
 }
 
 fn farm_up_fails(args: &[&str], env: &[(&str, &str)]) -> String {

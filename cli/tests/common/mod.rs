@@ -115,7 +115,11 @@ impl Farm {
         env: &[(&str, &str)],
         limit: Duration,
     ) -> Result<Farm, String> {
-        let data_dir = unique_dir("farm-data");
+        // A farm started again after a crash is given its data directory; others get their own.
+        let data_dir = env
+            .iter()
+            .find(|(name, _)| *name == "FARM_DATA_DIR")
+            .map_or_else(|| unique_dir("farm-data"), |(_, dir)| dir.into());
         let mut command = Command::new(farm_bin());
         command
             .envs(env.iter().copied())

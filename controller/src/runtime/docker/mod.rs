@@ -8,8 +8,10 @@
 //! a controller crash, and nothing else on the engine is touched.
 //!
 //! # Layout
-//! - this module: the runtime ([`DockerRuntime`]): creating servers, acting on them, scaling,
-//!   making a server's container again when it vanished, and its errors ([`DockerError`]).
+//! - this module: the runtime ([`DockerRuntime`]): creating servers (or adopting the running
+//!   containers a crashed controller left, when they were made as they would be now), acting
+//!   on them, scaling, making a server's container again when it vanished, and its errors
+//!   ([`DockerError`]).
 //! - `image`: the `FROM scratch` image around the static binary.
 //! - `network`: the farm's network, and `farm down`.
 //! - `spec`: what one server's container is.
@@ -29,6 +31,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -51,6 +54,8 @@ use network::farm_filter;
 pub const LABEL_FARM: &str = "io.farm.name";
 /// Label that carries a server container's id.
 pub const LABEL_SERVER_ID: &str = "io.farm.server-id";
+/// Label that carries a fingerprint of how a server container was made (`spec`).
+pub const LABEL_SPEC: &str = "io.farm.spec";
 /// The node's port inside every container.
 pub const NODE_PORT: u16 = 8000;
 /// How often a server container's engine health check probes its node, in seconds. Every
@@ -239,6 +244,22 @@ struct Making {
     trace_env: Vec<(String, String)>,
 }
 
+/// The server id a container of the farm carries in its [`LABEL_SERVER_ID`].
+fn server_id(container: &ContainerSummary) -> Option<u32> {
+    container
+        .labels
+        .as_ref()?
+        .get(LABEL_SERVER_ID)?
+        .parse()
+        .ok()
+}
+
+/// A container's name, without the engine's leading slash.
+fn container_name(container: &ContainerSummary) -> Option<String> {
+    let name = container.names.as_ref()?.first()?;
+    Some(name.trim_start_matches('/').to_string())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -303,10 +324,7 @@ impl DockerRuntime {
             ))
             .await
             .map_err(api("list containers"))?;
-        let ids: BTreeSet<u32> = existing
-            .iter()
-            .filter_map(|c| c.labels.as_ref()?.get(LABEL_SERVER_ID)?.parse().ok())
-            .collect();
+        let ids: BTreeSet<u32> = existing.iter().filter_map(server_id).collect();
         Ok(Self::with(Shared {
             docker,
             config,
@@ -335,13 +353,110 @@ impl DockerRuntime {
         &self.shared.config
     }
 
-    /// Creates and starts servers `ids`, a few at a time. Checks every name and port first,
+    /// Starts the farm's first `servers` servers: adopts what a controller that crashed left
+    /// running, makes the rest, and removes this farm's containers beyond `servers`.
+    pub async fn start_farm(&self, servers: u32) -> Result<(), DockerError> {
+        let ids: Vec<u32> = (1..=servers).collect();
+        self.start(&ids).await?;
+        let strays: Vec<(u32, String)> = self
+            .farm_containers()
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let id = server_id(&c)?;
+                (id > servers).then(|| (id, container_name(&c)))
+            })
+            .flat_map(|(id, name)| name.map(|name| (id, name)))
+            .collect();
+        for (id, name) in strays {
+            tracing::info!(server = id, %name, "Removing a container of this farm beyond its servers.");
+            self.shared
+                .docker
+                .remove_container(
+                    &name,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await
+                .map_err(api(format!("remove container {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// Every container labelled as this farm's.
+    async fn farm_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
+        self.shared
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&farm_filter(&self.shared.config.prefix))
+                    .build(),
+            ))
+            .await
+            .map_err(api("list containers"))
+    }
+
+    /// The servers among `ids` whose container is running and was made as this farm would
+    /// make it now (its [`LABEL_SPEC`]): a controller that crashed left them, and their agents
+    /// are calling for the controller that starts again. Those are taken as they are, with
+    /// their uptime, instead of being made again.
+    async fn adoptable(&self, making: &Making, ids: &[u32]) -> Result<BTreeSet<u32>, DockerError> {
+        let config = &self.shared.config;
+        let wanted: BTreeSet<u32> = ids.iter().copied().collect();
+        let mut adoptable = BTreeSet::new();
+        for container in self.farm_containers().await? {
+            let Some(id) = server_id(&container).filter(|id| wanted.contains(id)) else {
+                continue;
+            };
+            let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+            let Some(address) = config.node_address(id) else {
+                continue;
+            };
+            let now = spec::container_spec(config, making, id, address);
+            let expected = now.labels.as_ref().and_then(|l| l.get(LABEL_SPEC));
+            let made = container.labels.as_ref().and_then(|l| l.get(LABEL_SPEC));
+            if running && made.is_some() && made == expected {
+                adoptable.insert(id);
+            }
+        }
+        Ok(adoptable)
+    }
+
+    /// Creates and starts servers `ids`, a few at a time, adopting those whose running
+    /// container this farm would make the same way. Checks every other name and port first,
     /// so that a conflict fails before anything is made.
     pub async fn start(&self, ids: &[u32]) -> Result<(), DockerError> {
         let shared = &self.shared;
         let Some(making) = shared.making.clone() else {
             return Err(DockerError::Adopted);
         };
+        let adopted = self.adoptable(&making, ids).await?;
+        for &id in &adopted {
+            let address = shared
+                .config
+                .node_address(id)
+                .expect("checked when adopted");
+            shared.registry.expect(
+                id,
+                super::server_name(id),
+                address.to_string(),
+                "docker".into(),
+            );
+            shared.registry.set_runtime_state(id, RuntimeState::Running);
+            lock(&shared.servers).insert(id);
+        }
+        if !adopted.is_empty() {
+            tracing::info!(
+                servers = adopted.len(),
+                "Adopted the running containers a previous controller of this farm left."
+            );
+        }
+        let ids: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| !adopted.contains(id))
+            .collect();
+        let ids = ids.as_slice();
         let mut addresses = Vec::with_capacity(ids.len());
         for &id in ids {
             let address = shared
