@@ -83,32 +83,20 @@ enum Command {
     Probe(docker::ProbeArgs),
 }
 
-/// The allocator settings of the long-running multi-threaded roles (`farm up`, `farm
-/// controller`, `farm gateway`): glibc gives threads that contend for memory arenas of their
-/// own (up to eight per core) and lets its mmap threshold climb with every large block freed,
-/// so a controller's resident memory crept up over hours by pages its arenas kept, while the
-/// memory it held stayed flat. Two arenas, a fixed mmap threshold and a low trim threshold
-/// give those pages back. `BENCHMARKS.md` has the soaks before and after.
-const ALLOCATOR_TUNABLES: &str = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=262144";
+/// How often the long-running multi-threaded roles (`farm up`, `farm controller`, `farm
+/// gateway`) hand the allocator's free pages back to the system: glibc's arenas keep the pages
+/// those roles free, and their resident memory crept up for hours while the memory they held
+/// stayed flat (`BENCHMARKS.md` has the soaks before and after).
+const GIVE_BACK_FREE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// glibc reads its tunables only when a process starts, from `GLIBC_TUNABLES`, and the
-/// workspace forbids the `unsafe` a `mallopt` call would need: so a role that should have
-/// [`ALLOCATOR_TUNABLES`] starts itself again, once, with them set. Tunables the caller gave
-/// are left alone; should the new start fail, the role goes on as it is.
-fn bound_the_allocator() {
-    use std::os::unix::process::CommandExt;
-    const TUNABLES: &str = "GLIBC_TUNABLES";
-    if std::env::var_os(TUNABLES).is_some() {
-        return;
+/// Trims the allocator every [`GIVE_BACK_FREE_MEMORY_EVERY`], for as long as the runtime runs.
+async fn give_back_free_memory() {
+    let mut every = tokio::time::interval(GIVE_BACK_FREE_MEMORY_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        farm_trim::give_back_free_memory();
     }
-    let Ok(binary) = std::env::current_exe() else {
-        return;
-    };
-    let error = std::process::Command::new(binary)
-        .args(std::env::args_os().skip(1))
-        .env(TUNABLES, ALLOCATOR_TUNABLES)
-        .exec();
-    eprintln!("farm: going on with the allocator's defaults: {error}");
 }
 
 fn main() -> ExitCode {
@@ -123,9 +111,6 @@ fn main() -> ExitCode {
         cli.command,
         Command::Up(_) | Command::Controller(_) | Command::Gateway(_)
     );
-    if many_threads {
-        bound_the_allocator();
-    }
     let runtime = if many_threads {
         tokio::runtime::Builder::new_multi_thread()
     } else {
@@ -157,6 +142,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if many_threads {
+        runtime.spawn(give_back_free_memory());
+    }
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
