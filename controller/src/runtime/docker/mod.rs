@@ -396,10 +396,10 @@ impl DockerRuntime {
             .map_err(api("list containers"))
     }
 
-    /// The servers among `ids` whose container is running and was made as this farm would
-    /// make it now (its [`LABEL_SPEC`]): a controller that crashed left them, and their agents
-    /// are calling for the controller that starts again. Those are taken as they are, with
-    /// their uptime, instead of being made again.
+    /// The servers among `ids` whose container is running on the farm's network and was made
+    /// as this farm would make it now (its [`LABEL_SPEC`]): a controller that crashed left
+    /// them, and their agents are calling for the controller that starts again. Those are
+    /// taken as they are, with their uptime, instead of being made again.
     async fn adoptable(&self, making: &Making, ids: &[u32]) -> Result<BTreeSet<u32>, DockerError> {
         let config = &self.shared.config;
         let wanted: BTreeSet<u32> = ids.iter().copied().collect();
@@ -409,13 +409,19 @@ impl DockerRuntime {
                 continue;
             };
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+            // A server a partition cut off stays cut off: its agent cannot call in.
+            let connected = container
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .is_some_and(|n| n.contains_key(&config.network_name()));
             let Some(address) = config.node_address(id) else {
                 continue;
             };
             let now = spec::container_spec(config, making, id, address);
             let expected = now.labels.as_ref().and_then(|l| l.get(LABEL_SPEC));
             let made = container.labels.as_ref().and_then(|l| l.get(LABEL_SPEC));
-            if running && made.is_some() && made == expected {
+            if running && connected && made.is_some() && made == expected {
                 adoptable.insert(id);
             }
         }
