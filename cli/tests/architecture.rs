@@ -13,6 +13,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("farm-proto", &[]),
     ("farm-backoff", &[]),
     ("farm-telemetry", &[]),
+    // The allocator's trim: the one unsafe call, kept apart.
+    ("farm-trim", &[]),
     // Scenario files: read offline by the CLI, run by the controller.
     ("farm-scenario", &["farm-proto"]),
     // The farm's history: written and read by the controller, opened by the binary.
@@ -58,6 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "farm-node",
             "farm-agent",
             "farm-controller",
+            "farm-trim",
             "farm-gateway",
             "farm-scenario",
             "farm-history",
