@@ -715,6 +715,35 @@ async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
 
     let mut first = docker_farm_at(3, &prefix, base, &listen, data_dir);
     let before: Vec<String> = (1..=3).map(made).collect();
+    // A fault that the crash leaves on server 1's node: every request answered 503.
+    let node_1 = format!("http://127.0.0.1:{}/", base + 1);
+    let mut client = first.client().await;
+    let set = client
+        .set_faults(first.authorized(farm_proto::v1::SetFaultsRequest {
+            targets: Some(farm_proto::v1::FaultTargets {
+                server_ids: vec![1],
+                ..Default::default()
+            }),
+            faults: Some(farm_proto::v1::FaultProfile {
+                abort: Some(farm_proto::v1::AbortFault {
+                    when: Some(farm_proto::v1::FaultWhen {
+                        percent: Some(100.0),
+                        ..Default::default()
+                    }),
+                    statuses: vec![farm_proto::v1::StatusWeight {
+                        status: 503,
+                        weight: 1,
+                    }],
+                }),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(set.outcomes.iter().all(|o| o.ok), "{set:?}");
+    assert_eq!(common::get(&node_1).await.status, 503);
+    drop(client);
     signal(first.child.id(), Signal::SIGKILL);
     wait_exit(&mut first.child, Duration::from_secs(5));
     assert_eq!(farm_containers(&prefix).len(), 3, "a crash leaves them");
@@ -733,6 +762,13 @@ async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
     let mut client = second.client().await;
     let list = servers(&mut client).await;
     assert_eq!(list.len(), 2, "{list:?}");
+    // The new controller set no fault, and the adopted node keeps none of the old one's.
+    assert!(list.iter().all(|s| s.faults.is_none()), "{list:?}");
+    eventually(Duration::from_secs(10), "server 1's fault cleared", || {
+        let url = node_1.clone();
+        async move { (common::get(&url).await.status == 200).then_some(()) }
+    })
+    .await;
     assert!(
         list.iter().all(|s| is(s, ServerStatus::Healthy)),
         "{list:?}"

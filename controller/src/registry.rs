@@ -102,8 +102,13 @@ pub struct ServerEntry {
     /// The server's faults, each with its expiry time.
     pub faults: FaultProfile,
     /// Raised at every change of `faults`, so that an agent can tell an older profile from a
-    /// newer one.
+    /// newer one. Starts from the clock (as the registry's versions do), above every version a
+    /// controller before this one handed out.
     faults_version: u64,
+    /// Whether the server's agent may hold faults this controller never set (its container
+    /// outlived a controller that crashed): its next connection is handed the profile even
+    /// when it is empty, which clears them.
+    faults_unknown: bool,
     /// The current verdict.
     pub status: Status,
     /// Why.
@@ -144,7 +149,8 @@ impl ServerEntry {
             sample_interval,
             stale_after: stale_bound(sample_interval),
             faults: FaultProfile::default(),
-            faults_version: 0,
+            faults_version: first_version(),
+            faults_unknown: false,
             status: Status::Starting,
             status_reason: "waiting for the agent".into(),
             version: 0,
@@ -718,12 +724,27 @@ impl Registry {
     }
 
     /// Server `id`'s fault profile, to hand to an agent that just connected; `None` when it
-    /// has none (or there is no such server).
+    /// has none (or there is no such server), unless its agent may hold faults of a controller
+    /// before this one.
     pub fn faults_handoff(&self, id: u32) -> Option<FaultsHandoff> {
-        let inner = self.lock();
-        let entry = inner.servers.get(&id)?;
-        (!crate::faults::is_empty(&entry.faults))
+        let mut inner = self.lock();
+        let entry = inner.servers.get_mut(&id)?;
+        let unknown = std::mem::take(&mut entry.faults_unknown);
+        (unknown || !crate::faults::is_empty(&entry.faults))
             .then(|| FaultsHandoff::of(entry, entry.faults.partition.is_some()))
+    }
+
+    /// Server `id` was adopted from a controller that crashed: its agent may hold faults that
+    /// this controller does not know. Returns its profile to hand over now when its agent is
+    /// connected already; otherwise its next connection is handed the profile.
+    pub fn faults_unknown(&self, id: u32) -> Option<FaultsHandoff> {
+        let mut inner = self.lock();
+        let entry = inner.servers.get_mut(&id)?;
+        if entry.link.is_some() {
+            return Some(FaultsHandoff::of(entry, entry.faults.partition.is_some()));
+        }
+        entry.faults_unknown = true;
+        None
     }
 
     /// Drops every fault whose time has passed at `now_ms` (the nodes drop them on their own

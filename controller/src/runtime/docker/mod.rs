@@ -254,12 +254,6 @@ fn server_id(container: &ContainerSummary) -> Option<u32> {
         .ok()
 }
 
-/// A container's name, without the engine's leading slash.
-fn container_name(container: &ContainerSummary) -> Option<String> {
-    let name = container.names.as_ref()?.first()?;
-    Some(name.trim_start_matches('/').to_string())
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -356,30 +350,24 @@ impl DockerRuntime {
     /// Starts the farm's first `servers` servers: adopts what a controller that crashed left
     /// running, makes the rest, and removes this farm's containers beyond `servers`.
     pub async fn start_farm(&self, servers: u32) -> Result<(), DockerError> {
-        let ids: Vec<u32> = (1..=servers).collect();
-        self.start(&ids).await?;
-        let strays: Vec<(u32, String)> = self
+        // First the strays, whose agents are calling in too: removed, and dropped from the
+        // registry should one have got in as a server no runtime announced.
+        let strays: BTreeSet<u32> = self
             .farm_containers()
             .await?
-            .into_iter()
-            .filter_map(|c| {
-                let id = server_id(&c)?;
-                (id > servers).then(|| (id, container_name(&c)))
-            })
-            .flat_map(|(id, name)| name.map(|name| (id, name)))
+            .iter()
+            .filter_map(server_id)
+            .filter(|&id| id > servers)
             .collect();
-        for (id, name) in strays {
-            tracing::info!(server = id, %name, "Removing a container of this farm beyond its servers.");
-            self.shared
-                .docker
-                .remove_container(
-                    &name,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                )
-                .await
-                .map_err(api(format!("remove container {name}")))?;
+        for id in strays {
+            tracing::info!(
+                server = id,
+                "Removing a container of this farm beyond its servers."
+            );
+            self.shared.remove_server_container(id).await?;
+            self.shared.registry.remove(id);
         }
-        Ok(())
+        self.start(&(1..=servers).collect::<Vec<_>>()).await
     }
 
     /// Every container labelled as this farm's.
@@ -436,7 +424,24 @@ impl DockerRuntime {
         let Some(making) = shared.making.clone() else {
             return Err(DockerError::Adopted);
         };
-        let adopted = self.adoptable(&making, ids).await?;
+        let mut adopted = self.adoptable(&making, ids).await?;
+        lock(&shared.servers).extend(adopted.iter().copied());
+        // A container removed between the listing and now sent its `destroy` while its server
+        // was not yet owned, so nothing made it again: look once more, now that it is owned.
+        for id in adopted.clone() {
+            let name = shared.config.container_name(id);
+            let running = shared
+                .docker
+                .inspect_container(&name, None)
+                .await
+                .ok()
+                .and_then(|c| c.state?.running)
+                .unwrap_or(false);
+            if !running {
+                lock(&shared.servers).remove(&id);
+                adopted.remove(&id);
+            }
+        }
         for &id in &adopted {
             let address = shared
                 .config
@@ -449,7 +454,14 @@ impl DockerRuntime {
                 "docker".into(),
             );
             shared.registry.set_runtime_state(id, RuntimeState::Running);
-            lock(&shared.servers).insert(id);
+            if let Some(handoff) = shared.registry.faults_unknown(id) {
+                // Its agent called in before the runtime announced it: clear what it holds.
+                shared.tracker.spawn(async move {
+                    if let Err(error) = crate::faults::hand_over(handoff, None).await {
+                        tracing::warn!(server_id = id, %error, "Could not clear an adopted server's faults.");
+                    }
+                });
+            }
         }
         if !adopted.is_empty() {
             tracing::info!(
@@ -622,6 +634,27 @@ impl DockerRuntimeConfig {
 }
 
 impl Shared {
+    /// Removes server `id`'s container on the farm's behalf: its `die` is expected, not
+    /// restarted, and a container already gone is fine.
+    async fn remove_server_container(&self, id: u32) -> Result<(), DockerError> {
+        lock(&self.stopping).insert(id);
+        let name = self.config.container_name(id);
+        match self
+            .docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await
+        {
+            Ok(())
+            | Err(ApiError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(api(format!("remove container {name}"))(e)),
+        }
+    }
+
     /// Whether server `id` is this farm's and the runtime is not shutting down: only then is
     /// a vanished container made again.
     fn owns(&self, id: u32) -> bool {
@@ -905,24 +938,8 @@ impl Runtime for DockerRuntime {
         for &id in &scaled.removed {
             // Dropped before its container goes, so that its `destroy` does not bring it back.
             lock(&shared.servers).remove(&id);
-            lock(&shared.stopping).insert(id);
-            let (docker, name) = (shared.docker.clone(), shared.config.container_name(id));
-            removals.spawn(async move {
-                let result = match docker
-                    .remove_container(
-                        &name,
-                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                    )
-                    .await
-                {
-                    Ok(())
-                    | Err(ApiError::DockerResponseServerError {
-                        status_code: 404, ..
-                    }) => Ok(()),
-                    Err(e) => Err(api(format!("remove container {name}"))(e)),
-                };
-                (id, result)
-            });
+            let shared = shared.clone();
+            removals.spawn(async move { (id, shared.remove_server_container(id).await) });
         }
         let mut first_error = None;
         while let Some(joined) = removals.join_next().await {
