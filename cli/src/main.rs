@@ -95,7 +95,9 @@ async fn give_back_free_memory() {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        farm_trim::give_back_free_memory();
+        // It walks every arena under its lock and gives pages back one call at a time: off
+        // the async workers.
+        let _ = tokio::task::spawn_blocking(farm_trim::give_back_free_memory).await;
     }
 }
 

@@ -4,8 +4,9 @@
 //! In a long-running multi-threaded process (the controller and the gateway) that memory is
 //! freed in many places at different times, and the arenas hold on to more and more free
 //! pages: resident memory creeps up over hours while the memory the program holds stays flat.
-//! `malloc_trim` hands every whole free page of every arena back to the system. It is cheap
-//! (a walk over the arenas' free lists) and safe to call at any time from any thread.
+//! `malloc_trim` hands every whole free page of every arena back to the system. It walks the
+//! arenas' free lists under their locks, which takes up to milliseconds on a large heap, so
+//! callers run it off their async workers; it is safe to call at any time from any thread.
 //!
 //! This is the workspace's only `unsafe` code: one call into the C library, which takes a
 //! plain integer and touches nothing of ours. On other C libraries it does nothing.

@@ -116,6 +116,7 @@ impl Farm {
         limit: Duration,
     ) -> Result<Farm, String> {
         // A farm started again after a crash is given its data directory; others get their own.
+        // Either way the directory goes when the `Farm` is dropped.
         let data_dir = env
             .iter()
             .find(|(name, _)| *name == "FARM_DATA_DIR")
