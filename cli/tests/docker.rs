@@ -335,6 +335,17 @@ async fn containers_send_their_spans_to_a_collector_on_the_host() {
     .await;
 }
 
+/// A request that sets `faults` on server 1.
+fn on_server_1(faults: farm_proto::v1::FaultProfile) -> farm_proto::v1::SetFaultsRequest {
+    farm_proto::v1::SetFaultsRequest {
+        targets: Some(farm_proto::v1::FaultTargets {
+            server_ids: vec![1],
+            ..Default::default()
+        }),
+        faults: Some(faults),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_cuts_a_server_off_the_farm_until_cleared_or_over() {
     require_engine();
@@ -352,12 +363,8 @@ async fn a_partition_cuts_a_server_off_the_farm_until_cleared_or_over() {
             n,
         ])
     };
-    let partition = |duration_seconds| farm_proto::v1::SetFaultsRequest {
-        targets: Some(farm_proto::v1::FaultTargets {
-            server_ids: vec![1],
-            ..Default::default()
-        }),
-        faults: Some(farm_proto::v1::FaultProfile {
+    let partition = |duration_seconds| {
+        on_server_1(farm_proto::v1::FaultProfile {
             partition: Some(farm_proto::v1::PartitionFault {
                 when: Some(farm_proto::v1::FaultWhen {
                     duration_seconds,
@@ -365,7 +372,7 @@ async fn a_partition_cuts_a_server_off_the_farm_until_cleared_or_over() {
                 }),
             }),
             ..Default::default()
-        }),
+        })
     };
 
     let outcome = client.set_faults(partition(0)).await.unwrap().into_inner();
@@ -719,25 +726,19 @@ async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
     let node_1 = format!("http://127.0.0.1:{}/", base + 1);
     let mut client = first.client().await;
     let set = client
-        .set_faults(first.authorized(farm_proto::v1::SetFaultsRequest {
-            targets: Some(farm_proto::v1::FaultTargets {
-                server_ids: vec![1],
-                ..Default::default()
-            }),
-            faults: Some(farm_proto::v1::FaultProfile {
-                abort: Some(farm_proto::v1::AbortFault {
-                    when: Some(farm_proto::v1::FaultWhen {
-                        percent: Some(100.0),
-                        ..Default::default()
-                    }),
-                    statuses: vec![farm_proto::v1::StatusWeight {
-                        status: 503,
-                        weight: 1,
-                    }],
+        .set_faults(first.authorized(on_server_1(farm_proto::v1::FaultProfile {
+            abort: Some(farm_proto::v1::AbortFault {
+                when: Some(farm_proto::v1::FaultWhen {
+                    percent: Some(100.0),
+                    ..Default::default()
                 }),
-                ..Default::default()
+                statuses: vec![farm_proto::v1::StatusWeight {
+                    status: 503,
+                    weight: 1,
+                }],
             }),
-        }))
+            ..Default::default()
+        })))
         .await
         .unwrap()
         .into_inner();
