@@ -108,24 +108,46 @@ fn docker_farm(servers: u32, prefix: &str) -> (Farm, u16) {
 
 /// Like [`docker_farm`], with `env` for `farm up`.
 fn docker_farm_with(servers: u32, prefix: &str, env: &[(&str, &str)]) -> (Farm, u16) {
+    docker_farm_args(servers, prefix, &[], env)
+}
+
+/// Like [`docker_farm_with`], with `extra` arguments for `farm up`.
+fn docker_farm_args(
+    servers: u32,
+    prefix: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Farm, u16) {
     let mut tries = 0;
     loop {
         let base = common::low_port_range(servers as u16);
-        let base_text = base.to_string();
-        let extra = [
-            "--runtime",
-            "docker",
-            "--name-prefix",
-            prefix,
-            "--node-base-port",
-            &base_text,
-        ];
-        match Farm::start(servers, &extra, env, Duration::from_secs(120)) {
+        match docker_farm_on(servers, prefix, base, extra, env) {
             Ok(farm) => return (farm, base),
             Err(e) if e.contains("is not free") && tries < 5 => tries += 1,
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// `farm up` of `servers` docker servers whose nodes are published from `base` + 1.
+fn docker_farm_on(
+    servers: u32,
+    prefix: &str,
+    base: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Farm, String> {
+    let base = base.to_string();
+    let mut args = vec![
+        "--runtime",
+        "docker",
+        "--name-prefix",
+        prefix,
+        "--node-base-port",
+        &base,
+    ];
+    args.extend_from_slice(extra);
+    Farm::start(servers, &args, env, Duration::from_secs(120))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -677,29 +699,6 @@ fn down_after_a_crash_removes_this_farm_only() {
     assert!(docker(&["rm", "-f", &bystander]).status.success());
 }
 
-/// `farm up` of `servers` docker servers on fixed ports with its data in `data_dir`, as a
-/// controller that starts again after a crash would be started.
-fn docker_farm_at(servers: u32, prefix: &str, base: u16, listen: &str, data_dir: &str) -> Farm {
-    let base = base.to_string();
-    let extra = [
-        "--runtime",
-        "docker",
-        "--name-prefix",
-        prefix,
-        "--node-base-port",
-        &base,
-        "--listen",
-        listen,
-    ];
-    Farm::start(
-        servers,
-        &extra,
-        &[("FARM_DATA_DIR", data_dir)],
-        Duration::from_secs(120),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
     require_engine();
@@ -710,7 +709,8 @@ async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
     // The same controller port and node ports both times: the containers' agents call the
     // controller where they were told it is.
     let listen = format!("127.0.0.1:{}", common::low_port());
-    let base = common::low_port_range(3);
+    let again = ["--listen", listen.as_str()];
+    let env = [("FARM_DATA_DIR", data_dir)];
     let made = |id: u32| {
         docker_text(&[
             "inspect",
@@ -720,7 +720,7 @@ async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
         ])
     };
 
-    let mut first = docker_farm_at(3, &prefix, base, &listen, data_dir);
+    let (mut first, base) = docker_farm_args(3, &prefix, &again, &env);
     let before: Vec<String> = (1..=3).map(made).collect();
     // A fault that the crash leaves on server 1's node: every request answered 503.
     let node_1 = format!("http://127.0.0.1:{}/", base + 1);
@@ -751,7 +751,7 @@ async fn a_farm_started_again_adopts_the_containers_a_crash_left() {
 
     // Started again with fewer servers: the first two are taken as they are (same container,
     // never restarted), the third is removed.
-    let second = docker_farm_at(2, &prefix, base, &listen, data_dir);
+    let second = docker_farm_on(2, &prefix, base, &again, &env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(made(1), before[0], "server 1 adopted, not made again");
     assert_eq!(made(2), before[1], "server 2 adopted, not made again");
     let mut names = farm_containers(&prefix);
