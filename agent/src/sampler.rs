@@ -33,8 +33,8 @@ pub(crate) struct Sampler {
     agent_cpu: CpuMeter,
     /// The container's cgroup, when the server is a container.
     container: Option<Cgroup>,
-    /// The previous container CPU reading, in nanoseconds, and when it was taken.
-    container_cpu: Option<(u64, Instant)>,
+    /// The container's CPU use, from its cgroup's counter.
+    container_cpu: CpuMeter,
 }
 
 impl Sampler {
@@ -46,7 +46,7 @@ impl Sampler {
             node_pid: None,
             agent_cpu: CpuMeter::new(),
             container,
-            container_cpu: None,
+            container_cpu: CpuMeter::new(),
         }
     }
 
@@ -140,12 +140,11 @@ impl Sampler {
 impl Sampler {
     /// Replaces the two-process figures with the container's own.
     fn apply_container(&mut self, sample: &mut MetricsSample, c: &CgroupSample) {
-        let now = Instant::now();
-        if let Some((previous, at)) = self.container_cpu.replace((c.cpu_usage_ns, now)) {
-            let wall = now.duration_since(at).as_nanos() as f64;
-            if wall > 0.0 {
-                sample.cpu_percent = c.cpu_usage_ns.saturating_sub(previous) as f64 / wall * 100.0;
-            }
+        if let Some(percent) = self
+            .container_cpu
+            .update_nanos(c.cpu_usage_ns, Instant::now())
+        {
+            sample.cpu_percent = percent;
         }
         sample.cpu_limit_cores = c.cpu_limit_cores.unwrap_or(0.0);
         sample.memory_bytes = c.memory_bytes;

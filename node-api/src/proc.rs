@@ -71,40 +71,61 @@ fn sample_dir(dir: &str) -> io::Result<ProcessSample> {
     })
 }
 
-/// Turns successive samples of one process into CPU use in percent of one core.
+/// The shortest window a CPU reading is computed over. A sample taken sooner after the last
+/// one (an agent samples at once when its node changes state) repeats the last reading:
+/// CPU time advances in 10 ms ticks, so over a window of a few milliseconds one tick reads as
+/// hundreds of percent, and a server that just started looked overloaded.
+pub const MIN_CPU_WINDOW: Duration = Duration::from_millis(250);
+
+/// Turns successive readings of a CPU time counter (a process's, or a container's) into CPU
+/// use in percent of one core.
 ///
-/// Feed it a sample and the instant it was taken, regularly; each call after the first
-/// returns the use since the previous one. With 100 Hz ticks a window of 1 s resolves
-/// about 1 %.
+/// Feed it a reading and the instant it was taken, regularly; each call after the first
+/// returns the use since the reading it is measured against, which moves on once
+/// [`MIN_CPU_WINDOW`] has passed. With 100 Hz ticks a window of 1 s resolves about 1 %.
 #[derive(Debug, Clone, Default)]
 pub struct CpuMeter {
-    last: Option<(u64, Instant)>,
+    /// The CPU time counted, in nanoseconds, and when, that the next reading is measured
+    /// against.
+    since: Option<(u64, Instant)>,
+    /// The last use computed, repeated for readings within the shortest window.
+    last_percent: Option<f64>,
 }
 
 impl CpuMeter {
-    /// A meter with no sample yet.
+    /// A meter with no reading yet.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Records `sample`, taken at `at`, and returns the CPU use since the previous
-    /// sample, or `None` for the first one (or if no time has passed).
+    /// Records a process's `sample`, taken at `at`, and returns its CPU use since the reading
+    /// it is measured against: `None` for the first one, the last use again within
+    /// [`MIN_CPU_WINDOW`] of it.
     pub fn update(&mut self, sample: &ProcessSample, at: Instant) -> Option<f64> {
-        let previous = self.last.replace((sample.cpu_ticks, at));
-        let (ticks, then) = previous?;
-        let elapsed = at.checked_duration_since(then)?;
-        (!elapsed.is_zero()).then(|| percent_of_core(ticks, sample.cpu_ticks, elapsed))
+        self.update_nanos(ticks_to_nanos(sample.cpu_ticks), at)
+    }
+
+    /// Like [`CpuMeter::update`], for a counter of CPU time in nanoseconds (a cgroup's
+    /// `usage_usec` or `cpuacct.usage`, scaled).
+    pub fn update_nanos(&mut self, cpu_nanos: u64, at: Instant) -> Option<f64> {
+        let Some((before, then)) = self.since else {
+            self.since = Some((cpu_nanos, at));
+            return None;
+        };
+        let elapsed = at.checked_duration_since(then).unwrap_or_default();
+        if elapsed < MIN_CPU_WINDOW {
+            return self.last_percent;
+        }
+        self.since = Some((cpu_nanos, at));
+        // A counter that went backwards (a different process) gives 0.
+        let percent = 100.0 * cpu_nanos.saturating_sub(before) as f64 / elapsed.as_nanos() as f64;
+        self.last_percent = Some(percent);
+        self.last_percent
     }
 }
 
-/// CPU use between two readings of a process's CPU ticks taken `elapsed` apart, in
-/// percent of one core. A counter that went backwards (a different process) gives 0.
-pub fn percent_of_core(ticks_before: u64, ticks_after: u64, elapsed: Duration) -> f64 {
-    if elapsed.is_zero() {
-        return 0.0;
-    }
-    let cpu_seconds = ticks_after.saturating_sub(ticks_before) as f64 / CLK_TCK as f64;
-    100.0 * cpu_seconds / elapsed.as_secs_f64()
+fn ticks_to_nanos(ticks: u64) -> u64 {
+    ticks.saturating_mul(1_000_000_000 / CLK_TCK)
 }
 
 /// The fields of `/proc/PID/stat` this module uses.
@@ -282,12 +303,31 @@ mod tests {
             .update(&at(1150), start + Duration::from_secs(1))
             .unwrap();
         assert!((p - 150.0).abs() < 1e-9, "{p}");
-        // No time passed: no answer rather than a division by zero.
-        assert_eq!(
-            meter.update(&at(1200), start + Duration::from_secs(1)),
-            None
-        );
-        assert_eq!(percent_of_core(10, 5, Duration::from_secs(1)), 0.0);
+        // Within the shortest window (no time at all, or a few milliseconds) the last use
+        // is repeated, rather than one tick read as hundreds of percent.
+        for later in [Duration::ZERO, Duration::from_millis(3)] {
+            let again = meter
+                .update(&at(1151), start + Duration::from_secs(1) + later)
+                .unwrap();
+            assert!((again - 150.0).abs() < 1e-9, "{again}");
+        }
+        // Past it, measured from the last reading it moved on from: 50 ticks in 0.5 s.
+        let p = meter
+            .update(&at(1200), start + Duration::from_millis(1500))
+            .unwrap();
+        assert!((p - 100.0).abs() < 1e-9, "{p}");
+        // A container's counter in nanoseconds: half a core.
+        let mut container = CpuMeter::new();
+        assert_eq!(container.update_nanos(5_000_000_000, start), None);
+        let p = container
+            .update_nanos(5_500_000_000, start + Duration::from_secs(1))
+            .unwrap();
+        assert!((p - 50.0).abs() < 1e-9, "{p}");
+        // A counter that went backwards (another process) reads as 0.
+        let p = meter
+            .update(&at(5), start + Duration::from_secs(2))
+            .unwrap();
+        assert_eq!(p, 0.0);
     }
 
     #[test]
