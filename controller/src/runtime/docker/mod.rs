@@ -254,6 +254,22 @@ fn server_id(container: &ContainerSummary) -> Option<u32> {
         .ok()
 }
 
+/// Every container labelled as farm `prefix`'s.
+async fn farm_containers(
+    docker: &Docker,
+    prefix: &str,
+) -> Result<Vec<ContainerSummary>, DockerError> {
+    docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&farm_filter(prefix))
+                .build(),
+        ))
+        .await
+        .map_err(api("list containers"))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -309,16 +325,11 @@ impl DockerRuntime {
             token: None,
             allow_fault_headers: false,
         };
-        let existing = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&farm_filter(&prefix))
-                    .build(),
-            ))
-            .await
-            .map_err(api("list containers"))?;
-        let ids: BTreeSet<u32> = existing.iter().filter_map(server_id).collect();
+        let ids: BTreeSet<u32> = farm_containers(&docker, &prefix)
+            .await?
+            .iter()
+            .filter_map(server_id)
+            .collect();
         Ok(Self::with(Shared {
             docker,
             config,
@@ -347,53 +358,49 @@ impl DockerRuntime {
         &self.shared.config
     }
 
-    /// Starts the farm's first `servers` servers: adopts what a controller that crashed left
-    /// running, makes the rest, and removes this farm's containers beyond `servers`.
+    /// Starts the farm's first `servers` servers: removes this farm's containers beyond
+    /// `servers`, adopts what a controller that crashed left running, and makes the rest.
     pub async fn start_farm(&self, servers: u32) -> Result<(), DockerError> {
+        let shared = &self.shared;
+        let Some(making) = shared.making.clone() else {
+            return Err(DockerError::Adopted);
+        };
+        let existing = farm_containers(&shared.docker, &shared.config.prefix).await?;
         // First the strays, whose agents are calling in too: removed, and dropped from the
         // registry should one have got in as a server no runtime announced.
-        let strays: BTreeSet<u32> = self
-            .farm_containers()
-            .await?
+        for id in existing
             .iter()
             .filter_map(server_id)
             .filter(|&id| id > servers)
-            .collect();
-        for id in strays {
+        {
             tracing::info!(
                 server = id,
                 "Removing a container of this farm beyond its servers."
             );
-            self.shared.remove_server_container(id).await?;
-            self.shared.registry.remove(id);
+            shared.remove_server_container(id).await?;
+            shared.registry.remove(id);
         }
-        self.start(&(1..=servers).collect::<Vec<_>>()).await
+        let adoptable = self.adoptable(&existing, &making, servers);
+        let adopted = self.take_over(adoptable).await;
+        let rest: Vec<u32> = (1..=servers).filter(|id| !adopted.contains(id)).collect();
+        self.start(&rest).await
     }
 
-    /// Every container labelled as this farm's.
-    async fn farm_containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
-        self.shared
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&farm_filter(&self.shared.config.prefix))
-                    .build(),
-            ))
-            .await
-            .map_err(api("list containers"))
-    }
-
-    /// The servers among `ids` whose container is running on the farm's network and was made
-    /// as this farm would make it now (its [`LABEL_SPEC`]): a controller that crashed left
-    /// them, and their agents are calling for the controller that starts again. Those are
-    /// taken as they are, with their uptime, instead of being made again.
-    async fn adoptable(&self, making: &Making, ids: &[u32]) -> Result<BTreeSet<u32>, DockerError> {
+    /// The servers up to `servers` whose container in `existing` is running on the farm's
+    /// network and was made as this farm would make it now (its [`LABEL_SPEC`]), with their
+    /// node's address: a controller that crashed left them, and their agents are calling for
+    /// the controller that starts again. Those are taken as they are, with their uptime,
+    /// instead of being made again.
+    fn adoptable(
+        &self,
+        existing: &[ContainerSummary],
+        making: &Making,
+        servers: u32,
+    ) -> Vec<(u32, SocketAddr)> {
         let config = &self.shared.config;
-        let wanted: BTreeSet<u32> = ids.iter().copied().collect();
-        let mut adoptable = BTreeSet::new();
-        for container in self.farm_containers().await? {
-            let Some(id) = server_id(&container).filter(|id| wanted.contains(id)) else {
+        let mut adoptable = Vec::new();
+        for container in existing {
+            let Some(id) = server_id(container).filter(|&id| id <= servers) else {
                 continue;
             };
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
@@ -410,25 +417,21 @@ impl DockerRuntime {
             let expected = now.labels.as_ref().and_then(|l| l.get(LABEL_SPEC));
             let made = container.labels.as_ref().and_then(|l| l.get(LABEL_SPEC));
             if running && connected && made.is_some() && made == expected {
-                adoptable.insert(id);
+                adoptable.push((id, address));
             }
         }
-        Ok(adoptable)
+        adoptable
     }
 
-    /// Creates and starts servers `ids`, a few at a time, adopting those whose running
-    /// container this farm would make the same way. Checks every other name and port first,
-    /// so that a conflict fails before anything is made.
-    pub async fn start(&self, ids: &[u32]) -> Result<(), DockerError> {
+    /// Owns the `adoptable` servers as they run and announces them; answers those it took.
+    async fn take_over(&self, adoptable: Vec<(u32, SocketAddr)>) -> BTreeSet<u32> {
         let shared = &self.shared;
-        let Some(making) = shared.making.clone() else {
-            return Err(DockerError::Adopted);
-        };
-        let mut adopted = self.adoptable(&making, ids).await?;
-        lock(&shared.servers).extend(adopted.iter().copied());
-        // A container removed between the listing and now sent its `destroy` while its server
-        // was not yet owned, so nothing made it again: look once more, now that it is owned.
-        for id in adopted.clone() {
+        lock(&shared.servers).extend(adoptable.iter().map(|&(id, _)| id));
+        let mut adopted = BTreeSet::new();
+        for (id, address) in adoptable {
+            // A container removed between the listing and now sent its `destroy` while its
+            // server was not yet owned, so nothing made it again: look once more, now that
+            // it is owned.
             let name = shared.config.container_name(id);
             let running = shared
                 .docker
@@ -439,14 +442,8 @@ impl DockerRuntime {
                 .unwrap_or(false);
             if !running {
                 lock(&shared.servers).remove(&id);
-                adopted.remove(&id);
+                continue;
             }
-        }
-        for &id in &adopted {
-            let address = shared
-                .config
-                .node_address(id)
-                .expect("checked when adopted");
             shared.registry.expect(
                 id,
                 super::server_name(id),
@@ -462,6 +459,7 @@ impl DockerRuntime {
                     }
                 });
             }
+            adopted.insert(id);
         }
         if !adopted.is_empty() {
             tracing::info!(
@@ -469,12 +467,16 @@ impl DockerRuntime {
                 "Adopted the running containers a previous controller of this farm left."
             );
         }
-        let ids: Vec<u32> = ids
-            .iter()
-            .copied()
-            .filter(|id| !adopted.contains(id))
-            .collect();
-        let ids = ids.as_slice();
+        adopted
+    }
+
+    /// Creates and starts servers `ids`, a few at a time. Checks every name and port first,
+    /// so that a conflict fails before anything is made.
+    pub async fn start(&self, ids: &[u32]) -> Result<(), DockerError> {
+        let shared = &self.shared;
+        let Some(making) = shared.making.clone() else {
+            return Err(DockerError::Adopted);
+        };
         let mut addresses = Vec::with_capacity(ids.len());
         for &id in ids {
             let address = shared
