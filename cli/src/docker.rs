@@ -65,7 +65,7 @@ fn parse_cpus(raw: &str) -> Result<f64, String> {
 }
 
 impl DockerArgs {
-    fn binary(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn binary(&self) -> anyhow::Result<PathBuf> {
         match &self.image_binary {
             Some(path) => Ok(path.clone()),
             None => std::env::current_exe().context("cannot find the farm binary"),
@@ -118,9 +118,27 @@ pub(crate) struct DownArgs {
     /// The farm to remove, by its name prefix.
     #[arg(long, env = "FARM_NAME_PREFIX", default_value = "farm", value_parser = parse_prefix)]
     name_prefix: String,
+    /// Where the farm runs: Docker containers on this engine, or services of a swarm.
+    #[arg(long, env = "FARM_RUNTIME", value_enum, default_value_t = DownRuntime::Docker)]
+    runtime: DownRuntime,
+    /// The API of a manager of the swarm (`--runtime swarm`).
+    #[arg(long, env = "FARM_SWARM_MANAGER", default_value = "unix:///var/run/docker.sock")]
+    swarm_manager: String,
+}
+
+/// The runtimes whose farms outlive `farm up` and that `farm down` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DownRuntime {
+    /// Docker containers.
+    Docker,
+    /// Services of a Docker Swarm.
+    Swarm,
 }
 
 pub(crate) async fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
+    if args.runtime == DownRuntime::Swarm {
+        return crate::swarm::down(&args.swarm_manager, &args.name_prefix).await;
+    }
     let engine = docker::connect().await?;
     let removed = docker::down(&engine, &args.name_prefix).await?;
     println!(

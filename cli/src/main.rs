@@ -15,6 +15,7 @@
 //! - [`lb`]: `farm lb config haproxy|nginx|caddy`, a load balancer's config for the farm.
 //! - [`docker`]: `farm down`, `farm compose`, `farm probe` and the docker runtime's settings.
 //! - [`signal`]: the one `shutdown_signal()`.
+//! - [`swarm`]: the swarm runtime's settings and `farm down` for a swarm farm.
 //! - [`token`]: the farm's token and the data directory that keeps it.
 
 mod docker;
@@ -26,6 +27,7 @@ mod report;
 mod roles;
 mod scenario;
 mod signal;
+mod swarm;
 mod token;
 mod up;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use farm_controller::runtime::{DockerRuntime, ProcessRuntime, ProcessRuntimeConfig};
+use farm_controller::runtime::{DockerRuntime, ProcessRuntime, ProcessRuntimeConfig, SwarmRuntime};
 use farm_controller::status::Status;
 use farm_controller::{Registry, Runtime};
 use farm_proto::limits::{self, MAX_SERVERS};
@@ -62,6 +62,8 @@ pub(crate) struct UpArgs {
     runtime: RuntimeKind,
     #[command(flatten)]
     docker: DockerArgs,
+    #[command(flatten)]
+    swarm: crate::swarm::SwarmArgs,
     /// Address the gateway (REST, /docs, /metrics, grpc-web) listens on.
     #[arg(long, env = "FARM_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
     gateway_listen: SocketAddr,
@@ -89,6 +91,18 @@ pub(crate) enum RuntimeKind {
     Process,
     /// One Docker container per server (needs a Docker engine).
     Docker,
+    /// One Docker Swarm service per server, spread over the swarm's nodes (needs a manager).
+    Swarm,
+}
+
+impl RuntimeKind {
+    fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Swarm => "swarm",
+        }
+    }
 }
 
 /// A runtime as `farm up` holds it: the trait for the controller, the concrete type to start
@@ -96,6 +110,7 @@ pub(crate) enum RuntimeKind {
 enum Servers {
     Process(Arc<ProcessRuntime>),
     Docker(Arc<DockerRuntime>),
+    Swarm(Arc<SwarmRuntime>),
 }
 
 impl Servers {
@@ -103,6 +118,7 @@ impl Servers {
         match self {
             Servers::Process(r) => r.clone(),
             Servers::Docker(r) => r.clone(),
+            Servers::Swarm(r) => r.clone(),
         }
     }
 
@@ -110,6 +126,7 @@ impl Servers {
         match self {
             Servers::Process(r) => Ok(r.start(1..=servers)?),
             Servers::Docker(r) => Ok(r.start_farm(servers).await?),
+            Servers::Swarm(r) => Ok(r.start(&(1..=servers).collect::<Vec<_>>()).await?),
         }
     }
 }
@@ -126,9 +143,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         allow_fault_headers: args.allow_fault_headers,
         trace_env: farm_telemetry::child_env(None),
     };
-    if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
+    if args.node_base_port == 0 && args.runtime != RuntimeKind::Process {
         bail!(
-            "--node-base-port 0 is for the process runtime; the docker runtime publishes node N on a port of its own: choose a base port"
+            "--node-base-port 0 is for the process runtime; the {} runtime publishes node N on a port of its own: choose a base port",
+            args.runtime.name()
         );
     }
     if runtime_config.node_address(args.servers).is_none() {
@@ -151,7 +169,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         &args.data,
         match args.runtime {
             RuntimeKind::Process => "farm",
-            RuntimeKind::Docker => &args.docker.name_prefix,
+            RuntimeKind::Docker | RuntimeKind::Swarm => &args.docker.name_prefix,
         },
         controller_addr.port(),
     )?;
@@ -206,6 +224,18 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             }
             Servers::Docker(Arc::new(runtime))
         }
+        RuntimeKind::Swarm => {
+            let farm = crate::swarm::SwarmFarm {
+                docker: &args.docker,
+                controller: controller_addr,
+                base_port: args.node_base_port,
+                token: token.clone(),
+                allow_fault_headers: args.allow_fault_headers,
+            };
+            Servers::Swarm(Arc::new(
+                args.swarm.prepare(farm, registry.clone()).await?,
+            ))
+        }
     };
     let runtime = servers.runtime();
     let controller_shutdown = CancellationToken::new();
@@ -243,7 +273,13 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
 
-    let nodes = if args.node_base_port == 0 {
+    let nodes = if args.runtime == RuntimeKind::Swarm {
+        format!(
+            "nodes on ports {} .. {} of the swarm node that runs each",
+            u32::from(args.node_base_port) + 1,
+            u32::from(args.node_base_port) + args.servers
+        )
+    } else if args.node_base_port == 0 {
         "nodes on ports the kernel picks (`farm status` lists them)".to_string()
     } else {
         let first = runtime_config.node_address(1).expect("checked above");
@@ -260,6 +296,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let place = match args.runtime {
         RuntimeKind::Process => "local processes".to_string(),
         RuntimeKind::Docker => format!("Docker containers {}-server-N", args.docker.name_prefix),
+        RuntimeKind::Swarm => format!("swarm services {}-server-N", args.docker.name_prefix),
     };
     if let Some((addr, _)) = &gateway {
         let host = if addr.ip().is_unspecified() {

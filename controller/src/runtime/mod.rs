@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod process;
+pub mod swarm;
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use farm_proto::v1::{NodeAction, ServerActionKind, command};
 
 pub use docker::{DockerError, DockerRuntime, DockerRuntimeConfig};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
+pub use swarm::{SwarmError, SwarmRuntime, SwarmRuntimeConfig};
 
 use crate::agents;
 use crate::registry::Registry;
@@ -38,6 +40,9 @@ pub enum RuntimeError {
     /// The Docker engine refused or failed.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// The swarm's manager refused or failed.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
 }
 
 impl From<RuntimeError> for tonic::Status {
@@ -49,7 +54,9 @@ impl From<RuntimeError> for tonic::Status {
             RuntimeError::Port(_) | RuntimeError::Docker(DockerError::Adopted) => {
                 tonic::Status::failed_precondition(message)
             }
-            RuntimeError::Agent(_) | RuntimeError::Docker(_) => tonic::Status::unavailable(message),
+            RuntimeError::Agent(_) | RuntimeError::Docker(_) | RuntimeError::Swarm(_) => {
+                tonic::Status::unavailable(message)
+            }
         }
     }
 }

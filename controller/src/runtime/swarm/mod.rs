@@ -1,0 +1,337 @@
+//! The swarm runtime: the farm's servers as Docker Swarm services, spread by the engine over
+//! the nodes of a swarm, driven through a manager's API (bollard).
+//!
+//! Every server is a service `<prefix>-server-N` with one replica, on the farm's attachable
+//! overlay network `<prefix>-net` under the alias `server-N`, its node port published in host
+//! mode as `base + N` on whichever node runs it. One service per server, not one replicated
+//! service whose tasks learn their id from `{{.Task.Slot}}`: the farm stops, starts and
+//! restarts one chosen server, and scales down by removing the highest ids, and a replicated
+//! service can do neither (its replicas are interchangeable; scaling down drops slots the
+//! engine picks).
+//!
+//! This kernel has no IPVS, so there is no routing mesh and no virtual IP: services use
+//! endpoint mode DNSRR and host-mode ports, and the address a task was given is read back from
+//! its status. Tasks have no events, so the runtime polls them (`tasks`).
+//!
+//! No image is ever pulled: the image is built on the manager and copied to every other engine
+//! the farm is given (`image`), and services name it by its ID, which a worker never tries to
+//! pull (a tag it would, even when it has the image).
+//!
+//! # Layout
+//! - this module: the settings, the errors, the runtime.
+//! - `image`: the server image on every engine.
+//! - `network`: the farm's overlay network, and `down`.
+//! - `spec`: what one server's service is.
+//! - `tasks`: following the tasks: states, placement, moves.
+
+mod image;
+mod network;
+mod spec;
+mod tasks;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as ApiError;
+use bollard::models::LocalNodeState;
+use farm_proto::v1::ServerActionKind;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use image::spread_image;
+pub use network::{Removed, down, ensure_network};
+
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeError, Scaled};
+
+/// Label that names the farm a service, task or network belongs to.
+pub const LABEL_FARM: &str = crate::runtime::docker::LABEL_FARM;
+/// Label that carries a server service's id.
+pub const LABEL_SERVER_ID: &str = crate::runtime::docker::LABEL_SERVER_ID;
+/// The node's port inside every task.
+pub const NODE_PORT: u16 = crate::runtime::docker::NODE_PORT;
+/// How often the runtime asks the manager for the farm's tasks.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long connecting to an engine may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the swarm runtime could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// No engine answers at an address.
+    #[error("no Docker engine answers at {address} ({message})")]
+    NoEngine {
+        /// Where the farm looked.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The engine given as the manager is not a manager of an active swarm.
+    #[error(
+        "the engine at {0} is not a manager of an active swarm; run `docker swarm init` there, or give a manager's address"
+    )]
+    NotAManager(String),
+    /// A name the farm needs is used by something that is not this farm's.
+    #[error(
+        "the {kind} name {name:?} is taken by a {kind} that is not this farm's; remove it or choose another --name-prefix"
+    )]
+    NameTaken {
+        /// "service" or "network".
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The image could not be made or copied.
+    #[error("the server image: {0}")]
+    Image(String),
+    /// The engine refused or failed an operation.
+    #[error("swarm {what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// What bollard reported.
+        source: ApiError,
+    },
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(ApiError) -> SwarmError {
+    let what = what.into();
+    move |source| SwarmError::Api { what, source }
+}
+
+/// Connects to the engine at `address` (`unix:///path`, or a socket path) and agrees on an
+/// API version with it.
+pub async fn connect(address: &str) -> Result<Docker, SwarmError> {
+    let no_engine = |message: String| SwarmError::NoEngine {
+        address: address.to_string(),
+        message,
+    };
+    let docker = Docker::connect_with_unix(address, 120, bollard::API_DEFAULT_VERSION)
+        .map_err(|e| no_engine(e.to_string()))?;
+    tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+        .await
+        .map_err(|_| no_engine("it did not answer within 5 s".into()))?
+        .map_err(|e| no_engine(e.to_string()))
+}
+
+/// Checks that `docker` (reached at `address`) manages an active swarm.
+pub async fn check_manager(docker: &Docker, address: &str) -> Result<(), SwarmError> {
+    let info = docker.info().await.map_err(api("info"))?;
+    let swarm = info.swarm.unwrap_or_default();
+    if swarm.local_node_state == Some(LocalNodeState::ACTIVE)
+        && swarm.control_available == Some(true)
+    {
+        Ok(())
+    } else {
+        Err(SwarmError::NotAManager(address.to_string()))
+    }
+}
+
+/// How the swarm runtime lays out a farm.
+#[derive(Debug, Clone)]
+pub struct SwarmRuntimeConfig {
+    /// Names the farm: services `<prefix>-server-N`, network `<prefix>-net`, and the value of
+    /// the [`LABEL_FARM`] label.
+    pub prefix: String,
+    /// The image every task runs, by ID (`sha256:...`), present on every node.
+    pub image_id: String,
+    /// The controller's gRPC URL as agents reach it.
+    pub controller_url: String,
+    /// Node N is published on port `base_port + N` of the swarm node that runs it.
+    pub base_port: u16,
+    /// CPU limit per server, in cores.
+    pub cpus: f64,
+    /// Memory limit per server, in MiB.
+    pub memory_mb: u64,
+    /// Placement constraints every server's task obeys (`node.labels.zone==a`).
+    pub constraints: Vec<String>,
+    /// The farm's token, handed to every task in its environment.
+    pub token: Option<farm_proto::auth::Token>,
+    /// Whether nodes take per-request faults from request headers.
+    pub allow_fault_headers: bool,
+    /// The trace exporter's settings for every task.
+    pub trace_env: Vec<(String, String)>,
+}
+
+impl SwarmRuntimeConfig {
+    /// The service name of server `id`.
+    pub fn service_name(&self, id: u32) -> String {
+        format!("{}-server-{id}", self.prefix)
+    }
+
+    /// The farm's network name.
+    pub fn network_name(&self) -> String {
+        format!("{}-net", self.prefix)
+    }
+
+    /// The host port server `id`'s node is published on, on the swarm node that runs it.
+    pub fn published_port(&self, id: u32) -> Option<u16> {
+        u16::try_from(u32::from(self.base_port) + id).ok()
+    }
+
+    /// Where the controller reaches server `id`'s node: its alias on the farm's network.
+    pub fn node_address(id: u32) -> String {
+        format!("{}:{NODE_PORT}", super::server_name(id))
+    }
+}
+
+/// Runs servers as swarm services.
+#[derive(Debug)]
+pub struct SwarmRuntime {
+    shared: Arc<Shared>,
+    scaling: tokio::sync::Mutex<()>,
+}
+
+/// What the runtime shares with its task poller.
+#[derive(Debug)]
+struct Shared {
+    docker: Docker,
+    config: SwarmRuntimeConfig,
+    registry: Registry,
+    /// The servers this runtime owns.
+    servers: Mutex<BTreeSet<u32>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SwarmRuntime {
+    /// A runtime on a manager whose swarm has the image and the network ready. Starts
+    /// following the farm's tasks at once.
+    pub fn new(docker: Docker, config: SwarmRuntimeConfig, registry: Registry) -> Self {
+        let shared = Arc::new(Shared {
+            docker,
+            config,
+            registry,
+            servers: Mutex::default(),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        tasks::follow(&shared);
+        Self {
+            shared,
+            scaling: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &SwarmRuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Creates the services of servers `ids`; the engine schedules their tasks. A service of
+    /// this farm left with a name a new server needs (a farm that crashed) is removed first.
+    pub async fn start(&self, ids: &[u32]) -> Result<(), SwarmError> {
+        let shared = &self.shared;
+        for &id in ids {
+            let Some(_) = shared.config.published_port(id) else {
+                return Err(SwarmError::Image(format!(
+                    "server {id}'s port is past 65535: choose a lower base port"
+                )));
+            };
+        }
+        network::clear_services(&shared.docker, &shared.config, ids).await?;
+        for &id in ids {
+            shared.registry.expect(
+                id,
+                super::server_name(id),
+                SwarmRuntimeConfig::node_address(id),
+                "swarm".into(),
+            );
+            lock(&shared.servers).insert(id);
+            shared
+                .docker
+                .create_service(spec::service_spec(&shared.config, id), None)
+                .await
+                .map_err(api(format!("create service {}", shared.config.service_name(id))))?;
+        }
+        Ok(())
+    }
+
+    /// Sets server `id`'s replicas (0 stops it, 1 starts it), or has the engine replace its
+    /// task (`restart`).
+    async fn update(&self, id: u32, replicas: Option<i64>, restart: bool) -> Result<(), ApiError> {
+        let name = self.shared.config.service_name(id);
+        let docker = &self.shared.docker;
+        let service = docker.inspect_service(&name, None).await?;
+        let version = service.version.and_then(|v| v.index).unwrap_or(0);
+        let mut spec = service.spec.unwrap_or_default();
+        if let Some(replicas) = replicas {
+            spec.mode = Some(spec::replicated(replicas));
+        }
+        if restart {
+            let template = spec.task_template.get_or_insert_with(Default::default);
+            template.force_update = Some(template.force_update.unwrap_or(0) + 1);
+        }
+        let options = bollard::query_parameters::UpdateServiceOptionsBuilder::default()
+            .version(i32::try_from(version).unwrap_or(i32::MAX))
+            .build();
+        docker
+            .update_service(&name, spec, options, None)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[tonic::async_trait]
+impl Runtime for SwarmRuntime {
+    fn name(&self) -> &'static str {
+        "swarm"
+    }
+
+    async fn act(&self, id: u32, action: ServerActionKind) -> Result<String, RuntimeError> {
+        if !lock(&self.shared.servers).contains(&id) {
+            return Err(RuntimeError::UnknownServer(id));
+        }
+        let (replicas, restart, said) = match action {
+            ServerActionKind::Start => (Some(1), false, "service scaled to 1"),
+            ServerActionKind::Stop => (Some(0), false, "service scaled to 0"),
+            ServerActionKind::Restart => (Some(1), true, "task replaced"),
+            // The agent kills its node and pauses it: a swarm has no pause, and killing a
+            // task's container needs the engine of the node that runs it.
+            ServerActionKind::Kill | ServerActionKind::Pause | ServerActionKind::Unpause => {
+                return super::act_through_agent(&self.shared.registry, id, action).await;
+            }
+            ServerActionKind::Unspecified => {
+                return Err(RuntimeError::InvalidArgument("action is required".into()));
+            }
+        };
+        self.update(id, replicas, restart)
+            .await
+            .map_err(|e| RuntimeError::Swarm(api(format!("update server {id}"))(e)))?;
+        Ok(said.to_string())
+    }
+
+    async fn scale(&self, servers: u32) -> Result<Scaled, RuntimeError> {
+        let _one_at_a_time = self.scaling.lock().await;
+        let current: Vec<u32> = lock(&self.shared.servers).iter().copied().collect();
+        let scaled = Scaled::plan(&current, servers)?;
+        if !scaled.added.is_empty() {
+            self.start(&scaled.added).await?;
+        }
+        for &id in &scaled.removed {
+            lock(&self.shared.servers).remove(&id);
+            let name = self.shared.config.service_name(id);
+            match self.shared.docker.delete_service(&name).await {
+                Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(RuntimeError::Swarm(api(format!("remove {name}"))(e))),
+            }
+            self.shared.registry.remove(id);
+        }
+        Ok(scaled)
+    }
+
+    async fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+        if let Err(error) = down(&self.shared.docker, &self.shared.config.prefix).await {
+            tracing::warn!(%error, "Could not remove the farm's services and network.");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The farm's overlay network, and `farm down` for a swarm farm: everything labelled as a
+//! farm's is found again by its labels and removed, and nothing else on the swarm is touched.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as ApiError;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::{
+    ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptions,
+};
+
+use super::{LABEL_FARM, SwarmError, SwarmRuntimeConfig, api};
+
+/// How long `down` waits for the removed services' tasks to stop before it removes the
+/// network they are attached to.
+const TASKS_GONE_WITHIN: Duration = Duration::from_secs(30);
+
+/// The engine's filter for everything labelled as farm `prefix`'s.
+pub(super) fn farm_filter(prefix: &str) -> HashMap<&'static str, Vec<String>> {
+    HashMap::from([("label", vec![format!("{LABEL_FARM}={prefix}")])])
+}
+
+fn is_ours(labels: Option<&HashMap<String, String>>, prefix: &str) -> bool {
+    labels
+        .and_then(|l| l.get(LABEL_FARM))
+        .is_some_and(|v| v == prefix)
+}
+
+fn not_found(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Creates the farm's attachable overlay network unless it exists.
+pub async fn ensure_network(docker: &Docker, config: &SwarmRuntimeConfig) -> Result<(), SwarmError> {
+    let name = config.network_name();
+    match docker.inspect_network(&name, None).await {
+        Ok(network) if is_ours(network.labels.as_ref(), &config.prefix) => return Ok(()),
+        Ok(_) => {
+            return Err(SwarmError::NameTaken {
+                kind: "network",
+                name,
+            });
+        }
+        Err(e) if not_found(&e) => {}
+        Err(e) => return Err(api(format!("inspect network {name}"))(e)),
+    }
+    docker
+        .create_network(NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("overlay".into()),
+            // Attachable: the controller may run as a plain container on it.
+            attachable: Some(true),
+            labels: Some(HashMap::from([(
+                LABEL_FARM.to_string(),
+                config.prefix.clone(),
+            )])),
+            ..Default::default()
+        })
+        .await
+        .map_err(api(format!("create network {name}")))?;
+    Ok(())
+}
+
+/// Removes services of this farm left with names the servers `ids` need (a farm that
+/// crashed); refuses when a name belongs to a service that is not this farm's.
+pub(super) async fn clear_services(
+    docker: &Docker,
+    config: &SwarmRuntimeConfig,
+    ids: &[u32],
+) -> Result<(), SwarmError> {
+    for &id in ids {
+        let name = config.service_name(id);
+        match docker.inspect_service(&name, None).await {
+            Ok(service) => {
+                let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
+                if !is_ours(labels, &config.prefix) {
+                    return Err(SwarmError::NameTaken {
+                        kind: "service",
+                        name,
+                    });
+                }
+                match docker.delete_service(&name).await {
+                    Ok(()) => {}
+                    Err(e) if not_found(&e) => {}
+                    Err(e) => return Err(api(format!("remove stale service {name}"))(e)),
+                }
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(api(format!("inspect service {name}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// What `down` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Service names.
+    pub services: Vec<String>,
+    /// Network names.
+    pub networks: Vec<String>,
+}
+
+/// Removes every service and network labelled as farm `prefix`'s, and nothing else. The
+/// services go first; the network goes once their tasks have stopped (a network with tasks
+/// attached cannot be removed), at most [`TASKS_GONE_WITHIN`] later.
+pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> {
+    let filters = farm_filter(prefix);
+    let services = docker
+        .list_services(Some(
+            ListServicesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(api("list services"))?;
+    let mut removed = Removed::default();
+    let mut service_ids = Vec::new();
+    for service in services {
+        let (Some(id), Some(name)) = (service.id, service.spec.and_then(|s| s.name)) else {
+            continue;
+        };
+        match docker.delete_service(&id).await {
+            Ok(()) => removed.services.push(name),
+            Err(e) if not_found(&e) => removed.services.push(name),
+            Err(e) => return Err(api(format!("remove service {name}"))(e)),
+        }
+        service_ids.push(id);
+    }
+    let deadline = tokio::time::Instant::now() + TASKS_GONE_WITHIN;
+    while !service_ids.is_empty() && tokio::time::Instant::now() < deadline {
+        // Every task, matched here: a filter by service fails once the service is gone.
+        let tasks = docker
+            .list_tasks(None::<ListTasksOptions>)
+            .await
+            .map_err(api("list tasks"))?;
+        if !tasks
+            .iter()
+            .any(|t| t.service_id.as_ref().is_some_and(|s| service_ids.contains(s)))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(api("list networks"))?;
+    for network in networks {
+        let Some(name) = network.name else { continue };
+        let mut attempt = 0;
+        loop {
+            match docker.remove_network(&name).await {
+                Ok(()) => break,
+                Err(e) if not_found(&e) => break,
+                // The engine lets an overlay go a moment after its last task's endpoint.
+                Err(_) if attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(api(format!("remove network {name}"))(e)),
+            }
+        }
+        removed.networks.push(name);
+    }
+    removed.services.sort();
+    removed.networks.sort();
+    Ok(removed)
+}

@@ -1,0 +1,229 @@
+//! Following the farm's tasks. A swarm has no task events, so the runtime asks the manager
+//! every [`POLL_INTERVAL`] for the farm's services, their tasks and the swarm's nodes, and
+//! tells the registry what each server's current task is doing and where it runs. The engine
+//! itself restarts, reschedules and moves tasks (a task that died, a node drained or lost);
+//! the runtime only reports it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard::models::{Node, Task, TaskState};
+use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptions};
+use tokio::time::MissedTickBehavior;
+
+use super::network::farm_filter;
+use super::{LABEL_SERVER_ID, POLL_INTERVAL, Shared, SwarmError, api, lock};
+use crate::status::RuntimeState;
+
+/// Where a server's current task runs, as the farm shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Placement {
+    /// The swarm node's id.
+    pub node_id: String,
+    /// The node's address in the swarm.
+    pub node_addr: String,
+    /// The node's hostname.
+    pub hostname: String,
+    /// The node port published on that node, once the task runs.
+    pub published_port: Option<u16>,
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short: String = self.node_id.chars().take(12).collect();
+        write!(f, "node {short} ({}, {})", self.hostname, self.node_addr)?;
+        if let Some(port) = self.published_port {
+            write!(f, ", port {port}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one poll found of a server.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    state: Option<RuntimeState>,
+    placement: Option<Placement>,
+}
+
+/// Polls the farm's tasks until the runtime shuts down.
+pub(super) fn follow(shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    let tracker = shared.tracker.clone();
+    tracker.spawn(async move {
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut seen: HashMap<u32, Seen> = HashMap::new();
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = shared.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match poll(&shared).await {
+                Ok(now) => {
+                    if failing {
+                        tracing::info!("The swarm's manager answers again.");
+                        failing = false;
+                    }
+                    report(&shared, &mut seen, now);
+                }
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "Cannot follow the farm's tasks; trying again each second.");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// Tells the registry what changed since the last poll.
+fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: HashMap<u32, Seen>) {
+    for (id, current) in now {
+        let before = seen.get(&id);
+        if before == Some(&current) {
+            continue;
+        }
+        if let Some(state) = current.state {
+            shared.registry.set_runtime_state(id, state);
+        }
+        let moved_from = before.and_then(|b| b.placement.as_ref());
+        match (moved_from, current.placement.as_ref()) {
+            (Some(from), Some(to)) if from.node_id != to.node_id => {
+                tracing::info!(server_id = id, %from, %to, "A server's task moved to another node.");
+            }
+            _ => {}
+        }
+        seen.insert(id, current);
+    }
+}
+
+/// One look at the farm: each owned server's state and placement.
+async fn poll(shared: &Shared) -> Result<HashMap<u32, Seen>, SwarmError> {
+    let docker = &shared.docker;
+    let services = docker
+        .list_services(Some(
+            ListServicesOptionsBuilder::default()
+                .filters(&farm_filter(&shared.config.prefix))
+                .build(),
+        ))
+        .await
+        .map_err(api("list services"))?;
+    // Service id -> (server id, replicas asked for).
+    let mut by_service: HashMap<String, (u32, i64)> = HashMap::new();
+    for service in services {
+        let Some(spec) = service.spec else { continue };
+        let Some(server) = spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_SERVER_ID))
+            .and_then(|v| v.parse().ok())
+        else {
+            continue;
+        };
+        let replicas = spec
+            .mode
+            .and_then(|m| m.replicated)
+            .and_then(|r| r.replicas)
+            .unwrap_or(1);
+        if let Some(id) = service.id {
+            by_service.insert(id, (server, replicas));
+        }
+    }
+    let tasks = docker
+        .list_tasks(None::<ListTasksOptions>)
+        .await
+        .map_err(api("list tasks"))?;
+    let nodes: HashMap<String, Node> = docker
+        .list_nodes(None)
+        .await
+        .map_err(api("list nodes"))?
+        .into_iter()
+        .filter_map(|node| Some((node.id.clone()?, node)))
+        .collect();
+
+    let owned = lock(&shared.servers).clone();
+    let mut current: HashMap<u32, &Task> = HashMap::new();
+    let mut replicas_of: HashMap<u32, i64> = HashMap::new();
+    for task in &tasks {
+        let Some(&(id, replicas)) = task.service_id.as_ref().and_then(|s| by_service.get(s))
+        else {
+            continue;
+        };
+        if !owned.contains(&id) {
+            continue;
+        }
+        replicas_of.insert(id, replicas);
+        let newer = current.get(&id).is_none_or(|held| precedes(held, task));
+        if newer {
+            current.insert(id, task);
+        }
+    }
+    let mut found = HashMap::new();
+    for &(id, replicas) in by_service.values() {
+        if !owned.contains(&id) {
+            continue;
+        }
+        let task = current.get(&id).copied();
+        let state = if replicas == 0 {
+            Some(RuntimeState::Stopped)
+        } else {
+            task.and_then(state_of)
+        };
+        let placement = task.and_then(|t| placement_of(t, &nodes));
+        found.insert(id, Seen { state, placement });
+    }
+    Ok(found)
+}
+
+/// Whether task `held` comes before `other` as a server's current task: a task the engine
+/// wants running wins over one it wants gone, then the newer one (higher version).
+fn precedes(held: &Task, other: &Task) -> bool {
+    let wanted = |t: &Task| t.desired_state == Some(TaskState::RUNNING);
+    let version = |t: &Task| t.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+    (wanted(other), version(other)) > (wanted(held), version(held))
+}
+
+/// What a task's state means for its server, when it says something.
+fn state_of(task: &Task) -> Option<RuntimeState> {
+    let status = task.status.as_ref()?;
+    match status.state? {
+        TaskState::RUNNING => Some(RuntimeState::Running),
+        TaskState::FAILED | TaskState::REJECTED | TaskState::COMPLETE | TaskState::ORPHANED => {
+            let code = status
+                .container_status
+                .as_ref()
+                .and_then(|c| c.exit_code)
+                .unwrap_or(-1);
+            Some(RuntimeState::Exited(code))
+        }
+        // Being placed or started: nothing to say yet.
+        _ => None,
+    }
+}
+
+/// Where `task` runs, from its node and its published port.
+fn placement_of(task: &Task, nodes: &HashMap<String, Node>) -> Option<Placement> {
+    let node_id = task.node_id.clone()?;
+    let node = nodes.get(&node_id);
+    let published_port = task
+        .status
+        .as_ref()
+        .and_then(|s| s.port_status.as_ref())
+        .and_then(|p| p.ports.as_ref())
+        .and_then(|ports| ports.iter().find_map(|p| p.published_port))
+        .and_then(|p| u16::try_from(p).ok());
+    Some(Placement {
+        node_addr: node
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.addr.clone())
+            .unwrap_or_default(),
+        hostname: node
+            .and_then(|n| n.description.as_ref())
+            .and_then(|d| d.hostname.clone())
+            .unwrap_or_default(),
+        node_id,
+        published_port,
+    })
+}
