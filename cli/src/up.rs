@@ -95,16 +95,6 @@ pub(crate) enum RuntimeKind {
     Swarm,
 }
 
-impl RuntimeKind {
-    fn name(self) -> &'static str {
-        match self {
-            RuntimeKind::Process => "process",
-            RuntimeKind::Docker => "docker",
-            RuntimeKind::Swarm => "swarm",
-        }
-    }
-}
-
 /// A runtime as `farm up` holds it: the trait for the controller, the concrete type to start
 /// the first servers.
 enum Servers {
@@ -143,10 +133,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         allow_fault_headers: args.allow_fault_headers,
         trace_env: farm_telemetry::child_env(None),
     };
-    if args.node_base_port == 0 && args.runtime != RuntimeKind::Process {
+    if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
         bail!(
-            "--node-base-port 0 is for the process runtime; the {} runtime publishes node N on a port of its own: choose a base port",
-            args.runtime.name()
+            "--node-base-port 0 is for the process and swarm runtimes; the docker runtime publishes node N on a port of its own: choose a base port"
         );
     }
     if runtime_config.node_address(args.servers).is_none() {
@@ -273,7 +262,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
 
-    let nodes = if args.runtime == RuntimeKind::Swarm {
+    let nodes = if args.runtime == RuntimeKind::Swarm && args.node_base_port == 0 {
+        "nodes on ports the engines pick (`farm status` lists them)".to_string()
+    } else if args.runtime == RuntimeKind::Swarm {
         format!(
             "nodes on ports {} .. {} of the swarm node that runs each",
             u32::from(args.node_base_port) + 1,

@@ -60,6 +60,12 @@ pub struct ServerEntry {
     pub node_address: String,
     /// Which runtime runs it.
     pub runtime: String,
+    /// Where it runs, for a runtime that spreads servers over machines; empty otherwise.
+    pub placement: String,
+    /// Where the farm reaches its node when that is not where the agent says it listens: a
+    /// swarm task's port, published on the machine that runs it. Taken over the agent's
+    /// word as the node's address.
+    published_address: Option<String>,
     /// Its agent's version, once it said hello.
     pub agent_version: String,
     /// The open agent stream, if any.
@@ -130,6 +136,8 @@ impl ServerEntry {
             name,
             node_address,
             runtime,
+            placement: String::new(),
+            published_address: None,
             agent_version: String::new(),
             link: None,
             agent_instance: String::new(),
@@ -202,6 +210,7 @@ impl ServerEntry {
             requests_per_second: self.requests_per_second,
             errors_per_second: self.errors_per_second,
             faults: (!crate::faults::is_empty(&self.faults)).then(|| self.faults.clone()),
+            placement: self.placement.clone(),
         }
     }
 }
@@ -584,7 +593,10 @@ impl Registry {
         let replaced = Self::update_locked(&mut inner, id, |entry| {
             let replaced = entry.link.replace(link);
             entry.name = registration.name;
-            entry.node_address = registration.node_address;
+            entry.node_address = entry
+                .published_address
+                .clone()
+                .unwrap_or(registration.node_address);
             entry.agent_version = registration.agent_version;
             entry.agent_instance = registration.instance;
             if !registration.runtime.is_empty() {
@@ -764,6 +776,20 @@ impl Registry {
             }
         }
         healed
+    }
+
+    /// Says where server `id` runs now (a runtime that spreads servers over machines): the
+    /// machine, and the address its node is published on there, which becomes the node's
+    /// address for the farm.
+    pub fn set_placement(&self, id: u32, placement: String, published_address: String) {
+        self.update(id, |entry| {
+            let changed =
+                entry.placement != placement || entry.node_address != published_address;
+            entry.placement = placement;
+            entry.node_address.clone_from(&published_address);
+            entry.published_address = Some(published_address);
+            (changed, ())
+        });
     }
 
     /// Records what the runtime says of server `id`.

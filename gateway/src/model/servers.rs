@@ -246,6 +246,9 @@ pub struct Server {
     pub errors_per_second: f64,
     /// The faults it has now; empty when it does nothing wrong.
     pub faults: super::FaultProfile,
+    /// Where it runs, for a runtime that spreads servers over machines (swarm): the machine
+    /// and the address its node port is published on there. Empty otherwise.
+    pub placement: String,
 }
 
 impl From<pb::Server> for Server {
@@ -264,6 +267,7 @@ impl From<pb::Server> for Server {
             requests_per_second: finite(s.requests_per_second),
             errors_per_second: finite(s.errors_per_second),
             faults: s.faults.unwrap_or_default().into(),
+            placement: s.placement,
         }
     }
 }

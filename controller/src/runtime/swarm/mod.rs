@@ -83,6 +83,9 @@ pub enum SwarmError {
         /// The name.
         name: String,
     },
+    /// A server's published port would be past 65535.
+    #[error("server {0}'s node port would be past 65535: choose a lower --node-base-port")]
+    Port(u32),
     /// The image could not be made or copied.
     #[error("the server image: {0}")]
     Image(String),
@@ -139,7 +142,8 @@ pub struct SwarmRuntimeConfig {
     pub image_id: String,
     /// The controller's gRPC URL as agents reach it.
     pub controller_url: String,
-    /// Node N is published on port `base_port + N` of the swarm node that runs it.
+    /// Node N is published on port `base_port + N` of the swarm node that runs it; with 0,
+    /// that node's engine picks a free port.
     pub base_port: u16,
     /// CPU limit per server, in cores.
     pub cpus: f64,
@@ -166,9 +170,15 @@ impl SwarmRuntimeConfig {
         format!("{}-net", self.prefix)
     }
 
-    /// The host port server `id`'s node is published on, on the swarm node that runs it.
-    pub fn published_port(&self, id: u32) -> Option<u16> {
-        u16::try_from(u32::from(self.base_port) + id).ok()
+    /// The port server `id`'s node is published on, on the swarm node that runs it: `None`
+    /// when that node's engine picks it (base port 0), an error past 65535.
+    pub fn published_port(&self, id: u32) -> Result<Option<u16>, SwarmError> {
+        if self.base_port == 0 {
+            return Ok(None);
+        }
+        u16::try_from(u32::from(self.base_port) + id)
+            .map(Some)
+            .map_err(|_| SwarmError::Port(id))
     }
 
     /// Where the controller reaches server `id`'s node: its alias on the farm's network.
@@ -229,11 +239,7 @@ impl SwarmRuntime {
     pub async fn start(&self, ids: &[u32]) -> Result<(), SwarmError> {
         let shared = &self.shared;
         for &id in ids {
-            let Some(_) = shared.config.published_port(id) else {
-                return Err(SwarmError::Image(format!(
-                    "server {id}'s port is past 65535: choose a lower base port"
-                )));
-            };
+            shared.config.published_port(id)?;
         }
         network::clear_services(&shared.docker, &shared.config, ids).await?;
         for &id in ids {

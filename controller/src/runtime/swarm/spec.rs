@@ -35,7 +35,8 @@ pub(super) fn service_spec(config: &SwarmRuntimeConfig, id: u32) -> ServiceSpec 
         (LABEL_FARM.to_string(), config.prefix.clone()),
         (LABEL_SERVER_ID.to_string(), id.to_string()),
     ]);
-    let published = config.published_port(id).map(i64::from);
+    // Checked when the server was started.
+    let published = config.published_port(id).ok().flatten().map(i64::from);
     ServiceSpec {
         name: Some(config.service_name(id)),
         labels: Some(labels.clone()),

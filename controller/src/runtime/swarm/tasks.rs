@@ -31,19 +31,28 @@ pub(super) struct Placement {
 impl std::fmt::Display for Placement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let short: String = self.node_id.chars().take(12).collect();
-        write!(f, "node {short} ({}, {})", self.hostname, self.node_addr)?;
-        if let Some(port) = self.published_port {
-            write!(f, ", port {port}")?;
+        match self.published_port {
+            Some(port) => write!(f, "{}:{port}", self.node_addr)?,
+            None => write!(f, "{}", self.node_addr)?,
         }
-        Ok(())
+        write!(f, " on node {} ({short})", self.hostname)
     }
 }
 
 /// What one poll found of a server.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
+    /// The server's current task.
+    task_id: Option<String>,
     state: Option<RuntimeState>,
     placement: Option<Placement>,
+}
+
+/// What one poll found: each owned server, and how each task that ended on its own ended.
+#[derive(Debug, Default)]
+struct Look {
+    servers: HashMap<u32, Seen>,
+    ended: HashMap<String, RuntimeState>,
 }
 
 /// Polls the farm's tasks until the runtime shuts down.
@@ -66,7 +75,7 @@ pub(super) fn follow(shared: &Arc<Shared>) {
                         tracing::info!("The swarm's manager answers again.");
                         failing = false;
                     }
-                    report(&shared, &mut seen, now);
+                    report(&shared, &mut seen, &now);
                 }
                 Err(error) if !failing => {
                     tracing::warn!(%error, "Cannot follow the farm's tasks; trying again each second.");
@@ -78,15 +87,42 @@ pub(super) fn follow(shared: &Arc<Shared>) {
     });
 }
 
-/// Tells the registry what changed since the last poll.
-fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: HashMap<u32, Seen>) {
-    for (id, current) in now {
+/// Tells the registry what changed since the last poll. A server whose task ended on its own
+/// (killed, crashed) since then shows as exited for one poll, even when the engine has
+/// already started its next task, so that everyone following the farm sees the death.
+fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: &Look) {
+    for (&id, current) in &now.servers {
         let before = seen.get(&id);
-        if before == Some(&current) {
+        if before == Some(current) {
+            continue;
+        }
+        let death = before
+            .and_then(|b| b.task_id.as_ref())
+            .filter(|&task| current.task_id.as_ref() != Some(task))
+            .and_then(|task| now.ended.get(task));
+        if let Some(&death) = death {
+            tracing::info!(server_id = id, state = ?death, "A server's task ended; the engine starts another.");
+            shared.registry.set_runtime_state(id, death);
+            seen.insert(
+                id,
+                Seen {
+                    state: Some(death),
+                    ..current.clone()
+                },
+            );
             continue;
         }
         if let Some(state) = current.state {
             shared.registry.set_runtime_state(id, state);
+        }
+        if let Some(placement) = &current.placement
+            && let Some(port) = placement.published_port
+        {
+            shared.registry.set_placement(
+                id,
+                placement.to_string(),
+                format!("{}:{port}", placement.node_addr),
+            );
         }
         let moved_from = before.and_then(|b| b.placement.as_ref());
         match (moved_from, current.placement.as_ref()) {
@@ -95,12 +131,12 @@ fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: HashMap<u32, Seen
             }
             _ => {}
         }
-        seen.insert(id, current);
+        seen.insert(id, current.clone());
     }
 }
 
 /// One look at the farm: each owned server's state and placement.
-async fn poll(shared: &Shared) -> Result<HashMap<u32, Seen>, SwarmError> {
+async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
     let docker = &shared.docker;
     let services = docker
         .list_services(Some(
@@ -160,7 +196,16 @@ async fn poll(shared: &Shared) -> Result<HashMap<u32, Seen>, SwarmError> {
             current.insert(id, task);
         }
     }
-    let mut found = HashMap::new();
+    let mut look = Look::default();
+    for task in &tasks {
+        let on_its_own = task.desired_state == Some(TaskState::RUNNING)
+            || task.desired_state == Some(TaskState::SHUTDOWN);
+        if let (true, Some(id), Some(RuntimeState::Exited(code))) =
+            (on_its_own, task.id.as_ref(), state_of(task))
+        {
+            look.ended.insert(id.clone(), RuntimeState::Exited(code));
+        }
+    }
     for &(id, replicas) in by_service.values() {
         if !owned.contains(&id) {
             continue;
@@ -172,9 +217,17 @@ async fn poll(shared: &Shared) -> Result<HashMap<u32, Seen>, SwarmError> {
             task.and_then(state_of)
         };
         let placement = task.and_then(|t| placement_of(t, &nodes));
-        found.insert(id, Seen { state, placement });
+        let task_id = task.and_then(|t| t.id.clone());
+        look.servers.insert(
+            id,
+            Seen {
+                task_id,
+                state,
+                placement,
+            },
+        );
     }
-    Ok(found)
+    Ok(look)
 }
 
 /// Whether task `held` comes before `other` as a server's current task: a task the engine
