@@ -1,0 +1,300 @@
+//! The swarm runtime on a real swarm of two Docker engines: the lab that `scripts/swarm-lab up`
+//! builds on this machine (two engines in network namespaces of their own), which
+//! `scripts/test-all` starts once per run and describes in `FARM_LAB_*`. Without the lab these
+//! tests fail and say how to start it. Each test names its farm uniquely and removes it.
+//!
+//! The lab's nodes share this machine's hostname, so the tests tell them apart by address.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// The lab, as `scripts/swarm-lab env` describes it.
+struct Lab {
+    manager: String,
+    worker: String,
+    host: String,
+    n1: String,
+    n2: String,
+}
+
+fn lab() -> Lab {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: the swarm lab is not up. Run `sudo scripts/swarm-lab up` and `eval \"$(scripts/swarm-lab env)\"` first (scripts/test-all does both)"
+            )
+        })
+    };
+    Lab {
+        manager: var("FARM_LAB_MANAGER_HOST"),
+        worker: var("FARM_LAB_WORKER_HOST"),
+        host: var("FARM_LAB_HOST_ADDR"),
+        n1: var("FARM_LAB_N1_ADDR"),
+        n2: var("FARM_LAB_N2_ADDR"),
+    }
+}
+
+/// `docker -H engine args...`; its standard output, or a panic with what it said.
+fn docker_on(engine: &str, args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .arg("-H")
+        .arg(engine)
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        output.status.success(),
+        "docker -H {engine} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("fs{}-{test}-{nanos:x}", std::process::id())
+}
+
+/// Removes a farm's services and network however the test ends.
+struct Down<'a> {
+    lab: &'a Lab,
+    prefix: String,
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(farm_bin())
+            .args(["down", "--runtime", "swarm", "--swarm-manager"])
+            .arg(&self.lab.manager)
+            .args(["--name-prefix", &self.prefix])
+            .output();
+    }
+}
+
+/// Sets a node's availability back to active however the test ends.
+struct Reactivate<'a> {
+    lab: &'a Lab,
+    node: String,
+}
+
+impl Drop for Reactivate<'_> {
+    fn drop(&mut self) {
+        docker_on(
+            &self.lab.manager,
+            &["node", "update", "--availability", "active", &self.node],
+        );
+    }
+}
+
+/// `farm up --runtime swarm` of `servers` servers on the lab, the controller listening on the
+/// host's address in the lab.
+fn swarm_farm(lab: &Lab, servers: u32, prefix: &str) -> Farm {
+    let listen = format!("{}:0", lab.host);
+    Farm::start(
+        servers,
+        &[
+            "--runtime",
+            "swarm",
+            "--name-prefix",
+            prefix,
+            "--listen",
+            &listen,
+            "--swarm-manager",
+            &lab.manager,
+            "--swarm-engine",
+            &lab.worker,
+        ],
+        &[],
+        Duration::from_secs(180),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The REST list of servers.
+async fn rest_servers(farm: &Farm) -> Vec<serde_json::Value> {
+    let reply = get(&format!("{}/api/servers", farm.gateway_url())).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["servers"].as_array().unwrap().clone()
+}
+
+/// The swarm node address that server `server`'s node is published on.
+fn node_host(server: &serde_json::Value) -> String {
+    let address = server["node_address"].as_str().unwrap();
+    address.rsplit_once(':').unwrap().0.to_string()
+}
+
+/// Waits until every server is healthy and placed on a node, returning the list.
+async fn all_healthy(farm: &Farm, limit: Duration, what: &str) -> Vec<serde_json::Value> {
+    eventually(limit, what, || async {
+        let list = rest_servers(farm).await;
+        list.iter()
+            .all(|s| s["status"] == "healthy" && s["placement"] != "")
+            .then_some(list)
+    })
+    .await
+}
+
+/// The lab engines' logs, and how long each is now.
+fn engine_logs() -> Vec<(std::path::PathBuf, u64)> {
+    let name = std::env::var("FARM_LAB_NAME").unwrap_or_else(|_| "farm-lab".into());
+    ["n1", "n2"]
+        .iter()
+        .map(|node| {
+            let path = std::path::PathBuf::from(format!("/var/lib/{name}/{node}/dockerd.log"));
+            let len = std::fs::metadata(&path)
+                .unwrap_or_else(|e| panic!("the lab's engine log {}: {e}", path.display()))
+                .len();
+            (path, len)
+        })
+        .collect()
+}
+
+/// What the engines logged after `marks` that speaks of pulling an image.
+fn pulls_since(marks: &[(std::path::PathBuf, u64)]) -> Vec<String> {
+    marks
+        .iter()
+        .flat_map(|(path, from)| {
+            let text = std::fs::read(path).unwrap();
+            let new = String::from_utf8_lossy(&text[(*from as usize).min(text.len())..]).into_owned();
+            new.lines()
+                .filter(|line| line.to_lowercase().contains("pull"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() {
+    let lab = lab();
+    let prefix = unique_prefix("all");
+    let logs = engine_logs();
+    let _down = Down {
+        lab: &lab,
+        prefix: prefix.clone(),
+    };
+    let mut farm = swarm_farm(&lab, 10, &prefix);
+
+    // Spread over both nodes; each server's published address answers as that server.
+    let list = all_healthy(&farm, Duration::from_secs(30), "a healthy farm").await;
+    let hosts: BTreeSet<String> = list.iter().map(node_host).collect();
+    assert_eq!(
+        hosts,
+        BTreeSet::from([lab.n1.clone(), lab.n2.clone()]),
+        "the servers run on both nodes: {list:#?}"
+    );
+    for server in &list {
+        assert!(
+            server["placement"]
+                .as_str()
+                .unwrap()
+                .starts_with(server["node_address"].as_str().unwrap()),
+            "the placement names the node: {server}"
+        );
+        let reply = get(&format!("http://{}/health", server["node_address"].as_str().unwrap())).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.headers["x-farm-server"].to_str().unwrap(),
+            server["id"].to_string(),
+        );
+    }
+
+    // A load test reaches every server.
+    let reply = post_json(
+        &format!("{}/api/load-test", farm.gateway_url()),
+        r#"{"path": "/", "concurrency": 10, "total_requests": 1000, "timeout_ms": 5000}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let result = &reply.json()["result"];
+    assert_eq!(result["failures"], 0, "{result}");
+    let reached: BTreeSet<u64> = result["per_server"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["requests"].as_u64().unwrap() > 0)
+        .map(|s| s["server_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reached, (1..=10).collect::<BTreeSet<u64>>());
+
+    // `docker kill` of a task's container on the worker is seen, and the server comes back.
+    let victim = list
+        .iter()
+        .find(|s| node_host(s) == lab.n2)
+        .expect("a server on the worker");
+    let id = victim["id"].to_string();
+    let container = docker_on(
+        &lab.worker,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.farm.name={prefix}"),
+            "--filter",
+            &format!("label=io.farm.server-id={id}"),
+        ],
+    );
+    docker_on(&lab.worker, &["kill", container.trim()]);
+    eventually(Duration::from_secs(5), "the kill seen", || async {
+        rest_servers(&farm)
+            .await
+            .iter()
+            .any(|s| s["id"].to_string() == id && s["status"] == "stopped")
+            .then_some(())
+    })
+    .await;
+    all_healthy(&farm, Duration::from_secs(30), "the killed server back").await;
+
+    // Draining the worker moves its servers to the manager's node, and the farm is whole.
+    let worker_node = docker_on(&lab.worker, &["info", "--format", "{{.Swarm.NodeID}}"])
+        .trim()
+        .to_string();
+    let _reactivate = Reactivate {
+        lab: &lab,
+        node: worker_node.clone(),
+    };
+    docker_on(
+        &lab.manager,
+        &["node", "update", "--availability", "drain", &worker_node],
+    );
+    let moved = eventually(Duration::from_secs(60), "every server on the manager's node", || async {
+        let list = rest_servers(&farm).await;
+        list.iter()
+            .all(|s| s["status"] == "healthy" && node_host(s) == lab.n1)
+            .then_some(list)
+    })
+    .await;
+    assert_eq!(moved.len(), 10);
+
+    // SIGTERM: no service, network or container of the farm is left on either engine.
+    signal(farm.child.id(), Signal::SIGTERM);
+    assert!(wait_exit(&mut farm.child, Duration::from_secs(60)).success());
+    let label = format!("label=io.farm.name={prefix}");
+    assert_eq!(
+        docker_on(&lab.manager, &["service", "ls", "-q", "--filter", &label]),
+        ""
+    );
+    assert_eq!(
+        docker_on(&lab.manager, &["network", "ls", "-q", "--filter", &label]),
+        ""
+    );
+    for engine in [&lab.manager, &lab.worker] {
+        eventually(Duration::from_secs(30), "the tasks' containers gone", || async {
+            docker_on(engine, &["ps", "-aq", "--filter", &label])
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+    }
+    let pulls = pulls_since(&logs);
+    assert!(pulls.is_empty(), "an engine tried to pull: {pulls:#?}");
+}
