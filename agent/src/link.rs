@@ -122,8 +122,16 @@ impl Link {
     }
 
     /// Opens the stream, says hello and waits for the welcome; returns the sample interval.
-    async fn connect(&self) -> Result<(Session, Duration), String> {
-        let channel = self.endpoint.connect().await.map_err(|e| e.to_string())?;
+    async fn connect(&self) -> Result<(Session, Duration), NotLinked> {
+        let unreachable = |why: String| NotLinked {
+            refused: false,
+            why,
+        };
+        let channel = self
+            .endpoint
+            .connect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut client = AgentServiceClient::new(channel);
         let (outbound, requests) = mpsc::channel(64);
         let hello = Hello {
@@ -138,7 +146,7 @@ impl Link {
             .try_send(LinkRequest {
                 kind: Some(link_request::Kind::Hello(hello)),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut request = tonic::Request::new(ReceiverStream::new(requests));
         if let Some(token) = &self.config.token {
             token.authorize(&mut request);
@@ -146,7 +154,7 @@ impl Link {
         let mut inbound = client
             .link(request)
             .await
-            .map_err(|s| s.message().to_string())?
+            .map_err(NotLinked::from)?
             .into_inner();
         match inbound.message().await {
             Ok(Some(LinkResponse {
@@ -156,8 +164,35 @@ impl Link {
                     .unwrap_or(self.config.sample_interval);
                 Ok((Session { outbound, inbound }, interval))
             }
-            Ok(_) => Err("the controller did not welcome us".into()),
-            Err(status) => Err(status.message().to_string()),
+            Ok(_) => Err(unreachable("the controller did not welcome us".into())),
+            Err(status) => Err(NotLinked::from(status)),
+        }
+    }
+}
+
+/// Why the agent has no stream to the controller.
+#[derive(Debug)]
+struct NotLinked {
+    /// The controller answered and refused this agent (its token, its server id, its node
+    /// address): the agent keeps trying, but someone has to change something.
+    refused: bool,
+    why: String,
+}
+
+impl From<tonic::Status> for NotLinked {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let refused = matches!(
+            status.code(),
+            Code::Unauthenticated
+                | Code::PermissionDenied
+                | Code::AlreadyExists
+                | Code::FailedPrecondition
+                | Code::InvalidArgument
+        );
+        Self {
+            refused,
+            why: status.message().to_string(),
         }
     }
 }
@@ -178,6 +213,8 @@ pub(crate) async fn run(mut link: Link, shutdown: CancellationToken) {
     let mut ticker = interval_at(tokio::time::Instant::now(), sample_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut node_changes = link.supervisor.changes();
+    // The last refusal said as a warning: each new reason is said once, not at every retry.
+    let mut refusal_said: Option<String> = None;
 
     loop {
         tokio::select! {
@@ -188,12 +225,20 @@ pub(crate) async fn run(mut link: Link, shutdown: CancellationToken) {
                         tracing::info!(controller = %link.config.controller_url, buffered = link.outbox.len(), dropped = link.dropped, "Connected to the controller.");
                         session = Some(open);
                         backoff.reset();
+                        refusal_said = None;
                         if interval != sample_interval {
                             sample_interval = interval;
                             ticker = interval_at(tokio::time::Instant::now(), sample_interval);
                         }
                     }
-                    Ok(Err(why)) => {
+                    Ok(Err(NotLinked { refused: true, why })) => {
+                        if refusal_said.as_ref() != Some(&why) {
+                            tracing::warn!(%why, "The controller refused this agent; trying again.");
+                            refusal_said = Some(why);
+                        }
+                        reconnect_at = Instant::now() + backoff.next_delay();
+                    }
+                    Ok(Err(NotLinked { refused: false, why })) => {
                         tracing::debug!(%why, "Controller not reachable.");
                         reconnect_at = Instant::now() + backoff.next_delay();
                     }

@@ -132,6 +132,19 @@ fn node_host(server: &serde_json::Value) -> String {
     address.rsplit_once(':').unwrap().0.to_string()
 }
 
+/// Agent streams the controller has refused.
+async fn refused_streams(farm: &Farm) -> u64 {
+    farm.client()
+        .await
+        .get_metrics(farm_proto::v1::GetMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics
+        .unwrap()
+        .agent_streams_refused
+}
+
 /// Waits until every server is healthy and placed on a node, returning the list.
 async fn all_healthy(farm: &Farm, limit: Duration, what: &str) -> Vec<serde_json::Value> {
     eventually(limit, what, || async {
@@ -225,6 +238,74 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         .map(|s| s["server_id"].as_u64().unwrap())
         .collect();
     assert_eq!(reached, (1..=10).collect::<BTreeSet<u64>>());
+
+    // Agents on the swarm's network with a wrong token, or none, are refused and counted.
+    let image = docker_on(
+        &lab.manager,
+        &[
+            "service",
+            "inspect",
+            &format!("{prefix}-server-1"),
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ],
+    );
+    let refused_before = refused_streams(&farm).await;
+    for (name, token) in [("wrong", Some("not-this-farms-token-0123")), ("none", None)] {
+        let service = format!("{prefix}-intruder-{name}");
+        let mut args = vec![
+            "service".to_string(),
+            "create".into(),
+            "--detach".into(),
+            "--no-resolve-image".into(),
+            "--name".into(),
+            service,
+            "--label".into(),
+            format!("io.farm.name={prefix}"),
+            "--network".into(),
+            format!("{prefix}-net"),
+            "--restart-condition".into(),
+            "none".into(),
+        ];
+        if let Some(token) = token {
+            args.extend(["--env".into(), format!("FARM_TOKEN={token}")]);
+        }
+        args.extend([
+            image.trim().to_string(),
+            "agent".into(),
+            "--id".into(),
+            "99".into(),
+            "--controller".into(),
+            farm.controller_url(),
+            "--node-listen".into(),
+            "0.0.0.0:8000".into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker_on(&lab.manager, &args);
+    }
+    eventually(Duration::from_secs(60), "both intruders refused", || async {
+        (refused_streams(&farm).await >= refused_before + 2).then_some(())
+    })
+    .await;
+    assert!(
+        rest_servers(&farm).await.iter().all(|s| s["id"] != 99),
+        "no intruder joined the farm"
+    );
+    for name in ["wrong", "none"] {
+        let service = format!("{prefix}-intruder-{name}");
+        eventually(Duration::from_secs(30), "the intruder told why", || async {
+            // The CLI writes what the task wrote to its standard error to its own.
+            let logs = Command::new("docker")
+                .args(["-H", &lab.manager, "service", "logs", "--raw", &service])
+                .output()
+                .expect("the docker CLI runs");
+            String::from_utf8_lossy(&logs.stderr)
+                .contains("the farm's token is missing or wrong")
+                .then_some(())
+        })
+        .await;
+        docker_on(&lab.manager, &["service", "rm", &service]);
+    }
 
     // `docker kill` of a task's container on the worker is seen, and the server comes back.
     let victim = list
