@@ -239,6 +239,72 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         .collect();
     assert_eq!(reached, (1..=10).collect::<BTreeSet<u64>>());
 
+    // Actions go to the engine: a stop scales the service to nothing, a start brings it
+    // back, a restart has the engine replace its task.
+    let action = |id: u32, action: &'static str| {
+        let url = format!("{}/api/servers/{id}/action", farm.gateway_url());
+        async move {
+            let reply = post_json(&url, &format!(r#"{{"action": "{action}"}}"#)).await;
+            assert_eq!(reply.status, 200, "{action}: {}", reply.text());
+            assert_eq!(reply.json()["ok"], true, "{action}: {}", reply.text());
+        }
+    };
+    let server_status = |id: u32, status: &'static str| {
+        let farm = &farm;
+        move || async move {
+            rest_servers(farm)
+                .await
+                .iter()
+                .any(|s| s["id"] == id && s["status"] == status)
+                .then_some(())
+        }
+    };
+    action(1, "stop").await;
+    eventually(Duration::from_secs(15), "server 1 stopped", server_status(1, "stopped")).await;
+    let label = format!("label=io.farm.name={prefix}");
+    let service_1 = format!("{prefix}-server-1");
+    assert_eq!(
+        docker_on(
+            &lab.manager,
+            &["service", "inspect", &service_1, "--format", "{{.Spec.Mode.Replicated.Replicas}}"],
+        )
+        .trim(),
+        "0"
+    );
+    action(1, "start").await;
+    all_healthy(&farm, Duration::from_secs(30), "server 1 started again").await;
+    let tasks_before = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
+    action(1, "restart").await;
+    eventually(Duration::from_secs(30), "server 1's task replaced", || async {
+        let tasks = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
+        (tasks.lines().count() > tasks_before.lines().count()).then_some(())
+    })
+    .await;
+    all_healthy(&farm, Duration::from_secs(30), "server 1 restarted").await;
+
+    // Scaling adds services with the next ids and removes the highest.
+    let scale = |servers: u32| {
+        let url = format!("{}/api/scale", farm.gateway_url());
+        async move {
+            let reply = post_json(&url, &format!(r#"{{"servers": {servers}}}"#)).await;
+            assert_eq!(reply.status, 200, "scale to {servers}: {}", reply.text());
+        }
+    };
+    scale(12).await;
+    let list = all_healthy(&farm, Duration::from_secs(60), "12 servers").await;
+    assert_eq!(list.len(), 12);
+    scale(10).await;
+    let services = docker_on(
+        &lab.manager,
+        &["service", "ls", "--filter", &label, "--format", "{{.Name}}"],
+    );
+    let mut names: Vec<&str> = services.lines().collect();
+    names.sort_unstable();
+    let mut expected: Vec<String> = (1..=10).map(|id| format!("{prefix}-server-{id}")).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert_eq!(rest_servers(&farm).await.len(), 10);
+
     // Agents on the swarm's network with a wrong token, or none, are refused and counted.
     let image = docker_on(
         &lab.manager,
@@ -308,6 +374,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     }
 
     // `docker kill` of a task's container on the worker is seen, and the server comes back.
+    let list = all_healthy(&farm, Duration::from_secs(30), "a healthy farm").await;
     let victim = list
         .iter()
         .find(|s| node_host(s) == lab.n2)
@@ -359,7 +426,6 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     // SIGTERM: no service, network or container of the farm is left on either engine.
     signal(farm.child.id(), Signal::SIGTERM);
     assert!(wait_exit(&mut farm.child, Duration::from_secs(60)).success());
-    let label = format!("label=io.farm.name={prefix}");
     assert_eq!(
         docker_on(&lab.manager, &["service", "ls", "-q", "--filter", &label]),
         ""
