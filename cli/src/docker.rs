@@ -122,7 +122,11 @@ pub(crate) struct DownArgs {
     #[arg(long, env = "FARM_RUNTIME", value_enum, default_value_t = DownRuntime::Docker)]
     runtime: DownRuntime,
     /// The API of a manager of the swarm (`--runtime swarm`).
-    #[arg(long, env = "FARM_SWARM_MANAGER", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "FARM_SWARM_MANAGER",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     swarm_manager: String,
 }
 

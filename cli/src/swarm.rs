@@ -18,11 +18,19 @@ const MAX_ENGINES: usize = 64;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SwarmArgs {
     /// The API of a manager of the swarm (`unix:///path/to/docker.sock`).
-    #[arg(long, env = "FARM_SWARM_MANAGER", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "FARM_SWARM_MANAGER",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     pub(crate) swarm_manager: String,
     /// The API of another engine of the swarm, to copy the server image to (nothing is
     /// pulled); once per engine, at most 64.
-    #[arg(long = "swarm-engine", env = "FARM_SWARM_ENGINES", value_delimiter = ',')]
+    #[arg(
+        long = "swarm-engine",
+        env = "FARM_SWARM_ENGINES",
+        value_delimiter = ','
+    )]
     pub(crate) swarm_engines: Vec<String>,
     /// A placement constraint for every server (`node.labels.zone==a`); once per constraint.
     #[arg(long = "swarm-constraint")]

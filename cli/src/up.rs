@@ -221,9 +221,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 token: token.clone(),
                 allow_fault_headers: args.allow_fault_headers,
             };
-            Servers::Swarm(Arc::new(
-                args.swarm.prepare(farm, registry.clone()).await?,
-            ))
+            Servers::Swarm(Arc::new(args.swarm.prepare(farm, registry.clone()).await?))
         }
     };
     let runtime = servers.runtime();

@@ -177,7 +177,8 @@ fn pulls_since(marks: &[(std::path::PathBuf, u64)]) -> Vec<String> {
         .iter()
         .flat_map(|(path, from)| {
             let text = std::fs::read(path).unwrap();
-            let new = String::from_utf8_lossy(&text[(*from as usize).min(text.len())..]).into_owned();
+            let new =
+                String::from_utf8_lossy(&text[(*from as usize).min(text.len())..]).into_owned();
             new.lines()
                 .filter(|line| line.to_lowercase().contains("pull"))
                 .map(str::to_string)
@@ -213,7 +214,11 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
                 .starts_with(server["node_address"].as_str().unwrap()),
             "the placement names the node: {server}"
         );
-        let reply = get(&format!("http://{}/health", server["node_address"].as_str().unwrap())).await;
+        let reply = get(&format!(
+            "http://{}/health",
+            server["node_address"].as_str().unwrap()
+        ))
+        .await;
         assert_eq!(reply.status, 200);
         assert_eq!(
             reply.headers["x-farm-server"].to_str().unwrap(),
@@ -260,13 +265,24 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         }
     };
     action(1, "stop").await;
-    eventually(Duration::from_secs(15), "server 1 stopped", server_status(1, "stopped")).await;
+    eventually(
+        Duration::from_secs(15),
+        "server 1 stopped",
+        server_status(1, "stopped"),
+    )
+    .await;
     let label = format!("label=io.farm.name={prefix}");
     let service_1 = format!("{prefix}-server-1");
     assert_eq!(
         docker_on(
             &lab.manager,
-            &["service", "inspect", &service_1, "--format", "{{.Spec.Mode.Replicated.Replicas}}"],
+            &[
+                "service",
+                "inspect",
+                &service_1,
+                "--format",
+                "{{.Spec.Mode.Replicated.Replicas}}"
+            ],
         )
         .trim(),
         "0"
@@ -275,10 +291,14 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     all_healthy(&farm, Duration::from_secs(30), "server 1 started again").await;
     let tasks_before = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
     action(1, "restart").await;
-    eventually(Duration::from_secs(30), "server 1's task replaced", || async {
-        let tasks = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
-        (tasks.lines().count() > tasks_before.lines().count()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "server 1's task replaced",
+        || async {
+            let tasks = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
+            (tasks.lines().count() > tasks_before.lines().count()).then_some(())
+        },
+    )
     .await;
     all_healthy(&farm, Duration::from_secs(30), "server 1 restarted").await;
 
@@ -349,9 +369,11 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         docker_on(&lab.manager, &args);
     }
-    eventually(Duration::from_secs(60), "both intruders refused", || async {
-        (refused_streams(&farm).await >= refused_before + 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "both intruders refused",
+        || async { (refused_streams(&farm).await >= refused_before + 2).then_some(()) },
+    )
     .await;
     assert!(
         rest_servers(&farm).await.iter().all(|s| s["id"] != 99),
@@ -379,7 +401,8 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         .iter()
         .find(|s| node_host(s) == lab.n2)
         .expect("a server on the worker");
-    let id = victim["id"].to_string();
+    let victim_id = victim["id"].as_u64().unwrap();
+    let id = victim_id.to_string();
     let container = docker_on(
         &lab.worker,
         &[
@@ -396,7 +419,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         rest_servers(&farm)
             .await
             .iter()
-            .any(|s| s["id"].to_string() == id && s["status"] == "stopped")
+            .any(|s| s["id"] == victim_id && s["status"] == "stopped")
             .then_some(())
     })
     .await;
@@ -414,12 +437,16 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         &lab.manager,
         &["node", "update", "--availability", "drain", &worker_node],
     );
-    let moved = eventually(Duration::from_secs(60), "every server on the manager's node", || async {
-        let list = rest_servers(&farm).await;
-        list.iter()
-            .all(|s| s["status"] == "healthy" && node_host(s) == lab.n1)
-            .then_some(list)
-    })
+    let moved = eventually(
+        Duration::from_secs(60),
+        "every server on the manager's node",
+        || async {
+            let list = rest_servers(&farm).await;
+            list.iter()
+                .all(|s| s["status"] == "healthy" && node_host(s) == lab.n1)
+                .then_some(list)
+        },
+    )
     .await;
     assert_eq!(moved.len(), 10);
 
@@ -435,11 +462,15 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         ""
     );
     for engine in [&lab.manager, &lab.worker] {
-        eventually(Duration::from_secs(30), "the tasks' containers gone", || async {
-            docker_on(engine, &["ps", "-aq", "--filter", &label])
-                .is_empty()
-                .then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the tasks' containers gone",
+            || async {
+                docker_on(engine, &["ps", "-aq", "--filter", &label])
+                    .is_empty()
+                    .then_some(())
+            },
+        )
         .await;
     }
     let pulls = pulls_since(&logs);

@@ -783,8 +783,7 @@ impl Registry {
     /// address for the farm.
     pub fn set_placement(&self, id: u32, placement: String, published_address: String) {
         self.update(id, |entry| {
-            let changed =
-                entry.placement != placement || entry.node_address != published_address;
+            let changed = entry.placement != placement || entry.node_address != published_address;
             entry.placement = placement;
             entry.node_address.clone_from(&published_address);
             entry.published_address = Some(published_address);

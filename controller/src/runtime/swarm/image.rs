@@ -34,12 +34,19 @@ pub async fn spread_image(
         tracing::info!(%tag, engine = n + 1, "Copying the server image to an engine of the swarm.");
         // By tag, so that the copy keeps its name too.
         let tar = manager.export_image(&tag);
-        let mut load =
-            engine.import_image_stream(ImportImageOptionsBuilder::default().quiet(true).build(), tar, None);
+        let mut load = engine.import_image_stream(
+            ImportImageOptionsBuilder::default().quiet(true).build(),
+            tar,
+            None,
+        );
         while let Some(step) = load.next().await {
             step.map_err(|e| SwarmError::Image(format!("copying {tag} to engine {}: {e}", n + 1)))?;
         }
-        let copied = engine.inspect_image(&id).await.ok().and_then(|image| image.id);
+        let copied = engine
+            .inspect_image(&id)
+            .await
+            .ok()
+            .and_then(|image| image.id);
         if copied.as_deref() != Some(id.as_str()) {
             return Err(SwarmError::Image(format!(
                 "engine {} loaded {tag} but has no image {id}",

@@ -254,7 +254,10 @@ impl SwarmRuntime {
                 .docker
                 .create_service(spec::service_spec(&shared.config, id), None)
                 .await
-                .map_err(api(format!("create service {}", shared.config.service_name(id))))?;
+                .map_err(api(format!(
+                    "create service {}",
+                    shared.config.service_name(id)
+                )))?;
         }
         Ok(())
     }
@@ -324,7 +327,10 @@ impl Runtime for SwarmRuntime {
             lock(&self.shared.servers).remove(&id);
             let name = self.shared.config.service_name(id);
             match self.shared.docker.delete_service(&name).await {
-                Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => {}
+                Ok(())
+                | Err(ApiError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
                 Err(e) => return Err(RuntimeError::Swarm(api(format!("remove {name}"))(e))),
             }
             self.shared.registry.remove(id);

@@ -39,7 +39,10 @@ fn not_found(error: &ApiError) -> bool {
 }
 
 /// Creates the farm's attachable overlay network unless it exists.
-pub async fn ensure_network(docker: &Docker, config: &SwarmRuntimeConfig) -> Result<(), SwarmError> {
+pub async fn ensure_network(
+    docker: &Docker,
+    config: &SwarmRuntimeConfig,
+) -> Result<(), SwarmError> {
     let name = config.network_name();
     match docker.inspect_network(&name, None).await {
         Ok(network) if is_ours(network.labels.as_ref(), &config.prefix) => return Ok(()),
@@ -142,10 +145,11 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
             .list_tasks(None::<ListTasksOptions>)
             .await
             .map_err(api("list tasks"))?;
-        if !tasks
-            .iter()
-            .any(|t| t.service_id.as_ref().is_some_and(|s| service_ids.contains(s)))
-        {
+        if !tasks.iter().any(|t| {
+            t.service_id
+                .as_ref()
+                .is_some_and(|s| service_ids.contains(s))
+        }) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

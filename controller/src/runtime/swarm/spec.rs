@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
@@ -62,9 +62,7 @@ pub(super) fn service_spec(config: &SwarmRuntimeConfig, id: u32) -> ServiceSpec 
                     config
                         .token
                         .iter()
-                        .map(|token| {
-                            format!("{}={}", farm_proto::auth::TOKEN_ENV, token.as_str())
-                        })
+                        .map(|token| format!("{}={}", farm_proto::auth::TOKEN_ENV, token.as_str()))
                         .chain(config.trace_env.iter().map(|(k, v)| format!("{k}={v}")))
                         .collect(),
                 ),

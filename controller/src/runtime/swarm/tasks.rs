@@ -183,8 +183,7 @@ async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
     let mut current: HashMap<u32, &Task> = HashMap::new();
     let mut replicas_of: HashMap<u32, i64> = HashMap::new();
     for task in &tasks {
-        let Some(&(id, replicas)) = task.service_id.as_ref().and_then(|s| by_service.get(s))
-        else {
+        let Some(&(id, replicas)) = task.service_id.as_ref().and_then(|s| by_service.get(s)) else {
             continue;
         };
         if !owned.contains(&id) {
