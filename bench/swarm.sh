@@ -8,7 +8,7 @@
 #   sudo SERVERS=10 bench/swarm.sh
 #
 # 1. The floor: SERVERS services made the way the farm makes them (one replica each, the same
-#    image by ID, host-mode port, DNSRR, the farm's overlay, spread over the nodes), running
+#    image by ID, host-mode port, DNSRR, the farm's overlay), running
 #    the node alone (`farm node`, no agent, no controller): the time from the first
 #    `service create` until every task runs, as the engine reports it. Created one after
 #    another with the docker CLI, as the farm creates them through the API.
@@ -80,7 +80,7 @@ for id in $(seq 1 "$SERVERS"); do
     $M service create --detach --quiet --no-resolve-image --name "bsw-floor-$id" \
         --label io.farm.name=bsw-floor --container-label io.farm.name=bsw-floor \
         --network bsw-floor-net --endpoint-mode dnsrr --publish mode=host,target=8000 \
-        --placement-pref spread=node.id "$image" node --id "$id" --listen 0.0.0.0:8000 >/dev/null
+        "$image" node --id "$id" --listen 0.0.0.0:8000 >/dev/null
 done
 created=$(since "$start")
 deadline=$((SECONDS + 300))

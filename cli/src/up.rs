@@ -47,8 +47,8 @@ pub(crate) struct UpArgs {
     /// Address the node apps listen on.
     #[arg(long, env = "FARM_NODE_HOST", default_value = "127.0.0.1")]
     node_host: IpAddr,
-    /// Node N listens on this port plus N; 0 lets the kernel pick every node's port
-    /// (process runtime only).
+    /// Node N listens on this port plus N; 0 lets the kernel pick every node's port (process
+    /// runtime), or each swarm node's engine pick it (swarm runtime).
     #[arg(long, env = "FARM_NODE_BASE_PORT", default_value_t = 8000)]
     node_base_port: u16,
     /// Sample interval of the agents, in milliseconds (100 to 60000). A farm of more than
@@ -116,7 +116,7 @@ impl Servers {
         match self {
             Servers::Process(r) => Ok(r.start(1..=servers)?),
             Servers::Docker(r) => Ok(r.start_farm(servers).await?),
-            Servers::Swarm(r) => Ok(r.start(&(1..=servers).collect::<Vec<_>>()).await?),
+            Servers::Swarm(r) => Ok(r.start_farm(servers).await?),
         }
     }
 }

@@ -88,10 +88,18 @@ struct Reactivate<'a> {
 
 impl Drop for Reactivate<'_> {
     fn drop(&mut self) {
-        docker_on(
-            &self.lab.manager,
-            &["node", "update", "--availability", "active", &self.node],
-        );
+        // No panic here: this may run while a failed test unwinds.
+        let _ = Command::new("docker")
+            .args([
+                "-H",
+                &self.lab.manager,
+                "node",
+                "update",
+                "--availability",
+                "active",
+            ])
+            .arg(&self.node)
+            .output();
     }
 }
 
@@ -289,14 +297,28 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     );
     action(1, "start").await;
     all_healthy(&farm, Duration::from_secs(30), "server 1 started again").await;
-    let tasks_before = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
+    let running_task = || {
+        docker_on(
+            &lab.manager,
+            &[
+                "service",
+                "ps",
+                "-q",
+                "--filter",
+                "desired-state=running",
+                &service_1,
+            ],
+        )
+    };
+    let task_before = running_task();
     action(1, "restart").await;
     eventually(
         Duration::from_secs(30),
         "server 1's task replaced",
         || async {
-            let tasks = docker_on(&lab.manager, &["service", "ps", "-q", &service_1]);
-            (tasks.lines().count() > tasks_before.lines().count()).then_some(())
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let task = running_task();
+            (!task.trim().is_empty() && task != task_before).then_some(())
         },
     )
     .await;
@@ -382,6 +404,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     for name in ["wrong", "none"] {
         let service = format!("{prefix}-intruder-{name}");
         eventually(Duration::from_secs(30), "the intruder told why", || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
             // The CLI writes what the task wrote to its standard error to its own.
             let logs = Command::new("docker")
                 .args(["-H", &lab.manager, "service", "logs", "--raw", &service])
@@ -415,7 +438,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         ],
     );
     docker_on(&lab.worker, &["kill", container.trim()]);
-    eventually(Duration::from_secs(5), "the kill seen", || async {
+    eventually(Duration::from_secs(10), "the kill seen", || async {
         rest_servers(&farm)
             .await
             .iter()
@@ -466,6 +489,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
             Duration::from_secs(30),
             "the tasks' containers gone",
             || async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 docker_on(engine, &["ps", "-aq", "--filter", &label])
                     .is_empty()
                     .then_some(())
@@ -475,4 +499,35 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     }
     let pulls = pulls_since(&logs);
     assert!(pulls.is_empty(), "an engine tried to pull: {pulls:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_farm_started_again_after_a_crash_removes_the_services_beyond_its_servers() {
+    let lab = lab();
+    let prefix = unique_prefix("again");
+    let _down = Down {
+        lab: &lab,
+        prefix: prefix.clone(),
+    };
+    let mut first = swarm_farm(&lab, 3, &prefix);
+    signal(first.child.id(), Signal::SIGKILL);
+    wait_exit(&mut first.child, Duration::from_secs(10));
+    let label = format!("label=io.farm.name={prefix}");
+    let services = || {
+        docker_on(
+            &lab.manager,
+            &["service", "ls", "--filter", &label, "--format", "{{.Name}}"],
+        )
+    };
+    assert_eq!(services().lines().count(), 3, "a crash leaves the services");
+
+    let farm = swarm_farm(&lab, 2, &prefix);
+    let list = all_healthy(&farm, Duration::from_secs(60), "the two servers").await;
+    assert_eq!(list.len(), 2);
+    let mut names: Vec<String> = services().lines().map(str::to_string).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [format!("{prefix}-server-1"), format!("{prefix}-server-2")]
+    );
 }

@@ -53,9 +53,11 @@ pub const LABEL_SERVER_ID: &str = crate::runtime::docker::LABEL_SERVER_ID;
 /// The node's port inside every task.
 pub const NODE_PORT: u16 = crate::runtime::docker::NODE_PORT;
 /// How often the runtime asks the manager for the farm's tasks.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long connecting to an engine may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long removing the farm from the swarm may take when the farm stops.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Why the swarm runtime could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +117,7 @@ pub async fn connect(address: &str) -> Result<Docker, SwarmError> {
         .map_err(|e| no_engine(e.to_string()))?;
     tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
         .await
-        .map_err(|_| no_engine("it did not answer within 5 s".into()))?
+        .map_err(|_| no_engine(format!("it did not answer within {CONNECT_TIMEOUT:?}")))?
         .map_err(|e| no_engine(e.to_string()))
 }
 
@@ -229,13 +231,27 @@ impl SwarmRuntime {
         }
     }
 
-    /// The runtime's settings.
-    pub fn config(&self) -> &SwarmRuntimeConfig {
-        &self.shared.config
+    /// Starts the farm's first `servers` servers. The services of this farm beyond `servers`
+    /// (a farm that crashed had more) go first, and are dropped from the registry should
+    /// their agents have got in as servers no runtime announced.
+    pub async fn start_farm(&self, servers: u32) -> Result<(), SwarmError> {
+        let shared = &self.shared;
+        for id in network::farm_server_ids(&shared.docker, &shared.config.prefix).await? {
+            if id > servers {
+                tracing::info!(
+                    server = id,
+                    "Removing a service of this farm beyond its servers."
+                );
+                network::remove_service(&shared.docker, &shared.config.service_name(id)).await?;
+                shared.registry.remove(id);
+            }
+        }
+        self.start(&(1..=servers).collect::<Vec<_>>()).await
     }
 
     /// Creates the services of servers `ids`; the engine schedules their tasks. A service of
     /// this farm left with a name a new server needs (a farm that crashed) is removed first.
+    /// A server whose service could not be made is not the farm's.
     pub async fn start(&self, ids: &[u32]) -> Result<(), SwarmError> {
         let shared = &self.shared;
         for &id in ids {
@@ -250,14 +266,16 @@ impl SwarmRuntime {
                 "swarm".into(),
             );
             lock(&shared.servers).insert(id);
-            shared
+            let name = shared.config.service_name(id);
+            if let Err(e) = shared
                 .docker
                 .create_service(spec::service_spec(&shared.config, id), None)
                 .await
-                .map_err(api(format!(
-                    "create service {}",
-                    shared.config.service_name(id)
-                )))?;
+            {
+                lock(&shared.servers).remove(&id);
+                shared.registry.remove(id);
+                return Err(api(format!("create service {name}"))(e));
+            }
         }
         Ok(())
     }
@@ -277,6 +295,8 @@ impl SwarmRuntime {
             let template = spec.task_template.get_or_insert_with(Default::default);
             template.force_update = Some(template.force_update.unwrap_or(0) + 1);
         }
+        // The engine's versions grow by one a change; one past i32 is a swarm of billions of
+        // changes, which the engine's own API (an i32 here) cannot address either.
         let options = bollard::query_parameters::UpdateServiceOptionsBuilder::default()
             .version(i32::try_from(version).unwrap_or(i32::MAX))
             .build();
@@ -326,12 +346,10 @@ impl Runtime for SwarmRuntime {
         for &id in &scaled.removed {
             lock(&self.shared.servers).remove(&id);
             let name = self.shared.config.service_name(id);
-            match self.shared.docker.delete_service(&name).await {
-                Ok(())
-                | Err(ApiError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(e) => return Err(RuntimeError::Swarm(api(format!("remove {name}"))(e))),
+            if let Err(e) = network::remove_service(&self.shared.docker, &name).await {
+                // Still there: still the farm's.
+                lock(&self.shared.servers).insert(id);
+                return Err(e.into());
             }
             self.shared.registry.remove(id);
         }
@@ -342,8 +360,16 @@ impl Runtime for SwarmRuntime {
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
-        if let Err(error) = down(&self.shared.docker, &self.shared.config.prefix).await {
-            tracing::warn!(%error, "Could not remove the farm's services and network.");
-        }
+        let prefix = &self.shared.config.prefix;
+        let removal = tokio::time::timeout(SHUTDOWN_LIMIT, down(&self.shared.docker, prefix));
+        let error = match removal.await {
+            Ok(Ok(_)) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("the manager did not finish within {SHUTDOWN_LIMIT:?}"),
+        };
+        tracing::warn!(
+            %error,
+            "Could not remove the farm's services and network; `farm down --runtime swarm --name-prefix {prefix}` removes them."
+        );
     }
 }

@@ -11,7 +11,7 @@ use bollard::query_parameters::{
     ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptions,
 };
 
-use super::{LABEL_FARM, SwarmError, SwarmRuntimeConfig, api};
+use super::{LABEL_FARM, LABEL_SERVER_ID, SwarmError, SwarmRuntimeConfig, api};
 
 /// How long `down` waits for the removed services' tasks to stop before it removes the
 /// network they are attached to.
@@ -72,6 +72,39 @@ pub async fn ensure_network(
     Ok(())
 }
 
+/// The server ids of farm `prefix`'s services.
+pub(super) async fn farm_server_ids(docker: &Docker, prefix: &str) -> Result<Vec<u32>, SwarmError> {
+    let services = docker
+        .list_services(Some(
+            ListServicesOptionsBuilder::default()
+                .filters(&farm_filter(prefix))
+                .build(),
+        ))
+        .await
+        .map_err(api("list services"))?;
+    Ok(services
+        .iter()
+        .filter_map(|s| {
+            s.spec
+                .as_ref()?
+                .labels
+                .as_ref()?
+                .get(LABEL_SERVER_ID)?
+                .parse()
+                .ok()
+        })
+        .collect())
+}
+
+/// Removes service `name`; one already gone counts as removed.
+pub(super) async fn remove_service(docker: &Docker, name: &str) -> Result<(), SwarmError> {
+    match docker.delete_service(name).await {
+        Ok(()) => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
+        Err(e) => Err(api(format!("remove service {name}"))(e)),
+    }
+}
+
 /// Removes services of this farm left with names the servers `ids` need (a farm that
 /// crashed); refuses when a name belongs to a service that is not this farm's.
 pub(super) async fn clear_services(
@@ -90,11 +123,7 @@ pub(super) async fn clear_services(
                         name,
                     });
                 }
-                match docker.delete_service(&name).await {
-                    Ok(()) => {}
-                    Err(e) if not_found(&e) => {}
-                    Err(e) => return Err(api(format!("remove stale service {name}"))(e)),
-                }
+                remove_service(docker, &name).await?;
             }
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(api(format!("inspect service {name}"))(e)),

@@ -1,6 +1,6 @@
 //! What a server's service is: one replica of the agent and its node, on the farm's overlay
 //! under the alias `server-N`, its node port published in host mode, CPU and memory limits,
-//! placement spread over the swarm's nodes, and the engine's restart policy.
+//! placement constraints when given, and the engine's restart policy.
 
 use std::collections::HashMap;
 
@@ -8,8 +8,7 @@ use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, ServiceSpec,
     ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use crate::runtime::AgentCommand;
@@ -83,15 +82,10 @@ pub(super) fn service_spec(config: &SwarmRuntimeConfig, id: u32) -> ServiceSpec 
                 max_attempts: None,
                 window: None,
             }),
-            placement: Some(TaskSpecPlacement {
-                constraints: (!config.constraints.is_empty()).then(|| config.constraints.clone()),
-                // Spread over the nodes: the engine balances tasks per node of each value of
-                // the node's id, which is every node.
-                preferences: Some(vec![TaskSpecPlacementPreferences {
-                    spread: Some(TaskSpecPlacementSpread {
-                        spread_descriptor: Some("node.id".into()),
-                    }),
-                }]),
+            // No spread preference: a one-replica service has nothing to spread, and the
+            // scheduler already puts each new task on the node with the fewest tasks.
+            placement: (!config.constraints.is_empty()).then(|| TaskSpecPlacement {
+                constraints: Some(config.constraints.clone()),
                 ..Default::default()
             }),
             networks: Some(vec![NetworkAttachmentConfig {

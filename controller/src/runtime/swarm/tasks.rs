@@ -5,6 +5,7 @@
 //! the runtime only reports it.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bollard::models::{Node, Task, TaskState};
@@ -28,11 +29,20 @@ pub(super) struct Placement {
     pub published_port: Option<u16>,
 }
 
+impl Placement {
+    /// Where the node is reached: the node's address and the published port, once both are
+    /// known.
+    fn published_address(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.node_addr.parse().ok()?;
+        Some(SocketAddr::new(ip, self.published_port?))
+    }
+}
+
 impl std::fmt::Display for Placement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let short: String = self.node_id.chars().take(12).collect();
-        match self.published_port {
-            Some(port) => write!(f, "{}:{port}", self.node_addr)?,
+        match self.published_address() {
+            Some(address) => write!(f, "{address}")?,
             None => write!(f, "{}", self.node_addr)?,
         }
         write!(f, " on node {} ({short})", self.hostname)
@@ -69,7 +79,11 @@ pub(super) fn follow(shared: &Arc<Shared>) {
                 () = shared.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            match poll(&shared).await {
+            let polled = tokio::select! {
+                () = shared.shutdown.cancelled() => return,
+                polled = poll(&shared) => polled,
+            };
+            match polled {
                 Ok(now) => {
                     if failing {
                         tracing::info!("The swarm's manager answers again.");
@@ -89,16 +103,25 @@ pub(super) fn follow(shared: &Arc<Shared>) {
 
 /// Tells the registry what changed since the last poll. A server whose task ended on its own
 /// (killed, crashed) since then shows as exited for one poll, even when the engine has
-/// already started its next task, so that everyone following the farm sees the death.
+/// already started its next task, so that everyone following the farm sees the death (unless
+/// the last poll showed it already). A new task's agent is vouched for, so that it takes the
+/// server over from a stream its predecessor may still hold (a node cut off).
 fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: &Look) {
     for (&id, current) in &now.servers {
         let before = seen.get(&id);
         if before == Some(current) {
             continue;
         }
-        let death = before
+        let replaced = before
             .and_then(|b| b.task_id.as_ref())
-            .filter(|&task| current.task_id.as_ref() != Some(task))
+            .filter(|&task| current.task_id.as_ref() != Some(task));
+        if replaced.is_some() && current.task_id.is_some() {
+            shared.registry.vouch(id);
+        }
+        let already_shown =
+            before.is_some_and(|b| matches!(b.state, Some(RuntimeState::Exited(_))));
+        let death = replaced
+            .filter(|_| !already_shown)
             .and_then(|task| now.ended.get(task));
         if let Some(&death) = death {
             tracing::info!(server_id = id, state = ?death, "A server's task ended; the engine starts another.");
@@ -116,13 +139,11 @@ fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: &Look) {
             shared.registry.set_runtime_state(id, state);
         }
         if let Some(placement) = &current.placement
-            && let Some(port) = placement.published_port
+            && let Some(published) = placement.published_address()
         {
-            shared.registry.set_placement(
-                id,
-                placement.to_string(),
-                format!("{}:{port}", placement.node_addr),
-            );
+            shared
+                .registry
+                .set_placement(id, placement.to_string(), published.to_string());
         }
         let moved_from = before.and_then(|b| b.placement.as_ref());
         match (moved_from, current.placement.as_ref()) {
@@ -181,15 +202,13 @@ async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
 
     let owned = lock(&shared.servers).clone();
     let mut current: HashMap<u32, &Task> = HashMap::new();
-    let mut replicas_of: HashMap<u32, i64> = HashMap::new();
     for task in &tasks {
-        let Some(&(id, replicas)) = task.service_id.as_ref().and_then(|s| by_service.get(s)) else {
+        let Some(&(id, _)) = task.service_id.as_ref().and_then(|s| by_service.get(s)) else {
             continue;
         };
         if !owned.contains(&id) {
             continue;
         }
-        replicas_of.insert(id, replicas);
         let newer = current.get(&id).is_none_or(|held| precedes(held, task));
         if newer {
             current.insert(id, task);
@@ -230,11 +249,17 @@ async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
 }
 
 /// Whether task `held` comes before `other` as a server's current task: a task the engine
-/// wants running wins over one it wants gone, then the newer one (higher version).
+/// wants running wins over one it wants gone, then the newer one (higher version, then the
+/// later creation: one change of the engine may write two tasks).
 fn precedes(held: &Task, other: &Task) -> bool {
-    let wanted = |t: &Task| t.desired_state == Some(TaskState::RUNNING);
-    let version = |t: &Task| t.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-    (wanted(other), version(other)) > (wanted(held), version(held))
+    let key = |t: &Task| {
+        (
+            t.desired_state == Some(TaskState::RUNNING),
+            t.version.as_ref().and_then(|v| v.index).unwrap_or(0),
+            t.created_at.clone().unwrap_or_default(),
+        )
+    };
+    key(other) > key(held)
 }
 
 /// What a task's state means for its server, when it says something.
@@ -266,11 +291,18 @@ fn placement_of(task: &Task, nodes: &HashMap<String, Node>) -> Option<Placement>
         .and_then(|p| p.ports.as_ref())
         .and_then(|ports| ports.iter().find_map(|p| p.published_port))
         .and_then(|p| u16::try_from(p).ok());
+    // A manager may report 0.0.0.0 as its own address; its address among the managers says
+    // where it is.
+    let status_addr = node
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.addr.clone())
+        .filter(|a| !a.is_empty() && a != "0.0.0.0");
+    let manager_addr = || {
+        let addr = node?.manager_status.as_ref()?.addr.as_ref()?;
+        addr.parse::<SocketAddr>().ok().map(|a| a.ip().to_string())
+    };
     Some(Placement {
-        node_addr: node
-            .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.addr.clone())
-            .unwrap_or_default(),
+        node_addr: status_addr.or_else(manager_addr).unwrap_or_default(),
         hostname: node
             .and_then(|n| n.description.as_ref())
             .and_then(|d| d.hostname.clone())
