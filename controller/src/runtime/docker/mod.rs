@@ -48,7 +48,7 @@ pub use network::{Removed, down, ensure_network};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeError, Scaled};
 use crate::status::RuntimeState;
-use network::farm_filter;
+pub(crate) use network::farm_filter;
 
 /// Label that names the farm a container or network belongs to.
 pub const LABEL_FARM: &str = "io.farm.name";

@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 
 use super::{DockerError, DockerRuntimeConfig, LABEL_FARM, api};
 
-/// The engine's filter for everything labelled as farm `prefix`'s.
-pub(super) fn farm_filter(prefix: &str) -> HashMap<&'static str, Vec<String>> {
+/// The engine's filter for everything labelled as farm `prefix`'s (containers, networks,
+/// swarm services).
+pub(crate) fn farm_filter(prefix: &str) -> HashMap<&'static str, Vec<String>> {
     HashMap::from([("label", vec![format!("{LABEL_FARM}={prefix}")])])
 }
 

@@ -12,15 +12,11 @@ use bollard::query_parameters::{
 };
 
 use super::{LABEL_FARM, LABEL_SERVER_ID, SwarmError, SwarmRuntimeConfig, api};
+use crate::runtime::docker::farm_filter;
 
 /// How long `down` waits for the removed services' tasks to stop before it removes the
 /// network they are attached to.
 const TASKS_GONE_WITHIN: Duration = Duration::from_secs(30);
-
-/// The engine's filter for everything labelled as farm `prefix`'s.
-pub(super) fn farm_filter(prefix: &str) -> HashMap<&'static str, Vec<String>> {
-    HashMap::from([("label", vec![format!("{LABEL_FARM}={prefix}")])])
-}
 
 fn is_ours(labels: Option<&HashMap<String, String>>, prefix: &str) -> bool {
     labels

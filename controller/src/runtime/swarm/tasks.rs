@@ -12,8 +12,8 @@ use bollard::models::{Node, Task, TaskState};
 use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptions};
 use tokio::time::MissedTickBehavior;
 
-use super::network::farm_filter;
 use super::{LABEL_SERVER_ID, POLL_INTERVAL, Shared, SwarmError, api, lock};
+use crate::runtime::docker::farm_filter;
 use crate::status::RuntimeState;
 
 /// Where a server's current task runs, as the farm shows it.
