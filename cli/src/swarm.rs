@@ -73,6 +73,13 @@ impl SwarmArgs {
         for address in &self.swarm_engines {
             others.push(swarm::connect(address).await?);
         }
+        let unreached = swarm::nodes_beyond(&manager, &others).await?;
+        if !unreached.is_empty() {
+            eprintln!(
+                "farm: warning: the server image goes only to the manager and the --swarm-engine engines, and nothing is pulled, so tasks placed on {} will fail; give their engines with --swarm-engine, or keep servers off them with --swarm-constraint",
+                unreached.join(", ")
+            );
+        }
         let binary = farm.docker.binary()?;
         let image_id = swarm::spread_image(&manager, &others, &binary).await?;
         let config = SwarmRuntimeConfig {

@@ -473,6 +473,37 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     .await;
     assert_eq!(moved.len(), 10);
 
+    // A task the engine cannot place says why.
+    docker_on(
+        &lab.manager,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--constraint-add",
+            "node.labels.nowhere==at-all",
+            &service_1,
+        ],
+    );
+    eventually(
+        Duration::from_secs(30),
+        "server 1 says why it waits",
+        || async {
+            rest_servers(&farm)
+                .await
+                .iter()
+                .any(|s| {
+                    s["id"] == 1
+                        && s["status_reason"]
+                            .as_str()
+                            .unwrap()
+                            .contains("the engine says: no suitable node")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
     // SIGTERM: no service, network or container of the farm is left on either engine.
     signal(farm.child.id(), Signal::SIGTERM);
     assert!(wait_exit(&mut farm.child, Duration::from_secs(60)).success());

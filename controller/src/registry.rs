@@ -62,6 +62,8 @@ pub struct ServerEntry {
     pub runtime: String,
     /// Where it runs, for a runtime that spreads servers over machines; empty otherwise.
     pub placement: String,
+    /// What the runtime says of it while it does not run (why its task waits or was refused).
+    runtime_note: Option<String>,
     /// Where the farm reaches its node when that is not where the agent says it listens: a
     /// swarm task's port, published on the machine that runs it. Taken over the agent's
     /// word as the node's address.
@@ -138,6 +140,7 @@ impl ServerEntry {
             runtime,
             placement: String::new(),
             published_address: None,
+            runtime_note: None,
             agent_version: String::new(),
             link: None,
             agent_instance: String::new(),
@@ -191,6 +194,7 @@ impl ServerEntry {
             connections_refused: self.connections_refused,
             connections_open: latest.map_or(0, |s| s.connections_open),
             partitioned: self.faults.partition.is_some(),
+            runtime_note: self.runtime_note.clone(),
         }
     }
 
@@ -787,6 +791,15 @@ impl Registry {
             entry.placement = placement;
             entry.node_address.clone_from(&published_address);
             entry.published_address = Some(published_address);
+            (changed, ())
+        });
+    }
+
+    /// Records why server `id` does not run, as its runtime says (`None` once it runs).
+    pub fn set_runtime_note(&self, id: u32, note: Option<String>) {
+        self.update(id, |entry| {
+            let changed = entry.runtime_note != note;
+            entry.runtime_note = note;
             (changed, ())
         });
     }

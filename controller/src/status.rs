@@ -117,6 +117,17 @@ pub struct Observation {
     pub connections_open: u32,
     /// Whether a partition fault has cut the server off from the farm's network.
     pub partitioned: bool,
+    /// What the runtime says of a server that does not run: the engine's reason why its task
+    /// waits or was refused (a swarm with no node that fits, an image a node lacks).
+    pub runtime_note: Option<String>,
+}
+
+/// `reason`, and what the runtime says of the server when it says something.
+fn with_note(reason: &str, o: &Observation) -> String {
+    match &o.runtime_note {
+        Some(note) => format!("{reason}; the engine says: {note}"),
+        None => reason.to_string(),
+    }
 }
 
 /// The status a server has given `o`, and why, in a few words.
@@ -124,14 +135,15 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
     match o.runtime_state {
         Some(RuntimeState::Stopped) => return (Status::Stopped, "stopped on request".into()),
         Some(RuntimeState::Exited(code)) => {
-            return (
-                Status::Stopped,
-                format!("exited with code {code}; restarting"),
-            );
+            let exited = format!("exited with code {code}; restarting");
+            return (Status::Stopped, with_note(&exited, o));
         }
         Some(RuntimeState::Paused) => return (Status::Unreachable, "paused on request".into()),
         Some(RuntimeState::Running) if !o.connected && !o.partitioned => {
-            return (Status::Starting, "running; waiting for the agent".into());
+            return (
+                Status::Starting,
+                with_note("running; waiting for the agent", o),
+            );
         }
         Some(RuntimeState::Running) | None => {}
     }
@@ -143,9 +155,9 @@ pub fn evaluate(o: &Observation) -> (Status, String) {
     }
     if !o.connected {
         return if o.ever_connected {
-            (Status::Unreachable, "agent disconnected".into())
+            (Status::Unreachable, with_note("agent disconnected", o))
         } else {
-            (Status::Starting, "waiting for the agent".into())
+            (Status::Starting, with_note("waiting for the agent", o))
         };
     }
     let Some(age) = o.sample_age else {
@@ -247,6 +259,33 @@ mod tests {
         assert_eq!(evaluate(&o).0, Status::Starting);
         o.ever_connected = true;
         assert_eq!(evaluate(&o).0, Status::Unreachable);
+    }
+
+    #[test]
+    fn the_runtime_says_why_a_server_does_not_run() {
+        let waiting = Observation {
+            runtime_note: Some("no suitable node".into()),
+            ..Observation::default()
+        };
+        assert_eq!(
+            evaluate(&waiting),
+            (
+                Status::Starting,
+                "waiting for the agent; the engine says: no suitable node".into()
+            )
+        );
+        let refused = Observation {
+            runtime_state: Some(RuntimeState::Exited(-1)),
+            runtime_note: Some("No such image".into()),
+            ..Observation::default()
+        };
+        assert_eq!(
+            evaluate(&refused),
+            (
+                Status::Stopped,
+                "exited with code -1; restarting; the engine says: No such image".into()
+            )
+        );
     }
 
     #[test]

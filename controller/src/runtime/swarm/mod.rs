@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::LocalNodeState;
+use bollard::models::{LocalNodeState, NodeSpecAvailabilityEnum, NodeState};
 use farm_proto::v1::ServerActionKind;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -132,6 +132,41 @@ pub async fn check_manager(docker: &Docker, address: &str) -> Result<(), SwarmEr
     } else {
         Err(SwarmError::NotAManager(address.to_string()))
     }
+}
+
+/// The swarm's nodes that can run tasks (ready, active) but whose engine is none of `engines`,
+/// by hostname and address: the image does not reach them, and nothing is pulled, so a task
+/// placed there fails.
+pub async fn nodes_beyond(manager: &Docker, engines: &[Docker]) -> Result<Vec<String>, SwarmError> {
+    let mut given = std::collections::HashSet::new();
+    for engine in std::iter::once(manager).chain(engines) {
+        let info = engine.info().await.map_err(api("info"))?;
+        if let Some(id) = info
+            .swarm
+            .and_then(|s| s.node_id)
+            .filter(|id| !id.is_empty())
+        {
+            given.insert(id);
+        }
+    }
+    let nodes = manager.list_nodes(None).await.map_err(api("list nodes"))?;
+    Ok(nodes
+        .into_iter()
+        .filter(|node| {
+            let ready = node.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+            let active = node.spec.as_ref().and_then(|s| s.availability)
+                == Some(NodeSpecAvailabilityEnum::ACTIVE);
+            ready && active && node.id.as_ref().is_some_and(|id| !given.contains(id))
+        })
+        .map(|node| {
+            let hostname = node
+                .description
+                .and_then(|d| d.hostname)
+                .unwrap_or_default();
+            let addr = node.status.and_then(|s| s.addr).unwrap_or_default();
+            format!("{hostname} ({addr})")
+        })
+        .collect())
 }
 
 /// How the swarm runtime lays out a farm.

@@ -56,13 +56,15 @@ struct Seen {
     task_id: Option<String>,
     state: Option<RuntimeState>,
     placement: Option<Placement>,
+    /// The engine's word on a task that does not run.
+    note: Option<String>,
 }
 
 /// What one poll found: each owned server, and how each task that ended on its own ended.
 #[derive(Debug, Default)]
 struct Look {
     servers: HashMap<u32, Seen>,
-    ended: HashMap<String, RuntimeState>,
+    ended: HashMap<String, (RuntimeState, Option<String>)>,
 }
 
 /// Polls the farm's tasks until the runtime shuts down.
@@ -123,13 +125,16 @@ fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: &Look) {
         let death = replaced
             .filter(|_| !already_shown)
             .and_then(|task| now.ended.get(task));
-        if let Some(&death) = death {
-            tracing::info!(server_id = id, state = ?death, "A server's task ended; the engine starts another.");
-            shared.registry.set_runtime_state(id, death);
+        if let Some((death, note)) = death {
+            tracing::info!(server_id = id, state = ?death, note, "A server's task ended; the engine starts another.");
+            shared.registry.set_runtime_state(id, *death);
+            if note.is_some() {
+                shared.registry.set_runtime_note(id, note.clone());
+            }
             seen.insert(
                 id,
                 Seen {
-                    state: Some(death),
+                    state: Some(*death),
                     ..current.clone()
                 },
             );
@@ -137,6 +142,11 @@ fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: &Look) {
         }
         if let Some(state) = current.state {
             shared.registry.set_runtime_state(id, state);
+        }
+        // The engine's word stays until a task runs: the task after a refused one says
+        // nothing while it is prepared.
+        if current.note.is_some() || current.state == Some(RuntimeState::Running) {
+            shared.registry.set_runtime_note(id, current.note.clone());
         }
         if let Some(placement) = &current.placement
             && let Some(published) = placement.published_address()
@@ -221,7 +231,8 @@ async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
         if let (true, Some(id), Some(RuntimeState::Exited(code))) =
             (on_its_own, task.id.as_ref(), state_of(task))
         {
-            look.ended.insert(id.clone(), RuntimeState::Exited(code));
+            look.ended
+                .insert(id.clone(), (RuntimeState::Exited(code), note_of(task)));
         }
     }
     for &(id, replicas) in by_service.values() {
@@ -236,12 +247,14 @@ async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
         };
         let placement = task.and_then(|t| placement_of(t, &nodes));
         let task_id = task.and_then(|t| t.id.clone());
+        let note = task.and_then(note_of);
         look.servers.insert(
             id,
             Seen {
                 task_id,
                 state,
                 placement,
+                note,
             },
         );
     }
@@ -267,7 +280,9 @@ fn state_of(task: &Task) -> Option<RuntimeState> {
     let status = task.status.as_ref()?;
     match status.state? {
         TaskState::RUNNING => Some(RuntimeState::Running),
-        TaskState::FAILED | TaskState::REJECTED | TaskState::COMPLETE | TaskState::ORPHANED => {
+        // Refused before a container ran (no such image): no exit code to speak of.
+        TaskState::REJECTED => Some(RuntimeState::Exited(-1)),
+        TaskState::FAILED | TaskState::COMPLETE | TaskState::ORPHANED => {
             let code = status
                 .container_status
                 .as_ref()
@@ -278,6 +293,24 @@ fn state_of(task: &Task) -> Option<RuntimeState> {
         // Being placed or started: nothing to say yet.
         _ => None,
     }
+}
+
+/// The longest engine message a server's status carries, in characters.
+const MAX_NOTE_CHARS: usize = 200;
+
+/// What the engine says is wrong with a task that does not run: its error (a pending task's
+/// "no suitable node", a rejected one's missing image). Not an exit code, which the state
+/// carries already.
+fn note_of(task: &Task) -> Option<String> {
+    let status = task.status.as_ref()?;
+    if status.state == Some(TaskState::RUNNING) {
+        return None;
+    }
+    let err = status.err.as_deref()?.trim();
+    if err.is_empty() || err.starts_with("task: non-zero exit") {
+        return None;
+    }
+    Some(err.chars().take(MAX_NOTE_CHARS).collect())
 }
 
 /// Where `task` runs, from its node and its published port.
