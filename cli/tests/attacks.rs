@@ -77,18 +77,6 @@ fn assert_refused<T>(result: Result<T, Status>, code: Code, needle: &str) {
     );
 }
 
-async fn refused_streams(farm: &Farm) -> u64 {
-    farm.client()
-        .await
-        .get_metrics(GetMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics
-        .unwrap()
-        .agent_streams_refused
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_without_the_farms_token_is_refused_and_counted() {
     let farm = Farm::up(1);
@@ -107,7 +95,7 @@ async fn a_stream_without_the_farms_token_is_refused_and_counted() {
         Code::Unauthenticated,
         "token",
     );
-    assert_eq!(refused_streams(&farm).await, 2);
+    assert_eq!(farm.refused_streams().await, 2);
     assert_eq!(servers(&mut farm.client().await).await.len(), 1);
 }
 

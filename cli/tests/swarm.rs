@@ -140,19 +140,6 @@ fn node_host(server: &serde_json::Value) -> String {
     address.rsplit_once(':').unwrap().0.to_string()
 }
 
-/// Agent streams the controller has refused.
-async fn refused_streams(farm: &Farm) -> u64 {
-    farm.client()
-        .await
-        .get_metrics(farm_proto::v1::GetMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics
-        .unwrap()
-        .agent_streams_refused
-}
-
 /// Waits until every server is healthy and placed on a node, returning the list.
 async fn all_healthy(farm: &Farm, limit: Duration, what: &str) -> Vec<serde_json::Value> {
     eventually(limit, what, || async {
@@ -358,7 +345,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
             "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
         ],
     );
-    let refused_before = refused_streams(&farm).await;
+    let refused_before = farm.refused_streams().await;
     for (name, token) in [("wrong", Some("not-this-farms-token-0123")), ("none", None)] {
         let service = format!("{prefix}-intruder-{name}");
         let mut args = vec![
@@ -394,7 +381,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     eventually(
         Duration::from_secs(60),
         "both intruders refused",
-        || async { (refused_streams(&farm).await >= refused_before + 2).then_some(()) },
+        || async { (farm.refused_streams().await >= refused_before + 2).then_some(()) },
     )
     .await;
     assert!(

@@ -256,6 +256,19 @@ impl Farm {
         connect(&self.controller_url()).await
     }
 
+    /// Agent streams the controller has refused so far.
+    pub async fn refused_streams(&self) -> u64 {
+        self.client()
+            .await
+            .get_metrics(farm_proto::v1::GetMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .metrics
+            .unwrap()
+            .agent_streams_refused
+    }
+
     /// Pids of this farm's agent processes (they name this farm's controller).
     pub fn agents(&self) -> Vec<u32> {
         let mut pids = pids_with_arg(&self.controller_url());

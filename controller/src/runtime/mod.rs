@@ -107,6 +107,19 @@ impl AgentCommand {
     }
 }
 
+/// The environment of a server's agent in a container or a swarm task, as `NAME=value`: the
+/// farm's token, then the trace exporter's settings.
+pub fn container_env(
+    token: Option<&farm_proto::auth::Token>,
+    trace_env: &[(String, String)],
+) -> Vec<String> {
+    token
+        .map(|token| format!("{}={}", farm_proto::auth::TOKEN_ENV, token.as_str()))
+        .into_iter()
+        .chain(trace_env.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect()
+}
+
 /// The name of server `id`.
 pub fn server_name(id: u32) -> String {
     format!("server-{id}")

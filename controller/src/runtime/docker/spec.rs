@@ -42,14 +42,10 @@ pub(super) fn container_spec(
             }
             .args(),
         ),
-        env: Some(
-            config
-                .token
-                .iter()
-                .map(|token| format!("{}={}", farm_proto::auth::TOKEN_ENV, token.as_str()))
-                .chain(making.trace_env.iter().map(|(k, v)| format!("{k}={v}")))
-                .collect(),
-        ),
+        env: Some(crate::runtime::container_env(
+            config.token.as_ref(),
+            &making.trace_env,
+        )),
         labels: Some(HashMap::from([
             (LABEL_FARM.to_string(), config.prefix.clone()),
             (LABEL_SERVER_ID.to_string(), id.to_string()),

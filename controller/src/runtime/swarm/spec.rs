@@ -57,14 +57,10 @@ pub(super) fn service_spec(config: &SwarmRuntimeConfig, id: u32) -> ServiceSpec 
                     }
                     .args(),
                 ),
-                env: Some(
-                    config
-                        .token
-                        .iter()
-                        .map(|token| format!("{}={}", farm_proto::auth::TOKEN_ENV, token.as_str()))
-                        .chain(config.trace_env.iter().map(|(k, v)| format!("{k}={v}")))
-                        .collect(),
-                ),
+                env: Some(crate::runtime::container_env(
+                    config.token.as_ref(),
+                    &config.trace_env,
+                )),
                 stop_grace_period: Some(2 * SECOND_NS),
                 ..Default::default()
             }),
