@@ -152,11 +152,16 @@ fn api(what: impl Into<String>) -> impl FnOnce(ApiError) -> DockerError {
 pub async fn connect() -> Result<Docker, DockerError> {
     let docker =
         Docker::connect_with_local_defaults().map_err(|e| DockerError::NoEngine(e.to_string()))?;
-    let negotiated = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+    negotiate(docker).await.map_err(DockerError::NoEngine)
+}
+
+/// Agrees on an API version with the engine behind `docker` (this farm speaks to engines
+/// older than bollard's default), waiting [`CONNECT_TIMEOUT`] at most; says why it could not.
+pub(crate) async fn negotiate(docker: Docker) -> Result<Docker, String> {
+    tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
         .await
-        .map_err(|_| DockerError::NoEngine("it did not answer within 5 s".into()))?
-        .map_err(|e| DockerError::NoEngine(e.to_string()))?;
-    Ok(negotiated)
+        .map_err(|_| format!("it did not answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())
 }
 
 /// How the docker runtime lays out a farm.

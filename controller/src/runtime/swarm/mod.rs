@@ -54,8 +54,6 @@ pub const LABEL_SERVER_ID: &str = crate::runtime::docker::LABEL_SERVER_ID;
 pub const NODE_PORT: u16 = crate::runtime::docker::NODE_PORT;
 /// How often the runtime asks the manager for the farm's tasks.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How long connecting to an engine may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long removing the farm from the swarm may take when the farm stops.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -115,10 +113,9 @@ pub async fn connect(address: &str) -> Result<Docker, SwarmError> {
     };
     let docker = Docker::connect_with_unix(address, 120, bollard::API_DEFAULT_VERSION)
         .map_err(|e| no_engine(e.to_string()))?;
-    tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+    crate::runtime::docker::negotiate(docker)
         .await
-        .map_err(|_| no_engine(format!("it did not answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| no_engine(e.to_string()))
+        .map_err(no_engine)
 }
 
 /// Checks that `docker` (reached at `address`) manages an active swarm.
@@ -271,7 +268,8 @@ impl SwarmRuntime {
     /// their agents have got in as servers no runtime announced.
     pub async fn start_farm(&self, servers: u32) -> Result<(), SwarmError> {
         let shared = &self.shared;
-        for id in network::farm_server_ids(&shared.docker, &shared.config.prefix).await? {
+        let existing = network::farm_services(&shared.docker, &shared.config.prefix).await?;
+        for id in existing.iter().filter_map(network::server_id) {
             if id > servers {
                 tracing::info!(
                     server = id,

@@ -1,14 +1,14 @@
 //! The farm's overlay network, and `farm down` for a swarm farm: everything labelled as a
 //! farm's is found again by its labels and removed, and nothing else on the swarm is touched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::NetworkCreateRequest;
+use bollard::models::{NetworkCreateRequest, Service};
 use bollard::query_parameters::{
-    ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptions,
+    ListNetworksOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder, ListTasksOptions,
 };
 
 use super::{LABEL_FARM, LABEL_SERVER_ID, SwarmError, SwarmRuntimeConfig, api};
@@ -68,28 +68,31 @@ pub async fn ensure_network(
     Ok(())
 }
 
-/// The server ids of farm `prefix`'s services.
-pub(super) async fn farm_server_ids(docker: &Docker, prefix: &str) -> Result<Vec<u32>, SwarmError> {
-    let services = docker
+/// Every service labelled as farm `prefix`'s.
+pub(super) async fn farm_services(
+    docker: &Docker,
+    prefix: &str,
+) -> Result<Vec<Service>, SwarmError> {
+    docker
         .list_services(Some(
             ListServicesOptionsBuilder::default()
                 .filters(&farm_filter(prefix))
                 .build(),
         ))
         .await
-        .map_err(api("list services"))?;
-    Ok(services
-        .iter()
-        .filter_map(|s| {
-            s.spec
-                .as_ref()?
-                .labels
-                .as_ref()?
-                .get(LABEL_SERVER_ID)?
-                .parse()
-                .ok()
-        })
-        .collect())
+        .map_err(api("list services"))
+}
+
+/// The server id a service of the farm carries in its [`LABEL_SERVER_ID`].
+pub(super) fn server_id(service: &Service) -> Option<u32> {
+    service
+        .spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(LABEL_SERVER_ID)?
+        .parse()
+        .ok()
 }
 
 /// Removes service `name`; one already gone counts as removed.
@@ -102,28 +105,29 @@ pub(super) async fn remove_service(docker: &Docker, name: &str) -> Result<(), Sw
 }
 
 /// Removes services of this farm left with names the servers `ids` need (a farm that
-/// crashed); refuses when a name belongs to a service that is not this farm's.
+/// crashed); refuses when a name belongs to a service that is not this farm's. One listing
+/// of the swarm's services, however many servers start.
 pub(super) async fn clear_services(
     docker: &Docker,
     config: &SwarmRuntimeConfig,
     ids: &[u32],
 ) -> Result<(), SwarmError> {
-    for &id in ids {
-        let name = config.service_name(id);
-        match docker.inspect_service(&name, None).await {
-            Ok(service) => {
-                let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
-                if !is_ours(labels, &config.prefix) {
-                    return Err(SwarmError::NameTaken {
-                        kind: "service",
-                        name,
-                    });
-                }
-                remove_service(docker, &name).await?;
-            }
-            Err(e) if not_found(&e) => {}
-            Err(e) => return Err(api(format!("inspect service {name}"))(e)),
+    let wanted: HashSet<String> = ids.iter().map(|&id| config.service_name(id)).collect();
+    let services = docker
+        .list_services(None::<ListServicesOptions>)
+        .await
+        .map_err(api("list services"))?;
+    for spec in services.into_iter().filter_map(|s| s.spec) {
+        let Some(name) = spec.name.filter(|n| wanted.contains(n)) else {
+            continue;
+        };
+        if !is_ours(spec.labels.as_ref(), &config.prefix) {
+            return Err(SwarmError::NameTaken {
+                kind: "service",
+                name,
+            });
         }
+        remove_service(docker, &name).await?;
     }
     Ok(())
 }
@@ -141,26 +145,14 @@ pub struct Removed {
 /// services go first; the network goes once their tasks have stopped (a network with tasks
 /// attached cannot be removed), at most [`TASKS_GONE_WITHIN`] later.
 pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> {
-    let filters = farm_filter(prefix);
-    let services = docker
-        .list_services(Some(
-            ListServicesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(api("list services"))?;
     let mut removed = Removed::default();
     let mut service_ids = Vec::new();
-    for service in services {
+    for service in farm_services(docker, prefix).await? {
         let (Some(id), Some(name)) = (service.id, service.spec.and_then(|s| s.name)) else {
             continue;
         };
-        match docker.delete_service(&id).await {
-            Ok(()) => removed.services.push(name),
-            Err(e) if not_found(&e) => removed.services.push(name),
-            Err(e) => return Err(api(format!("remove service {name}"))(e)),
-        }
+        remove_service(docker, &name).await?;
+        removed.services.push(name);
         service_ids.push(id);
     }
     let deadline = tokio::time::Instant::now() + TASKS_GONE_WITHIN;
@@ -182,7 +174,7 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
     let networks = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()
-                .filters(&filters)
+                .filters(&farm_filter(prefix))
                 .build(),
         ))
         .await

@@ -9,11 +9,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bollard::models::{Node, Task, TaskState};
-use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptions};
+use bollard::query_parameters::ListTasksOptions;
 use tokio::time::MissedTickBehavior;
 
-use super::{LABEL_SERVER_ID, POLL_INTERVAL, Shared, SwarmError, api, lock};
-use crate::runtime::docker::farm_filter;
+use super::{POLL_INTERVAL, Shared, SwarmError, api, lock, network};
 use crate::status::RuntimeState;
 
 /// Where a server's current task runs, as the farm shows it.
@@ -169,28 +168,15 @@ fn report(shared: &Shared, seen: &mut HashMap<u32, Seen>, now: &Look) {
 /// One look at the farm: each owned server's state and placement.
 async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
     let docker = &shared.docker;
-    let services = docker
-        .list_services(Some(
-            ListServicesOptionsBuilder::default()
-                .filters(&farm_filter(&shared.config.prefix))
-                .build(),
-        ))
-        .await
-        .map_err(api("list services"))?;
     // Service id -> (server id, replicas asked for).
     let mut by_service: HashMap<String, (u32, i64)> = HashMap::new();
-    for service in services {
-        let Some(spec) = service.spec else { continue };
-        let Some(server) = spec
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_SERVER_ID))
-            .and_then(|v| v.parse().ok())
-        else {
+    for service in network::farm_services(docker, &shared.config.prefix).await? {
+        let Some(server) = network::server_id(&service) else {
             continue;
         };
-        let replicas = spec
-            .mode
+        let replicas = service
+            .spec
+            .and_then(|s| s.mode)
             .and_then(|m| m.replicated)
             .and_then(|r| r.replicas)
             .unwrap_or(1);
