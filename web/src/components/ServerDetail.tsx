@@ -205,6 +205,7 @@ export function ServerDetail({ id, close }: { id: number; close: () => void }) {
               <Fact k="Uptime" v={duration(server.uptime)} />
               <Fact k="Restarts" v={String(server.restarts)} />
               <Fact k="Address" v={server.address || "–"} />
+              {server.placement && <Fact k="Placement" v={server.placement} testid="detail-placement" />}
               <Fact k="Runtime" v={server.runtime || "by hand"} />
               <Fact k="Last sample" v={ago(server.sampleMs, now)} />
             </dl>

@@ -118,6 +118,9 @@ const ServerCard = memo(function ServerCard({ server: s, x, y, w, selected, togg
   const mem = series?.memory.toArray() ?? [];
   const cpuMax = Math.max(100, (s.cpuLimitCores || 1) * 100);
   const faults = s.faults.map((f) => f.text).join("; ");
+  // The card has no room for a swarm server's placement: its footer line, which shows the
+  // address, names it on hover instead.
+  const footTitle = [s.reason, s.placement].filter(Boolean).join(" · ");
   return (
     <article
       role="listitem"
@@ -175,7 +178,7 @@ const ServerCard = memo(function ServerCard({ server: s, x, y, w, selected, togg
           <b data-testid={`rps-${s.id}`}>{rate(s.rps)}</b> req/s
         </span>
         <span>p99 {s.p99 > 0 ? ms(s.p99) : "–"}</span>
-        <span className="card-reason" title={s.reason}>
+        <span className="card-reason" title={footTitle}>
           {s.status === "healthy" ? s.address : s.reason}
         </span>
       </div>

@@ -107,4 +107,18 @@ describe("toWatchUpdate", () => {
     expect(u.servers[1]).toMatchObject({ id: 5, name: "server-5", status: "unknown", sampleMs: 0, nodeState: "unknown" });
     expect(u.totals).toMatchObject({ total: 2, degraded: 1, memoryTotal: 123, rps: 12.5 });
   });
+
+  it("carries a swarm server's placement and leaves the others' empty", () => {
+    const message = create(WatchResponseSchema, {
+      full: true,
+      servers: [
+        { id: 1, runtime: "swarm", nodeAddress: "10.231.0.3:32772", placement: "10.231.0.3:32772 on node vm (e0xeujt6rxgn)" },
+        { id: 2, runtime: "docker", nodeAddress: "127.0.0.1:32773" },
+      ],
+    });
+    const [swarm, docker] = toWatchUpdate(message).servers;
+    expect(swarm.placement).toBe("10.231.0.3:32772 on node vm (e0xeujt6rxgn)");
+    expect(swarm.address).toBe("10.231.0.3:32772");
+    expect(docker.placement).toBe("");
+  });
 });

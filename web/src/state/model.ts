@@ -15,6 +15,12 @@ export interface ServerView {
   status: Status;
   reason: string;
   address: string;
+  /**
+   * Where the server runs when its runtime spreads servers over machines (swarm): the address
+   * its node port is published on and the machine, e.g. `10.231.0.3:32772 on node vm (e0xeujt6rxgn)`.
+   * Empty for local processes and docker containers.
+   */
+  placement: string;
   runtime: string;
   agentVersion: string;
   connected: boolean;
@@ -106,6 +112,7 @@ export function toServerView(s: Server): ServerView {
     status: statusName(s.status),
     reason: s.statusReason,
     address: s.nodeAddress,
+    placement: s.placement,
     runtime: s.runtime,
     agentVersion: s.agentVersion,
     connected: s.connected,

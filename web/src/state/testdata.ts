@@ -8,6 +8,7 @@ export function server(id: number, over: Partial<ServerView> = {}): ServerView {
     status: "healthy" as Status,
     reason: "ok",
     address: `127.0.0.1:${8000 + id}`,
+    placement: "",
     runtime: "process",
     agentVersion: "0.1.0",
     connected: true,
