@@ -50,6 +50,22 @@ pub(crate) struct HistoryArgs {
 }
 
 impl HistoryArgs {
+    /// These settings as arguments of the controller's task of a swarm farm, which keeps its
+    /// history in the farm's data directory, mounted into it.
+    pub(crate) fn swarm_task_args(&self) -> anyhow::Result<Vec<String>> {
+        if let Some(path) = &self.history {
+            anyhow::bail!(
+                "--history {}: a swarm farm keeps its history in its data directory (--data-dir), which its controller's task mounts",
+                path.display()
+            );
+        }
+        Ok(if self.no_history {
+            vec!["--no-history".into()]
+        } else {
+            Vec::new()
+        })
+    }
+
     /// Opens the history, `farm` naming the farm in the default file name; a file that
     /// cannot be used is an error naming it and the cause.
     pub(crate) fn open(
@@ -78,7 +94,8 @@ impl HistoryArgs {
 }
 
 impl FarmData {
-    fn data_dir(&self) -> std::path::PathBuf {
+    /// Where the farm keeps its data.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
         self.data_dir
             .clone()
             .unwrap_or_else(crate::token::default_data_dir)
@@ -163,6 +180,23 @@ pub(crate) struct GatewayOptions {
 }
 
 impl GatewayOptions {
+    /// These settings as command-line arguments, for a `farm up` that runs elsewhere (the
+    /// controller's task of a swarm farm).
+    pub(crate) fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--cors-origins={}", self.cors_origins),
+            format!("--gateway-max-connections={}", self.gateway_max_connections),
+            format!("--gateway-idle-timeout-ms={}", self.gateway_idle_timeout_ms),
+            format!("--request-timeout-ms={}", self.request_timeout_ms),
+            format!("--max-load-test-seconds={}", self.max_load_test_seconds),
+            format!("--max-servers={}", self.max_servers),
+        ];
+        if !self.allowed_hosts.is_empty() {
+            args.push(format!("--allowed-hosts={}", self.allowed_hosts.join(",")));
+        }
+        args
+    }
+
     /// Most servers the farm may hold.
     pub(crate) fn max_servers(&self) -> u32 {
         self.max_servers

@@ -1,30 +1,51 @@
-//! The swarm side of the command line: `farm up --runtime swarm` settings, and `farm down
-//! --runtime swarm`.
+//! The swarm side of the command line: `farm up --runtime swarm` settings, the launch of a
+//! swarm farm, and `farm down --runtime swarm`.
+//!
+//! `farm up --runtime swarm` does not run the controller itself. It puts the farm's image on
+//! every engine, makes the farm's overlay network and starts the controller's service there
+//! (`farm_controller::runtime::swarm::controller`), whose task runs `farm up` again in its
+//! controller-task role: that one serves the controller and the gateway and drives the
+//! servers' services. The `farm up` outside follows the controller's task, says where it is
+//! reached, and removes the whole farm from the swarm on Ctrl-C or SIGTERM.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+
 use clap::Args;
 use farm_controller::Registry;
-use farm_controller::runtime::swarm::{self, SwarmRuntime, SwarmRuntimeConfig};
+use farm_controller::runtime::swarm::controller::{self, ControllerService, ControllerTask};
+use farm_controller::runtime::swarm::{self, Docker, SwarmRuntime, SwarmRuntimeConfig};
+use farm_proto::v1::{ListServersRequest, ServerStatus};
 
 use crate::docker::DockerArgs;
+use crate::signal::shutdown_signal;
 
 /// The most engines a farm copies its image to besides the manager.
 const MAX_ENGINES: usize = 64;
+/// How long the controller's task may take to run and answer.
+const CONTROLLER_WAIT: Duration = Duration::from_secs(60);
+/// How long `farm up` waits for the servers to turn healthy once the controller answers.
+const HEALTHY_WAIT: Duration = Duration::from_secs(120);
+/// How often `farm up` looks at the controller's task and the servers while it waits.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// How often `farm up` looks at the controller's task once the farm runs.
+const FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
 /// Settings of the swarm runtime.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SwarmArgs {
-    /// The API of a manager of the swarm (`unix:///path/to/docker.sock`).
+    /// The API of a manager of the swarm on this machine (`unix:///path/to/docker.sock`): the
+    /// controller's task runs on its node and mounts this socket.
     #[arg(
         long,
         env = "FARM_SWARM_MANAGER",
         default_value = "unix:///var/run/docker.sock"
     )]
     pub(crate) swarm_manager: String,
-    /// The API of another engine of the swarm, to copy the server image to (nothing is
+    /// The API of another engine of the swarm, to copy the farm's image to (nothing is
     /// pulled); once per engine, at most 64.
     #[arg(
         long = "swarm-engine",
@@ -35,38 +56,92 @@ pub(crate) struct SwarmArgs {
     /// A placement constraint for every server (`node.labels.zone==a`); once per constraint.
     #[arg(long = "swarm-constraint")]
     pub(crate) swarm_constraints: Vec<String>,
+    /// This `farm up` is the controller's task of a swarm farm whose image, by ID, is on
+    /// every node already (the farm's own `farm up` starts it so).
+    #[arg(long, hide = true, value_name = "IMAGE_ID")]
+    pub(crate) swarm_controller_task: Option<String>,
 }
 
-/// What the swarm runtime needs besides its own settings.
+/// What the controller's task needs besides the swarm settings to drive the servers.
 pub(crate) struct SwarmFarm<'a> {
     pub(crate) docker: &'a DockerArgs,
-    pub(crate) controller: SocketAddr,
     pub(crate) base_port: u16,
     pub(crate) token: farm_proto::auth::Token,
     pub(crate) allow_fault_headers: bool,
 }
 
+/// What `farm up --runtime swarm` needs to launch the farm.
+pub(crate) struct SwarmLaunch<'a> {
+    pub(crate) docker: &'a DockerArgs,
+    pub(crate) servers: u32,
+    pub(crate) base_port: u16,
+    /// The port the controller's gRPC API is published on (0: the engine picks).
+    pub(crate) grpc_port: u16,
+    /// The port the gateway is published on (0: the engine picks), if the farm has one.
+    pub(crate) gateway_port: Option<u16>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) token: farm_proto::auth::Token,
+    /// `farm up`'s arguments for the controller's task, but for its image.
+    pub(crate) task_args: Vec<String>,
+}
+
 impl SwarmArgs {
-    /// Makes everything the swarm runtime needs before the controller starts: the manager's
-    /// connection, the image on every engine and the overlay network. Returns the runtime,
-    /// not yet running servers.
-    pub(crate) async fn prepare(
+    /// The manager's socket path on this machine.
+    fn manager_socket(&self) -> anyhow::Result<PathBuf> {
+        let path = self
+            .swarm_manager
+            .strip_prefix("unix://")
+            .unwrap_or(&self.swarm_manager);
+        if !path.starts_with('/') {
+            bail!(
+                "--swarm-manager {}: give the manager's socket on this machine, as unix:///path",
+                self.swarm_manager
+            );
+        }
+        Ok(PathBuf::from(path))
+    }
+
+    /// The runtime of the controller's task: the servers' services on the swarm its socket
+    /// manages, from the image and on the network the farm's `farm up` made.
+    pub(crate) async fn runtime(
         &self,
+        image_id: &str,
         farm: SwarmFarm<'_>,
         registry: Registry,
     ) -> anyhow::Result<SwarmRuntime> {
-        if farm.controller.ip().is_loopback() || farm.controller.ip().is_unspecified() {
-            bail!(
-                "the swarm's tasks cannot reach a controller on {}: give --listen an address of this machine that the swarm's nodes reach",
-                farm.controller
-            );
-        }
+        let manager = swarm::connect(&self.swarm_manager).await?;
+        swarm::check_manager(&manager, &self.swarm_manager).await?;
+        let prefix = farm.docker.name_prefix.clone();
+        let config = SwarmRuntimeConfig {
+            controller_url: controller::url_on_network(&prefix),
+            prefix,
+            image_id: image_id.to_string(),
+            base_port: farm.base_port,
+            cpus: farm.docker.cpus,
+            memory_mb: farm.docker.memory_mb,
+            constraints: self.swarm_constraints.clone(),
+            token: Some(farm.token),
+            allow_fault_headers: farm.allow_fault_headers,
+            trace_env: farm_telemetry::child_env(None),
+        };
+        Ok(SwarmRuntime::new(manager, config, registry))
+    }
+
+    /// `farm up --runtime swarm`: the image on every engine, the farm's network, the
+    /// controller's service; then follows it until a signal, and removes the farm.
+    pub(crate) async fn launch(&self, farm: SwarmLaunch<'_>) -> anyhow::Result<ExitCode> {
         if self.swarm_engines.len() > MAX_ENGINES {
             bail!(
                 "--swarm-engine is given {} times; at most {MAX_ENGINES}",
                 self.swarm_engines.len()
             );
         }
+        let socket = self.manager_socket()?;
+        let prefix = farm.docker.name_prefix.clone();
+        std::fs::create_dir_all(&farm.data_dir)
+            .with_context(|| format!("cannot create {}", farm.data_dir.display()))?;
+        // The engine mounts it by its absolute path.
+        let data_dir = farm.data_dir.canonicalize()?;
         let manager = swarm::connect(&self.swarm_manager).await?;
         swarm::check_manager(&manager, &self.swarm_manager).await?;
         let mut others = Vec::with_capacity(self.swarm_engines.len());
@@ -76,26 +151,194 @@ impl SwarmArgs {
         let unreached = swarm::nodes_beyond(&manager, &others).await?;
         if !unreached.is_empty() {
             eprintln!(
-                "farm: warning: the server image goes only to the manager and the --swarm-engine engines, and nothing is pulled, so tasks placed on {} will fail; give their engines with --swarm-engine, or keep servers off them with --swarm-constraint",
+                "farm: warning: the farm's image goes only to the manager and the --swarm-engine engines, and nothing is pulled, so tasks placed on {} will fail; give their engines with --swarm-engine, or keep servers off them with --swarm-constraint",
                 unreached.join(", ")
             );
         }
-        let binary = farm.docker.binary()?;
-        let image_id = swarm::spread_image(&manager, &others, &binary).await?;
-        let config = SwarmRuntimeConfig {
-            prefix: farm.docker.name_prefix.clone(),
+        let image_id = swarm::spread_image(&manager, &others, &farm.docker.binary()?).await?;
+        swarm::ensure_network(&manager, &prefix).await?;
+        let mut args = farm.task_args;
+        args.extend(["--swarm-controller-task".into(), image_id.clone()]);
+        let mut env = farm_controller::runtime::container_env(
+            Some(&farm.token),
+            &farm_telemetry::child_env(None),
+        );
+        env.push(format!("FARM_DATA_DIR={}", controller::DATA_DIR_IN_TASK));
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            env.push(format!("RUST_LOG={filter}"));
+        }
+        let service = ControllerService {
+            prefix: prefix.clone(),
             image_id,
-            controller_url: format!("http://{}", farm.controller),
-            base_port: farm.base_port,
-            cpus: farm.docker.cpus,
-            memory_mb: farm.docker.memory_mb,
-            constraints: self.swarm_constraints.clone(),
-            token: Some(farm.token),
-            allow_fault_headers: farm.allow_fault_headers,
-            trace_env: farm_telemetry::child_env(Some(farm.controller.ip())),
+            args,
+            env,
+            manager_socket: socket,
+            data_dir,
+            grpc_port: farm.grpc_port,
+            gateway_port: farm.gateway_port,
         };
-        swarm::ensure_network(&manager, &config).await?;
-        Ok(SwarmRuntime::new(manager, config, registry))
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            outcome = run(&manager, &service, farm.servers, farm.base_port, started) => outcome,
+            () = shutdown_signal() => Ok(()),
+        };
+        if let Err(e) = &outcome {
+            eprintln!("farm: {e:#}");
+        }
+        println!("farm: stopping the farm's services");
+        match swarm::down(&manager, &prefix).await {
+            Ok(removed) => println!(
+                "farm: removed {} services and {} networks; stopped",
+                removed.services.len(),
+                removed.networks.len()
+            ),
+            Err(e) => eprintln!(
+                "farm: could not remove the farm from the swarm ({e}); `farm down --runtime swarm --name-prefix {prefix}` removes it"
+            ),
+        }
+        outcome.map(|()| ExitCode::SUCCESS)
+    }
+}
+
+/// Starts the controller's service and follows it: says where it is, how long the servers took
+/// to turn healthy, and what becomes of its task, until a signal (which the caller waits for)
+/// or an error.
+async fn run(
+    manager: &Docker,
+    service: &ControllerService,
+    servers: u32,
+    base_port: u16,
+    started: Instant,
+) -> anyhow::Result<()> {
+    controller::start(manager, service).await?;
+    let published = wait_running(manager, &service.prefix).await?;
+    let grpc_url = format!("http://{}", published.grpc);
+    println!(
+        "farm: controller  {grpc_url}   (grpcurl -plaintext {} list; agents reach it as {})",
+        published.grpc,
+        controller::url_on_network(&service.prefix)
+    );
+    if let Some(gateway) = published.gateway {
+        let url = format!("http://{gateway}");
+        println!(
+            "farm: gateway     {url}   (REST {url}/api/servers, docs {url}/docs, metrics {url}/metrics)"
+        );
+    }
+    println!(
+        "farm: both are published on every address of the manager's node; changes need the farm's token"
+    );
+    let nodes = if base_port == 0 {
+        "nodes on ports the engines pick (`farm status` lists them)".to_string()
+    } else {
+        format!(
+            "nodes on ports {} .. {} of the swarm node that runs each",
+            u32::from(base_port) + 1,
+            u32::from(base_port) + servers
+        )
+    };
+    println!(
+        "farm: servers     {servers} as swarm services {}-server-N, {nodes}",
+        service.prefix
+    );
+    if wait_healthy(&grpc_url, servers).await {
+        println!(
+            "farm: all {servers} servers healthy in {:.2} s; Ctrl-C stops the farm",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "farm: not every server turned healthy within {} s; see `farm health --controller {grpc_url}`; Ctrl-C stops the farm",
+            HEALTHY_WAIT.as_secs()
+        );
+    }
+    follow(manager, &service.prefix, published).await
+}
+
+/// Waits until the controller's task runs and its ports are published.
+async fn wait_running(manager: &Docker, prefix: &str) -> anyhow::Result<controller::Published> {
+    let deadline = Instant::now() + CONTROLLER_WAIT;
+    loop {
+        let said = match controller::look(manager, prefix).await? {
+            ControllerTask::Running(published) => return Ok(published),
+            ControllerTask::NotRunning(said) => said,
+        };
+        if Instant::now() > deadline {
+            bail!(
+                "the controller's task did not run within {} s; the engine says: {}",
+                CONTROLLER_WAIT.as_secs(),
+                said.as_deref().unwrap_or("nothing")
+            );
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+}
+
+/// Waits until the controller at `url` reports `servers` healthy servers; false after
+/// [`HEALTHY_WAIT`].
+async fn wait_healthy(url: &str, servers: u32) -> bool {
+    let deadline = Instant::now() + HEALTHY_WAIT;
+    while Instant::now() < deadline {
+        // The task runs before its controller listens: not answering yet is no error.
+        if let Ok(mut client) = crate::report::connect(url).await
+            && let Ok(reply) = client.list_servers(ListServersRequest::default()).await
+        {
+            let healthy = reply
+                .into_inner()
+                .servers
+                .iter()
+                .filter(|s| s.status == ServerStatus::Healthy as i32)
+                .count();
+            if healthy >= servers as usize {
+                return true;
+            }
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+    false
+}
+
+/// Follows the controller's task until a signal ends `farm up`: says when it stops running
+/// and where it runs again (the engine restarts it after a failure).
+async fn follow(
+    manager: &Docker,
+    prefix: &str,
+    mut published: controller::Published,
+) -> anyhow::Result<()> {
+    let mut running = true;
+    let mut answering = true;
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let look = controller::look(manager, prefix).await;
+        if look.is_ok() != answering {
+            answering = look.is_ok();
+            match &look {
+                Ok(_) => println!("farm: the swarm's manager answers again"),
+                Err(e) => println!("farm: cannot look at the controller's task: {e}"),
+            }
+        }
+        match look {
+            Ok(ControllerTask::Running(now)) => {
+                if !running || now != published {
+                    println!(
+                        "farm: the controller runs again, its API on http://{}{}",
+                        now.grpc,
+                        now.gateway
+                            .map(|g| format!(", its gateway on http://{g}"))
+                            .unwrap_or_default()
+                    );
+                }
+                running = true;
+                published = now;
+            }
+            Ok(ControllerTask::NotRunning(said)) if running => {
+                println!(
+                    "farm: the controller's task does not run ({}); the engine starts it again",
+                    said.as_deref().unwrap_or("the engine says nothing")
+                );
+                running = false;
+            }
+            Ok(ControllerTask::NotRunning(_)) | Err(_) => {}
+        }
     }
 }
 

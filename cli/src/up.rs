@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use farm_controller::runtime::swarm::controller;
 use farm_controller::runtime::{DockerRuntime, ProcessRuntime, ProcessRuntimeConfig, SwarmRuntime};
 use farm_controller::status::Status;
 use farm_controller::{Registry, Runtime};
@@ -121,9 +122,55 @@ impl Servers {
     }
 }
 
+impl UpArgs {
+    /// The arguments of the controller's task of this swarm farm (but for its image): this
+    /// farm's settings, the controller and the gateway listening on every address of the task
+    /// on their fixed ports, published as `--listen` and `--gateway-listen` ask.
+    fn swarm_task_args(&self) -> anyhow::Result<Vec<String>> {
+        let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port)).to_string();
+        let mut args: Vec<String> = vec![
+            "up".into(),
+            "--runtime=swarm".into(),
+            format!("--servers={}", self.servers),
+            format!("--listen={}", any(controller::GRPC_PORT)),
+            format!("--node-base-port={}", self.node_base_port),
+            format!("--sample-interval-ms={}", self.sample_interval_ms),
+            format!("--name-prefix={}", self.docker.name_prefix),
+            format!("--cpus={}", self.docker.cpus),
+            format!("--memory-mb={}", self.docker.memory_mb),
+            format!("--swarm-manager=unix://{}", controller::SOCKET_IN_TASK),
+        ];
+        if self.no_gateway {
+            args.push("--no-gateway".into());
+        } else {
+            args.push(format!(
+                "--gateway-listen={}",
+                any(controller::GATEWAY_PORT)
+            ));
+            args.extend(self.gateway.args());
+        }
+        args.extend(
+            self.swarm
+                .swarm_constraints
+                .iter()
+                .map(|c| format!("--swarm-constraint={c}")),
+        );
+        if self.allow_fault_headers {
+            args.push("--allow-fault-headers".into());
+        }
+        args.extend(self.history.swarm_task_args()?);
+        if let Some(endpoint) = &self.trace.otlp_endpoint {
+            args.push(format!("--otlp-endpoint={endpoint}"));
+        }
+        Ok(args)
+    }
+}
+
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let token = args.data.controller_token()?;
-
+    if args.swarm.swarm_controller_task.is_some() && args.runtime != RuntimeKind::Swarm {
+        bail!("--swarm-controller-task is for --runtime swarm");
+    }
     let runtime_config = ProcessRuntimeConfig {
         binary: std::env::current_exe().context("cannot find the farm binary")?,
         controller_url: String::new(),
@@ -152,6 +199,23 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         args.gateway_listen,
         Some(token.clone()),
     )?;
+    if args.runtime == RuntimeKind::Swarm && args.swarm.swarm_controller_task.is_none() {
+        // The farm's own controller runs as a service of the swarm; this process launches it.
+        return args
+            .swarm
+            .launch(crate::swarm::SwarmLaunch {
+                docker: &args.docker,
+                servers: args.servers,
+                base_port: args.node_base_port,
+                grpc_port: args.listen.port(),
+                gateway_port: (!args.no_gateway).then_some(args.gateway_listen.port()),
+                data_dir: args.data.data_dir(),
+                token,
+                task_args: args.swarm_task_args()?,
+            })
+            .await;
+    }
+
     let listener = bind(args.listen, "controller", "--listen").await?;
     let controller_addr = listener.local_addr()?;
     let history = args.history.open(
@@ -214,14 +278,20 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             Servers::Docker(Arc::new(runtime))
         }
         RuntimeKind::Swarm => {
+            let image_id = args
+                .swarm
+                .swarm_controller_task
+                .as_deref()
+                .context("a swarm farm's servers need the farm's image")?;
             let farm = crate::swarm::SwarmFarm {
                 docker: &args.docker,
-                controller: controller_addr,
                 base_port: args.node_base_port,
                 token: token.clone(),
                 allow_fault_headers: args.allow_fault_headers,
             };
-            Servers::Swarm(Arc::new(args.swarm.prepare(farm, registry.clone()).await?))
+            Servers::Swarm(Arc::new(
+                args.swarm.runtime(image_id, farm, registry.clone()).await?,
+            ))
         }
     };
     let runtime = servers.runtime();

@@ -1,7 +1,9 @@
 //! The swarm runtime on a real swarm of two Docker engines: the lab that `scripts/swarm-lab up`
 //! builds on this machine (two engines in network namespaces of their own), which
 //! `scripts/test-all` starts once per run and describes in `FARM_LAB_*`. Without the lab these
-//! tests fail and say how to start it. Each test names its farm uniquely and removes it.
+//! tests fail and say how to start it. Each test names its farm uniquely and removes it. The
+//! farm's controller runs as a service on the manager's node, as `farm up --runtime swarm`
+//! makes it.
 //!
 //! The lab's nodes share this machine's hostname, so the tests tell them apart by address.
 
@@ -18,7 +20,6 @@ use nix::sys::signal::Signal;
 struct Lab {
     manager: String,
     worker: String,
-    host: String,
     n1: String,
     n2: String,
 }
@@ -34,7 +35,6 @@ fn lab() -> Lab {
     Lab {
         manager: var("FARM_LAB_MANAGER_HOST"),
         worker: var("FARM_LAB_WORKER_HOST"),
-        host: var("FARM_LAB_HOST_ADDR"),
         n1: var("FARM_LAB_N1_ADDR"),
         n2: var("FARM_LAB_N2_ADDR"),
     }
@@ -103,10 +103,9 @@ impl Drop for Reactivate<'_> {
     }
 }
 
-/// `farm up --runtime swarm` of `servers` servers on the lab, the controller listening on the
-/// host's address in the lab.
+/// `farm up --runtime swarm` of `servers` servers on the lab: its controller runs as a service
+/// on the manager's node, published on ports the engine picks.
 fn swarm_farm(lab: &Lab, servers: u32, prefix: &str) -> Farm {
-    let listen = format!("{}:0", lab.host);
     Farm::start(
         servers,
         &[
@@ -114,8 +113,6 @@ fn swarm_farm(lab: &Lab, servers: u32, prefix: &str) -> Farm {
             "swarm",
             "--name-prefix",
             prefix,
-            "--listen",
-            &listen,
             "--swarm-manager",
             &lab.manager,
             "--swarm-engine",
@@ -132,6 +129,48 @@ async fn rest_servers(farm: &Farm) -> Vec<serde_json::Value> {
     let reply = get(&format!("{}/api/servers", farm.gateway_url())).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()["servers"].as_array().unwrap().clone()
+}
+
+/// `POST` of a change through the gateway, which listens beyond loopback on the manager's node
+/// and so asks for the farm's token.
+async fn post_change(farm: &Farm, path: &str, body: &str) -> HttpReply {
+    let bearer = format!("Bearer {}", farm.token().trim());
+    http(
+        "POST",
+        &format!("{}{path}", farm.gateway_url()),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &bearer),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// The addresses (`host:port`) the running controller task of farm `prefix` is published
+/// on, gRPC then gateway, once its task runs.
+fn controller_addresses(lab: &Lab, prefix: &str) -> Option<(String, String)> {
+    let ports = docker_on(
+        &lab.manager,
+        &[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}}|{{.Ports}}",
+            &format!("{prefix}-controller"),
+        ],
+    );
+    let line = ports.lines().find(|l| l.starts_with("Running"))?;
+    // `*:32776->50051/tcp,*:32777->8000/tcp` (each may be listed twice).
+    let published = |target: &str| {
+        line.split(['|', ','])
+            .find_map(|p| p.strip_suffix(&format!("->{target}/tcp")))
+            .and_then(|p| p.rsplit_once(':'))
+            .map(|(_, port)| format!("{}:{port}", lab.n1))
+    };
+    Some((published("50051")?, published("8000")?))
 }
 
 /// The swarm node address that server `server`'s node is published on.
@@ -222,8 +261,9 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     }
 
     // A load test reaches every server.
-    let reply = post_json(
-        &format!("{}/api/load-test", farm.gateway_url()),
+    let reply = post_change(
+        &farm,
+        "/api/load-test",
         r#"{"path": "/", "concurrency": 10, "total_requests": 1000, "timeout_ms": 5000}"#,
     )
     .await;
@@ -242,9 +282,10 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     // Actions go to the engine: a stop scales the service to nothing, a start brings it
     // back, a restart has the engine replace its task.
     let action = |id: u32, action: &'static str| {
-        let url = format!("{}/api/servers/{id}/action", farm.gateway_url());
+        let path = format!("/api/servers/{id}/action");
+        let farm = &farm;
         async move {
-            let reply = post_json(&url, &format!(r#"{{"action": "{action}"}}"#)).await;
+            let reply = post_change(farm, &path, &format!(r#"{{"action": "{action}"}}"#)).await;
             assert_eq!(reply.status, 200, "{action}: {}", reply.text());
             assert_eq!(reply.json()["ok"], true, "{action}: {}", reply.text());
         }
@@ -313,9 +354,10 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
 
     // Scaling adds services with the next ids and removes the highest.
     let scale = |servers: u32| {
-        let url = format!("{}/api/scale", farm.gateway_url());
+        let farm = &farm;
         async move {
-            let reply = post_json(&url, &format!(r#"{{"servers": {servers}}}"#)).await;
+            let reply =
+                post_change(farm, "/api/scale", &format!(r#"{{"servers": {servers}}}"#)).await;
             assert_eq!(reply.status, 200, "scale to {servers}: {}", reply.text());
         }
     };
@@ -330,6 +372,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     let mut names: Vec<&str> = services.lines().collect();
     names.sort_unstable();
     let mut expected: Vec<String> = (1..=10).map(|id| format!("{prefix}-server-{id}")).collect();
+    expected.push(format!("{prefix}-controller"));
     expected.sort_unstable();
     assert_eq!(names, expected);
     assert_eq!(rest_servers(&farm).await.len(), 10);
@@ -370,8 +413,9 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
             "agent".into(),
             "--id".into(),
             "99".into(),
+            // Over the farm's network, as the farm's own agents reach it.
             "--controller".into(),
-            farm.controller_url(),
+            format!("http://{prefix}-controller:50051"),
             "--node-listen".into(),
             "0.0.0.0:8000".into(),
         ]);
@@ -520,32 +564,92 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_farm_started_again_after_a_crash_removes_the_services_beyond_its_servers() {
+async fn a_swarm_farm_outlives_its_controllers_task_and_is_taken_over_by_a_new_farm_up() {
     let lab = lab();
     let prefix = unique_prefix("again");
     let _down = Down {
         lab: &lab,
         prefix: prefix.clone(),
     };
+    let label = format!("label=io.farm.name={prefix}");
     let mut first = swarm_farm(&lab, 3, &prefix);
+    let server_names: Vec<String> = (1..=3).map(|id| format!("{prefix}-server-{id}")).collect();
+    let server_tasks = || {
+        let mut args = vec!["service", "ps", "-q", "--filter", "desired-state=running"];
+        args.extend(server_names.iter().map(String::as_str));
+        let mut tasks: Vec<String> = docker_on(&lab.manager, &args)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        tasks.sort_unstable();
+        tasks
+    };
+    let tasks_before = server_tasks();
+    assert_eq!(tasks_before.len(), 3);
+
+    // The controller's task killed: the engine starts another, which takes the servers'
+    // services over as they are (the same tasks), and the farm is whole again.
+    let controller_container = docker_on(
+        &lab.manager,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={prefix}-controller"),
+        ],
+    );
+    let old_addresses = controller_addresses(&lab, &prefix).expect("the controller runs");
+    docker_on(&lab.manager, &["kill", controller_container.trim()]);
+    let (controller, gateway) = eventually(
+        Duration::from_secs(30),
+        "the controller's task started again",
+        || async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            controller_addresses(&lab, &prefix).filter(|now| *now != old_addresses)
+        },
+    )
+    .await;
+    first.controller = controller;
+    first.gateway = gateway;
+    eventually(
+        Duration::from_secs(30),
+        "the farm whole under its new controller",
+        || async {
+            let reply = get(&format!("{}/api/servers", first.gateway_url())).await;
+            (reply.status == 200).then_some(())?;
+            let list = reply.json()["servers"].as_array()?.clone();
+            (list.len() == 3 && list.iter().all(|s| s["status"] == "healthy")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(server_tasks(), tasks_before, "the servers' tasks were kept");
+
+    // farm up killed: the farm runs on without it, and a new farm up takes it over with
+    // its own number of servers.
     signal(first.child.id(), Signal::SIGKILL);
     wait_exit(&mut first.child, Duration::from_secs(10));
-    let label = format!("label=io.farm.name={prefix}");
     let services = || {
-        docker_on(
+        let mut names: Vec<String> = docker_on(
             &lab.manager,
             &["service", "ls", "--filter", &label, "--format", "{{.Name}}"],
         )
+        .lines()
+        .map(str::to_string)
+        .collect();
+        names.sort_unstable();
+        names
     };
-    assert_eq!(services().lines().count(), 3, "a crash leaves the services");
+    assert_eq!(services().len(), 4, "the controller and 3 servers run on");
 
     let farm = swarm_farm(&lab, 2, &prefix);
     let list = all_healthy(&farm, Duration::from_secs(60), "the two servers").await;
     assert_eq!(list.len(), 2);
-    let mut names: Vec<String> = services().lines().map(str::to_string).collect();
-    names.sort_unstable();
     assert_eq!(
-        names,
-        [format!("{prefix}-server-1"), format!("{prefix}-server-2")]
+        services(),
+        [
+            format!("{prefix}-controller"),
+            format!("{prefix}-server-1"),
+            format!("{prefix}-server-2")
+        ]
     );
 }

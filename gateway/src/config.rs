@@ -52,6 +52,20 @@ impl CorsOrigins {
     }
 }
 
+/// The form [`FromStr`](std::str::FromStr) reads: `*`, or the listed origins joined by
+/// commas.
+impl std::fmt::Display for CorsOrigins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Farm(origins) => {
+                let texts: Vec<&str> = origins.iter().filter_map(|o| o.to_str().ok()).collect();
+                f.write_str(&texts.join(","))
+            }
+        }
+    }
+}
+
 impl std::str::FromStr for CorsOrigins {
     type Err = ConfigError;
 

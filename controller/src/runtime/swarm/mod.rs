@@ -19,11 +19,13 @@
 //!
 //! # Layout
 //! - this module: the settings, the errors, the runtime.
+//! - [`controller`]: the farm's controller and gateway as a service on the farm's network.
 //! - `image`: the server image on every engine.
 //! - `network`: the farm's overlay network, and `down`.
 //! - `spec`: what one server's service is.
 //! - `tasks`: following the tasks: states, placement, moves.
 
+pub mod controller;
 mod image;
 mod network;
 mod spec;
@@ -33,13 +35,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::{LocalNodeState, NodeSpecAvailabilityEnum, NodeState};
+use bollard::models::{LocalNodeState, NodeSpecAvailabilityEnum, NodeState, Service, ServiceSpec};
 use farm_proto::v1::ServerActionKind;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use bollard::Docker;
 pub use image::spread_image;
 pub use network::{Removed, down, ensure_network};
 
@@ -201,7 +203,7 @@ impl SwarmRuntimeConfig {
 
     /// The farm's network name.
     pub fn network_name(&self) -> String {
-        format!("{}-net", self.prefix)
+        network_name(&self.prefix)
     }
 
     /// The port server `id`'s node is published on, on the swarm node that runs it: `None`
@@ -219,6 +221,11 @@ impl SwarmRuntimeConfig {
     pub fn node_address(id: u32) -> String {
         format!("{}:{NODE_PORT}", super::server_name(id))
     }
+}
+
+/// The overlay network name of farm `prefix`.
+pub fn network_name(prefix: &str) -> String {
+    format!("{prefix}-net")
 }
 
 /// Runs servers as swarm services.
@@ -263,13 +270,19 @@ impl SwarmRuntime {
         }
     }
 
-    /// Starts the farm's first `servers` servers. The services of this farm beyond `servers`
-    /// (a farm that crashed had more) go first, and are dropped from the registry should
-    /// their agents have got in as servers no runtime announced.
+    /// Starts the farm's first `servers` servers. Services this farm already has (its
+    /// controller's task was started again) are taken over: each is updated to the service
+    /// this runtime would make, which the engine does without touching a task whose spec is
+    /// unchanged. Services beyond `servers` go, and are dropped from the registry should their
+    /// agents have got in as servers no runtime announced.
     pub async fn start_farm(&self, servers: u32) -> Result<(), SwarmError> {
         let shared = &self.shared;
         let existing = network::farm_services(&shared.docker, &shared.config.prefix).await?;
-        for id in existing.iter().filter_map(network::server_id) {
+        let mut kept = BTreeSet::new();
+        for service in &existing {
+            let Some(id) = network::server_id(service) else {
+                continue;
+            };
             if id > servers {
                 tracing::info!(
                     server = id,
@@ -277,9 +290,48 @@ impl SwarmRuntime {
                 );
                 network::remove_service(&shared.docker, &shared.config.service_name(id)).await?;
                 shared.registry.remove(id);
+            } else if self.adopt(id, service).await.is_ok() {
+                kept.insert(id);
             }
         }
-        self.start(&(1..=servers).collect::<Vec<_>>()).await
+        let missing: Vec<u32> = (1..=servers).filter(|id| !kept.contains(id)).collect();
+        self.start(&missing).await
+    }
+
+    /// Takes over server `id`'s existing `service`, updated to this runtime's spec of it
+    /// and running. On an error the service is left to [`Self::start`], which replaces it.
+    async fn adopt(&self, id: u32, service: &Service) -> Result<(), ApiError> {
+        let shared = &self.shared;
+        let mut spec = spec::service_spec(&shared.config, id);
+        let forced = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.force_update);
+        if let Some(template) = spec.task_template.as_mut() {
+            // The count of forced restarts is part of the spec: the same count, no restart.
+            template.force_update = forced;
+        }
+        let version = service.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+        shared.registry.expect(
+            id,
+            super::server_name(id),
+            SwarmRuntimeConfig::node_address(id),
+            "swarm".into(),
+        );
+        lock(&shared.servers).insert(id);
+        let updated = self
+            .update_spec(&shared.config.service_name(id), spec, version)
+            .await;
+        match &updated {
+            Ok(()) => tracing::info!(server = id, "Took over the server's service."),
+            Err(error) => {
+                tracing::info!(server = id, %error, "Cannot take over the server's service; replacing it.");
+                lock(&shared.servers).remove(&id);
+                shared.registry.remove(id);
+            }
+        }
+        updated
     }
 
     /// Creates the services of servers `ids`; the engine schedules their tasks. A service of
@@ -290,7 +342,11 @@ impl SwarmRuntime {
         for &id in ids {
             shared.config.published_port(id)?;
         }
-        network::clear_services(&shared.docker, &shared.config, ids).await?;
+        let names = ids
+            .iter()
+            .map(|&id| shared.config.service_name(id))
+            .collect();
+        network::clear_services(&shared.docker, &shared.config.prefix, &names).await?;
         for &id in ids {
             shared.registry.expect(
                 id,
@@ -328,13 +384,24 @@ impl SwarmRuntime {
             let template = spec.task_template.get_or_insert_with(Default::default);
             template.force_update = Some(template.force_update.unwrap_or(0) + 1);
         }
+        self.update_spec(&name, spec, version).await
+    }
+
+    /// Replaces service `name`'s spec, which the engine is at `version` of.
+    async fn update_spec(
+        &self,
+        name: &str,
+        spec: ServiceSpec,
+        version: u64,
+    ) -> Result<(), ApiError> {
         // The engine's versions grow by one a change; one past i32 is a swarm of billions of
         // changes, which the engine's own API (an i32 here) cannot address either.
         let options = bollard::query_parameters::UpdateServiceOptionsBuilder::default()
             .version(i32::try_from(version).unwrap_or(i32::MAX))
             .build();
-        docker
-            .update_service(&name, spec, options, None)
+        self.shared
+            .docker
+            .update_service(name, spec, options, None)
             .await
             .map(|_| ())
     }
@@ -389,20 +456,25 @@ impl Runtime for SwarmRuntime {
         Ok(scaled)
     }
 
+    /// Removes the servers' services. The farm's network and the controller's own service
+    /// are the business of whoever made them (`farm up` outside the swarm, or `farm down`).
     async fn shutdown(&self) {
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
         let prefix = &self.shared.config.prefix;
-        let removal = tokio::time::timeout(SHUTDOWN_LIMIT, down(&self.shared.docker, prefix));
+        let removal = tokio::time::timeout(
+            SHUTDOWN_LIMIT,
+            network::remove_servers(&self.shared.docker, prefix),
+        );
         let error = match removal.await {
-            Ok(Ok(_)) => return,
+            Ok(Ok(())) => return,
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("the manager did not finish within {SHUTDOWN_LIMIT:?}"),
         };
         tracing::warn!(
             %error,
-            "Could not remove the farm's services and network; `farm down --runtime swarm --name-prefix {prefix}` removes them."
+            "Could not remove the servers' services; `farm down --runtime swarm --name-prefix {prefix}` removes them."
         );
     }
 }

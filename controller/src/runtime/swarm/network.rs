@@ -11,7 +11,7 @@ use bollard::query_parameters::{
     ListNetworksOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder, ListTasksOptions,
 };
 
-use super::{LABEL_FARM, LABEL_SERVER_ID, SwarmError, SwarmRuntimeConfig, api};
+use super::{LABEL_FARM, LABEL_SERVER_ID, SwarmError, api};
 use crate::runtime::docker::farm_filter;
 
 /// How long `down` waits for the removed services' tasks to stop before it removes the
@@ -35,13 +35,10 @@ fn not_found(error: &ApiError) -> bool {
 }
 
 /// Creates the farm's attachable overlay network unless it exists.
-pub async fn ensure_network(
-    docker: &Docker,
-    config: &SwarmRuntimeConfig,
-) -> Result<(), SwarmError> {
-    let name = config.network_name();
+pub async fn ensure_network(docker: &Docker, prefix: &str) -> Result<(), SwarmError> {
+    let name = super::network_name(prefix);
     match docker.inspect_network(&name, None).await {
-        Ok(network) if is_ours(network.labels.as_ref(), &config.prefix) => return Ok(()),
+        Ok(network) if is_ours(network.labels.as_ref(), prefix) => return Ok(()),
         Ok(_) => {
             return Err(SwarmError::NameTaken {
                 kind: "network",
@@ -55,11 +52,11 @@ pub async fn ensure_network(
         .create_network(NetworkCreateRequest {
             name: name.clone(),
             driver: Some("overlay".into()),
-            // Attachable: the controller may run as a plain container on it.
+            // Attachable: tools and test agents may join it as plain containers.
             attachable: Some(true),
             labels: Some(HashMap::from([(
                 LABEL_FARM.to_string(),
-                config.prefix.clone(),
+                prefix.to_string(),
             )])),
             ..Default::default()
         })
@@ -104,15 +101,14 @@ pub(super) async fn remove_service(docker: &Docker, name: &str) -> Result<(), Sw
     }
 }
 
-/// Removes services of this farm left with names the servers `ids` need (a farm that
-/// crashed); refuses when a name belongs to a service that is not this farm's. One listing
-/// of the swarm's services, however many servers start.
+/// Removes services of farm `prefix` left with names in `wanted` (a farm that crashed);
+/// refuses when a name belongs to a service that is not this farm's. One listing of the
+/// swarm's services, however many names.
 pub(super) async fn clear_services(
     docker: &Docker,
-    config: &SwarmRuntimeConfig,
-    ids: &[u32],
+    prefix: &str,
+    wanted: &HashSet<String>,
 ) -> Result<(), SwarmError> {
-    let wanted: HashSet<String> = ids.iter().map(|&id| config.service_name(id)).collect();
     let services = docker
         .list_services(None::<ListServicesOptions>)
         .await
@@ -121,7 +117,7 @@ pub(super) async fn clear_services(
         let Some(name) = spec.name.filter(|n| wanted.contains(n)) else {
             continue;
         };
-        if !is_ours(spec.labels.as_ref(), &config.prefix) {
+        if !is_ours(spec.labels.as_ref(), prefix) {
             return Err(SwarmError::NameTaken {
                 kind: "service",
                 name,
@@ -132,30 +128,28 @@ pub(super) async fn clear_services(
     Ok(())
 }
 
-/// What `down` removed.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Removed {
-    /// Service names.
-    pub services: Vec<String>,
-    /// Network names.
-    pub networks: Vec<String>,
-}
-
-/// Removes every service and network labelled as farm `prefix`'s, and nothing else. The
-/// services go first; the network goes once their tasks have stopped (a network with tasks
-/// attached cannot be removed), at most [`TASKS_GONE_WITHIN`] later.
-pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> {
-    let mut removed = Removed::default();
+/// Removes the services of farm `prefix` that `which` picks, and waits up to `within` for
+/// their tasks to stop. Returns the names removed.
+pub(super) async fn remove_services(
+    docker: &Docker,
+    prefix: &str,
+    which: impl Fn(&Service) -> bool,
+    within: Duration,
+) -> Result<Vec<String>, SwarmError> {
+    let mut names = Vec::new();
     let mut service_ids = Vec::new();
     for service in farm_services(docker, prefix).await? {
+        if !which(&service) {
+            continue;
+        }
         let (Some(id), Some(name)) = (service.id, service.spec.and_then(|s| s.name)) else {
             continue;
         };
         remove_service(docker, &name).await?;
-        removed.services.push(name);
+        names.push(name);
         service_ids.push(id);
     }
-    let deadline = tokio::time::Instant::now() + TASKS_GONE_WITHIN;
+    let deadline = tokio::time::Instant::now() + within;
     while !service_ids.is_empty() && tokio::time::Instant::now() < deadline {
         // Every task, matched here: a filter by service fails once the service is gone.
         let tasks = docker
@@ -171,6 +165,37 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    Ok(names)
+}
+
+/// What `down` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Service names.
+    pub services: Vec<String>,
+    /// Network names.
+    pub networks: Vec<String>,
+}
+
+/// Removes every service and network labelled as farm `prefix`'s, and nothing else. The
+/// controller's service goes first, and its task may take its stop grace period to remove the
+/// servers' services itself; whatever is left goes next, then the network once every task has
+/// stopped (a network with tasks attached cannot be removed), at most [`TASKS_GONE_WITHIN`]
+/// later.
+pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> {
+    let mut removed = Removed {
+        services: remove_services(
+            docker,
+            prefix,
+            super::controller::is_controller,
+            super::controller::STOP_GRACE + TASKS_GONE_WITHIN,
+        )
+        .await?,
+        networks: Vec::new(),
+    };
+    removed
+        .services
+        .extend(remove_services(docker, prefix, |_| true, TASKS_GONE_WITHIN).await?);
     let networks = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()
@@ -199,4 +224,17 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
     removed.services.sort();
     removed.networks.sort();
     Ok(removed)
+}
+
+/// Removes the servers' services of farm `prefix` (not its controller's, nor its network),
+/// waiting at most [`TASKS_GONE_WITHIN`] for their tasks to stop.
+pub(super) async fn remove_servers(docker: &Docker, prefix: &str) -> Result<(), SwarmError> {
+    remove_services(
+        docker,
+        prefix,
+        |service| server_id(service).is_some(),
+        TASKS_GONE_WITHIN,
+    )
+    .await
+    .map(drop)
 }

@@ -310,23 +310,27 @@ fn placement_of(task: &Task, nodes: &HashMap<String, Node>) -> Option<Placement>
         .and_then(|p| p.ports.as_ref())
         .and_then(|ports| ports.iter().find_map(|p| p.published_port))
         .and_then(|p| u16::try_from(p).ok());
-    // A manager may report 0.0.0.0 as its own address; its address among the managers says
-    // where it is.
-    let status_addr = node
-        .and_then(|n| n.status.as_ref())
-        .and_then(|s| s.addr.clone())
-        .filter(|a| !a.is_empty() && a != "0.0.0.0");
-    let manager_addr = || {
-        let addr = node?.manager_status.as_ref()?.addr.as_ref()?;
-        addr.parse::<SocketAddr>().ok().map(|a| a.ip().to_string())
-    };
     Some(Placement {
-        node_addr: status_addr.or_else(manager_addr).unwrap_or_default(),
+        node_addr: node.and_then(node_addr).unwrap_or_default(),
         hostname: node
             .and_then(|n| n.description.as_ref())
             .and_then(|d| d.hostname.clone())
             .unwrap_or_default(),
         node_id,
         published_port,
+    })
+}
+
+/// The address of a swarm node. A manager may report 0.0.0.0 as its own address; its address
+/// among the managers says where it is.
+pub(super) fn node_addr(node: &Node) -> Option<String> {
+    let status_addr = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addr.clone())
+        .filter(|a| !a.is_empty() && a != "0.0.0.0");
+    status_addr.or_else(|| {
+        let addr = node.manager_status.as_ref()?.addr.as_ref()?;
+        addr.parse::<SocketAddr>().ok().map(|a| a.ip().to_string())
     })
 }

@@ -1,0 +1,240 @@
+//! The farm's controller and gateway as one swarm service, `<prefix>-controller`, on the
+//! farm's overlay: agents reach it there by that name wherever their tasks run. Its task runs
+//! `farm up` in its controller-task role on the manager's node, with the manager's socket
+//! mounted, and drives the swarm as any manager's client does. Its gRPC and REST ports are
+//! published in host mode on that node, and the farm's data directory (token, history) is
+//! mounted from it, so that the history outlives the task.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, EndpointSpecModeEnum, Mount, MountType, NetworkAttachmentConfig, Service,
+    ServiceSpec, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use bollard::query_parameters::ListTasksOptionsBuilder;
+
+use super::{LABEL_FARM, SHUTDOWN_LIMIT, SwarmError, api, network, spec};
+
+/// Label that marks the farm's controller service.
+pub const LABEL_ROLE: &str = "io.farm.role";
+/// The value of [`LABEL_ROLE`] on the controller's service.
+const ROLE_CONTROLLER: &str = "controller";
+/// The controller's gRPC port inside its task, on the farm's network.
+pub const GRPC_PORT: u16 = 50051;
+/// The gateway's port inside the controller's task.
+pub const GATEWAY_PORT: u16 = 8000;
+/// Where the farm's data directory is mounted in the controller's task.
+pub const DATA_DIR_IN_TASK: &str = "/data";
+/// Where the manager's socket is mounted in the controller's task.
+pub const SOCKET_IN_TASK: &str = "/var/run/docker.sock";
+/// How long the controller's task may take to stop: long enough to remove every server's
+/// service itself.
+pub const STOP_GRACE: Duration = Duration::from_secs(SHUTDOWN_LIMIT.as_secs() + 15);
+/// Delay before the engine starts a controller task that failed again.
+const RESTART_DELAY_NS: i64 = 1_000_000_000;
+
+/// The controller's service name of farm `prefix`.
+pub fn service_name(prefix: &str) -> String {
+    format!("{prefix}-controller")
+}
+
+/// The controller's gRPC URL as the farm's agents reach it over the farm's network.
+pub fn url_on_network(prefix: &str) -> String {
+    format!("http://{}:{GRPC_PORT}", service_name(prefix))
+}
+
+/// Whether `service` is a farm's controller service.
+pub(super) fn is_controller(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.labels.as_ref())
+        .and_then(|l| l.get(LABEL_ROLE))
+        .is_some_and(|role| role == ROLE_CONTROLLER)
+}
+
+/// What the controller's service runs and how it is reached.
+#[derive(Debug, Clone)]
+pub struct ControllerService {
+    /// The farm's name prefix.
+    pub prefix: String,
+    /// The farm's image, by ID, present on the manager's node.
+    pub image_id: String,
+    /// The arguments of the farm binary in the task (`up ...`).
+    pub args: Vec<String>,
+    /// The task's environment, `NAME=value`.
+    pub env: Vec<String>,
+    /// The manager's socket on its node, mounted at [`SOCKET_IN_TASK`].
+    pub manager_socket: PathBuf,
+    /// The farm's data directory on the manager's node, mounted at [`DATA_DIR_IN_TASK`].
+    pub data_dir: PathBuf,
+    /// The port the controller's gRPC API is published on; 0 lets the engine pick.
+    pub grpc_port: u16,
+    /// The port the gateway is published on (0: the engine picks); `None` without a gateway.
+    pub gateway_port: Option<u16>,
+}
+
+/// Creates the controller's service on the node of `manager` (whose socket it mounts),
+/// replacing one this farm left behind.
+pub async fn start(manager: &Docker, service: &ControllerService) -> Result<(), SwarmError> {
+    let node_id = manager
+        .info()
+        .await
+        .map_err(api("info"))?
+        .swarm
+        .and_then(|s| s.node_id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| SwarmError::NotAManager("the --swarm-manager engine".into()))?;
+    let name = service_name(&service.prefix);
+    // A controller this farm left running goes first, and its task is let finish: on its
+    // way out it removes the servers' services, which must not race the new one's.
+    network::remove_services(manager, &service.prefix, is_controller, STOP_GRACE).await?;
+    network::clear_services(manager, &service.prefix, &HashSet::from([name.clone()])).await?;
+    manager
+        .create_service(service_spec(service, &node_id), None)
+        .await
+        .map_err(api(format!("create service {name}")))?;
+    Ok(())
+}
+
+fn service_spec(service: &ControllerService, node_id: &str) -> ServiceSpec {
+    let labels = HashMap::from([
+        (LABEL_FARM.to_string(), service.prefix.clone()),
+        (LABEL_ROLE.to_string(), ROLE_CONTROLLER.to_string()),
+    ]);
+    let bind = |source: &std::path::Path, target: &str| Mount {
+        target: Some(target.to_string()),
+        source: Some(source.to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        ..Default::default()
+    };
+    let publish = |target: u16, published: u16| EndpointPortConfig {
+        name: None,
+        protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+        target_port: Some(i64::from(target)),
+        published_port: (published != 0).then_some(i64::from(published)),
+        publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+    };
+    let mut ports = vec![publish(GRPC_PORT, service.grpc_port)];
+    if let Some(port) = service.gateway_port {
+        ports.push(publish(GATEWAY_PORT, port));
+    }
+    ServiceSpec {
+        name: Some(service_name(&service.prefix)),
+        labels: Some(labels.clone()),
+        mode: Some(spec::replicated(1)),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                // By ID: nothing is pulled.
+                image: Some(service.image_id.clone()),
+                labels: Some(labels),
+                args: Some(service.args.clone()),
+                env: Some(service.env.clone()),
+                mounts: Some(vec![
+                    bind(&service.manager_socket, SOCKET_IN_TASK),
+                    bind(&service.data_dir, DATA_DIR_IN_TASK),
+                ]),
+                stop_grace_period: Some(i64::try_from(STOP_GRACE.as_nanos()).unwrap_or(i64::MAX)),
+                ..Default::default()
+            }),
+            // On the manager's node: its socket is mounted from there.
+            placement: Some(TaskSpecPlacement {
+                constraints: Some(vec![format!("node.id=={node_id}")]),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                delay: Some(RESTART_DELAY_NS),
+                max_attempts: None,
+                window: None,
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(super::network_name(&service.prefix)),
+                aliases: None,
+                driver_opts: None,
+            }]),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            // No IPVS here: no virtual IP, and ports published on the node that runs the task.
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ports: Some(ports),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Where the controller's task is reached from outside the swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The controller's gRPC API.
+    pub grpc: SocketAddr,
+    /// The gateway, when the farm has one.
+    pub gateway: Option<SocketAddr>,
+}
+
+/// What the controller's service is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControllerTask {
+    /// A task runs, published there.
+    Running(Published),
+    /// No task runs yet (or any more); the engine's word on the latest, if it says anything.
+    NotRunning(Option<String>),
+}
+
+/// Looks at the controller's service of farm `prefix`.
+pub async fn look(manager: &Docker, prefix: &str) -> Result<ControllerTask, SwarmError> {
+    let name = service_name(prefix);
+    let filters = HashMap::from([("service".to_string(), vec![name.clone()])]);
+    let tasks = manager
+        .list_tasks(Some(
+            ListTasksOptionsBuilder::default().filters(&filters).build(),
+        ))
+        .await
+        .map_err(api(format!("list the tasks of {name}")))?;
+    let running = tasks.iter().find(|t| {
+        t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
+            && t.desired_state == Some(TaskState::RUNNING)
+    });
+    let Some(task) = running else {
+        let latest = tasks
+            .iter()
+            .max_by_key(|t| t.created_at.clone().unwrap_or_default());
+        let said = latest
+            .and_then(|t| t.status.as_ref())
+            .and_then(|s| s.err.clone().or_else(|| s.message.clone()))
+            .filter(|s| !s.trim().is_empty());
+        return Ok(ControllerTask::NotRunning(said));
+    };
+    let node_id = task.node_id.clone().unwrap_or_default();
+    let node = manager
+        .inspect_node(&node_id)
+        .await
+        .map_err(api(format!("inspect node {node_id}")))?;
+    let ip: Option<IpAddr> = super::tasks::node_addr(&node).and_then(|a| a.parse().ok());
+    let port_of = |target: u16| {
+        task.status
+            .as_ref()?
+            .port_status
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .iter()
+            .find(|p| p.target_port == Some(i64::from(target)))?
+            .published_port
+            .and_then(|p| u16::try_from(p).ok())
+    };
+    let (Some(ip), Some(grpc)) = (ip, port_of(GRPC_PORT)) else {
+        return Ok(ControllerTask::NotRunning(None));
+    };
+    Ok(ControllerTask::Running(Published {
+        grpc: SocketAddr::new(ip, grpc),
+        gateway: port_of(GATEWAY_PORT).map(|port| SocketAddr::new(ip, port)),
+    }))
+}
