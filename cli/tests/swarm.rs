@@ -103,6 +103,29 @@ impl Drop for Reactivate<'_> {
     }
 }
 
+/// One test at a time on the lab: a test that cuts or drains a node would move the servers of
+/// another test's farm under it.
+static LAB_IN_USE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `scripts/swarm-lab cut|mend 2`: the worker off the lab's network, as a machine that is lost,
+/// or back on it.
+fn worker_link(verb: &str) -> std::process::Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/swarm-lab"))
+        .args([verb, "2"])
+        .output()
+        .expect("scripts/swarm-lab runs")
+}
+
+/// Puts the worker back on the lab's network however the test ends.
+struct Mend;
+
+impl Drop for Mend {
+    fn drop(&mut self) {
+        // No panic here: this may run while a failed test unwinds.
+        let _ = worker_link("mend");
+    }
+}
+
 /// `farm up --runtime swarm` of `servers` servers on the lab: its controller runs as a service
 /// on the manager's node, published on ports the engine picks.
 fn swarm_farm(lab: &Lab, servers: u32, prefix: &str) -> Farm {
@@ -223,6 +246,7 @@ fn pulls_since(marks: &[(std::path::PathBuf, u64)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() {
+    let _one_at_a_time = LAB_IN_USE.lock().await;
     let lab = lab();
     let prefix = unique_prefix("all");
     let logs = engine_logs();
@@ -479,7 +503,76 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     .await;
     all_healthy(&farm, Duration::from_secs(30), "the killed server back").await;
 
+    // The worker lost (off the network, its engine still running): the manager marks it
+    // down and starts its servers' tasks on its own node; the farm shows them moving and
+    // healthy again there.
+    let on_worker: Vec<u64> = all_healthy(&farm, Duration::from_secs(30), "a healthy farm")
+        .await
+        .iter()
+        .filter(|s| node_host(s) == lab.n2)
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert!(!on_worker.is_empty(), "servers run on the worker");
+    let _mend = Mend;
+    let cut = worker_link("cut");
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    eventually(
+        Duration::from_secs(15),
+        "the lost worker's servers seen gone",
+        || async {
+            rest_servers(&farm)
+                .await
+                .iter()
+                .any(|s| on_worker.contains(&s["id"].as_u64().unwrap()) && s["status"] != "healthy")
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "every server healthy on the manager's node",
+        || async {
+            let list = rest_servers(&farm).await;
+            list.iter()
+                .all(|s| s["status"] == "healthy" && node_host(s) == lab.n1)
+                .then_some(())
+        },
+    )
+    .await;
+    // Back on the network, the worker stops the tasks it ran, and the farm stays as it is.
+    let mend = worker_link("mend");
+    assert!(
+        mend.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mend.stderr)
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the worker back, without the farm's old tasks",
+        || async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let nodes = docker_on(&lab.manager, &["node", "ls", "--format", "{{.Status}}"]);
+            let ready = nodes.lines().filter(|l| *l == "Ready").count() == 2;
+            let left = docker_on(&lab.worker, &["ps", "-q", "--filter", &label]);
+            (ready && left.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let list = all_healthy(&farm, Duration::from_secs(10), "a farm whole").await;
+    assert!(list.iter().all(|s| node_host(s) == lab.n1), "{list:#?}");
+
     // Draining the worker moves its servers to the manager's node, and the farm is whole.
+    // The worker is empty now: the servers a scale-up adds go there.
+    scale(13).await;
+    let list = all_healthy(&farm, Duration::from_secs(60), "13 servers").await;
+    assert!(
+        list.iter().any(|s| node_host(s) == lab.n2),
+        "new servers on the empty worker: {list:#?}"
+    );
     let worker_node = docker_on(&lab.worker, &["info", "--format", "{{.Swarm.NodeID}}"])
         .trim()
         .to_string();
@@ -502,7 +595,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         },
     )
     .await;
-    assert_eq!(moved.len(), 10);
+    assert_eq!(moved.len(), 13);
 
     // A task the engine cannot place says why.
     docker_on(
@@ -565,6 +658,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swarm_farm_outlives_its_controllers_task_and_is_taken_over_by_a_new_farm_up() {
+    let _one_at_a_time = LAB_IN_USE.lock().await;
     let lab = lab();
     let prefix = unique_prefix("again");
     let _down = Down {
