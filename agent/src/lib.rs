@@ -57,6 +57,8 @@ pub struct Config {
     /// The farm's token, sent with the stream; a controller that has one refuses a stream
     /// without it.
     pub token: Option<farm_proto::auth::Token>,
+    /// The CA certificates (PEM) trusted for an `https://` controller.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Why an agent could not run.
@@ -73,14 +75,9 @@ pub enum Error {
         /// Why the kernel refused.
         source: std::io::Error,
     },
-    /// The controller URL cannot be used.
-    #[error("controller address {url}: {source}")]
-    ControllerUrl {
-        /// The URL given.
-        url: String,
-        /// Why tonic refused it.
-        source: tonic::transport::Error,
-    },
+    /// The controller URL cannot be used (not a URL, or `https://` without a CA).
+    #[error("controller address: {0}")]
+    ControllerUrl(String),
 }
 
 /// The node's port, known before the node starts.
@@ -173,11 +170,8 @@ impl Config {
 /// controller. On shutdown the node is stopped before this returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     config.validate()?;
-    let endpoint = tonic::transport::Endpoint::from_shared(config.controller_url.clone())
-        .map_err(|source| Error::ControllerUrl {
-            url: config.controller_url.clone(),
-            source,
-        })?
+    let endpoint = farm_proto::tls::endpoint(&config.controller_url, config.tls_ca.as_deref())
+        .map_err(Error::ControllerUrl)?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true);
 

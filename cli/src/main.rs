@@ -48,7 +48,7 @@ struct Cli {
 enum Command {
     /// Start a controller, the gateway and a farm of servers as local processes (Ctrl-C
     /// stops them all).
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// List the servers of a running farm.
     Status(report::StatusArgs),
     /// Check every server's health now; exits 1 when any server is not healthy.
@@ -151,7 +151,7 @@ fn main() -> ExitCode {
     }
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => up::run(args).await,
+            Command::Up(args) => up::run(*args).await,
             Command::Controller(args) => roles::controller(args).await,
             Command::Gateway(args) => roles::gateway(args).await,
             Command::Status(args) => report::status(args).await,

@@ -36,9 +36,21 @@ pub(crate) struct HealthArgs {
     json: bool,
 }
 
+/// A client of the controller at `url`, trusting the CA that [`farm_proto::tls::CA_ENV`] names
+/// for an `https://` URL.
 pub(crate) async fn connect(url: &str) -> anyhow::Result<FarmServiceClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("{url} is not a valid controller URL"))?
+    let ca = farm_proto::tls::ca_from_env().map_err(anyhow::Error::msg)?;
+    connect_trusting(url, ca.as_deref()).await
+}
+
+/// A client of the controller at `url`, trusting the CA certificates `ca` (PEM) for an
+/// `https://` URL.
+pub(crate) async fn connect_trusting(
+    url: &str,
+    ca: Option<&[u8]>,
+) -> anyhow::Result<FarmServiceClient<Channel>> {
+    let channel = farm_proto::tls::endpoint(url, ca)
+        .map_err(anyhow::Error::msg)?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
         .connect()

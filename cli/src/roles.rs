@@ -137,6 +137,8 @@ pub(crate) struct ControllerArgs {
     #[command(flatten)]
     history: HistoryArgs,
     #[command(flatten)]
+    tls: ServeTlsArgs,
+    #[command(flatten)]
     pub(crate) trace: TraceArgs,
 }
 
@@ -208,11 +210,13 @@ impl GatewayOptions {
     pub(crate) fn config(
         &self,
         controller_url: String,
+        controller_ca: Option<Vec<u8>>,
         listen: SocketAddr,
         token: Option<farm_proto::auth::Token>,
     ) -> anyhow::Result<farm_gateway::Config> {
         let config = farm_gateway::Config {
             controller_url,
+            controller_ca,
             cors_origins: self.cors_origins.clone(),
             request_timeout: Duration::from_millis(u64::from(self.request_timeout_ms)),
             max_load_test_seconds: self.max_load_test_seconds,
@@ -242,6 +246,8 @@ pub(crate) struct GatewayArgs {
     #[command(flatten)]
     data: FarmData,
     #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
     pub(crate) trace: TraceArgs,
 }
 
@@ -253,6 +259,51 @@ pub(crate) struct TraceArgs {
     /// OTEL_RESOURCE_ATTRIBUTES are read too). Off when neither is given.
     #[arg(long, value_name = "URL")]
     pub(crate) otlp_endpoint: Option<String>,
+}
+
+/// TLS on the controller's gRPC port (`farm up`, `farm controller`).
+#[derive(Debug, Args)]
+pub(crate) struct ServeTlsArgs {
+    /// Serve the controller's gRPC API over TLS with this certificate (PEM, leaf first). It
+    /// must name every host agents and clients reach the controller by (127.0.0.1 for local
+    /// agents; `<prefix>-controller` and the manager node's address for a swarm farm).
+    #[arg(long, env = "FARM_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "FARM_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+}
+
+impl ServeTlsArgs {
+    /// The controller's TLS, checked; `None` without a certificate.
+    pub(crate) fn config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(
+                farm_proto::tls::server_config(cert, key).map_err(anyhow::Error::msg)?,
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The CA a client of an `https://` controller trusts (`farm agent`, `farm gateway`, and
+/// `farm up` for its own agents and gateway).
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    /// The CA certificates (PEM) that signed an `https://` controller's certificate: the only
+    /// ones trusted. In `farm up`, the certificate itself by default (a self-signed one).
+    #[arg(long, env = farm_proto::tls::CA_ENV)]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
+}
+
+impl TrustArgs {
+    /// The CA certificates, read; `None` when none is given.
+    pub(crate) fn read(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.tls_ca
+            .as_deref()
+            .map(|path| farm_proto::tls::read_pem(path, "--tls-ca").map_err(anyhow::Error::msg))
+            .transpose()
+    }
 }
 
 /// `farm agent`.
@@ -288,6 +339,8 @@ pub(crate) struct AgentArgs {
     allow_fault_headers: bool,
     #[command(flatten)]
     data: FarmData,
+    #[command(flatten)]
+    trust: TrustArgs,
     #[command(flatten)]
     pub(crate) trace: TraceArgs,
 }
@@ -426,6 +479,7 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
         farm_controller::Access {
             token: Some(token),
             guard_changes: !args.listen.ip().is_loopback(),
+            tls: args.tls.config()?,
         },
         history,
         shutdown_token(),
@@ -438,9 +492,12 @@ pub(crate) async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode>
 }
 
 pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let config = args
-        .options
-        .config(args.controller, args.listen, args.data.agent_token()?)?;
+    let config = args.options.config(
+        args.controller,
+        args.trust.read()?,
+        args.listen,
+        args.data.agent_token()?,
+    )?;
     let listener = bind(args.listen, "gateway", "--listen").await?;
     warn_beyond_loopback("gateway", listener.local_addr()?);
     let url = format!("http://{}", listener.local_addr()?);
@@ -482,6 +539,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         runtime: args.runtime,
         sample_interval: Duration::from_millis(u64::from(args.sample_interval_ms)),
         token: args.data.agent_token()?,
+        tls_ca: args.trust.read()?,
     };
     farm_agent::run(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)

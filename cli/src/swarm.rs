@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use farm_controller::Registry;
 use farm_controller::runtime::swarm::controller::{self, ControllerService, ControllerTask};
+use farm_controller::runtime::swarm::secrets::{self, TlsFile};
 use farm_controller::runtime::swarm::{self, Docker, SwarmRuntime, SwarmRuntimeConfig};
 use farm_proto::v1::{ListServersRequest, ServerStatus};
 
@@ -65,6 +66,8 @@ pub(crate) struct SwarmArgs {
 /// What the controller's task needs besides the swarm settings to drive the servers.
 pub(crate) struct SwarmFarm<'a> {
     pub(crate) docker: &'a DockerArgs,
+    /// Whether the controller serves TLS (its files are the farm's secrets).
+    pub(crate) tls: bool,
     pub(crate) base_port: u16,
     pub(crate) token: farm_proto::auth::Token,
     pub(crate) allow_fault_headers: bool,
@@ -81,8 +84,34 @@ pub(crate) struct SwarmLaunch<'a> {
     pub(crate) gateway_port: Option<u16>,
     pub(crate) data_dir: PathBuf,
     pub(crate) token: farm_proto::auth::Token,
+    /// The controller's TLS files, if it serves TLS.
+    pub(crate) tls: Option<SwarmTls>,
     /// `farm up`'s arguments for the controller's task, but for its image.
     pub(crate) task_args: Vec<String>,
+}
+
+/// The controller's TLS files on this machine.
+pub(crate) struct SwarmTls {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) ca: PathBuf,
+}
+
+impl SwarmTls {
+    /// Each file with its PEM, read.
+    fn read(&self) -> anyhow::Result<Vec<(TlsFile, Vec<u8>)>> {
+        [
+            (TlsFile::Cert, &self.cert, "--tls-cert"),
+            (TlsFile::Key, &self.key, "--tls-key"),
+            (TlsFile::Ca, &self.ca, "--tls-ca"),
+        ]
+        .into_iter()
+        .map(|(file, path, flag)| {
+            let pem = farm_proto::tls::read_pem(path, flag).map_err(anyhow::Error::msg)?;
+            Ok((file, pem))
+        })
+        .collect()
+    }
 }
 
 impl SwarmArgs {
@@ -112,8 +141,14 @@ impl SwarmArgs {
         let manager = swarm::connect(&self.swarm_manager).await?;
         swarm::check_manager(&manager, &self.swarm_manager).await?;
         let prefix = farm.docker.name_prefix.clone();
+        let tls_ca = if farm.tls {
+            Some(secrets::find(&manager, &prefix, TlsFile::Ca).await?)
+        } else {
+            None
+        };
         let config = SwarmRuntimeConfig {
-            controller_url: controller::url_on_network(&prefix),
+            controller_url: controller::url_on_network(&prefix, farm.tls),
+            tls_ca,
             prefix,
             image_id: image_id.to_string(),
             base_port: farm.base_port,
@@ -138,6 +173,14 @@ impl SwarmArgs {
         }
         let socket = self.manager_socket()?;
         let prefix = farm.docker.name_prefix.clone();
+        let tls_files = match &farm.tls {
+            Some(tls) => tls.read()?,
+            None => Vec::new(),
+        };
+        let ca = tls_files
+            .iter()
+            .find(|(file, _)| *file == TlsFile::Ca)
+            .map(|(_, pem)| pem.clone());
         std::fs::create_dir_all(&farm.data_dir)
             .with_context(|| format!("cannot create {}", farm.data_dir.display()))?;
         // The engine mounts it by its absolute path.
@@ -176,10 +219,15 @@ impl SwarmArgs {
             data_dir,
             grpc_port: farm.grpc_port,
             gateway_port: farm.gateway_port,
+            tls_files,
+        };
+        let trust = Trust {
+            ca,
+            ca_path: farm.tls.as_ref().map(|t| t.ca.clone()),
         };
         let started = Instant::now();
         let outcome = tokio::select! {
-            outcome = run(&manager, &service, farm.servers, farm.base_port, started) => outcome,
+            outcome = run(&manager, &service, &trust, farm.servers, farm.base_port, started) => outcome,
             () = shutdown_signal() => Ok(()),
         };
         if let Err(e) = &outcome {
@@ -187,11 +235,7 @@ impl SwarmArgs {
         }
         println!("farm: stopping the farm's services");
         match swarm::down(&manager, &prefix).await {
-            Ok(removed) => println!(
-                "farm: removed {} services and {} networks; stopped",
-                removed.services.len(),
-                removed.networks.len()
-            ),
+            Ok(removed) => println!("farm: removed {}; stopped", removed_text(&removed)),
             Err(e) => eprintln!(
                 "farm: could not remove the farm from the swarm ({e}); `farm down --runtime swarm --name-prefix {prefix}` removes it"
             ),
@@ -200,23 +244,45 @@ impl SwarmArgs {
     }
 }
 
+/// What `farm up` outside the swarm trusts for a controller that serves TLS.
+struct Trust {
+    /// The CA certificates (PEM).
+    ca: Option<Vec<u8>>,
+    /// Their file, for `grpcurl`.
+    ca_path: Option<PathBuf>,
+}
+
+/// What `down` removed, in words.
+fn removed_text(removed: &swarm::Removed) -> String {
+    format!(
+        "{} services, {} secrets and {} networks",
+        removed.services.len(),
+        removed.secrets.len(),
+        removed.networks.len()
+    )
+}
+
 /// Starts the controller's service and follows it: says where it is, how long the servers took
 /// to turn healthy, and what becomes of its task, until a signal (which the caller waits for)
 /// or an error.
 async fn run(
     manager: &Docker,
     service: &ControllerService,
+    trust: &Trust,
     servers: u32,
     base_port: u16,
     started: Instant,
 ) -> anyhow::Result<()> {
     controller::start(manager, service).await?;
     let published = wait_running(manager, &service.prefix).await?;
-    let grpc_url = format!("http://{}", published.grpc);
+    let tls = trust.ca.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let grpc_url = format!("{scheme}://{}", published.grpc);
     println!(
-        "farm: controller  {grpc_url}   (grpcurl -plaintext {} list; agents reach it as {})",
+        "farm: controller  {grpc_url}   (grpcurl {} {} list; agents reach it as {})",
+        crate::up::grpcurl_trust(trust.ca_path.as_deref()),
         published.grpc,
-        controller::url_on_network(&service.prefix)
+        controller::url_on_network(&service.prefix, tls)
     );
     if let Some(gateway) = published.gateway {
         let url = format!("http://{gateway}");
@@ -240,7 +306,7 @@ async fn run(
         "farm: servers     {servers} as swarm services {}-server-N, {nodes}",
         service.prefix
     );
-    if wait_healthy(&grpc_url, servers).await {
+    if wait_healthy(&grpc_url, trust.ca.as_deref(), servers).await {
         println!(
             "farm: all {servers} servers healthy in {:.2} s; Ctrl-C stops the farm",
             started.elapsed().as_secs_f64()
@@ -275,11 +341,11 @@ async fn wait_running(manager: &Docker, prefix: &str) -> anyhow::Result<controll
 
 /// Waits until the controller at `url` reports `servers` healthy servers; false after
 /// [`HEALTHY_WAIT`].
-async fn wait_healthy(url: &str, servers: u32) -> bool {
+async fn wait_healthy(url: &str, ca: Option<&[u8]>, servers: u32) -> bool {
     let deadline = Instant::now() + HEALTHY_WAIT;
     while Instant::now() < deadline {
         // The task runs before its controller listens: not answering yet is no error.
-        if let Ok(mut client) = crate::report::connect(url).await
+        if let Ok(mut client) = crate::report::connect_trusting(url, ca).await
             && let Ok(reply) = client.list_servers(ListServersRequest::default()).await
         {
             let healthy = reply
@@ -349,9 +415,8 @@ pub(crate) async fn down(manager: &str, prefix: &str) -> anyhow::Result<ExitCode
     swarm::check_manager(&docker, manager).await?;
     let removed = swarm::down(&docker, prefix).await?;
     println!(
-        "farm: removed {} services and {} networks of farm {prefix:?}",
-        removed.services.len(),
-        removed.networks.len(),
+        "farm: removed {} of farm {prefix:?}",
+        removed_text(&removed)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 //! behind.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use farm_controller::runtime::swarm::controller;
+use farm_controller::runtime::swarm::secrets::TlsFile;
 use farm_controller::runtime::{DockerRuntime, ProcessRuntime, ProcessRuntimeConfig, SwarmRuntime};
 use farm_controller::status::Status;
 use farm_controller::{Registry, Runtime};
@@ -82,6 +84,10 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     history: crate::roles::HistoryArgs,
     #[command(flatten)]
+    tls: crate::roles::ServeTlsArgs,
+    #[command(flatten)]
+    trust: crate::roles::TrustArgs,
+    #[command(flatten)]
     pub(crate) trace: crate::roles::TraceArgs,
 }
 
@@ -126,7 +132,7 @@ impl UpArgs {
     /// The arguments of the controller's task of this swarm farm (but for its image): this
     /// farm's settings, the controller and the gateway listening on every address of the task
     /// on their fixed ports, published as `--listen` and `--gateway-listen` ask.
-    fn swarm_task_args(&self) -> anyhow::Result<Vec<String>> {
+    fn swarm_task_args(&self, tls: bool) -> anyhow::Result<Vec<String>> {
         let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port)).to_string();
         let mut args: Vec<String> = vec![
             "up".into(),
@@ -162,7 +168,47 @@ impl UpArgs {
         if let Some(endpoint) = &self.trace.otlp_endpoint {
             args.push(format!("--otlp-endpoint={endpoint}"));
         }
+        if tls {
+            args.extend([
+                format!("--tls-cert={}", TlsFile::Cert.path_in_task()),
+                format!("--tls-key={}", TlsFile::Key.path_in_task()),
+                format!("--tls-ca={}", TlsFile::Ca.path_in_task()),
+            ]);
+        }
         Ok(args)
+    }
+}
+
+/// The controller's TLS as `farm up` sets it up: the server side, and the CA that its own
+/// agents and gateway trust (`--tls-ca`, or the certificate itself).
+struct FarmTls {
+    server: tonic::transport::ServerTlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Absolute: agents read it from wherever they run.
+    ca_path: PathBuf,
+    ca_pem: Vec<u8>,
+}
+
+impl FarmTls {
+    fn new(args: &UpArgs) -> anyhow::Result<Option<Self>> {
+        let Some(server) = args.tls.config()? else {
+            return Ok(None);
+        };
+        let (Some(cert), Some(key)) = (args.tls.tls_cert.clone(), args.tls.tls_key.clone()) else {
+            return Ok(None);
+        };
+        let ca = args.trust.tls_ca.clone().unwrap_or_else(|| cert.clone());
+        let ca_path =
+            std::path::absolute(&ca).with_context(|| format!("--tls-ca {}", ca.display()))?;
+        let ca_pem = farm_proto::tls::read_pem(&ca_path, "--tls-ca").map_err(anyhow::Error::msg)?;
+        Ok(Some(Self {
+            server,
+            cert,
+            key,
+            ca_path,
+            ca_pem,
+        }))
     }
 }
 
@@ -171,6 +217,13 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.swarm.swarm_controller_task.is_some() && args.runtime != RuntimeKind::Swarm {
         bail!("--swarm-controller-task is for --runtime swarm");
     }
+    let tls = FarmTls::new(&args)?;
+    if tls.is_some() && args.runtime == RuntimeKind::Docker {
+        bail!(
+            "--tls-cert is for the process and swarm runtimes; the docker runtime's agents reach the controller in plaintext over the farm's own network"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let runtime_config = ProcessRuntimeConfig {
         binary: std::env::current_exe().context("cannot find the farm binary")?,
         controller_url: String::new(),
@@ -179,6 +232,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         token: Some(token.clone()),
         allow_fault_headers: args.allow_fault_headers,
         trace_env: farm_telemetry::child_env(None),
+        tls_ca: tls.as_ref().map(|t| t.ca_path.clone()),
     };
     if args.node_base_port == 0 && args.runtime == RuntimeKind::Docker {
         bail!(
@@ -196,6 +250,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     // is known once the controller's port is.
     args.gateway.config(
         DEFAULT_CONTROLLER_URL_PLACEHOLDER.into(),
+        None,
         args.gateway_listen,
         Some(token.clone()),
     )?;
@@ -211,7 +266,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 gateway_port: (!args.no_gateway).then_some(args.gateway_listen.port()),
                 data_dir: args.data.data_dir(),
                 token,
-                task_args: args.swarm_task_args()?,
+                tls: tls.as_ref().map(|t| crate::swarm::SwarmTls {
+                    cert: t.cert.clone(),
+                    key: t.key.clone(),
+                    ca: t.ca_path.clone(),
+                }),
+                task_args: args.swarm_task_args(tls.is_some())?,
             })
             .await;
     }
@@ -245,7 +305,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         controller_addr.ip()
     };
     let controller_url = format!(
-        "http://{}",
+        "{scheme}://{}",
         SocketAddr::new(connect_host, controller_addr.port())
     );
     let servers = match args.runtime {
@@ -285,6 +345,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .context("a swarm farm's servers need the farm's image")?;
             let farm = crate::swarm::SwarmFarm {
                 docker: &args.docker,
+                tls: tls.is_some(),
                 base_port: args.node_base_port,
                 token: token.clone(),
                 allow_fault_headers: args.allow_fault_headers,
@@ -303,6 +364,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         farm_controller::Access {
             token: Some(token.clone()),
             guard_changes: !args.listen.ip().is_loopback(),
+            tls: tls.as_ref().map(|t| t.server.clone()),
         },
         history,
         controller_shutdown.clone(),
@@ -310,9 +372,19 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let gateway = match gateway_listener {
         Some(gateway_listener) => {
             let gateway_addr = gateway_listener.local_addr()?;
-            let config =
-                args.gateway
-                    .config(controller_url.clone(), gateway_addr, Some(token.clone()))?;
+            // The controller's task of a swarm farm reaches itself by its name on the
+            // farm's network, which its certificate names.
+            let url = if args.runtime == RuntimeKind::Swarm {
+                controller::url_on_network(&args.docker.name_prefix, tls.is_some())
+            } else {
+                controller_url.clone()
+            };
+            let config = args.gateway.config(
+                url,
+                tls.as_ref().map(|t| t.ca_pem.clone()),
+                gateway_addr,
+                Some(token.clone()),
+            )?;
             let task = tokio::spawn(farm_gateway::serve(
                 gateway_listener,
                 config,
@@ -348,7 +420,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         format!("nodes on http://{first} .. http://{last}")
     };
     println!(
-        "farm: controller  {controller_url}   (grpcurl -plaintext {} list)",
+        "farm: controller  {controller_url}   (grpcurl {} {} list)",
+        grpcurl_trust(tls.as_ref().map(|t| t.ca_path.as_path())),
         SocketAddr::new(connect_host, controller_addr.port())
     );
     crate::roles::warn_beyond_loopback("controller", controller_addr);
@@ -404,6 +477,15 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!("farm: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `grpcurl` flag that lets it reach the controller: `-plaintext`, or `-cacert` with the
+/// CA for a controller that serves TLS.
+pub(crate) fn grpcurl_trust(ca: Option<&std::path::Path>) -> String {
+    match ca {
+        Some(ca) => format!("-cacert {}", ca.display()),
+        None => "-plaintext".into(),
+    }
 }
 
 /// Waits until `servers` servers are healthy; false after [`HEALTHY_WAIT`].

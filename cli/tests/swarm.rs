@@ -129,22 +129,23 @@ impl Drop for Mend {
 /// `farm up --runtime swarm` of `servers` servers on the lab: its controller runs as a service
 /// on the manager's node, published on ports the engine picks.
 fn swarm_farm(lab: &Lab, servers: u32, prefix: &str) -> Farm {
-    Farm::start(
-        servers,
-        &[
-            "--runtime",
-            "swarm",
-            "--name-prefix",
-            prefix,
-            "--swarm-manager",
-            &lab.manager,
-            "--swarm-engine",
-            &lab.worker,
-        ],
-        &[],
-        Duration::from_secs(180),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    swarm_farm_with(lab, servers, prefix, &[])
+}
+
+/// [`swarm_farm`] with `extra` arguments.
+fn swarm_farm_with(lab: &Lab, servers: u32, prefix: &str, extra: &[&str]) -> Farm {
+    let mut args = vec![
+        "--runtime",
+        "swarm",
+        "--name-prefix",
+        prefix,
+        "--swarm-manager",
+        &lab.manager,
+        "--swarm-engine",
+        &lab.worker,
+    ];
+    args.extend(extra);
+    Farm::start(servers, &args, &[], Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The REST list of servers.
@@ -657,7 +658,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_swarm_farm_outlives_its_controllers_task_and_is_taken_over_by_a_new_farm_up() {
+async fn a_swarm_farm_over_tls_outlives_its_controllers_task_and_is_taken_over_by_a_new_farm_up() {
     let _one_at_a_time = LAB_IN_USE.lock().await;
     let lab = lab();
     let prefix = unique_prefix("again");
@@ -666,7 +667,34 @@ async fn a_swarm_farm_outlives_its_controllers_task_and_is_taken_over_by_a_new_f
         prefix: prefix.clone(),
     };
     let label = format!("label=io.farm.name={prefix}");
-    let mut first = swarm_farm(&lab, 3, &prefix);
+    // The controller serves TLS, its certificate naming it on the farm's network and on the
+    // manager's node: its agents, on both nodes, trust the CA.
+    let ca = TestCa::new(&[
+        &format!("DNS:{prefix}-controller"),
+        &format!("IP:{}", lab.n1),
+    ]);
+    let tls = [
+        "--tls-cert",
+        ca.cert.to_str().unwrap(),
+        "--tls-key",
+        ca.key.to_str().unwrap(),
+        "--tls-ca",
+        ca.ca.to_str().unwrap(),
+    ];
+    let mut first = swarm_farm_with(&lab, 3, &prefix, &tls);
+    let spec = docker_on(
+        &lab.manager,
+        &["service", "inspect", &format!("{prefix}-controller")],
+    );
+    assert!(
+        !spec.contains("PRIVATE KEY"),
+        "the key is a secret, not in the service's spec"
+    );
+    let secrets = docker_on(
+        &lab.manager,
+        &["secret", "ls", "--filter", &label, "--format", "{{.Name}}"],
+    );
+    assert_eq!(secrets.lines().count(), 3, "{secrets}");
     let server_names: Vec<String> = (1..=3).map(|id| format!("{prefix}-server-{id}")).collect();
     let server_tasks = || {
         let mut args = vec!["service", "ps", "-q", "--filter", "desired-state=running"];
@@ -735,9 +763,33 @@ async fn a_swarm_farm_outlives_its_controllers_task_and_is_taken_over_by_a_new_f
     };
     assert_eq!(services().len(), 4, "the controller and 3 servers run on");
 
-    let farm = swarm_farm(&lab, 2, &prefix);
+    let mut farm = swarm_farm_with(&lab, 2, &prefix, &tls);
     let list = all_healthy(&farm, Duration::from_secs(60), "the two servers").await;
     assert_eq!(list.len(), 2);
+    // The controller answers over TLS only, at its published address.
+    let status = Command::new(farm_bin())
+        .args([
+            "status",
+            "--controller",
+            &format!("https://{}", farm.controller),
+        ])
+        .env("FARM_TLS_CA", &ca.ca)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let plain = Command::new(farm_bin())
+        .args([
+            "status",
+            "--controller",
+            &format!("http://{}", farm.controller),
+        ])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "a plaintext client was answered");
     assert_eq!(
         services(),
         [
@@ -746,4 +798,13 @@ async fn a_swarm_farm_outlives_its_controllers_task_and_is_taken_over_by_a_new_f
             format!("{prefix}-server-2")
         ]
     );
+    signal(farm.child.id(), Signal::SIGTERM);
+    assert!(wait_exit(&mut farm.child, Duration::from_secs(90)).success());
+    for kind in ["service", "secret", "network"] {
+        assert_eq!(
+            docker_on(&lab.manager, &[kind, "ls", "-q", "--filter", &label]),
+            "",
+            "no {kind} of the farm left"
+        );
+    }
 }

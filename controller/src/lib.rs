@@ -52,6 +52,8 @@ pub struct Access {
     /// Whether the calls that change the farm ([`farm_proto::auth::CHANGING_CALLS`]) need the
     /// token too: whenever the controller listens beyond loopback. Reads stay open.
     pub guard_changes: bool,
+    /// TLS on the gRPC port (from `farm_proto::tls::server_config`); plaintext without.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 pub use registry::Registry;
 pub use runtime::Runtime;
@@ -294,7 +296,11 @@ pub async fn serve(
         registry.max_servers() as usize + farm_proto::limits::DEFAULT_MAX_CONNECTIONS;
     let agents = agents::Agents::new(registry, access.token, shutdown.clone());
     let incoming = accept_all(listeners, max_connections, shutdown.clone());
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = access.tls.clone() {
+        server = server.tls_config(tls)?;
+    }
+    let result = server
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .trace_fn(call_span)

@@ -108,6 +108,8 @@ impl std::str::FromStr for CorsOrigins {
 pub struct Config {
     /// The controller's gRPC URL, e.g. `http://127.0.0.1:50051`.
     pub controller_url: String,
+    /// The CA certificates (PEM) trusted for an `https://` controller.
+    pub controller_ca: Option<Vec<u8>>,
     /// Who may call the gateway from a browser.
     pub cors_origins: CorsOrigins,
     /// The deadline of an ordinary REST request (one that does not carry its own, like a
@@ -141,6 +143,7 @@ impl Config {
     pub fn new(controller_url: impl Into<String>) -> Self {
         Self {
             controller_url: controller_url.into(),
+            controller_ca: None,
             cors_origins: CorsOrigins::default(),
             request_timeout: Duration::from_secs(10),
             max_load_test_seconds: DEFAULT_MAX_REST_LOAD_TEST_SECONDS,
@@ -191,6 +194,8 @@ impl Config {
         if !usable {
             return Err(ConfigError::ControllerUrl(self.controller_url.clone()));
         }
+        farm_proto::tls::endpoint(&self.controller_url, self.controller_ca.as_deref())
+            .map_err(ConfigError::ControllerTls)?;
         let timeout_bounds = Duration::from_millis(u64::from(MIN_REST_REQUEST_TIMEOUT_MS))
             ..=Duration::from_millis(u64::from(MAX_REST_REQUEST_TIMEOUT_MS));
         if !timeout_bounds.contains(&self.request_timeout) {
@@ -215,6 +220,9 @@ pub enum ConfigError {
     /// The controller URL is not `http(s)://host[:port]`.
     #[error("controller URL {0:?} is not of the form http://host:port")]
     ControllerUrl(String),
+    /// TLS to the controller cannot be set up (an `https://` URL without a CA).
+    #[error("{0}")]
+    ControllerTls(String),
     /// A CORS origin is not `scheme://host[:port]`.
     #[error("CORS origin {0:?} is not `*` or a list of origins like http://localhost:3000")]
     CorsOrigin(String),

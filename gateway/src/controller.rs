@@ -12,7 +12,7 @@ use farm_proto::v1::farm_service_client::FarmServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::{CONNECT_TIMEOUT, Config, ConfigError};
 use crate::error::ApiError;
@@ -55,14 +55,15 @@ impl Controller {
     /// A channel to `config.controller_url` that connects on first use. Needs a tokio
     /// runtime (the channel's worker task is spawned here).
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let endpoint = Endpoint::from_shared(config.controller_url.clone())
-            .map_err(|_| ConfigError::ControllerUrl(config.controller_url.clone()))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            // Notice a controller that vanished without closing the connection (a killed
-            // host, a dropped network) instead of waiting on a dead socket.
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+        let endpoint =
+            farm_proto::tls::endpoint(&config.controller_url, config.controller_ca.as_deref())
+                .map_err(ConfigError::ControllerTls)?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                // Notice a controller that vanished without closing the connection (a killed
+                // host, a dropped network) instead of waiting on a dead socket.
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect_lazy();
         let metadata = config.token.as_ref().map(farm_proto::auth::Token::metadata);
         let authorization = config

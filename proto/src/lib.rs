@@ -5,6 +5,7 @@
 //!   (`FarmService`), with tonic clients and servers for both.
 //! - [`limits`]: every bound a client can hit, defined once and used by every crate.
 //! - [`auth`]: the farm's token and how it travels (a bearer token).
+//! - [`tls`]: TLS on the controller's gRPC port, for the controller and its clients.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection so that
 //!   `grpcurl` works without the proto files.
 //!
@@ -22,6 +23,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("farm
 
 pub mod auth;
 pub mod limits;
+pub mod tls;
 
 /// Milliseconds since the Unix epoch now: the clock of every `*_ms` time the contract carries
 /// (samples, expiry times). A clock before the epoch reads as 0.

@@ -187,8 +187,8 @@ impl Farm {
             line.strip_prefix(label)?
                 .split_whitespace()
                 .next()?
-                .strip_prefix("http://")
-                .map(str::to_string)
+                .split_once("://")
+                .map(|(_, address)| address.to_string())
         };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -344,6 +344,88 @@ fn wait_exit_opt(child: &mut Child, limit: Duration) -> Option<std::process::Exi
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A CA and a certificate it signed for a test's controller, made with the `openssl` CLI in a
+/// directory of their own, removed with the value.
+pub struct TestCa {
+    pub dir: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl TestCa {
+    /// A new CA, and a server certificate it signed that names `names` (`DNS:host`,
+    /// `IP:10.0.0.1`), valid for a day.
+    pub fn new(names: &[&str]) -> TestCa {
+        let dir = unique_dir("farm-tls");
+        let path = |name: &str| dir.join(name);
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("the openssl CLI runs (Debian: apt-get install openssl)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut args = vec!["req", "-x509", "-days", "1", "-subj", "/CN=farm test CA"];
+        args.extend(ec);
+        args.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(&args);
+        let mut args = vec!["req", "-subj", "/CN=farm controller"];
+        args.extend(ec);
+        args.extend(["-keyout", "key.pem", "-out", "cert.csr"]);
+        openssl(&args);
+        std::fs::write(
+            path("ext.cnf"),
+            format!(
+                "basicConstraints=critical,CA:FALSE\nsubjectAltName={}\n",
+                names.join(",")
+            ),
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ]);
+        TestCa {
+            ca: path("ca.pem"),
+            cert: path("cert.pem"),
+            key: path("key.pem"),
+            dir,
+        }
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

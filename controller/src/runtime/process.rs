@@ -62,6 +62,9 @@ pub struct ProcessRuntimeConfig {
     /// Environment every agent (and so its node) gets besides its own: the trace exporter's
     /// settings ([`farm_telemetry::child_env`]).
     pub trace_env: Vec<(String, String)>,
+    /// The CA file agents trust for an `https://` controller, handed to them in
+    /// [`farm_proto::tls::CA_ENV`].
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ProcessRuntimeConfig {
@@ -243,6 +246,9 @@ fn agent_command(config: &ProcessRuntimeConfig, id: u32, address: SocketAddr) ->
     };
     if let Some(token) = &config.token {
         command.env(farm_proto::auth::TOKEN_ENV, token.as_str());
+    }
+    if let Some(ca) = &config.tls_ca {
+        command.env(farm_proto::tls::CA_ENV, ca);
     }
     if !config.trace_env.is_empty() {
         for name in farm_telemetry::CHILD_ENV_REMOVED {

@@ -19,6 +19,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::ListTasksOptionsBuilder;
 
+use super::secrets::{self, SecretRef, TlsFile};
 use super::{LABEL_FARM, SHUTDOWN_LIMIT, SwarmError, api, network, spec};
 
 /// Label that marks the farm's controller service.
@@ -44,9 +45,11 @@ pub fn service_name(prefix: &str) -> String {
     format!("{prefix}-controller")
 }
 
-/// The controller's gRPC URL as the farm's agents reach it over the farm's network.
-pub fn url_on_network(prefix: &str) -> String {
-    format!("http://{}:{GRPC_PORT}", service_name(prefix))
+/// The controller's gRPC URL as the farm's agents reach it over the farm's network
+/// (`https://` when it serves TLS).
+pub fn url_on_network(prefix: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}:{GRPC_PORT}", service_name(prefix))
 }
 
 /// Whether `service` is a farm's controller service.
@@ -78,6 +81,9 @@ pub struct ControllerService {
     pub grpc_port: u16,
     /// The port the gateway is published on (0: the engine picks); `None` without a gateway.
     pub gateway_port: Option<u16>,
+    /// The controller's TLS files (certificate, key, CA) with their PEM, made secrets of the
+    /// farm and given to its task; none for plaintext.
+    pub tls_files: Vec<(TlsFile, Vec<u8>)>,
 }
 
 /// Creates the controller's service on the node of `manager` (whose socket it mounts),
@@ -96,14 +102,19 @@ pub async fn start(manager: &Docker, service: &ControllerService) -> Result<(), 
     // way out it removes the servers' services, which must not race the new one's.
     network::remove_services(manager, &service.prefix, is_controller, STOP_GRACE).await?;
     network::clear_services(manager, &service.prefix, &HashSet::from([name.clone()])).await?;
+    let secrets = if service.tls_files.is_empty() {
+        Vec::new()
+    } else {
+        secrets::create(manager, &service.prefix, &service.tls_files).await?
+    };
     manager
-        .create_service(service_spec(service, &node_id), None)
+        .create_service(service_spec(service, &node_id, &secrets), None)
         .await
         .map_err(api(format!("create service {name}")))?;
     Ok(())
 }
 
-fn service_spec(service: &ControllerService, node_id: &str) -> ServiceSpec {
+fn service_spec(service: &ControllerService, node_id: &str, secrets: &[SecretRef]) -> ServiceSpec {
     let labels = HashMap::from([
         (LABEL_FARM.to_string(), service.prefix.clone()),
         (LABEL_ROLE.to_string(), ROLE_CONTROLLER.to_string()),
@@ -140,6 +151,8 @@ fn service_spec(service: &ControllerService, node_id: &str) -> ServiceSpec {
                     bind(&service.manager_socket, SOCKET_IN_TASK),
                     bind(&service.data_dir, DATA_DIR_IN_TASK),
                 ]),
+                secrets: (!secrets.is_empty())
+                    .then(|| secrets.iter().map(SecretRef::for_task).collect()),
                 stop_grace_period: Some(i64::try_from(STOP_GRACE.as_nanos()).unwrap_or(i64::MAX)),
                 ..Default::default()
             }),

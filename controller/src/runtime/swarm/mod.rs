@@ -22,12 +22,14 @@
 //! - [`controller`]: the farm's controller and gateway as a service on the farm's network.
 //! - `image`: the server image on every engine.
 //! - `network`: the farm's overlay network, and `down`.
+//! - [`secrets`]: the controller's TLS files as swarm secrets.
 //! - `spec`: what one server's service is.
 //! - `tasks`: following the tasks: states, placement, moves.
 
 pub mod controller;
 mod image;
 mod network;
+pub mod secrets;
 mod spec;
 mod tasks;
 
@@ -193,6 +195,8 @@ pub struct SwarmRuntimeConfig {
     pub allow_fault_headers: bool,
     /// The trace exporter's settings for every task.
     pub trace_env: Vec<(String, String)>,
+    /// The CA secret every task is given to trust an `https://` controller.
+    pub tls_ca: Option<secrets::SecretRef>,
 }
 
 impl SwarmRuntimeConfig {

@@ -175,9 +175,11 @@ pub struct Removed {
     pub services: Vec<String>,
     /// Network names.
     pub networks: Vec<String>,
+    /// Secret names.
+    pub secrets: Vec<String>,
 }
 
-/// Removes every service and network labelled as farm `prefix`'s, and nothing else. The
+/// Removes every service, secret and network labelled as farm `prefix`'s, and nothing else. The
 /// controller's service goes first, and its task may take its stop grace period to remove the
 /// servers' services itself; whatever is left goes next, then the network once every task has
 /// stopped (a network with tasks attached cannot be removed), at most [`TASKS_GONE_WITHIN`]
@@ -192,10 +194,12 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
         )
         .await?,
         networks: Vec::new(),
+        secrets: Vec::new(),
     };
     removed
         .services
         .extend(remove_services(docker, prefix, |_| true, TASKS_GONE_WITHIN).await?);
+    removed.secrets = super::secrets::remove_all(docker, prefix).await?;
     let networks = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()
@@ -223,6 +227,7 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
     }
     removed.services.sort();
     removed.networks.sort();
+    removed.secrets.sort();
     Ok(removed)
 }
 

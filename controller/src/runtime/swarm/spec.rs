@@ -28,6 +28,20 @@ pub(super) fn replicated(replicas: i64) -> ServiceSpecMode {
     }
 }
 
+/// A server task's environment: the farm's token, the trace exporter's settings, and where
+/// the CA it trusts is.
+fn env(config: &SwarmRuntimeConfig) -> Vec<String> {
+    let mut env = crate::runtime::container_env(config.token.as_ref(), &config.trace_env);
+    if let Some(ca) = &config.tls_ca {
+        env.push(format!(
+            "{}={}",
+            farm_proto::tls::CA_ENV,
+            ca.file.path_in_task()
+        ));
+    }
+    env
+}
+
 /// The service of server `id`.
 pub(super) fn service_spec(config: &SwarmRuntimeConfig, id: u32) -> ServiceSpec {
     let labels = HashMap::from([
@@ -57,10 +71,8 @@ pub(super) fn service_spec(config: &SwarmRuntimeConfig, id: u32) -> ServiceSpec 
                     }
                     .args(),
                 ),
-                env: Some(crate::runtime::container_env(
-                    config.token.as_ref(),
-                    &config.trace_env,
-                )),
+                env: Some(env(config)),
+                secrets: config.tls_ca.as_ref().map(|ca| vec![ca.for_task()]),
                 stop_grace_period: Some(2 * SECOND_NS),
                 ..Default::default()
             }),
