@@ -32,6 +32,11 @@ const CONTROLLER_WAIT: Duration = Duration::from_secs(60);
 const HEALTHY_WAIT: Duration = Duration::from_secs(120);
 /// How often `farm up` looks at the controller's task and the servers while it waits.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// How long the engine may keep saying why it does not start the controller's task before
+/// `farm up` gives up.
+const REFUSAL_PATIENCE: Duration = Duration::from_secs(10);
+/// How many of its last lines `farm up` shows of a controller's task that failed to start.
+const FAILED_LOG_LINES: u32 = 20;
 /// How often `farm up` looks at the controller's task once the farm runs.
 const FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
@@ -231,7 +236,7 @@ impl SwarmArgs {
             () = shutdown_signal() => Ok(()),
         };
         if let Err(e) = &outcome {
-            eprintln!("farm: {e:#}");
+            eprintln!("farm: error: {e:#}");
         }
         println!("farm: stopping the farm's services");
         match swarm::down(&manager, &prefix).await {
@@ -240,7 +245,11 @@ impl SwarmArgs {
                 "farm: could not remove the farm from the swarm ({e}); `farm down --runtime swarm --name-prefix {prefix}` removes it"
             ),
         }
-        outcome.map(|()| ExitCode::SUCCESS)
+        // The error is said above, before the farm goes.
+        Ok(match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        })
     }
 }
 
@@ -323,11 +332,35 @@ async fn run(
 /// Waits until the controller's task runs and its ports are published.
 async fn wait_running(manager: &Docker, prefix: &str) -> anyhow::Result<controller::Published> {
     let deadline = Instant::now() + CONTROLLER_WAIT;
+    let mut refused_since = None;
     loop {
         let said = match controller::look(manager, prefix).await? {
             ControllerTask::Running(published) => return Ok(published),
-            ControllerTask::NotRunning(said) => said,
+            ControllerTask::NotRunning { said, failed: true } => {
+                let log = controller::last_log_lines(manager, prefix, FAILED_LOG_LINES).await;
+                bail!(
+                    "the controller's task failed; the engine says: {}{}",
+                    said.as_deref().unwrap_or("nothing"),
+                    if log.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!("; it wrote:\n{}", log.trim_end())
+                    }
+                );
+            }
+            ControllerTask::NotRunning { said, .. } => said,
         };
+        // The engine says why it cannot place or start the task (a port in use, no node
+        // that fits); said for a while, it does not pass.
+        match &said {
+            Some(reason) => {
+                let since = *refused_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > REFUSAL_PATIENCE {
+                    bail!("the engine does not start the controller's task: {reason}");
+                }
+            }
+            None => refused_since = None,
+        }
         if Instant::now() > deadline {
             bail!(
                 "the controller's task did not run within {} s; the engine says: {}",
@@ -396,14 +429,14 @@ async fn follow(
                 running = true;
                 published = now;
             }
-            Ok(ControllerTask::NotRunning(said)) if running => {
+            Ok(ControllerTask::NotRunning { said, .. }) if running => {
                 println!(
                     "farm: the controller's task does not run ({}); the engine starts it again",
                     said.as_deref().unwrap_or("the engine says nothing")
                 );
                 running = false;
             }
-            Ok(ControllerTask::NotRunning(_)) | Err(_) => {}
+            Ok(ControllerTask::NotRunning { .. }) | Err(_) => {}
         }
     }
 }

@@ -285,6 +285,58 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         );
     }
 
+    // A second farm asking for the port the first one's controller is published on is told
+    // at once why its controller cannot start, and leaves nothing behind.
+    let taken = farm.controller.rsplit_once(':').unwrap().1.to_string();
+    let second = format!("{prefix}-b");
+    let _down_second = Down {
+        lab: &lab,
+        prefix: second.clone(),
+    };
+    let data = unique_dir("farm-data");
+    let refused = Command::new(farm_bin())
+        .env("FARM_DATA_DIR", &data)
+        .args([
+            "up",
+            "--runtime",
+            "swarm",
+            "--servers",
+            "1",
+            "--name-prefix",
+            &second,
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{taken}"),
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--node-base-port", "0", "--swarm-manager", &lab.manager])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    // The scheduler knows the ports it was asked for ("host-mode port already in use"); one
+    // the engine picked, only the node finds taken ("port is already allocated").
+    assert!(
+        said.contains("port already in use") || said.contains("port is already allocated"),
+        "{said}"
+    );
+    assert_eq!(
+        docker_on(
+            &lab.manager,
+            &[
+                "service",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=io.farm.name={second}")
+            ]
+        ),
+        ""
+    );
+
     // A load test reaches every server.
     let reply = post_change(
         &farm,

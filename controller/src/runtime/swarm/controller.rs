@@ -14,7 +14,7 @@ use bollard::Docker;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Mount, MountType, NetworkAttachmentConfig, Service,
-    ServiceSpec, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
+    ServiceSpec, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::ListTasksOptionsBuilder;
@@ -197,8 +197,14 @@ pub struct Published {
 pub enum ControllerTask {
     /// A task runs, published there.
     Running(Published),
-    /// No task runs yet (or any more); the engine's word on the latest, if it says anything.
-    NotRunning(Option<String>),
+    /// No task runs yet (or any more).
+    NotRunning {
+        /// The engine's latest word on a task of the service, if it says anything.
+        said: Option<String>,
+        /// Whether a task of the service failed or was rejected (not merely not started
+        /// yet).
+        failed: bool,
+    },
 }
 
 /// Looks at the controller's service of farm `prefix`.
@@ -216,14 +222,24 @@ pub async fn look(manager: &Docker, prefix: &str) -> Result<ControllerTask, Swar
             && t.desired_state == Some(TaskState::RUNNING)
     });
     let Some(task) = running else {
-        let latest = tasks
+        // While the engine prepares the next task, the one before says what went wrong: the
+        // latest word of any task, and whether any failed.
+        let ended = |t: &&Task| {
+            matches!(
+                t.status.as_ref().and_then(|s| s.state),
+                Some(TaskState::FAILED | TaskState::REJECTED)
+            )
+        };
+        let said = tasks
             .iter()
-            .max_by_key(|t| t.created_at.clone().unwrap_or_default());
-        let said = latest
-            .and_then(|t| t.status.as_ref())
-            .and_then(|s| s.err.clone().or_else(|| s.message.clone()))
-            .filter(|s| !s.trim().is_empty());
-        return Ok(ControllerTask::NotRunning(said));
+            .filter_map(|t| {
+                let err = t.status.as_ref()?.err.clone()?;
+                (!err.trim().is_empty()).then(|| (t.created_at.clone().unwrap_or_default(), err))
+            })
+            .max()
+            .map(|(_, err)| err);
+        let failed = tasks.iter().any(|t| ended(&t));
+        return Ok(ControllerTask::NotRunning { said, failed });
     };
     let node_id = task.node_id.clone().unwrap_or_default();
     let node = manager
@@ -244,10 +260,36 @@ pub async fn look(manager: &Docker, prefix: &str) -> Result<ControllerTask, Swar
             .and_then(|p| u16::try_from(p).ok())
     };
     let (Some(ip), Some(grpc)) = (ip, port_of(GRPC_PORT)) else {
-        return Ok(ControllerTask::NotRunning(None));
+        return Ok(ControllerTask::NotRunning {
+            said: None,
+            failed: false,
+        });
     };
     Ok(ControllerTask::Running(Published {
         grpc: SocketAddr::new(ip, grpc),
         gateway: port_of(GATEWAY_PORT).map(|port| SocketAddr::new(ip, port)),
     }))
+}
+
+/// The most bytes of the controller's log [`last_log_lines`] returns.
+const MAX_LOG_BYTES: usize = 64 * 1024;
+
+/// The last `lines` lines the controller's tasks of farm `prefix` wrote (standard output and
+/// error), as the engine keeps them; at most [`MAX_LOG_BYTES`].
+pub async fn last_log_lines(manager: &Docker, prefix: &str, lines: u32) -> String {
+    use tokio_stream::StreamExt;
+    let options = bollard::query_parameters::LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&lines.to_string())
+        .build();
+    let mut logs = manager.service_logs(&service_name(prefix), Some(options));
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        if text.len() >= MAX_LOG_BYTES {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    text
 }
