@@ -23,10 +23,11 @@ FARM_PID=
 FARM_CONTROLLER_URL=
 FARM_GATEWAY_URL=
 
+# stop_farm: SIGTERM to the farm, FARM_STOP_WAIT_S (15) s for it to go, then SIGKILL.
 stop_farm() {
     if [[ -n "$FARM_PID" ]] && kill -0 "$FARM_PID" 2>/dev/null; then
         kill -TERM "$FARM_PID" 2>/dev/null || true
-        for _ in $(seq 1 150); do kill -0 "$FARM_PID" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 $((${FARM_STOP_WAIT_S:-15} * 10))); do kill -0 "$FARM_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$FARM_PID" 2>/dev/null || true
     fi
     rm -rf "$FARM_WORK"
@@ -41,6 +42,7 @@ trap stop_farm EXIT
 start_farm() {
     local binary=$1 line
     shift
+    mkdir -p "$FARM_WORK" # stop_farm removes it
     "$binary" up "$@" >"$FARM_LOG" 2>&1 &
     FARM_PID=$!
     line=$(wait_line "$FARM_LOG" '^farm: (all [0-9]+ servers healthy in|not every server turned healthy)' \

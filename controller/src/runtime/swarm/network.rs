@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::{NetworkCreateRequest, Service};
+use bollard::models::{NetworkCreateRequest, Service, Task};
 use bollard::query_parameters::{
-    ListNetworksOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder, ListTasksOptions,
+    ListNetworksOptionsBuilder, ListServicesOptions, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder,
 };
 
 use super::{LABEL_FARM, LABEL_SERVER_ID, SwarmError, api};
@@ -78,6 +79,18 @@ pub(super) async fn farm_services(
         ))
         .await
         .map_err(api("list services"))
+}
+
+/// Every task labelled as farm `prefix`'s (its container spec carries the farm's label).
+pub(super) async fn farm_tasks(docker: &Docker, prefix: &str) -> Result<Vec<Task>, SwarmError> {
+    docker
+        .list_tasks(Some(
+            ListTasksOptionsBuilder::default()
+                .filters(&farm_filter(prefix))
+                .build(),
+        ))
+        .await
+        .map_err(api("list tasks"))
 }
 
 /// The server id a service of the farm carries in its [`LABEL_SERVER_ID`].
@@ -151,11 +164,8 @@ pub(super) async fn remove_services(
     }
     let deadline = tokio::time::Instant::now() + within;
     while !service_ids.is_empty() && tokio::time::Instant::now() < deadline {
-        // Every task, matched here: a filter by service fails once the service is gone.
-        let tasks = docker
-            .list_tasks(None::<ListTasksOptions>)
-            .await
-            .map_err(api("list tasks"))?;
+        // Matched by service here: a filter by service fails once the service is gone.
+        let tasks = farm_tasks(docker, prefix).await?;
         if !tasks.iter().any(|t| {
             t.service_id
                 .as_ref()

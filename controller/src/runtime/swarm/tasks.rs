@@ -1,5 +1,6 @@
 //! Following the farm's tasks. A swarm has no task events, so the runtime asks the manager
-//! every [`POLL_INTERVAL`] for the farm's services, their tasks and the swarm's nodes, and
+//! every [`POLL_INTERVAL`] for the farm's services, their tasks (by the farm's label: the
+//! poll costs what the farm has, not what the swarm runs) and the swarm's nodes, and
 //! tells the registry what each server's current task is doing and where it runs. The engine
 //! itself restarts, reschedules and moves tasks (a task that died, a node drained or lost);
 //! the runtime only reports it.
@@ -9,7 +10,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bollard::models::{Node, Task, TaskState};
-use bollard::query_parameters::ListTasksOptions;
 use tokio::time::MissedTickBehavior;
 
 use super::{POLL_INTERVAL, Shared, SwarmError, api, lock, network};
@@ -184,10 +184,7 @@ async fn poll(shared: &Shared) -> Result<Look, SwarmError> {
             by_service.insert(id, (server, replicas));
         }
     }
-    let tasks = docker
-        .list_tasks(None::<ListTasksOptions>)
-        .await
-        .map_err(api("list tasks"))?;
+    let tasks = network::farm_tasks(docker, &shared.config.prefix).await?;
     let nodes: HashMap<String, Node> = docker
         .list_nodes(None)
         .await
