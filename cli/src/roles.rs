@@ -49,10 +49,18 @@ pub(crate) struct HistoryArgs {
     no_history: bool,
 }
 
+/// The history of swarm farm `prefix` in data directory `data_dir`.
+pub(crate) fn swarm_history_file(data_dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    data_dir
+        .join("history")
+        .join(format!("swarm-{prefix}.sqlite"))
+}
+
 impl HistoryArgs {
-    /// These settings as arguments of the controller's task of a swarm farm, which keeps its
-    /// history in the farm's data directory, mounted into it.
-    pub(crate) fn swarm_task_args(&self) -> anyhow::Result<Vec<String>> {
+    /// These settings as arguments of the controller's task of swarm farm `prefix`, which
+    /// keeps its history in the farm's data directory, mounted into it: a file of its own,
+    /// [`swarm_history_file`], whichever port the task listens on.
+    pub(crate) fn swarm_task_args(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         if let Some(path) = &self.history {
             anyhow::bail!(
                 "--history {}: a swarm farm keeps its history in its data directory (--data-dir), which its controller's task mounts",
@@ -62,7 +70,12 @@ impl HistoryArgs {
         Ok(if self.no_history {
             vec!["--no-history".into()]
         } else {
-            Vec::new()
+            let in_task =
+                std::path::Path::new(farm_controller::runtime::swarm::controller::DATA_DIR_IN_TASK);
+            vec![format!(
+                "--history={}",
+                swarm_history_file(in_task, prefix).display()
+            )]
         })
     }
 
@@ -275,14 +288,24 @@ pub(crate) struct ServeTlsArgs {
 }
 
 impl ServeTlsArgs {
+    /// The certificate's and the key's PEM, read; `None` without a certificate.
+    pub(crate) fn read(&self) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &std::path::Path, what: &str| {
+            farm_proto::tls::read_pem(path, what).map_err(anyhow::Error::msg)
+        };
+        Ok(Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)))
+    }
+
     /// The controller's TLS, checked; `None` without a certificate.
     pub(crate) fn config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok(Some(
-                farm_proto::tls::server_config(cert, key).map_err(anyhow::Error::msg)?,
-            )),
-            _ => Ok(None),
-        }
+        self.read()?
+            .map(|(cert, key)| {
+                farm_proto::tls::server_config(&cert, &key).map_err(anyhow::Error::msg)
+            })
+            .transpose()
     }
 }
 

@@ -71,8 +71,10 @@ pub(crate) struct SwarmArgs {
 /// What the controller's task needs besides the swarm settings to drive the servers.
 pub(crate) struct SwarmFarm<'a> {
     pub(crate) docker: &'a DockerArgs,
-    /// Whether the controller serves TLS (its files are the farm's secrets).
-    pub(crate) tls: bool,
+    /// The farm's data directory in the task, where it keeps the farm's number of servers.
+    pub(crate) data_dir: PathBuf,
+    /// The CA's PEM when the controller serves TLS (its files are the farm's secrets).
+    pub(crate) tls_ca: Option<Vec<u8>>,
     pub(crate) base_port: u16,
     pub(crate) token: farm_proto::auth::Token,
     pub(crate) allow_fault_headers: bool,
@@ -89,34 +91,12 @@ pub(crate) struct SwarmLaunch<'a> {
     pub(crate) gateway_port: Option<u16>,
     pub(crate) data_dir: PathBuf,
     pub(crate) token: farm_proto::auth::Token,
-    /// The controller's TLS files, if it serves TLS.
-    pub(crate) tls: Option<SwarmTls>,
+    /// The controller's TLS files with their PEM; none for plaintext.
+    pub(crate) tls_files: Vec<(TlsFile, Vec<u8>)>,
+    /// The CA's file, for `grpcurl`.
+    pub(crate) tls_ca_path: Option<PathBuf>,
     /// `farm up`'s arguments for the controller's task, but for its image.
     pub(crate) task_args: Vec<String>,
-}
-
-/// The controller's TLS files on this machine.
-pub(crate) struct SwarmTls {
-    pub(crate) cert: PathBuf,
-    pub(crate) key: PathBuf,
-    pub(crate) ca: PathBuf,
-}
-
-impl SwarmTls {
-    /// Each file with its PEM, read.
-    fn read(&self) -> anyhow::Result<Vec<(TlsFile, Vec<u8>)>> {
-        [
-            (TlsFile::Cert, &self.cert, "--tls-cert"),
-            (TlsFile::Key, &self.key, "--tls-key"),
-            (TlsFile::Ca, &self.ca, "--tls-ca"),
-        ]
-        .into_iter()
-        .map(|(file, path, flag)| {
-            let pem = farm_proto::tls::read_pem(path, flag).map_err(anyhow::Error::msg)?;
-            Ok((file, pem))
-        })
-        .collect()
-    }
 }
 
 impl SwarmArgs {
@@ -146,13 +126,13 @@ impl SwarmArgs {
         let manager = swarm::connect(&self.swarm_manager).await?;
         swarm::check_manager(&manager, &self.swarm_manager).await?;
         let prefix = farm.docker.name_prefix.clone();
-        let tls_ca = if farm.tls {
-            Some(secrets::find(&manager, &prefix, TlsFile::Ca).await?)
-        } else {
-            None
+        let tls_ca = match &farm.tls_ca {
+            Some(pem) => Some(secrets::find(&manager, &prefix, TlsFile::Ca, pem).await?),
+            None => None,
         };
         let config = SwarmRuntimeConfig {
-            controller_url: controller::url_on_network(&prefix, farm.tls),
+            controller_url: controller::url_on_network(&prefix, tls_ca.is_some()),
+            servers_file: Some(servers_file(&farm.data_dir, &prefix)),
             tls_ca,
             prefix,
             image_id: image_id.to_string(),
@@ -178,61 +158,23 @@ impl SwarmArgs {
         }
         let socket = self.manager_socket()?;
         let prefix = farm.docker.name_prefix.clone();
-        let tls_files = match &farm.tls {
-            Some(tls) => tls.read()?,
-            None => Vec::new(),
-        };
-        let ca = tls_files
-            .iter()
-            .find(|(file, _)| *file == TlsFile::Ca)
-            .map(|(_, pem)| pem.clone());
-        std::fs::create_dir_all(&farm.data_dir)
-            .with_context(|| format!("cannot create {}", farm.data_dir.display()))?;
+        // Made here, as the user who runs farm up, before the controller's task (root) writes
+        // into them.
+        let history_dir = crate::roles::swarm_history_file(&farm.data_dir, &prefix);
+        if let Some(dir) = history_dir.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         // The engine mounts it by its absolute path.
         let data_dir = farm.data_dir.canonicalize()?;
+        let servers_file = servers_file(&data_dir, &prefix);
+        swarm::write_servers(&servers_file, farm.servers)
+            .with_context(|| format!("cannot write {}", servers_file.display()))?;
         let manager = swarm::connect(&self.swarm_manager).await?;
         swarm::check_manager(&manager, &self.swarm_manager).await?;
-        let mut others = Vec::with_capacity(self.swarm_engines.len());
-        for address in &self.swarm_engines {
-            others.push(swarm::connect(address).await?);
-        }
-        let unreached = swarm::nodes_beyond(&manager, &others).await?;
-        if !unreached.is_empty() {
-            eprintln!(
-                "farm: warning: the farm's image goes only to the manager and the --swarm-engine engines, and nothing is pulled, so tasks placed on {} will fail; give their engines with --swarm-engine, or keep servers off them with --swarm-constraint",
-                unreached.join(", ")
-            );
-        }
-        let image_id = swarm::spread_image(&manager, &others, &farm.docker.binary()?).await?;
-        swarm::ensure_network(&manager, &prefix).await?;
-        let mut args = farm.task_args;
-        args.extend(["--swarm-controller-task".into(), image_id.clone()]);
-        let mut env = farm_controller::runtime::container_env(
-            Some(&farm.token),
-            &farm_telemetry::child_env(None),
-        );
-        env.push(format!("FARM_DATA_DIR={}", controller::DATA_DIR_IN_TASK));
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            env.push(format!("RUST_LOG={filter}"));
-        }
-        let service = ControllerService {
-            prefix: prefix.clone(),
-            image_id,
-            args,
-            env,
-            manager_socket: socket,
-            data_dir,
-            grpc_port: farm.grpc_port,
-            gateway_port: farm.gateway_port,
-            tls_files,
-        };
-        let trust = Trust {
-            ca,
-            ca_path: farm.tls.as_ref().map(|t| t.ca.clone()),
-        };
-        let started = Instant::now();
+        // A signal from here on, even while the image is copied, removes what was made.
         let outcome = tokio::select! {
-            outcome = run(&manager, &service, &trust, farm.servers, farm.base_port, started) => outcome,
+            outcome = self.prepare_and_run(&manager, farm, data_dir, socket) => outcome,
             () = shutdown_signal() => Ok(()),
         };
         if let Err(e) = &outcome {
@@ -251,6 +193,65 @@ impl SwarmArgs {
             Err(_) => ExitCode::FAILURE,
         })
     }
+
+    /// The image on every engine, the network, the controller's service; then follows it.
+    async fn prepare_and_run(
+        &self,
+        manager: &Docker,
+        farm: SwarmLaunch<'_>,
+        data_dir: PathBuf,
+        manager_socket: PathBuf,
+    ) -> anyhow::Result<()> {
+        let prefix = farm.docker.name_prefix.clone();
+        let mut others = Vec::with_capacity(self.swarm_engines.len());
+        for address in &self.swarm_engines {
+            others.push(swarm::connect(address).await?);
+        }
+        let unreached = swarm::nodes_beyond(manager, &others).await?;
+        if !unreached.is_empty() {
+            eprintln!(
+                "farm: warning: the farm's image goes only to the manager and the --swarm-engine engines, and nothing is pulled, so tasks placed on {} will fail; give their engines with --swarm-engine, or keep servers off them with --swarm-constraint",
+                unreached.join(", ")
+            );
+        }
+        let image_id = swarm::spread_image(manager, &others, &farm.docker.binary()?).await?;
+        swarm::ensure_network(manager, &prefix).await?;
+        let mut args = farm.task_args;
+        args.extend(["--swarm-controller-task".into(), image_id.clone()]);
+        let mut env = farm_controller::runtime::container_env(
+            Some(&farm.token),
+            &farm_telemetry::child_env(None),
+        );
+        env.push(format!("FARM_DATA_DIR={}", controller::DATA_DIR_IN_TASK));
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            env.push(format!("RUST_LOG={filter}"));
+        }
+        let trust = Trust {
+            ca: farm
+                .tls_files
+                .iter()
+                .find(|(file, _)| *file == TlsFile::Ca)
+                .map(|(_, pem)| pem.clone()),
+            ca_path: farm.tls_ca_path,
+        };
+        let service = ControllerService {
+            prefix,
+            image_id,
+            args,
+            env,
+            manager_socket,
+            data_dir,
+            grpc_port: farm.grpc_port,
+            gateway_port: farm.gateway_port,
+            tls_files: farm.tls_files,
+        };
+        run(manager, &service, &trust, farm.servers, farm.base_port).await
+    }
+}
+
+/// Where swarm farm `prefix` keeps its number of servers in data directory `data_dir`.
+fn servers_file(data_dir: &std::path::Path, prefix: &str) -> PathBuf {
+    data_dir.join("swarm").join(format!("{prefix}.servers"))
 }
 
 /// What `farm up` outside the swarm trusts for a controller that serves TLS.
@@ -280,8 +281,8 @@ async fn run(
     trust: &Trust,
     servers: u32,
     base_port: u16,
-    started: Instant,
 ) -> anyhow::Result<()> {
+    let started = Instant::now();
     controller::start(manager, service).await?;
     let published = wait_running(manager, &service.prefix).await?;
     let tls = trust.ca.is_some();
@@ -300,7 +301,12 @@ async fn run(
         );
     }
     println!(
-        "farm: both are published on every address of the manager's node; changes need the farm's token"
+        "farm: {} published on every address of the manager's node; changes need the farm's token",
+        if published.gateway.is_some() {
+            "both are"
+        } else {
+            "it is"
+        }
     );
     let nodes = if base_port == 0 {
         "nodes on ports the engines pick (`farm status` lists them)".to_string()
@@ -326,7 +332,7 @@ async fn run(
             HEALTHY_WAIT.as_secs()
         );
     }
-    follow(manager, &service.prefix, published).await
+    follow(manager, &service.prefix, scheme, published).await
 }
 
 /// Waits until the controller's task runs and its ports are published.
@@ -401,6 +407,7 @@ async fn wait_healthy(url: &str, ca: Option<&[u8]>, servers: u32) -> bool {
 async fn follow(
     manager: &Docker,
     prefix: &str,
+    scheme: &str,
     mut published: controller::Published,
 ) -> anyhow::Result<()> {
     let mut running = true;
@@ -419,7 +426,7 @@ async fn follow(
             Ok(ControllerTask::Running(now)) => {
                 if !running || now != published {
                     println!(
-                        "farm: the controller runs again, its API on http://{}{}",
+                        "farm: the controller runs again, its API on {scheme}://{}{}",
                         now.grpc,
                         now.gateway
                             .map(|g| format!(", its gateway on http://{g}"))
@@ -431,7 +438,7 @@ async fn follow(
             }
             Ok(ControllerTask::NotRunning { said, .. }) if running => {
                 println!(
-                    "farm: the controller's task does not run ({}); the engine starts it again",
+                    "farm: the controller's task does not run ({}); the engine starts another",
                     said.as_deref().unwrap_or("the engine says nothing")
                 );
                 running = false;
@@ -441,7 +448,7 @@ async fn follow(
     }
 }
 
-/// `farm down --runtime swarm`: removes farm `prefix`'s services and network from the swarm
+/// `farm down --runtime swarm`: removes farm `prefix`'s services, secrets and network from the swarm
 /// that `manager` manages.
 pub(crate) async fn down(manager: &str, prefix: &str) -> anyhow::Result<ExitCode> {
     let docker = swarm::connect(manager).await?;

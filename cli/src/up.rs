@@ -164,7 +164,7 @@ impl UpArgs {
         if self.allow_fault_headers {
             args.push("--allow-fault-headers".into());
         }
-        args.extend(self.history.swarm_task_args()?);
+        args.extend(self.history.swarm_task_args(&self.docker.name_prefix)?);
         if let Some(endpoint) = &self.trace.otlp_endpoint {
             args.push(format!("--otlp-endpoint={endpoint}"));
         }
@@ -183,32 +183,61 @@ impl UpArgs {
 /// agents and gateway trust (`--tls-ca`, or the certificate itself).
 struct FarmTls {
     server: tonic::transport::ServerTlsConfig,
-    cert: PathBuf,
-    key: PathBuf,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
     /// Absolute: agents read it from wherever they run.
     ca_path: PathBuf,
     ca_pem: Vec<u8>,
 }
 
 impl FarmTls {
+    /// Each file read once and checked; `None` without `--tls-cert`.
     fn new(args: &UpArgs) -> anyhow::Result<Option<Self>> {
-        let Some(server) = args.tls.config()? else {
+        let Some((cert_pem, key_pem)) = args.tls.read()? else {
+            if args.trust.tls_ca.is_some() {
+                bail!(
+                    "--tls-ca is the CA of the controller's own certificate: give --tls-cert and --tls-key with it"
+                );
+            }
             return Ok(None);
         };
-        let (Some(cert), Some(key)) = (args.tls.tls_cert.clone(), args.tls.tls_key.clone()) else {
-            return Ok(None);
+        let server =
+            farm_proto::tls::server_config(&cert_pem, &key_pem).map_err(anyhow::Error::msg)?;
+        let (ca_path, ca_pem) = match &args.trust.tls_ca {
+            Some(ca) => (
+                std::path::absolute(ca).with_context(|| format!("--tls-ca {}", ca.display()))?,
+                args.trust.read()?.unwrap_or_default(),
+            ),
+            // A self-signed certificate is its own CA.
+            None => {
+                let cert = args
+                    .tls
+                    .tls_cert
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""));
+                (
+                    std::path::absolute(cert)
+                        .with_context(|| format!("--tls-cert {}", cert.display()))?,
+                    cert_pem.clone(),
+                )
+            }
         };
-        let ca = args.trust.tls_ca.clone().unwrap_or_else(|| cert.clone());
-        let ca_path =
-            std::path::absolute(&ca).with_context(|| format!("--tls-ca {}", ca.display()))?;
-        let ca_pem = farm_proto::tls::read_pem(&ca_path, "--tls-ca").map_err(anyhow::Error::msg)?;
         Ok(Some(Self {
             server,
-            cert,
-            key,
+            cert_pem,
+            key_pem,
             ca_path,
             ca_pem,
         }))
+    }
+
+    /// The three files as the swarm's secrets carry them.
+    fn swarm_files(&self) -> Vec<(TlsFile, Vec<u8>)> {
+        vec![
+            (TlsFile::Cert, self.cert_pem.clone()),
+            (TlsFile::Key, self.key_pem.clone()),
+            (TlsFile::Ca, self.ca_pem.clone()),
+        ]
     }
 }
 
@@ -266,11 +295,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 gateway_port: (!args.no_gateway).then_some(args.gateway_listen.port()),
                 data_dir: args.data.data_dir(),
                 token,
-                tls: tls.as_ref().map(|t| crate::swarm::SwarmTls {
-                    cert: t.cert.clone(),
-                    key: t.key.clone(),
-                    ca: t.ca_path.clone(),
-                }),
+                tls_files: tls.as_ref().map(FarmTls::swarm_files).unwrap_or_default(),
+                tls_ca_path: tls.as_ref().map(|t| t.ca_path.clone()),
                 task_args: args.swarm_task_args(tls.is_some())?,
             })
             .await;
@@ -345,7 +371,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .context("a swarm farm's servers need the farm's image")?;
             let farm = crate::swarm::SwarmFarm {
                 docker: &args.docker,
-                tls: tls.is_some(),
+                data_dir: args.data.data_dir(),
+                tls_ca: tls.as_ref().map(|t| t.ca_pem.clone()),
                 base_port: args.node_base_port,
                 token: token.clone(),
                 allow_fault_headers: args.allow_fault_headers,
@@ -502,5 +529,110 @@ async fn wait_healthy(registry: &Registry, servers: u32) -> bool {
             _ = tokio::time::sleep_until(deadline) => return false,
             changed = changes.changed() => if changed.is_err() { return false },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `farm up`'s arguments alone.
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn parse(args: &[&str]) -> UpArgs {
+        Up::try_parse_from(std::iter::once("farm").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .up
+    }
+
+    #[test]
+    fn the_controller_task_gets_every_setting_of_the_farm() {
+        let outside = parse(&[
+            "--runtime=swarm",
+            "--servers=7",
+            "--node-base-port=9000",
+            "--sample-interval-ms=500",
+            "--name-prefix=p1",
+            "--cpus=0.25",
+            "--memory-mb=64",
+            "--swarm-constraint=node.labels.zone==a",
+            "--swarm-constraint=node.role==worker",
+            "--allow-fault-headers",
+            "--otlp-endpoint=http://collector:4317",
+            "--cors-origins=https://a.example,https://b.example",
+            "--allowed-hosts=farm.example,x.example",
+            "--gateway-max-connections=77",
+            "--gateway-idle-timeout-ms=1234",
+            "--request-timeout-ms=2345",
+            "--max-load-test-seconds=99",
+            "--max-servers=123",
+        ]);
+        let task_args = outside.swarm_task_args(true).unwrap();
+        assert_eq!(task_args[0], "up");
+        let rest: Vec<&str> = task_args[1..].iter().map(String::as_str).collect();
+        let inside = parse(&rest);
+
+        assert_eq!(inside.runtime, RuntimeKind::Swarm);
+        assert_eq!(inside.servers, 7);
+        assert_eq!(inside.node_base_port, 9000);
+        assert_eq!(inside.sample_interval_ms, 500);
+        assert_eq!(inside.docker.name_prefix, "p1");
+        assert_eq!(inside.docker.cpus, 0.25);
+        assert_eq!(inside.docker.memory_mb, 64);
+        assert_eq!(
+            inside.swarm.swarm_constraints,
+            outside.swarm.swarm_constraints
+        );
+        assert!(inside.allow_fault_headers);
+        assert_eq!(inside.trace.otlp_endpoint, outside.trace.otlp_endpoint);
+        assert_eq!(
+            format!("{:?}", inside.gateway),
+            format!("{:?}", outside.gateway)
+        );
+        assert_eq!(inside.listen, SocketAddr::from(([0, 0, 0, 0], 50051)));
+        assert_eq!(
+            inside.gateway_listen,
+            SocketAddr::from(([0, 0, 0, 0], 8000))
+        );
+        assert_eq!(
+            inside.swarm.swarm_manager,
+            format!("unix://{}", controller::SOCKET_IN_TASK)
+        );
+        assert_eq!(
+            inside.tls.tls_cert.as_deref(),
+            Some(std::path::Path::new(&TlsFile::Cert.path_in_task()))
+        );
+        assert_eq!(
+            inside.tls.tls_key.as_deref(),
+            Some(std::path::Path::new(&TlsFile::Key.path_in_task()))
+        );
+        assert_eq!(
+            inside.trust.tls_ca.as_deref(),
+            Some(std::path::Path::new(&TlsFile::Ca.path_in_task()))
+        );
+        // The history is a file of its own in the mounted data directory.
+        assert!(
+            format!("{:?}", inside.history).contains("/data/history/swarm-p1.sqlite"),
+            "{:?}",
+            inside.history
+        );
+    }
+
+    #[test]
+    fn the_controller_task_keeps_no_history_when_told_and_refuses_a_file_of_its_own() {
+        let outside = parse(&["--runtime=swarm", "--no-gateway", "--no-history"]);
+        let task_args = outside.swarm_task_args(false).unwrap();
+        assert!(task_args.contains(&"--no-history".to_string()));
+        assert!(task_args.contains(&"--no-gateway".to_string()));
+        assert!(!task_args.iter().any(|a| a.starts_with("--tls")));
+        let given = parse(&["--runtime=swarm", "--history=/tmp/h.sqlite"]);
+        let refused = given.swarm_task_args(false).unwrap_err().to_string();
+        assert!(refused.contains("--history"), "{refused}");
     }
 }

@@ -129,11 +129,17 @@ impl Drop for Mend {
 /// `farm up --runtime swarm` of `servers` servers on the lab: its controller runs as a service
 /// on the manager's node, published on ports the engine picks.
 fn swarm_farm(lab: &Lab, servers: u32, prefix: &str) -> Farm {
-    swarm_farm_with(lab, servers, prefix, &[])
+    swarm_farm_with(lab, servers, prefix, &[], &[])
 }
 
-/// [`swarm_farm`] with `extra` arguments.
-fn swarm_farm_with(lab: &Lab, servers: u32, prefix: &str, extra: &[&str]) -> Farm {
+/// [`swarm_farm`] with `extra` arguments and environment `env`.
+fn swarm_farm_with(
+    lab: &Lab,
+    servers: u32,
+    prefix: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Farm {
     let mut args = vec![
         "--runtime",
         "swarm",
@@ -145,7 +151,7 @@ fn swarm_farm_with(lab: &Lab, servers: u32, prefix: &str, extra: &[&str]) -> Far
         &lab.worker,
     ];
     args.extend(extra);
-    Farm::start(servers, &args, &[], Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}"))
+    Farm::start(servers, &args, env, Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The REST list of servers.
@@ -238,7 +244,11 @@ fn pulls_since(marks: &[(std::path::PathBuf, u64)]) -> Vec<String> {
             let new =
                 String::from_utf8_lossy(&text[(*from as usize).min(text.len())..]).into_owned();
             new.lines()
-                .filter(|line| line.to_lowercase().contains("pull"))
+                .filter(|line| {
+                    let line = line.to_lowercase();
+                    // The swarm's gossip logs "Push/Pull" exchanges with the other node.
+                    line.contains("pull") && !line.contains("push/pull")
+                })
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
@@ -481,6 +491,10 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
             format!("{prefix}-net"),
             "--restart-condition".into(),
             "none".into(),
+            // Its logs are read from its node: the manager's are there whatever the worker
+            // went through (a worker cut off once no longer streams its tasks' logs).
+            "--constraint".into(),
+            "node.role==manager".into(),
         ];
         if let Some(token) = token {
             args.extend(["--env".into(), format!("FARM_TOKEN={token}")]);
@@ -733,7 +747,7 @@ async fn a_swarm_farm_over_tls_outlives_its_controllers_task_and_is_taken_over_b
         "--tls-ca",
         ca.ca.to_str().unwrap(),
     ];
-    let mut first = swarm_farm_with(&lab, 3, &prefix, &tls);
+    let mut first = swarm_farm_with(&lab, 3, &prefix, &tls, &[]);
     let spec = docker_on(
         &lab.manager,
         &["service", "inspect", &format!("{prefix}-controller")],
@@ -747,22 +761,61 @@ async fn a_swarm_farm_over_tls_outlives_its_controllers_task_and_is_taken_over_b
         &["secret", "ls", "--filter", &label, "--format", "{{.Name}}"],
     );
     assert_eq!(secrets.lines().count(), 3, "{secrets}");
-    let server_names: Vec<String> = (1..=3).map(|id| format!("{prefix}-server-{id}")).collect();
-    let server_tasks = || {
-        let mut args = vec!["service", "ps", "-q", "--filter", "desired-state=running"];
-        args.extend(server_names.iter().map(String::as_str));
-        let mut tasks: Vec<String> = docker_on(&lab.manager, &args)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        tasks.sort_unstable();
-        tasks
+    // Server `id`'s running task, as the engine says.
+    let running_task = |id: u32| {
+        docker_on(
+            &lab.manager,
+            &[
+                "service",
+                "ps",
+                "-q",
+                "--filter",
+                "desired-state=running",
+                &format!("{prefix}-server-{id}"),
+            ],
+        )
+        .trim()
+        .to_string()
     };
-    let tasks_before = server_tasks();
-    assert_eq!(tasks_before.len(), 3);
+    let statuses = |farm: &Farm| {
+        let url = format!("{}/api/servers", farm.gateway_url());
+        async move {
+            let reply = get(&url).await;
+            (reply.status == 200).then_some(())?;
+            let list = reply.json()["servers"].as_array()?.clone();
+            Some(
+                list.iter()
+                    .map(|s| {
+                        (
+                            s["id"].as_u64().unwrap(),
+                            s["status"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+
+    // Scaled to 4, server 2 stopped: what the controller's next task must keep.
+    let reply = post_change(&first, "/api/scale", r#"{"servers": 4}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reply = post_change(&first, "/api/servers/2/action", r#"{"action": "stop"}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let as_left = |list: Vec<(u64, String)>| {
+        let healthy = |id| list.iter().any(|(i, s)| *i == id && s == "healthy");
+        let stopped_2 = list.iter().any(|(i, s)| *i == 2 && s == "stopped");
+        (list.len() == 4 && healthy(1) && healthy(3) && healthy(4) && stopped_2).then_some(())
+    };
+    eventually(
+        Duration::from_secs(60),
+        "4 servers, server 2 stopped",
+        || async { as_left(statuses(&first).await?) },
+    )
+    .await;
+    let tasks_before: Vec<String> = [1, 3, 4].map(running_task).to_vec();
 
     // The controller's task killed: the engine starts another, which takes the servers'
-    // services over as they are (the same tasks), and the farm is whole again.
+    // services over as they are (the same tasks, server 2 still stopped, 4 servers).
     let controller_container = docker_on(
         &lab.manager,
         &[
@@ -787,19 +840,38 @@ async fn a_swarm_farm_over_tls_outlives_its_controllers_task_and_is_taken_over_b
     first.gateway = gateway;
     eventually(
         Duration::from_secs(30),
-        "the farm whole under its new controller",
-        || async {
-            let reply = get(&format!("{}/api/servers", first.gateway_url())).await;
-            (reply.status == 200).then_some(())?;
-            let list = reply.json()["servers"].as_array()?.clone();
-            (list.len() == 3 && list.iter().all(|s| s["status"] == "healthy")).then_some(())
-        },
+        "the farm as it was under its new controller",
+        || async { as_left(statuses(&first).await?) },
     )
     .await;
-    assert_eq!(server_tasks(), tasks_before, "the servers' tasks were kept");
+    assert_eq!(
+        [1, 3, 4].map(running_task).to_vec(),
+        tasks_before,
+        "the servers' tasks were kept"
+    );
+    assert_eq!(running_task(2), "", "server 2 stays stopped");
+    // The history lives in the farm's data directory, mounted into each controller task: the
+    // new one goes on with the old one's.
+    let events = get(&format!("{}/api/events", first.gateway_url())).await;
+    assert_eq!(events.status, 200, "{}", events.text());
+    let starts = events.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "controller_started")
+        .count();
+    assert!(
+        starts >= 2,
+        "both controllers' starts in the history: {}",
+        events.text()
+    );
+    let reply = post_change(&first, "/api/servers/2/action", r#"{"action": "start"}"#).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    all_healthy(&first, Duration::from_secs(30), "server 2 started again").await;
+    let tasks_before: Vec<String> = [1, 2].map(running_task).to_vec();
 
     // farm up killed: the farm runs on without it, and a new farm up takes it over with
-    // its own number of servers.
+    // its own number of servers, keeping the tasks of those it keeps.
     signal(first.child.id(), Signal::SIGKILL);
     wait_exit(&mut first.child, Duration::from_secs(10));
     let services = || {
@@ -813,11 +885,18 @@ async fn a_swarm_farm_over_tls_outlives_its_controllers_task_and_is_taken_over_b
         names.sort_unstable();
         names
     };
-    assert_eq!(services().len(), 4, "the controller and 3 servers run on");
+    assert_eq!(services().len(), 5, "the controller and 4 servers run on");
 
-    let mut farm = swarm_farm_with(&lab, 2, &prefix, &tls);
+    // The same data directory: the farm's token, history and number of servers.
+    let data_dir = first.data_dir.to_str().unwrap().to_string();
+    let mut farm = swarm_farm_with(&lab, 2, &prefix, &tls, &[("FARM_DATA_DIR", &data_dir)]);
     let list = all_healthy(&farm, Duration::from_secs(60), "the two servers").await;
     assert_eq!(list.len(), 2);
+    assert_eq!(
+        [1, 2].map(running_task).to_vec(),
+        tasks_before,
+        "the new farm up kept the tasks of the servers it kept"
+    );
     // The controller answers over TLS only, at its published address.
     let status = Command::new(farm_bin())
         .args([

@@ -135,7 +135,22 @@ fn bad_certificate_files_stop_farm_up_before_anything_starts() {
         for (flag, path) in flags.iter().zip(args) {
             command.arg(flag).arg(path);
         }
-        let output = command.output().unwrap();
+        // A farm up that wrongly starts is stopped, not waited on for ever.
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !waiter.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !waiter.is_finished() {
+            common::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let output = waiter.join().unwrap();
         assert!(!output.status.success(), "farm up {args:?} started");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };

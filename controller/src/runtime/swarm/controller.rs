@@ -2,8 +2,13 @@
 //! farm's overlay: agents reach it there by that name wherever their tasks run. Its task runs
 //! `farm up` in its controller-task role on the manager's node, with the manager's socket
 //! mounted, and drives the swarm as any manager's client does. Its gRPC and REST ports are
-//! published in host mode on that node, and the farm's data directory (token, history) is
-//! mounted from it, so that the history outlives the task.
+//! published in host mode on that node, and the farm's data directory (token, history, the
+//! farm's number of servers) is mounted from it, so that all three outlive the task.
+//!
+//! The task never removes the servers' services: the engine restarts it whatever ends it (a
+//! crash, `docker stop`, its engine restarted), and the next task takes the servers over as
+//! they are. Only removing the service ends the farm's controller; `farm up` outside the swarm
+//! and `farm down` do that, then remove the rest of the farm.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +25,7 @@ use bollard::models::{
 use bollard::query_parameters::ListTasksOptionsBuilder;
 
 use super::secrets::{self, SecretRef, TlsFile};
-use super::{LABEL_FARM, SHUTDOWN_LIMIT, SwarmError, api, network, spec};
+use super::{LABEL_FARM, SwarmError, api, network, spec};
 
 /// Label that marks the farm's controller service.
 pub const LABEL_ROLE: &str = "io.farm.role";
@@ -34,10 +39,9 @@ pub const GATEWAY_PORT: u16 = 8000;
 pub const DATA_DIR_IN_TASK: &str = "/data";
 /// Where the manager's socket is mounted in the controller's task.
 pub const SOCKET_IN_TASK: &str = "/var/run/docker.sock";
-/// How long the controller's task may take to stop: long enough to remove every server's
-/// service itself.
-pub const STOP_GRACE: Duration = Duration::from_secs(SHUTDOWN_LIMIT.as_secs() + 15);
-/// Delay before the engine starts a controller task that failed again.
+/// How long the controller's task may take to stop (its history written, its streams closed).
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+/// Delay before the engine starts the controller's next task.
 const RESTART_DELAY_NS: i64 = 1_000_000_000;
 
 /// The controller's service name of farm `prefix`.
@@ -62,8 +66,9 @@ pub(super) fn is_controller(service: &Service) -> bool {
         .is_some_and(|role| role == ROLE_CONTROLLER)
 }
 
-/// What the controller's service runs and how it is reached.
-#[derive(Debug, Clone)]
+/// What the controller's service runs and how it is reached. No `Debug`: it holds the farm's
+/// token (in `env`) and the TLS key.
+#[derive(Clone)]
 pub struct ControllerService {
     /// The farm's name prefix.
     pub prefix: String,
@@ -98,8 +103,8 @@ pub async fn start(manager: &Docker, service: &ControllerService) -> Result<(), 
         .filter(|id| !id.is_empty())
         .ok_or_else(|| SwarmError::NotAManager("the --swarm-manager engine".into()))?;
     let name = service_name(&service.prefix);
-    // A controller this farm left running goes first, and its task is let finish: on its
-    // way out it removes the servers' services, which must not race the new one's.
+    // A controller this farm left running goes first, its task let finish, so that two never
+    // drive the same servers.
     network::remove_services(manager, &service.prefix, is_controller, STOP_GRACE).await?;
     network::clear_services(manager, &service.prefix, &HashSet::from([name.clone()])).await?;
     let secrets = if service.tls_files.is_empty() {
@@ -161,8 +166,9 @@ fn service_spec(service: &ControllerService, node_id: &str, secrets: &[SecretRef
                 constraints: Some(vec![format!("node.id=={node_id}")]),
                 ..Default::default()
             }),
+            // Whatever ends the task: only removing the service ends the farm's controller.
             restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
                 delay: Some(RESTART_DELAY_NS),
                 max_attempts: None,
                 window: None,

@@ -34,6 +34,7 @@ mod spec;
 mod tasks;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,8 +59,6 @@ pub const LABEL_SERVER_ID: &str = crate::runtime::docker::LABEL_SERVER_ID;
 pub const NODE_PORT: u16 = crate::runtime::docker::NODE_PORT;
 /// How often the runtime asks the manager for the farm's tasks.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How long removing the farm from the swarm may take when the farm stops.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Why the swarm runtime could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +92,9 @@ pub enum SwarmError {
     /// The image could not be made or copied.
     #[error("the server image: {0}")]
     Image(String),
+    /// A secret of the farm is not as the farm made it.
+    #[error("the farm's secret: {0}")]
+    Secret(String),
     /// The engine refused or failed an operation.
     #[error("swarm {what}: {source}")]
     Api {
@@ -197,6 +199,29 @@ pub struct SwarmRuntimeConfig {
     pub trace_env: Vec<(String, String)>,
     /// The CA secret every task is given to trust an `https://` controller.
     pub tls_ca: Option<secrets::SecretRef>,
+    /// Where the farm's number of servers is kept across controller tasks (see
+    /// [`read_servers`]); kept nowhere when `None`.
+    pub servers_file: Option<PathBuf>,
+}
+
+/// The farm's number of servers as the file at `path` keeps it: `farm up` writes it when it
+/// launches the farm and the controller's task after every scaling, so that the task the
+/// engine starts next keeps the farm's size. `None` when the file holds no number of servers
+/// the farm may have.
+pub fn read_servers(path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=farm_proto::limits::MAX_SERVERS).contains(n))
+}
+
+/// Keeps `servers` in the file at `path`, its directory made first.
+pub fn write_servers(path: &Path, servers: u32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, format!("{servers}\n"))
 }
 
 impl SwarmRuntimeConfig {
@@ -274,27 +299,43 @@ impl SwarmRuntime {
         }
     }
 
-    /// Starts the farm's first `servers` servers. Services this farm already has (its
-    /// controller's task was started again) are taken over: each is updated to the service
-    /// this runtime would make, which the engine does without touching a task whose spec is
-    /// unchanged. Services beyond `servers` go, and are dropped from the registry should their
-    /// agents have got in as servers no runtime announced.
+    /// Starts the farm's first `servers` servers, or as many as [`read_servers`] says the
+    /// farm has. Services this farm already has (its controller's task was started again, or
+    /// a new `farm up` replaced a crashed one) are taken over: each is updated to the service
+    /// this runtime would make, stopped or running as it was, which the engine does without
+    /// touching a task whose spec is unchanged. Services beyond `servers` go, and are dropped
+    /// from the registry should their agents have got in as servers no runtime announced.
     pub async fn start_farm(&self, servers: u32) -> Result<(), SwarmError> {
         let shared = &self.shared;
+        let servers = shared
+            .config
+            .servers_file
+            .as_deref()
+            .and_then(read_servers)
+            .unwrap_or(servers);
+        // Those beyond go first, their tasks let stop: an agent still running could link
+        // again and come back into the registry as a server no runtime announced.
+        let beyond = network::remove_services(
+            &shared.docker,
+            &shared.config.prefix,
+            |service| network::server_id(service).is_some_and(|id| id > servers),
+            network::TASKS_GONE_WITHIN,
+        )
+        .await?;
+        for id in beyond.iter().filter_map(network::server_id) {
+            tracing::info!(
+                server = id,
+                "Removed the service of a server beyond the farm's."
+            );
+            shared.registry.remove(id);
+        }
         let existing = network::farm_services(&shared.docker, &shared.config.prefix).await?;
         let mut kept = BTreeSet::new();
         for service in &existing {
             let Some(id) = network::server_id(service) else {
                 continue;
             };
-            if id > servers {
-                tracing::info!(
-                    server = id,
-                    "Removing a service of this farm beyond its servers."
-                );
-                network::remove_service(&shared.docker, &shared.config.service_name(id)).await?;
-                shared.registry.remove(id);
-            } else if self.adopt(id, service).await.is_ok() {
+            if id <= servers && self.adopt(id, service).await.is_ok() {
                 kept.insert(id);
             }
         }
@@ -307,14 +348,17 @@ impl SwarmRuntime {
     async fn adopt(&self, id: u32, service: &Service) -> Result<(), ApiError> {
         let shared = &self.shared;
         let mut spec = spec::service_spec(&shared.config, id);
-        let forced = service
-            .spec
-            .as_ref()
+        let current = service.spec.as_ref();
+        let forced = current
             .and_then(|s| s.task_template.as_ref())
             .and_then(|t| t.force_update);
         if let Some(template) = spec.task_template.as_mut() {
             // The count of forced restarts is part of the spec: the same count, no restart.
             template.force_update = forced;
+        }
+        // A server stopped through the farm (no replica) stays stopped.
+        if let Some(mode) = current.and_then(|s| s.mode.clone()) {
+            spec.mode = Some(mode);
         }
         let version = service.version.as_ref().and_then(|v| v.index).unwrap_or(0);
         shared.registry.expect(
@@ -457,28 +501,20 @@ impl Runtime for SwarmRuntime {
             }
             self.shared.registry.remove(id);
         }
+        if let Some(path) = &self.shared.config.servers_file
+            && let Err(error) = write_servers(path, servers)
+        {
+            tracing::warn!(%error, path = %path.display(), "Cannot keep the farm's number of servers; a controller task started again would start the number farm up was given.");
+        }
         Ok(scaled)
     }
 
-    /// Removes the servers' services. The farm's network and the controller's own service
-    /// are the business of whoever made them (`farm up` outside the swarm, or `farm down`).
+    /// Stops following the tasks and leaves every service as it is: the controller's task
+    /// ends here, and the engine starts its next one, which takes the servers over (only
+    /// `farm up` outside the swarm, or `farm down`, removes the farm).
     async fn shutdown(&self) {
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
-        let prefix = &self.shared.config.prefix;
-        let removal = tokio::time::timeout(
-            SHUTDOWN_LIMIT,
-            network::remove_servers(&self.shared.docker, prefix),
-        );
-        let error = match removal.await {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("the manager did not finish within {SHUTDOWN_LIMIT:?}"),
-        };
-        tracing::warn!(
-            %error,
-            "Could not remove the servers' services; `farm down --runtime swarm --name-prefix {prefix}` removes them."
-        );
     }
 }

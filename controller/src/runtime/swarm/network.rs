@@ -17,7 +17,7 @@ use crate::runtime::docker::farm_filter;
 
 /// How long `down` waits for the removed services' tasks to stop before it removes the
 /// network they are attached to.
-const TASKS_GONE_WITHIN: Duration = Duration::from_secs(30);
+pub(super) const TASKS_GONE_WITHIN: Duration = Duration::from_secs(30);
 
 fn is_ours(labels: Option<&HashMap<String, String>>, prefix: &str) -> bool {
     labels
@@ -81,7 +81,8 @@ pub(super) async fn farm_services(
         .map_err(api("list services"))
 }
 
-/// Every task labelled as farm `prefix`'s (its container spec carries the farm's label).
+/// Every task of a service labelled as farm `prefix`'s (the engine matches a task by its
+/// service's labels).
 pub(super) async fn farm_tasks(docker: &Docker, prefix: &str) -> Result<Vec<Task>, SwarmError> {
     docker
         .list_tasks(Some(
@@ -142,40 +143,48 @@ pub(super) async fn clear_services(
 }
 
 /// Removes the services of farm `prefix` that `which` picks, and waits up to `within` for
-/// their tasks to stop. Returns the names removed.
+/// their tasks to stop. Returns the services removed.
 pub(super) async fn remove_services(
     docker: &Docker,
     prefix: &str,
     which: impl Fn(&Service) -> bool,
     within: Duration,
-) -> Result<Vec<String>, SwarmError> {
-    let mut names = Vec::new();
-    let mut service_ids = Vec::new();
+) -> Result<Vec<Service>, SwarmError> {
+    let mut removed = Vec::new();
     for service in farm_services(docker, prefix).await? {
         if !which(&service) {
             continue;
         }
-        let (Some(id), Some(name)) = (service.id, service.spec.and_then(|s| s.name)) else {
+        let Some(name) = service.spec.as_ref().and_then(|s| s.name.clone()) else {
             continue;
         };
         remove_service(docker, &name).await?;
-        names.push(name);
-        service_ids.push(id);
+        removed.push(service);
     }
     let deadline = tokio::time::Instant::now() + within;
-    while !service_ids.is_empty() && tokio::time::Instant::now() < deadline {
+    let removed_ids: Vec<&String> = removed.iter().filter_map(|s| s.id.as_ref()).collect();
+    while !removed_ids.is_empty() && tokio::time::Instant::now() < deadline {
         // Matched by service here: a filter by service fails once the service is gone.
         let tasks = farm_tasks(docker, prefix).await?;
         if !tasks.iter().any(|t| {
             t.service_id
                 .as_ref()
-                .is_some_and(|s| service_ids.contains(s))
+                .is_some_and(|s| removed_ids.contains(&s))
         }) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Ok(names)
+    Ok(removed)
+}
+
+/// The name of a service.
+pub(super) fn service_name_of(service: &Service) -> String {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.name.clone())
+        .unwrap_or_default()
 }
 
 /// What `down` removed.
@@ -190,26 +199,26 @@ pub struct Removed {
 }
 
 /// Removes every service, secret and network labelled as farm `prefix`'s, and nothing else. The
-/// controller's service goes first, and its task may take its stop grace period to remove the
-/// servers' services itself; whatever is left goes next, then the network once every task has
+/// controller's service goes first, its task let stop, so that it drives nothing while the
+/// rest goes: the servers' services next, then the secrets, and the network once every task has
 /// stopped (a network with tasks attached cannot be removed), at most [`TASKS_GONE_WITHIN`]
 /// later.
 pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> {
+    let mut services = remove_services(
+        docker,
+        prefix,
+        super::controller::is_controller,
+        super::controller::STOP_GRACE + TASKS_GONE_WITHIN,
+    )
+    .await?;
+    services.extend(remove_services(docker, prefix, |_| true, TASKS_GONE_WITHIN).await?);
     let mut removed = Removed {
-        services: remove_services(
-            docker,
-            prefix,
-            super::controller::is_controller,
-            super::controller::STOP_GRACE + TASKS_GONE_WITHIN,
-        )
-        .await?,
+        services: services.iter().map(service_name_of).collect(),
         networks: Vec::new(),
         secrets: Vec::new(),
     };
-    removed
-        .services
-        .extend(remove_services(docker, prefix, |_| true, TASKS_GONE_WITHIN).await?);
-    removed.secrets = super::secrets::remove_all(docker, prefix).await?;
+    // The network goes even when a secret does not; the secret's error is said after.
+    let secrets = super::secrets::remove_all(docker, prefix).await;
     let networks = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()
@@ -235,21 +244,9 @@ pub async fn down(docker: &Docker, prefix: &str) -> Result<Removed, SwarmError> 
         }
         removed.networks.push(name);
     }
+    removed.secrets = secrets?;
     removed.services.sort();
     removed.networks.sort();
     removed.secrets.sort();
     Ok(removed)
-}
-
-/// Removes the servers' services of farm `prefix` (not its controller's, nor its network),
-/// waiting at most [`TASKS_GONE_WITHIN`] for their tasks to stop.
-pub(super) async fn remove_servers(docker: &Docker, prefix: &str) -> Result<(), SwarmError> {
-    remove_services(
-        docker,
-        prefix,
-        |service| server_id(service).is_some(),
-        TASKS_GONE_WITHIN,
-    )
-    .await
-    .map(drop)
 }

@@ -1,5 +1,5 @@
 //! Following the farm's tasks. A swarm has no task events, so the runtime asks the manager
-//! every [`POLL_INTERVAL`] for the farm's services, their tasks (by the farm's label: the
+//! every [`POLL_INTERVAL`] for the farm's services, their tasks (by the services' label: the
 //! poll costs what the farm has, not what the swarm runs) and the swarm's nodes, and
 //! tells the registry what each server's current task is doing and where it runs. The engine
 //! itself restarts, reschedules and moves tasks (a task that died, a node drained or lost);
