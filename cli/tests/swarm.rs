@@ -116,6 +116,16 @@ fn worker_link(verb: &str) -> std::process::Output {
         .expect("scripts/swarm-lab runs")
 }
 
+/// [`worker_link`], which must succeed.
+fn set_worker_link(verb: &str) {
+    let output = worker_link(verb);
+    assert!(
+        output.status.success(),
+        "swarm-lab {verb} 2: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Puts the worker back on the lab's network however the test ends.
 struct Mend;
 
@@ -581,12 +591,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
         .collect();
     assert!(!on_worker.is_empty(), "servers run on the worker");
     let _mend = Mend;
-    let cut = worker_link("cut");
-    assert!(
-        cut.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cut.stderr)
-    );
+    set_worker_link("cut");
     eventually(
         Duration::from_secs(15),
         "the lost worker's servers seen gone",
@@ -611,12 +616,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     )
     .await;
     // Back on the network, the worker stops the tasks it ran, and the farm stays as it is.
-    let mend = worker_link("mend");
-    assert!(
-        mend.status.success(),
-        "{}",
-        String::from_utf8_lossy(&mend.stderr)
-    );
+    set_worker_link("mend");
     eventually(
         Duration::from_secs(60),
         "the worker back, without the farm's old tasks",

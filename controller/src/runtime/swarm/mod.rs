@@ -361,13 +361,7 @@ impl SwarmRuntime {
             spec.mode = Some(mode);
         }
         let version = service.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-        shared.registry.expect(
-            id,
-            super::server_name(id),
-            SwarmRuntimeConfig::node_address(id),
-            "swarm".into(),
-        );
-        lock(&shared.servers).insert(id);
+        self.own(id);
         let updated = self
             .update_spec(&shared.config.service_name(id), spec, version)
             .await;
@@ -375,11 +369,28 @@ impl SwarmRuntime {
             Ok(()) => tracing::info!(server = id, "Took over the server's service."),
             Err(error) => {
                 tracing::info!(server = id, %error, "Cannot take over the server's service; replacing it.");
-                lock(&shared.servers).remove(&id);
-                shared.registry.remove(id);
+                self.disown(id);
             }
         }
         updated
+    }
+
+    /// Counts server `id` as the farm's, and announces it to the registry (which then
+    /// admits its agent).
+    fn own(&self, id: u32) {
+        self.shared.registry.expect(
+            id,
+            super::server_name(id),
+            SwarmRuntimeConfig::node_address(id),
+            "swarm".into(),
+        );
+        lock(&self.shared.servers).insert(id);
+    }
+
+    /// Undoes [`Self::own`]: server `id` is not the farm's.
+    fn disown(&self, id: u32) {
+        lock(&self.shared.servers).remove(&id);
+        self.shared.registry.remove(id);
     }
 
     /// Creates the services of servers `ids`; the engine schedules their tasks. A service of
@@ -396,21 +407,14 @@ impl SwarmRuntime {
             .collect();
         network::clear_services(&shared.docker, &shared.config.prefix, &names).await?;
         for &id in ids {
-            shared.registry.expect(
-                id,
-                super::server_name(id),
-                SwarmRuntimeConfig::node_address(id),
-                "swarm".into(),
-            );
-            lock(&shared.servers).insert(id);
+            self.own(id);
             let name = shared.config.service_name(id);
             if let Err(e) = shared
                 .docker
                 .create_service(spec::service_spec(&shared.config, id), None)
                 .await
             {
-                lock(&shared.servers).remove(&id);
-                shared.registry.remove(id);
+                self.disown(id);
                 return Err(api(format!("create service {name}"))(e));
             }
         }
