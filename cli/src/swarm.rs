@@ -308,17 +308,9 @@ async fn run(
             "it is"
         }
     );
-    let nodes = if base_port == 0 {
-        "nodes on ports the engines pick (`farm status` lists them)".to_string()
-    } else {
-        format!(
-            "nodes on ports {} .. {} of the swarm node that runs each",
-            u32::from(base_port) + 1,
-            u32::from(base_port) + servers
-        )
-    };
     println!(
-        "farm: servers     {servers} as swarm services {}-server-N, {nodes}",
+        "farm: servers     {servers} as swarm services {}-server-N, {}",
+        nodes_text(base_port, servers),
         service.prefix
     );
     if wait_healthy(&grpc_url, trust.ca.as_deref(), servers).await {
@@ -333,6 +325,19 @@ async fn run(
         );
     }
     follow(manager, &service.prefix, scheme, published).await
+}
+
+/// Where a swarm farm's `servers` nodes listen, as the banner says it.
+pub(crate) fn nodes_text(base_port: u16, servers: u32) -> String {
+    if base_port == 0 {
+        "nodes on ports the engines pick (`farm status` lists them)".to_string()
+    } else {
+        format!(
+            "nodes on ports {} .. {} of the swarm node that runs each",
+            u32::from(base_port) + 1,
+            u32::from(base_port) + servers
+        )
+    }
 }
 
 /// Waits until the controller's task runs and its ports are published.
@@ -382,10 +387,15 @@ async fn wait_running(manager: &Docker, prefix: &str) -> anyhow::Result<controll
 /// [`HEALTHY_WAIT`].
 async fn wait_healthy(url: &str, ca: Option<&[u8]>, servers: u32) -> bool {
     let deadline = Instant::now() + HEALTHY_WAIT;
+    let mut client = None;
     while Instant::now() < deadline {
-        // The task runs before its controller listens: not answering yet is no error.
-        if let Ok(mut client) = crate::report::connect_trusting(url, ca).await
-            && let Ok(reply) = client.list_servers(ListServersRequest::default()).await
+        // The task runs before its controller listens: not answering yet is no error. Once
+        // connected, the one channel serves every look.
+        if client.is_none() {
+            client = crate::report::connect_trusting(url, ca).await.ok();
+        }
+        if let Some(connected) = client.as_mut()
+            && let Ok(reply) = connected.list_servers(ListServersRequest::default()).await
         {
             let healthy = reply
                 .into_inner()

@@ -429,14 +429,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
 
-    let nodes = if args.runtime == RuntimeKind::Swarm && args.node_base_port == 0 {
-        "nodes on ports the engines pick (`farm status` lists them)".to_string()
-    } else if args.runtime == RuntimeKind::Swarm {
-        format!(
-            "nodes on ports {} .. {} of the swarm node that runs each",
-            u32::from(args.node_base_port) + 1,
-            u32::from(args.node_base_port) + args.servers
-        )
+    let nodes = if args.runtime == RuntimeKind::Swarm {
+        crate::swarm::nodes_text(args.node_base_port, args.servers)
     } else if args.node_base_port == 0 {
         "nodes on ports the kernel picks (`farm status` lists them)".to_string()
     } else {

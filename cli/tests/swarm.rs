@@ -164,6 +164,23 @@ fn swarm_farm_with(
     Farm::start(servers, &args, env, Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Service `service`'s running task, as the engine says; empty when none runs.
+fn running_task(lab: &Lab, service: &str) -> String {
+    docker_on(
+        &lab.manager,
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            service,
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
 /// The REST list of servers.
 async fn rest_servers(farm: &Farm) -> Vec<serde_json::Value> {
     let reply = get(&format!("{}/api/servers", farm.gateway_url())).await;
@@ -422,19 +439,7 @@ async fn a_swarm_farm_spreads_serves_recovers_moves_and_leaves_nothing_behind() 
     );
     action(1, "start").await;
     all_healthy(&farm, Duration::from_secs(30), "server 1 started again").await;
-    let running_task = || {
-        docker_on(
-            &lab.manager,
-            &[
-                "service",
-                "ps",
-                "-q",
-                "--filter",
-                "desired-state=running",
-                &service_1,
-            ],
-        )
-    };
+    let running_task = || running_task(&lab, &service_1);
     let task_before = running_task();
     action(1, "restart").await;
     eventually(
@@ -761,22 +766,7 @@ async fn a_swarm_farm_over_tls_outlives_its_controllers_task_and_is_taken_over_b
         &["secret", "ls", "--filter", &label, "--format", "{{.Name}}"],
     );
     assert_eq!(secrets.lines().count(), 3, "{secrets}");
-    // Server `id`'s running task, as the engine says.
-    let running_task = |id: u32| {
-        docker_on(
-            &lab.manager,
-            &[
-                "service",
-                "ps",
-                "-q",
-                "--filter",
-                "desired-state=running",
-                &format!("{prefix}-server-{id}"),
-            ],
-        )
-        .trim()
-        .to_string()
-    };
+    let running_task = |id: u32| running_task(&lab, &format!("{prefix}-server-{id}"));
     let statuses = |farm: &Farm| {
         let url = format!("{}/api/servers", farm.gateway_url());
         async move {

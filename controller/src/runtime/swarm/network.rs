@@ -19,7 +19,8 @@ use crate::runtime::docker::farm_filter;
 /// network they are attached to.
 pub(super) const TASKS_GONE_WITHIN: Duration = Duration::from_secs(30);
 
-fn is_ours(labels: Option<&HashMap<String, String>>, prefix: &str) -> bool {
+/// Whether `labels` name farm `prefix` as their owner.
+pub(super) fn is_ours(labels: Option<&HashMap<String, String>>, prefix: &str) -> bool {
     labels
         .and_then(|l| l.get(LABEL_FARM))
         .is_some_and(|v| v == prefix)

@@ -17,6 +17,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::ListSecretsOptionsBuilder;
 
+use super::network::is_ours;
 use super::{LABEL_FARM, SwarmError, api};
 use crate::runtime::docker::farm_filter;
 
@@ -96,7 +97,9 @@ pub async fn create(
     for (file, pem) in files {
         let name = file.secret_name(prefix, pem);
         let id = match docker.inspect_secret(&name).await {
-            Ok(secret) if is_ours(&secret, prefix) => secret.id.unwrap_or_default(),
+            Ok(secret) if is_ours(secret.spec.as_ref().and_then(|s| s.labels.as_ref()), prefix) => {
+                secret.id.unwrap_or_default()
+            }
             Ok(_) => {
                 return Err(SwarmError::NameTaken {
                     kind: "secret",
@@ -155,15 +158,6 @@ pub async fn find(
         .filter(|id| !id.is_empty())
         .ok_or_else(|| SwarmError::Secret(format!("the engine gave {name} no id")))?;
     Ok(SecretRef { file, id, name })
-}
-
-fn is_ours(secret: &Secret, prefix: &str) -> bool {
-    secret
-        .spec
-        .as_ref()
-        .and_then(|s| s.labels.as_ref())
-        .and_then(|l| l.get(LABEL_FARM))
-        .is_some_and(|v| v == prefix)
 }
 
 /// Every secret labelled as farm `prefix`'s.
